@@ -1,0 +1,162 @@
+//! Scalar reference operators: the oracle every fast kernel is tested against.
+//!
+//! Plain loops in the definition's own order, no blocking, no SIMD, no threads. Layouts
+//! are those of the runtime: one image's activation is CHW, a batch is `[N, ...]`.
+
+use crate::plan::{Lrn, MaxPool, Pads};
+
+/// Direct convolution of one image. `input` is `[c, h, w]`, `weight` `[o, c/groups, kh, kw]`,
+/// `bias` `[o]`; returns `[o, oh, ow]` (`oh`, `ow` given by the caller's plan).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    input: &[f32],
+    [c, h, w]: [usize; 3],
+    weight: &[f32],
+    bias: &[f32],
+    o: usize,
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    pads: Pads,
+    groups: usize,
+    [oh, ow]: [usize; 2],
+    relu: bool,
+) -> Vec<f32> {
+    let cg = c / groups;
+    let og = o / groups;
+    let mut out = vec![0.0f32; o * oh * ow];
+    for oc in 0..o {
+        let g = oc / og;
+        for y in 0..oh {
+            for x in 0..ow {
+                let mut acc = bias[oc];
+                for ic in 0..cg {
+                    for ky in 0..kh {
+                        let iy = (y * sh + ky) as isize - pads.top as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = (x * sw + kx) as isize - pads.left as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let v = input[((g * cg + ic) * h + iy as usize) * w + ix as usize];
+                            acc += v * weight[((oc * cg + ic) * kh + ky) * kw + kx];
+                        }
+                    }
+                }
+                out[(oc * oh + y) * ow + x] = if relu { relu1(acc) } else { acc };
+            }
+        }
+    }
+    out
+}
+
+/// ReLU that lets NaN through.
+pub fn relu1(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// Max with sticky NaN: once a NaN is seen it wins.
+pub fn max_nan(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// Max pooling of one `[c, h, w]` image into `[c, oh, ow]`; padded cells are ignored.
+pub fn maxpool(input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usize; 2]) -> Vec<f32> {
+    let mut out = vec![0.0f32; c * oh * ow];
+    for ch in 0..c {
+        for y in 0..oh {
+            for x in 0..ow {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..p.kernel[0] as usize {
+                    let iy = (y * p.stride[0] as usize + ky) as isize - p.pads.top as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..p.kernel[1] as usize {
+                        let ix = (x * p.stride[1] as usize + kx) as isize - p.pads.left as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        m = max_nan(m, input[(ch * h + iy as usize) * w + ix as usize]);
+                    }
+                }
+                out[(ch * oh + y) * ow + x] = m;
+            }
+        }
+    }
+    out
+}
+
+/// Cross-channel LRN of one `[c, h, w]` image (ONNX definition, computed in f64).
+pub fn lrn(input: &[f32], [c, h, w]: [usize; 3], p: &Lrn) -> Vec<f32> {
+    let size = p.size as usize;
+    let before = (size - 1) / 2;
+    let after = size - 1 - before;
+    let hw = h * w;
+    let mut out = vec![0.0f32; input.len()];
+    for ch in 0..c {
+        let lo = ch.saturating_sub(before);
+        let hi = (ch + after).min(c - 1);
+        for i in 0..hw {
+            let mut s = 0.0f64;
+            for cc in lo..=hi {
+                let v = input[cc * hw + i] as f64;
+                s += v * v;
+            }
+            let d = (p.bias as f64 + p.alpha as f64 / size as f64 * s).powf(p.beta as f64);
+            out[ch * hw + i] = (input[ch * hw + i] as f64 / d) as f32;
+        }
+    }
+    out
+}
+
+/// `y[n] = W x[n] + b` for a batch: `x` is `[batch, k]`, `w` `[m, k]`, returns `[batch, m]`.
+pub fn linear(x: &[f32], batch: usize, w: &[f32], b: &[f32], m: usize, k: usize, relu: bool) -> Vec<f32> {
+    let mut y = vec![0.0f32; batch * m];
+    for n in 0..batch {
+        for i in 0..m {
+            let mut acc = b[i];
+            for j in 0..k {
+                acc += w[i * k + j] * x[n * k + j];
+            }
+            y[n * m + i] = if relu { relu1(acc) } else { acc };
+        }
+    }
+    y
+}
+
+/// Plain `C = A B` with row-major `A [m, k]`, `B [k, n]`: the GEMM oracle.
+pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                acc += a[i * k + p] * b[p * n + j];
+            }
+            c[i * n + j] = acc;
+        }
+    }
+    c
+}
+
+/// Numerically stable softmax of each row of `[rows, n]` (computed in f64).
+pub fn softmax(x: &[f32], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(n) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, max_nan) as f64;
+        let s: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        out.extend(row.iter().map(|&v| ((v as f64 - m).exp() / s) as f32));
+    }
+    out
+}

@@ -1,0 +1,605 @@
+//! Weight-file format v1: the one place that writes and reads it.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "ALEXNET\0"
+//! 8       4     version (u32) = 1
+//! 12      4     byte-order tag (u32) = 0x01020304, stored little-endian: 04 03 02 01
+//! 16      8     meta_len (u64): bytes of the metadata block that starts at 64
+//! 24      8     data_offset (u64): start of the data section, a multiple of 64
+//! 32      8     data_len (u64): bytes of the data section; the file ends right after it
+//! 40      8     checksum (u64) of the data section (see [`checksum`]), 0 if flag unset
+//! 48      4     flags (u32): bit 0 = checksum present; other bits must be 0
+//! 52      12    reserved, zero
+//! 64      ...   metadata: input, preprocessing, layers, labels, tensor table
+//! ...           zero padding up to data_offset
+//! data_offset   tensors, each starting at the next 64-byte boundary after the previous
+//! ```
+//!
+//! All integers little-endian, floats IEEE-754 binary32. The metadata block is a sequence
+//! of fixed-width fields and length-prefixed UTF-8 strings (`u16` length); see
+//! `docs/weight-format.md` for the full grammar. Reading never trusts a count or length:
+//! each is capped and checked against the bytes that remain before anything is allocated.
+
+use crate::error::{Error, Result};
+use crate::plan::{ColorOrder, Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+
+/// The eight magic bytes at the start of every weight file.
+pub const MAGIC: [u8; 8] = *b"ALEXNET\0";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// The byte-order tag as a number; stored little-endian.
+pub const BYTE_ORDER_TAG: u32 = 0x0102_0304;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 64;
+/// Alignment of the data section and of every tensor in it.
+pub const ALIGN: u64 = 64;
+/// Flag bit: the checksum field is meaningful.
+pub const FLAG_CHECKSUM: u32 = 1;
+
+/// Cap on the metadata block.
+pub const MAX_META_LEN: u64 = 16 << 20;
+/// Cap on the number of tensors.
+pub const MAX_TENSORS: usize = 1024;
+/// Cap on tensor rank.
+pub const MAX_RANK: usize = 8;
+/// Cap on the number of labels.
+pub const MAX_LABELS: usize = 1 << 20;
+
+/// Element type of a stored tensor. Codes are part of the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dtype {
+    /// IEEE-754 binary32, little-endian (code 0).
+    F32,
+}
+
+impl Dtype {
+    /// The format's code for this dtype.
+    pub fn code(self) -> u8 {
+        match self {
+            Dtype::F32 => 0,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            Dtype::F32 => 4,
+        }
+    }
+
+    fn from_code(code: u8, tensor: &str) -> Result<Dtype> {
+        match code {
+            0 => Ok(Dtype::F32),
+            _ => Err(Error::UnsupportedDtype { tensor: tensor.into(), code }),
+        }
+    }
+}
+
+/// How a tensor's elements are ordered. Codes are part of the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// Plain row-major in the order of the shape: OIHW for conv weights, `[out, in]` for
+    /// linear weights (code 0).
+    RowMajor,
+}
+
+impl Layout {
+    /// The format's code for this layout.
+    pub fn code(self) -> u8 {
+        match self {
+            Layout::RowMajor => 0,
+        }
+    }
+
+    fn from_code(code: u8, tensor: &str) -> Result<Layout> {
+        match code {
+            0 => Ok(Layout::RowMajor),
+            _ => Err(Error::UnsupportedLayout { tensor: tensor.into(), code }),
+        }
+    }
+}
+
+/// One row of the tensor table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// Unique name, `{layer}.weight` or `{layer}.bias`.
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Element order.
+    pub layout: Layout,
+    /// Logical shape.
+    pub shape: Vec<u64>,
+    /// Byte offset from the start of the data section (multiple of [`ALIGN`]).
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// The parsed fixed header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Bytes of metadata after the fixed header.
+    pub meta_len: u64,
+    /// Start of the data section.
+    pub data_offset: u64,
+    /// Bytes of the data section.
+    pub data_len: u64,
+    /// Checksum of the data section, if the flag is set.
+    pub checksum: Option<u64>,
+}
+
+/// Everything before the data section: plan plus tensor table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metadata {
+    /// The network.
+    pub plan: Plan,
+    /// Where each tensor lives in the data section.
+    pub tensors: Vec<TensorEntry>,
+}
+
+/// 64-bit checksum of the data section: FNV-1a over little-endian u64 words, the final
+/// partial word zero-extended. Fast enough to verify a 240 MB file in a fraction of a second.
+pub fn checksum(data: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ data.len() as u64;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h ^ v).wrapping_mul(PRIME);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(PRIME);
+    }
+    h
+}
+
+/// Round `x` up to a multiple of [`ALIGN`], checked.
+pub fn align_up(x: u64) -> Result<u64> {
+    x.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN).ok_or(Error::Overflow("alignment"))
+}
+
+/// Parse and check the fixed header against the file length.
+pub fn read_header(bytes: &[u8]) -> Result<Header> {
+    let file_len = bytes.len() as u64;
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::Truncated { what: "fixed header", needed: HEADER_LEN as u64, available: file_len });
+    }
+    if bytes[0..8] != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(Error::UnsupportedVersion { found: version, supported: VERSION });
+    }
+    let tag = u32_at(12);
+    if tag != BYTE_ORDER_TAG {
+        return Err(Error::ByteOrder(tag));
+    }
+    let meta_len = u64_at(16);
+    let data_offset = u64_at(24);
+    let data_len = u64_at(32);
+    let checksum = u64_at(40);
+    let flags = u32_at(48);
+    if flags & !FLAG_CHECKSUM != 0 {
+        return Err(Error::Malformed(format!("unknown header flags {flags:#x}")));
+    }
+    if bytes[52..64].iter().any(|&b| b != 0) {
+        return Err(Error::Malformed("reserved header bytes are not zero".into()));
+    }
+    if meta_len > MAX_META_LEN {
+        return Err(Error::TooLarge { what: "metadata length", value: meta_len, limit: MAX_META_LEN });
+    }
+    let meta_end = HEADER_LEN as u64 + meta_len;
+    if meta_end > file_len {
+        return Err(Error::Truncated { what: "metadata block", needed: meta_end, available: file_len });
+    }
+    if data_offset % ALIGN != 0 {
+        return Err(Error::Misaligned { tensor: "<data section>".into(), offset: data_offset, align: ALIGN });
+    }
+    if data_offset < meta_end {
+        return Err(Error::Malformed(format!(
+            "data section at {data_offset} starts inside the metadata (ends at {meta_end})"
+        )));
+    }
+    let data_end = data_offset.checked_add(data_len).ok_or(Error::Overflow("data section end"))?;
+    if data_end > file_len {
+        return Err(Error::Truncated { what: "data section", needed: data_end, available: file_len });
+    }
+    if data_end < file_len {
+        return Err(Error::TrailingBytes(file_len - data_end));
+    }
+    if bytes[meta_end as usize..data_offset as usize].iter().any(|&b| b != 0) {
+        return Err(Error::Malformed("padding before the data section is not zero".into()));
+    }
+    Ok(Header { meta_len, data_offset, data_len, checksum: (flags & FLAG_CHECKSUM != 0).then_some(checksum) })
+}
+
+/// A bounds-checked little-endian reader over the metadata block.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or(Error::Overflow("metadata offset"))?;
+        if end > self.bytes.len() {
+            return Err(Error::Truncated {
+                what,
+                needed: end as u64,
+                available: self.bytes.len() as u64,
+            });
+        }
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn f32(&mut self, what: &'static str) -> Result<f32> {
+        Ok(f32::from_bits(self.u32(what)?))
+    }
+    fn bool(&mut self, what: &'static str) -> Result<bool> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(Error::Malformed(format!("{what}: boolean byte {v}"))),
+        }
+    }
+    fn string(&mut self, what: &'static str) -> Result<String> {
+        let n = self.u16(what)? as usize;
+        let b = self.take(n, what)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")))
+    }
+    fn pads(&mut self) -> Result<Pads> {
+        Ok(Pads {
+            top: self.u32("padding")?,
+            left: self.u32("padding")?,
+            bottom: self.u32("padding")?,
+            right: self.u32("padding")?,
+        })
+    }
+    fn pair(&mut self, what: &'static str) -> Result<[u32; 2]> {
+        Ok([self.u32(what)?, self.u32(what)?])
+    }
+    /// A count, capped, and checked against the bytes left given a minimum item size.
+    fn count(&mut self, what: &'static str, cap: usize, min_item: usize) -> Result<usize> {
+        let n = self.u32(what)? as u64;
+        if n > cap as u64 {
+            return Err(Error::TooLarge { what, value: n, limit: cap as u64 });
+        }
+        let left = (self.bytes.len() - self.pos) as u64;
+        if n * min_item as u64 > left {
+            return Err(Error::Truncated { what, needed: n * min_item as u64, available: left });
+        }
+        Ok(n as usize)
+    }
+}
+
+// Layer tags in the metadata block.
+const TAG_CONV: u8 = 1;
+const TAG_RELU: u8 = 2;
+const TAG_MAXPOOL: u8 = 3;
+const TAG_LRN: u8 = 4;
+const TAG_FLATTEN: u8 = 5;
+const TAG_LINEAR: u8 = 6;
+const TAG_SOFTMAX: u8 = 7;
+
+/// Parse the metadata block (plan and tensor table). Structural checks only; the plan's
+/// hyperparameters and the table's placement are checked by the caller.
+pub fn read_metadata(meta: &[u8]) -> Result<Metadata> {
+    let mut c = Cursor { bytes: meta, pos: 0 };
+    let input = [c.u32("input")?, c.u32("input")?, c.u32("input")?];
+    let color = match c.u8("color order")? {
+        0 => ColorOrder::Rgb,
+        1 => ColorOrder::Bgr,
+        v => return Err(Error::Malformed(format!("unknown color order {v}"))),
+    };
+    let scale = c.f32("scale")?;
+    let mean = [c.f32("mean")?, c.f32("mean")?, c.f32("mean")?];
+    let std = [c.f32("std")?, c.f32("std")?, c.f32("std")?];
+    let resize_shorter = c.u32("resize")?;
+    let preprocess = Preprocess { color, scale, mean, std, resize_shorter };
+
+    let n_layers = c.count("layer count", crate::plan::limits::MAX_LAYERS, 1)?;
+    let mut layers = Vec::with_capacity(n_layers);
+    for _ in 0..n_layers {
+        let layer = match c.u8("layer tag")? {
+            TAG_CONV => Layer::Conv(Conv {
+                name: c.string("layer name")?,
+                out_channels: c.u32("conv")?,
+                kernel: c.pair("conv kernel")?,
+                stride: c.pair("conv stride")?,
+                pads: c.pads()?,
+                groups: c.u32("conv groups")?,
+                relu: c.bool("conv relu")?,
+            }),
+            TAG_RELU => Layer::Relu,
+            TAG_MAXPOOL => Layer::MaxPool(MaxPool {
+                kernel: c.pair("pool kernel")?,
+                stride: c.pair("pool stride")?,
+                pads: c.pads()?,
+                ceil_mode: c.bool("pool ceil_mode")?,
+            }),
+            TAG_LRN => Layer::Lrn(Lrn {
+                size: c.u32("lrn size")?,
+                alpha: c.f32("lrn alpha")?,
+                beta: c.f32("lrn beta")?,
+                bias: c.f32("lrn bias")?,
+            }),
+            TAG_FLATTEN => Layer::Flatten,
+            TAG_LINEAR => Layer::Linear(Linear {
+                name: c.string("layer name")?,
+                out_features: c.u32("linear")?,
+                relu: c.bool("linear relu")?,
+            }),
+            TAG_SOFTMAX => Layer::Softmax,
+            t => return Err(Error::Malformed(format!("unknown layer kind tag {t}"))),
+        };
+        layers.push(layer);
+    }
+
+    let n_labels = c.count("label count", MAX_LABELS, 2)?;
+    let mut labels = Vec::with_capacity(n_labels);
+    for _ in 0..n_labels {
+        labels.push(c.string("label")?);
+    }
+
+    let n_tensors = c.count("tensor count", MAX_TENSORS, 2 + 1 + 1 + 1 + 16)?;
+    let mut tensors = Vec::with_capacity(n_tensors);
+    for _ in 0..n_tensors {
+        let name = c.string("tensor name")?;
+        let dtype = Dtype::from_code(c.u8("dtype")?, &name)?;
+        let layout = Layout::from_code(c.u8("layout")?, &name)?;
+        let rank = c.u8("rank")? as usize;
+        if rank > MAX_RANK {
+            return Err(Error::TooLarge { what: "tensor rank", value: rank as u64, limit: MAX_RANK as u64 });
+        }
+        let mut shape = Vec::with_capacity(rank);
+        for _ in 0..rank {
+            shape.push(c.u64("tensor dim")?);
+        }
+        let offset = c.u64("tensor offset")?;
+        let len = c.u64("tensor length")?;
+        tensors.push(TensorEntry { name, dtype, layout, shape, offset, len });
+    }
+    if c.pos != meta.len() {
+        return Err(Error::Malformed(format!("{} unparsed bytes at the end of the metadata", meta.len() - c.pos)));
+    }
+    let plan = Plan { input, preprocess, layers, labels };
+    Ok(Metadata { plan, tensors })
+}
+
+/// Little-endian writer for the metadata block.
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f32(&mut self, v: f32) {
+        self.u32(v.to_bits());
+    }
+    fn string(&mut self, s: &str) -> Result<()> {
+        let n = u16::try_from(s.len()).map_err(|_| Error::InvalidArgument(format!("string too long: {s:.40}...")))?;
+        self.u16(n);
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    fn pads(&mut self, p: Pads) {
+        for v in [p.top, p.left, p.bottom, p.right] {
+            self.u32(v);
+        }
+    }
+}
+
+fn write_metadata(plan: &Plan, tensors: &[TensorEntry]) -> Result<Vec<u8>> {
+    let mut o = Out::default();
+    for v in plan.input {
+        o.u32(v);
+    }
+    let p = &plan.preprocess;
+    o.u8(match p.color {
+        ColorOrder::Rgb => 0,
+        ColorOrder::Bgr => 1,
+    });
+    o.f32(p.scale);
+    p.mean.iter().for_each(|&v| o.f32(v));
+    p.std.iter().for_each(|&v| o.f32(v));
+    o.u32(p.resize_shorter);
+    o.u32(plan.layers.len() as u32);
+    for layer in &plan.layers {
+        match layer {
+            Layer::Conv(cv) => {
+                o.u8(TAG_CONV);
+                o.string(&cv.name)?;
+                o.u32(cv.out_channels);
+                cv.kernel.iter().chain(&cv.stride).for_each(|&v| o.u32(v));
+                o.pads(cv.pads);
+                o.u32(cv.groups);
+                o.u8(cv.relu as u8);
+            }
+            Layer::Relu => o.u8(TAG_RELU),
+            Layer::MaxPool(mp) => {
+                o.u8(TAG_MAXPOOL);
+                mp.kernel.iter().chain(&mp.stride).for_each(|&v| o.u32(v));
+                o.pads(mp.pads);
+                o.u8(mp.ceil_mode as u8);
+            }
+            Layer::Lrn(l) => {
+                o.u8(TAG_LRN);
+                o.u32(l.size);
+                o.f32(l.alpha);
+                o.f32(l.beta);
+                o.f32(l.bias);
+            }
+            Layer::Flatten => o.u8(TAG_FLATTEN),
+            Layer::Linear(l) => {
+                o.u8(TAG_LINEAR);
+                o.string(&l.name)?;
+                o.u32(l.out_features);
+                o.u8(l.relu as u8);
+            }
+            Layer::Softmax => o.u8(TAG_SOFTMAX),
+        }
+    }
+    o.u32(plan.labels.len() as u32);
+    for l in &plan.labels {
+        o.string(l)?;
+    }
+    o.u32(tensors.len() as u32);
+    for t in tensors {
+        o.string(&t.name)?;
+        o.u8(t.dtype.code());
+        o.u8(t.layout.code());
+        o.u8(t.shape.len() as u8);
+        t.shape.iter().for_each(|&d| o.u64(d));
+        o.u64(t.offset);
+        o.u64(t.len);
+    }
+    Ok(o.0)
+}
+
+/// A tensor to be written: name, shape and f32 values in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedTensor {
+    /// Tensor name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// Serialise a plan and its tensors into a complete weight file.
+///
+/// The plan is validated and every tensor checked against it first, so a file this
+/// function writes always opens.
+pub fn to_bytes(plan: &Plan, tensors: &[OwnedTensor]) -> Result<Vec<u8>> {
+    let specs = plan.tensor_specs()?;
+    for spec in &specs {
+        let t = tensors
+            .iter()
+            .find(|t| t.name == spec.name)
+            .ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
+        if t.shape != spec.shape {
+            return Err(Error::ShapeMismatch { tensor: t.name.clone(), expected: spec.shape.clone(), found: t.shape.clone() });
+        }
+        if t.data.len() as u64 != t.shape.iter().product::<u64>() {
+            return Err(Error::TensorLength {
+                tensor: t.name.clone(),
+                expected: t.shape.iter().product::<u64>() * 4,
+                found: t.data.len() as u64 * 4,
+            });
+        }
+    }
+    if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
+        return Err(Error::UnusedTensor(extra.name.clone()));
+    }
+    // Tensors are written in plan order so the data section streams in execution order.
+    let mut entries = Vec::with_capacity(specs.len());
+    let mut offset = 0u64;
+    for spec in &specs {
+        let len = spec.shape.iter().product::<u64>() * 4;
+        entries.push(TensorEntry {
+            name: spec.name.clone(),
+            dtype: Dtype::F32,
+            layout: Layout::RowMajor,
+            shape: spec.shape.clone(),
+            offset,
+            len,
+        });
+        offset = align_up(offset + len)?;
+    }
+    let data_len = entries.last().map(|e| e.offset + e.len).unwrap_or(0);
+    let meta = write_metadata(plan, &entries)?;
+    let data_offset = align_up(HEADER_LEN as u64 + meta.len() as u64)?;
+    let total = (data_offset + data_len) as usize;
+    let mut bytes = Vec::with_capacity(total);
+    bytes.resize(HEADER_LEN, 0);
+    bytes.extend_from_slice(&meta);
+    bytes.resize(data_offset as usize, 0);
+    for (spec, entry) in specs.iter().zip(&entries) {
+        bytes.resize(data_offset as usize + entry.offset as usize, 0);
+        let t = tensors.iter().find(|t| t.name == spec.name).ok_or(Error::Overflow("tensor lookup"))?;
+        for v in &t.data {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    debug_assert_eq!(bytes.len(), total);
+    let sum = checksum(&bytes[data_offset as usize..]);
+    bytes[0..8].copy_from_slice(&MAGIC);
+    bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    bytes[12..16].copy_from_slice(&BYTE_ORDER_TAG.to_le_bytes());
+    bytes[16..24].copy_from_slice(&(meta.len() as u64).to_le_bytes());
+    bytes[24..32].copy_from_slice(&data_offset.to_le_bytes());
+    bytes[32..40].copy_from_slice(&data_len.to_le_bytes());
+    bytes[40..48].copy_from_slice(&sum.to_le_bytes());
+    bytes[48..52].copy_from_slice(&FLAG_CHECKSUM.to_le_bytes());
+    Ok(bytes)
+}
+
+/// Write a weight file atomically: into a temporary file beside `path`, fsync, then rename.
+///
+/// A file that a running process has mapped is therefore never truncated in place.
+pub fn write_file(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor]) -> Result<()> {
+    use std::io::Write;
+    let bytes = to_bytes(plan, tensors)?;
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} has no file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
