@@ -166,10 +166,9 @@ mod tests {
     #[test]
     fn generator_is_pinned() {
         // Pinned so the Rust and numpy generators cannot drift apart silently.
-        let v = fill(7, 3, 1.0);
-        let again = fill(7, 3, 1.0);
-        assert_eq!(v, again);
-        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
+        // The same values numpy computes in tools/make_fixtures.py
+        // (tests/fixtures/generator_check.txt).
+        assert_eq!(fill(7, 3, 1.0), [0.433_948_4, -0.231_174_71, -0.770_522_83]);
         assert_ne!(fill(7, 3, 1.0), fill(8, 3, 1.0));
     }
 

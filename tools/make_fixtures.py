@@ -27,7 +27,10 @@ What is written (see ``tests/fixtures/README.md``):
 ``onnx/<name>/{model.onnx,input.npy,expected.npy,meta.json}``
     Small AlexNet-family ONNX models (committed whole) covering the op/attribute variants
     an importer meets in the wild: ``spec_small``, ``zoo_small``, ``torchvision_small``,
-    ``odd_small``, ``no_bias_small``.
+    ``odd_small``, ``no_bias_small``. ORT's LRN kernel rejects even sizes, so
+    ``odd_small``'s expected output (which has a native size-4 LRN) is computed by ORT on
+    a twin graph where that LRN is spelled out in primitive ops (validated against ORT's
+    LRN for odd sizes and against a float64 numpy LRN for all sizes).
 
 ``state_dict/``
     A small torchvision-structured AlexNet as a safetensors file (F32), an ``.npz`` and a
@@ -143,8 +146,12 @@ class Net:
     emitted as initializers by :meth:`model`, optionally transformed (bf16 rounding).
     """
 
-    def __init__(self, opset: int, params, input_name: str, batch: int | str, chw, names=None):
+    def __init__(self, opset: int, params, input_name: str, batch: int | str, chw, names=None, decompose_even_lrn=False):
         self.opset = opset
+        # ORT's LRN kernel rejects even sizes; such nets are built twice: natively (the
+        # committed model) and with the LRN spelled out in primitive ops (run by ORT).
+        self.decompose_even_lrn = decompose_even_lrn
+        self.ort_runnable = True
         self.params = params
         self.names = names or {}
         self.input_name = input_name
@@ -205,7 +212,34 @@ class Net:
         self.op("AveragePool", [self.cur], kernel_shape=[1, 1], strides=[1, 1])
 
     def lrn(self, size=5, alpha=1e-4, beta=0.75, bias=1.0):
+        if size % 2 == 0 and self.decompose_even_lrn:
+            self.lrn_decomposed(size, alpha, beta, bias)
+            return
+        self.ort_runnable &= size % 2 == 1
         self.op("LRN", [self.cur], size=size, alpha=alpha, beta=beta, bias=bias)
+
+    def lrn_decomposed(self, size, alpha, beta, bias):
+        """ONNX LRN from primitive ops, following the operator's definition literally:
+        y = x / (bias + alpha/size * sum_{i in window(c)} x_i^2)^beta with
+        window(c) = [c - floor((size-1)/2), c + ceil((size-1)/2)] clipped to the channels.
+        The window sum is a 1x1 Conv with a 0/1 band matrix."""
+        x, c = self.cur, self.channels
+        lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+        band = np.zeros((c, c, 1, 1), dtype=np.float32)
+        for o in range(c):
+            band[o, max(0, o - lo) : min(c, o + hi + 1)] = 1.0
+
+        def const(hint, value):
+            name = self._fresh(hint)
+            self.consts[name] = np.asarray(value, dtype=np.float32)
+            return name
+
+        sq = self.op("Mul", [x, x], hint="lrn_sq")
+        ssum = self.op("Conv", [sq, const("lrn_band", band)], hint="lrn_sum", kernel_shape=[1, 1])
+        t = self.op("Mul", [ssum, const("lrn_alpha", np.float32(alpha) / np.float32(size))], hint="lrn_scale")
+        t = self.op("Add", [t, const("lrn_bias", bias)], hint="lrn_bias")
+        t = self.op("Pow", [t, const("lrn_beta", beta)], hint="lrn_pow")
+        self.op("Div", [x, t], hint="lrn_out")
 
     def identity(self):
         self.op("Identity", [self.cur])
@@ -280,6 +314,8 @@ class Net:
             if vi.name == self.cur and vi.type.tensor_type.HasField("shape"):
                 dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
         assert dims is not None, f"shape inference gave no shape for {self.cur}"
+        if not self.ort_runnable:  # checked against the decomposed twin instead
+            return [x.shape[0], *dims[1:]]
         actual = list(run(trunk, x).shape)
         assert actual[1:] == dims[1:], f"ORT {actual} vs shape inference {dims}"
         return actual
@@ -574,7 +610,10 @@ SMALL_MODELS = {
         description="Non-square 3x99x111 input; conv1 k7 s3 asymmetric pads [1,2,0,1]; MaxPool "
         "ceil_mode=1; LRN size 3 (alpha 2e-4, beta 0.6, bias 2); grouped conv2; LRN size 4 (even) "
         "before MaxPool k2 s2 pads [0,0,1,1]; fc6 Gemm transB=1, fc7 Gemm transB=0 (B [in,out]), "
-        "fc8 MatMul + Add of a Constant-node bias; Softmax (default axis); opset 13, fixed batch 2.",
+        "fc8 MatMul + Add of a Constant-node bias; Softmax (default axis); opset 13, fixed batch 2. "
+        "ORT rejects even LRN sizes, so expected.npy comes from ORT on an equivalent graph with "
+        "the size-4 LRN spelled out in primitive ops per the ONNX definition "
+        "(window [c-1, c+2]).",
     ),
     "no_bias_small": dict(
         opset=13, input="data", batch_dim=1, batch=1, chw=(3, 67, 67), softmax=False, seed=105,
@@ -585,6 +624,32 @@ SMALL_MODELS = {
 }
 
 
+def lrn_numpy(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """ONNX LRN by its definition, in float64 (validation only)."""
+    x64, c = x.astype(np.float64), x.shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    ssum = np.stack([np.sum(x64[:, max(0, o - lo) : min(c, o + hi + 1)] ** 2, axis=1) for o in range(c)], axis=1)
+    return (x64 / (bias + alpha / size * ssum) ** beta).astype(np.float32)
+
+
+def check_lrn_decomposition() -> None:
+    """The primitive-op LRN must agree with ORT's LRN (odd sizes) and with the definition
+    (all sizes), so the even-size fixture is as trustworthy as the native ones."""
+    x = np.random.default_rng(7).standard_normal((2, 7, 5, 6), dtype=np.float32) * 8
+    for size, alpha, beta, bias in [(3, 2e-4, 0.6, 2.0), (4, 1e-4, 0.75, 1.0), (5, 1e-2, 0.75, 1.0), (4, 1e-1, 0.6, 0.5)]:
+        ys = []
+        for decompose in (False, True):
+            net = Net(13, None, "x", 2, x.shape[1:])
+            net.decompose_even_lrn = decompose
+            (net.lrn_decomposed if decompose else net.lrn)(size, alpha, beta, bias)
+            ys.append(run(net.model(list(x.shape)), x) if net.ort_runnable else None)
+        ref = lrn_numpy(x, size, alpha, beta, bias)
+        assert np.allclose(ys[1], ref, rtol=1e-5, atol=1e-6), size
+        if ys[0] is not None:
+            assert np.allclose(ys[0], ys[1], rtol=1e-5, atol=1e-6), size
+    print("LRN decomposition matches ORT (odd sizes) and the ONNX definition (all sizes)")
+
+
 def make_small() -> dict[str, int]:
     flatten = {}
     for name, cfg in SMALL_MODELS.items():
@@ -593,7 +658,15 @@ def make_small() -> dict[str, int]:
         net = Net(cfg["opset"], GaussianParams(seed), cfg["input"], cfg["batch_dim"], cfg["chw"], cfg.get("names"))
         cfg["build"](net, x)
         model = net.model([cfg["batch_dim"], net.channels])
-        y = run(model, x)
+        if net.ort_runnable:
+            y = run(model, x)
+        else:  # same weights (same rng draws), even-size LRN spelled out for ORT
+            twin = Net(cfg["opset"], GaussianParams(seed), cfg["input"], cfg["batch_dim"], cfg["chw"],
+                       cfg.get("names"), decompose_even_lrn=True)  # fmt: skip
+            cfg["build"](twin, x)
+            assert twin.ort_runnable and twin.features == net.features
+            assert all(np.array_equal(a, twin.weights[k]) for k, a in net.weights.items())
+            y = run(twin.model([cfg["batch_dim"], twin.channels]), x)
         check_output(f"onnx/{name} (flatten {net.features})", y, cfg["batch"], net.channels, cfg["softmax"])
         d = FIXTURES / "onnx" / name
         d.mkdir(parents=True, exist_ok=True)
@@ -654,6 +727,7 @@ def main() -> None:
     make_generator_check()
     print("full-size synthetic networks:")
     make_full()
+    check_lrn_decomposition()
     print("small ONNX models:")
     flatten = make_small()
     print("state dicts:")

@@ -551,31 +551,38 @@ pub fn to_bytes(plan: &Plan, tensors: &[OwnedTensor]) -> Result<Vec<u8>> {
         });
         offset = align_up(offset + len)?;
     }
-    let data_len = entries.last().map(|e| e.offset + e.len).unwrap_or(0);
-    let meta = write_metadata(plan, &entries)?;
+    let data_len = entries.last().map(|e| e.offset + e.len).unwrap_or(0) as usize;
+    let mut data = vec![0u8; data_len];
+    for (spec, entry) in specs.iter().zip(&entries) {
+        let t = tensors.iter().find(|t| t.name == spec.name).ok_or(Error::Overflow("tensor lookup"))?;
+        let dst = &mut data[entry.offset as usize..(entry.offset + entry.len) as usize];
+        for (d, v) in dst.chunks_exact_mut(4).zip(&t.data) {
+            d.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    assemble(plan, &entries, &data)
+}
+
+/// Lay out header, metadata and `data` (the data section, as given) with no validation.
+///
+/// [`to_bytes`] is the way to write a correct file; this exists so tests and fuzzers can
+/// build files with arbitrary tables. The header's checksum covers `data`.
+pub fn assemble(plan: &Plan, entries: &[TensorEntry], data: &[u8]) -> Result<Vec<u8>> {
+    let meta = write_metadata(plan, entries)?;
     let data_offset = align_up(HEADER_LEN as u64 + meta.len() as u64)?;
-    let total = (data_offset + data_len) as usize;
-    let mut bytes = Vec::with_capacity(total);
+    let mut bytes = Vec::with_capacity(data_offset as usize + data.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&BYTE_ORDER_TAG.to_le_bytes());
+    bytes.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&data_offset.to_le_bytes());
+    bytes.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&checksum(data).to_le_bytes());
+    bytes.extend_from_slice(&FLAG_CHECKSUM.to_le_bytes());
     bytes.resize(HEADER_LEN, 0);
     bytes.extend_from_slice(&meta);
     bytes.resize(data_offset as usize, 0);
-    for (spec, entry) in specs.iter().zip(&entries) {
-        bytes.resize(data_offset as usize + entry.offset as usize, 0);
-        let t = tensors.iter().find(|t| t.name == spec.name).ok_or(Error::Overflow("tensor lookup"))?;
-        for v in &t.data {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    debug_assert_eq!(bytes.len(), total);
-    let sum = checksum(&bytes[data_offset as usize..]);
-    bytes[0..8].copy_from_slice(&MAGIC);
-    bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    bytes[12..16].copy_from_slice(&BYTE_ORDER_TAG.to_le_bytes());
-    bytes[16..24].copy_from_slice(&(meta.len() as u64).to_le_bytes());
-    bytes[24..32].copy_from_slice(&data_offset.to_le_bytes());
-    bytes[32..40].copy_from_slice(&data_len.to_le_bytes());
-    bytes[40..48].copy_from_slice(&sum.to_le_bytes());
-    bytes[48..52].copy_from_slice(&FLAG_CHECKSUM.to_le_bytes());
+    bytes.extend_from_slice(data);
     Ok(bytes)
 }
 

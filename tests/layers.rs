@@ -1,0 +1,190 @@
+//! The runtime against the scalar reference network, on small plans covering every layer
+//! kind and AlexNet variant: CaffeNet and paper order, groups, asymmetric pads, ceil mode,
+//! even LRN windows, other betas, non-square inputs, standalone ReLU, batches.
+
+use alexnet::ops::reference;
+use alexnet::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+use alexnet::{synthetic, Model, WeightFile};
+
+fn conv(name: &str, out: u32, k: u32, s: u32, pads: Pads, groups: u32, relu: bool) -> Layer {
+    Layer::Conv(Conv { name: name.into(), out_channels: out, kernel: [k, k], stride: [s, s], pads, groups, relu })
+}
+fn pool(k: u32, s: u32, pads: Pads, ceil_mode: bool) -> Layer {
+    Layer::MaxPool(MaxPool { kernel: [k, k], stride: [s, s], pads, ceil_mode })
+}
+fn lrn(size: u32, beta: f32) -> Layer {
+    Layer::Lrn(Lrn { size, alpha: 1e-3, beta, bias: 1.5 })
+}
+fn fc(name: &str, out: u32, relu: bool) -> Layer {
+    Layer::Linear(Linear { name: name.into(), out_features: out, relu })
+}
+fn plan(input: [u32; 3], layers: Vec<Layer>) -> Plan {
+    Plan { input, preprocess: Preprocess::caffe(), layers, labels: vec![] }
+}
+
+/// Small plans, one per variant or corner.
+fn plans() -> Vec<(&'static str, Plan)> {
+    let p0 = Pads::default();
+    let p1 = Pads::uniform(1);
+    let tail = Pads { top: 0, left: 0, bottom: 1, right: 1 };
+    vec![
+        (
+            "caffenet order, groups",
+            plan(
+                [3, 67, 67],
+                vec![
+                    conv("conv1", 8, 11, 4, p0, 1, true),
+                    pool(3, 2, p0, false),
+                    lrn(5, 0.75),
+                    conv("conv2", 12, 5, 1, Pads::uniform(2), 2, true),
+                    pool(3, 2, p0, false),
+                    lrn(5, 0.75),
+                    conv("conv3", 16, 3, 1, p1, 1, true),
+                    conv("conv4", 16, 3, 1, p1, 2, true),
+                    conv("conv5", 8, 3, 1, p1, 2, true),
+                    pool(3, 2, p0, false),
+                    Layer::Flatten,
+                    fc("fc6", 24, true),
+                    fc("fc7", 20, true),
+                    fc("fc8", 10, false),
+                    Layer::Softmax,
+                ],
+            ),
+        ),
+        (
+            "paper order, tail pads",
+            plan(
+                [3, 64, 64],
+                vec![
+                    conv("conv1", 6, 11, 4, p0, 1, true),
+                    lrn(5, 0.75),
+                    pool(3, 2, tail, false),
+                    conv("conv2", 8, 5, 1, Pads::uniform(2), 2, true),
+                    lrn(5, 0.75),
+                    pool(3, 2, p0, false),
+                    Layer::Flatten,
+                    fc("fc6", 17, true),
+                    fc("fc8", 5, false),
+                    Layer::Softmax,
+                ],
+            ),
+        ),
+        (
+            "odd: non-square, asymmetric conv pads, ceil mode, even LRN, beta 0.6, standalone relu",
+            plan(
+                [3, 29, 37],
+                vec![
+                    conv("conv1", 5, 5, 2, Pads { top: 1, left: 2, bottom: 0, right: 1 }, 1, false),
+                    Layer::Relu,
+                    pool(3, 2, p0, true),
+                    lrn(4, 0.6),
+                    conv("conv2", 7, 3, 1, p1, 1, true),
+                    pool(2, 2, tail, true),
+                    Layer::Relu,
+                    Layer::Flatten,
+                    fc("fc1", 9, false),
+                    Layer::Relu,
+                    fc("fc2", 3, false),
+                ],
+            ),
+        ),
+        (
+            "torchvision shape, logits",
+            plan(
+                [3, 63, 63],
+                vec![
+                    conv("conv1", 16, 11, 4, Pads::uniform(2), 1, true),
+                    pool(3, 2, p0, false),
+                    conv("conv2", 24, 5, 1, Pads::uniform(2), 1, true),
+                    pool(3, 2, p0, false),
+                    conv("conv3", 20, 3, 1, p1, 1, true),
+                    Layer::Flatten,
+                    fc("fc6", 40, true),
+                    fc("fc8", 10, false),
+                ],
+            ),
+        ),
+    ]
+}
+
+fn model(plan: &Plan, threads: usize) -> Model {
+    let bytes = synthetic::weight_file(plan, 3).expect("synthetic file");
+    Model::builder().threads(threads).from_bytes(bytes).expect("model")
+}
+
+fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+}
+
+#[test]
+fn runtime_matches_reference_network() {
+    for (name, plan) in plans() {
+        let model = model(&plan, 2);
+        let file = WeightFile::from_bytes(synthetic::weight_file(&plan, 3).unwrap()).unwrap();
+        for batch in [1, 3] {
+            let input = synthetic::input(&plan, 11, batch);
+            let mut got = vec![0.0; batch * model.num_classes()];
+            model.infer_raw_into(&input, &mut got).unwrap();
+            let want = reference::network(&file, &input).unwrap();
+            let err = max_rel_err(&got, &want);
+            assert!(err < 1e-4, "{name} batch {batch}: relative error {err}");
+        }
+    }
+}
+
+#[test]
+fn bitwise_identical_across_thread_counts() {
+    for (name, plan) in plans() {
+        let input = synthetic::input(&plan, 5, 2);
+        let one = model(&plan, 1).infer(&input).unwrap();
+        for threads in [2, 3, 4] {
+            let many = model(&plan, threads).infer(&input).unwrap();
+            assert!(
+                one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: {threads} threads differ from 1"
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_equals_images_one_by_one() {
+    for (name, plan) in plans() {
+        let m = model(&plan, 2);
+        let input = synthetic::input(&plan, 9, 4);
+        let all = m.infer(&input).unwrap();
+        let per = m.input_len();
+        let k = m.num_classes();
+        for n in 0..4 {
+            let one = m.infer(&input[n * per..(n + 1) * per]).unwrap();
+            assert_eq!(one, all[n * k..(n + 1) * k], "{name}: image {n}");
+        }
+    }
+}
+
+#[test]
+fn probabilities_sum_to_one() {
+    for (name, plan) in plans() {
+        let m = model(&plan, 1);
+        let probs = m.infer(&synthetic::input(&plan, 2, 2)).unwrap();
+        for row in probs.chunks(m.num_classes()) {
+            let s: f32 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-5, "{name}: sum {s}");
+            assert!(row.iter().all(|p| (0.0..=1.0).contains(p)));
+        }
+    }
+}
+
+#[test]
+fn nan_input_flows_through_without_panic() {
+    let (_, plan) = &plans()[0];
+    let m = model(plan, 2);
+    let mut input = synthetic::input(plan, 1, 1);
+    input[100] = f32::NAN;
+    input[200] = f32::INFINITY;
+    input[300] = f32::MIN_POSITIVE / 4.0;
+    let out = m.infer(&input).unwrap();
+    assert_eq!(out.len(), m.num_classes());
+    assert!(out.iter().any(|v| v.is_nan()), "NaN should reach the output");
+}
