@@ -1,0 +1,313 @@
+//! Every weight-file item of `reliability.md`, each expecting its typed error.
+
+use alexnet::plan::{Conv, Layer, Linear, Pads, Plan, Preprocess};
+use alexnet::weights::format::{self, Dtype, Layout, TensorEntry};
+use alexnet::{synthetic, Error, Model, WeightFile};
+
+fn small_plan() -> Plan {
+    Plan {
+        input: [3, 16, 16],
+        preprocess: Preprocess::torchvision(),
+        layers: vec![
+            Layer::Conv(Conv {
+                name: "conv1".into(),
+                out_channels: 4,
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: Pads::uniform(1),
+                groups: 1,
+                relu: true,
+            }),
+            Layer::Flatten,
+            Layer::Linear(Linear { name: "fc".into(), out_features: 5, relu: false }),
+            Layer::Softmax,
+        ],
+        labels: vec![],
+    }
+}
+
+fn good_bytes() -> Vec<u8> {
+    synthetic::weight_file(&small_plan(), 1).unwrap()
+}
+
+fn open(bytes: Vec<u8>) -> Result<WeightFile, Error> {
+    WeightFile::from_bytes(bytes)
+}
+
+/// The valid table for `small_plan`, and its data section.
+fn parts() -> (Plan, Vec<TensorEntry>, Vec<u8>) {
+    let bytes = good_bytes();
+    let f = open(bytes.clone()).unwrap();
+    let data_offset = u64::from_le_bytes(bytes[24..32].try_into().unwrap()) as usize;
+    (f.plan().clone(), f.tensors().to_vec(), bytes[data_offset..].to_vec())
+}
+
+fn with_table(edit: impl FnOnce(&mut Plan, &mut Vec<TensorEntry>, &mut Vec<u8>)) -> Result<WeightFile, Error> {
+    let (mut plan, mut table, mut data) = parts();
+    edit(&mut plan, &mut table, &mut data);
+    open(format::assemble(&plan, &table, &data).unwrap())
+}
+
+#[test]
+fn valid_file_opens_and_round_trips() {
+    let f = open(good_bytes()).unwrap();
+    assert_eq!(f.plan(), &small_plan());
+    assert!(f.verify_checksum().unwrap());
+    let weights = synthetic::weights(&small_plan(), 1).unwrap();
+    for t in &weights {
+        assert_eq!(f.tensor(&t.name).unwrap(), &t.data[..]);
+    }
+}
+
+#[test]
+fn item1_empty_or_short_is_truncated() {
+    assert!(matches!(open(vec![]), Err(Error::Truncated { .. })));
+    assert!(matches!(open(good_bytes()[..63].to_vec()), Err(Error::Truncated { .. })));
+}
+
+#[test]
+fn truncation_at_every_boundary_is_refused() {
+    let bytes = good_bytes();
+    for cut in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+        let r = open(bytes[..cut].to_vec());
+        assert!(r.is_err(), "cut at {cut} accepted");
+    }
+}
+
+#[test]
+fn item2_magic_version_byte_order() {
+    let mut b = good_bytes();
+    b[0] = b'X';
+    assert!(matches!(open(b), Err(Error::BadMagic)));
+    let mut b = good_bytes();
+    b[8] = 2;
+    assert!(matches!(open(b), Err(Error::UnsupportedVersion { found: 2, .. })));
+    let mut b = good_bytes();
+    b[12..16].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+    assert!(matches!(open(b), Err(Error::ByteOrder(_))));
+}
+
+#[test]
+fn item3_huge_lengths_and_counts_are_capped() {
+    let mut b = good_bytes();
+    b[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::TooLarge { .. })));
+    let mut b = good_bytes();
+    b[16..24].copy_from_slice(&(1u64 << 20).to_le_bytes());
+    assert!(matches!(open(b), Err(Error::Truncated { .. })));
+    let mut b = good_bytes();
+    b[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::Overflow(_))));
+    // Layer count (after input, color, scale, mean, std, resize = 12+1+4+12+12+4 bytes).
+    let mut b = good_bytes();
+    b[64 + 45..64 + 49].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::TooLarge { what: "layer count", .. })));
+    let mut b = good_bytes();
+    b[64 + 45..64 + 49].copy_from_slice(&200u32.to_le_bytes());
+    assert!(open(b).is_err());
+}
+
+#[test]
+fn item4_malformed_plan_or_table() {
+    // Not UTF-8.
+    let mut b = good_bytes();
+    let at = b.windows(5).position(|w| w == b"conv1").unwrap();
+    b[at] = 0xff;
+    assert!(matches!(open(b), Err(Error::Malformed(_))));
+    // Unknown layer kind (the first layer tag follows the layer count).
+    let mut b = good_bytes();
+    b[64 + 49] = 99;
+    assert!(matches!(open(b), Err(Error::Malformed(_))));
+    // Duplicate, missing.
+    assert!(matches!(with_table(|_, t, _| t[3].name = "fc.weight".into()), Err(Error::DuplicateTensor(_))));
+    assert!(matches!(with_table(|_, t, _| t[3].name = "fc.other".into()), Err(Error::MissingTensor(_))));
+    // Impossible hyperparameters.
+    let set_conv = |f: fn(&mut Conv)| {
+        with_table(move |p, _, _| {
+            if let Layer::Conv(c) = &mut p.layers[0] {
+                f(c)
+            }
+        })
+    };
+    assert!(matches!(set_conv(|c| c.stride = [0, 1]), Err(Error::InvalidLayer { .. })));
+    assert!(matches!(set_conv(|c| c.kernel = [40, 3]), Err(Error::InvalidLayer { .. })));
+    assert!(matches!(set_conv(|c| c.groups = 2), Err(Error::InvalidLayer { .. })));
+    assert!(matches!(set_conv(|c| c.groups = 0), Err(Error::InvalidLayer { .. })));
+    assert!(matches!(set_conv(|c| c.out_channels = u32::MAX), Err(Error::InvalidLayer { .. })));
+    let r = with_table(|p, _, _| p.layers.swap(0, 1));
+    assert!(matches!(r, Err(Error::InvalidLayer { .. })), "{r:?}");
+    let r = with_table(|p, _, _| p.labels = vec!["a".into()]);
+    assert!(matches!(r, Err(Error::Malformed(_))), "{r:?}");
+    let r = with_table(|p, _, _| p.preprocess.std = [0.0, 1.0, 1.0]);
+    assert!(matches!(r, Err(Error::Malformed(_))), "{r:?}");
+}
+
+#[test]
+fn item5_unsupported_dtype_or_layout() {
+    let mut b = good_bytes();
+    let at = b.windows(12).position(|w| w == b"conv1.weight").unwrap() + 12;
+    b[at] = 7;
+    assert!(matches!(open(b), Err(Error::UnsupportedDtype { code: 7, .. })));
+    let mut b = good_bytes();
+    b[at + 1] = 9;
+    assert!(matches!(open(b), Err(Error::UnsupportedLayout { code: 9, .. })));
+    let _ = (Dtype::F32, Layout::RowMajor);
+}
+
+#[test]
+fn item6_shape_disagreeing_with_plan() {
+    let r = with_table(|_, t, _| t[0].shape = vec![4, 3, 9, 1]);
+    assert!(matches!(r, Err(Error::ShapeMismatch { .. })), "{r:?}");
+    let r = with_table(|p, _, _| {
+        if let Layer::Linear(l) = &mut p.layers[2] {
+            l.out_features = 6
+        }
+    });
+    assert!(matches!(r, Err(Error::ShapeMismatch { .. })), "{r:?}");
+}
+
+#[test]
+fn item7_overflowing_sizes() {
+    let r = with_table(|_, t, _| t[0].shape = vec![u64::MAX, 2, 3, 3]);
+    assert!(matches!(r, Err(Error::Overflow(_))), "{r:?}");
+    let r = with_table(|_, t, _| t[0].offset = u64::MAX - 63);
+    assert!(matches!(r, Err(Error::Overflow(_))), "{r:?}");
+    let r = with_table(|p, _, _| p.input = [3, u32::MAX, 16]);
+    assert!(matches!(r, Err(Error::InvalidLayer { .. })), "{r:?}");
+}
+
+#[test]
+fn item8_out_of_bounds_overlap_trailing() {
+    let r = with_table(|_, t, _| t[3].offset += 64);
+    assert!(matches!(r, Err(Error::TensorOutOfBounds { .. })), "{r:?}");
+    let r = with_table(|_, t, _| t[1].offset = t[0].offset);
+    assert!(matches!(r, Err(Error::OverlappingTensors { .. })), "{r:?}");
+    let r = with_table(|_, _, d| d.extend_from_slice(&[0; 64]));
+    assert!(matches!(r, Err(Error::TrailingBytes(64))), "{r:?}");
+    let r = with_table(|_, t, _| t[1].len = 12);
+    assert!(matches!(r, Err(Error::TensorLength { .. })), "{r:?}");
+    let mut b = good_bytes();
+    b.push(0);
+    assert!(matches!(open(b), Err(Error::TrailingBytes(1))));
+    // A gap bigger than alignment padding between two tensors.
+    let r = with_table(|_, t, d| {
+        d.splice(t[3].offset as usize..t[3].offset as usize, [0u8; 64]);
+        t[3].offset += 64;
+    });
+    assert!(matches!(r, Err(Error::Gap { .. })), "{r:?}");
+}
+
+#[test]
+fn item9_misaligned_offset() {
+    let r = with_table(|_, t, _| t[1].offset += 4);
+    assert!(matches!(r, Err(Error::Misaligned { .. })), "{r:?}");
+}
+
+#[test]
+fn item10_nan_weights_are_accepted() {
+    let r = with_table(|_, t, d| {
+        let o = t[0].offset as usize;
+        d[o..o + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    let f = r.unwrap();
+    assert!(f.tensor("conv1.weight").unwrap()[0].is_nan());
+}
+
+#[test]
+fn checksum_mismatch_is_detected_on_request() {
+    let mut b = good_bytes();
+    let last = b.len() - 1;
+    b[last] ^= 0x40;
+    let f = open(b.clone()).unwrap();
+    assert!(matches!(f.verify_checksum(), Err(Error::ChecksumMismatch { .. })));
+    assert!(matches!(Model::builder().verify_checksum(true).from_bytes(b), Err(Error::ChecksumMismatch { .. })));
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("alexnet-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn item11_non_regular_paths_are_io_errors() {
+    let dir = temp_dir("paths");
+    assert!(matches!(Model::open(&dir), Err(Error::NotRegularFile(_))));
+    assert!(matches!(Model::open(dir.join("missing")), Err(Error::Io { .. })));
+    #[cfg(unix)]
+    {
+        let fifo = dir.join("fifo");
+        let ok = std::process::Command::new("mkfifo").arg(&fifo).status().map(|s| s.success()).unwrap_or(false);
+        if ok {
+            assert!(matches!(Model::open(&fifo), Err(Error::NotRegularFile(_))));
+            assert!(matches!(Model::open_owned(&fifo), Err(Error::NotRegularFile(_))));
+        }
+        assert!(matches!(Model::open("/dev/null"), Err(Error::NotRegularFile(_))));
+    }
+    let empty = dir.join("empty.alexnet");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(Model::open(&empty), Err(Error::Truncated { .. })));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn item12_mapped_and_owned_open_the_same_file() {
+    let dir = temp_dir("modes");
+    let path = dir.join("m.alexnet");
+    format::write_file(&path, &small_plan(), &synthetic::weights(&small_plan(), 1).unwrap()).unwrap();
+    let mapped = Model::open(&path).unwrap();
+    let owned = Model::open_owned(&path).unwrap();
+    assert!(mapped.weight_file().is_mapped());
+    assert!(!owned.weight_file().is_mapped());
+    let x = synthetic::input(&small_plan(), 4, 2);
+    assert_eq!(mapped.infer(&x).unwrap(), owned.infer(&x).unwrap());
+    // The writer replaced the file atomically: no temp file is left behind.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn mapped_open_copies_no_weight_bytes() {
+    let dir = temp_dir("zerocopy");
+    let path = dir.join("m.alexnet");
+    format::write_file(&path, &small_plan(), &synthetic::weights(&small_plan(), 1).unwrap()).unwrap();
+    let f = WeightFile::open(&path, alexnet::OpenMode::Mapped).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    // Views point into the map: their addresses lie inside it, at the tensor's offset.
+    let t = f.tensor("fc.weight").unwrap();
+    let first = f.tensor("conv1.weight").unwrap();
+    let delta = t.as_ptr() as usize - first.as_ptr() as usize;
+    let entries = f.tensors();
+    let off = |n: &str| entries.iter().find(|e| e.name == n).unwrap().offset as usize;
+    assert_eq!(delta, off("fc.weight") - off("conv1.weight"));
+    assert_eq!(f.len_bytes(), bytes.len());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inference_api_rejects_bad_requests() {
+    let m = Model::builder().threads(1).from_bytes(good_bytes()).unwrap();
+    let per = m.input_len();
+    assert!(matches!(m.infer(&[]), Err(Error::EmptyBatch)));
+    assert!(matches!(m.infer(&vec![0.0; per + 1]), Err(Error::InputLength { .. })));
+    let mut out = vec![0.0; 4];
+    assert!(matches!(m.infer_into(&vec![0.0; per], &mut out), Err(Error::OutputLength { expected: 5, found: 4 })));
+    let capped = Model::builder().max_workspace_bytes(1 << 16).from_bytes(good_bytes()).unwrap();
+    assert!(matches!(capped.infer(&vec![0.0; per * 64]), Err(Error::BatchTooLarge { .. })));
+    // Unaligned caller buffers work.
+    let buf = vec![0.5f32; per + 1];
+    let mut outbuf = vec![0.0f32; 6];
+    m.infer_into(&buf[1..], &mut outbuf[1..]).unwrap();
+}
+
+#[test]
+fn forcing_an_unsupported_isa_is_an_error() {
+    for isa in alexnet::Isa::ALL {
+        let r = Model::builder().isa(isa).from_bytes(good_bytes());
+        if isa.is_supported() {
+            assert_eq!(r.unwrap().isa(), isa);
+        } else {
+            assert!(matches!(r, Err(Error::UnsupportedIsa(_))));
+        }
+    }
+}
