@@ -111,9 +111,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// Check the network input shape and return `[h, w]`.
 fn check_input([c, h, w]: [usize; 3]) -> Result<[usize; 2]> {
     if c != 3 {
-        return Err(Error::InvalidArgument(format!(
-            "images become 3-channel inputs, the network takes {c} channels"
-        )));
+        return Err(Error::InvalidArgument(format!("images become 3-channel inputs, the network takes {c} channels")));
     }
     let side_ok = |s: usize| (1..=limits::MAX_SIDE as usize).contains(&s);
     if !side_ok(h) || !side_ok(w) || (3 * h * w) as u64 > limits::MAX_ACTIVATION {
@@ -127,21 +125,82 @@ fn decode_rgb8(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
     let format = match reader.format() {
         Some(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
         Some(f) => return Err(format!("{f:?} images are not supported (JPEG and PNG are)")),
         None => return Err("not a JPEG or PNG image (unrecognised content)".into()),
     };
     let fmt = format!("{format:?}").to_uppercase();
+    if format == ImageFormat::Jpeg {
+        check_jpeg_structure(bytes)?;
+    }
     let decoded = catch_unwind(AssertUnwindSafe(|| decode_limited(reader)));
     match decoded {
         Ok(Ok(img)) => Ok(img),
         Ok(Err(Refused(reason))) => Err(reason),
         Ok(Err(Failed(e))) => Err(describe(&fmt, &e)),
         Err(_) => Err(format!("the {fmt} decoder failed on this data (internal panic)")),
+    }
+}
+
+/// Walk a JPEG's marker segments from start-of-image to end-of-image.
+///
+/// The JPEG decoder fills a truncated scan with grey and reports success; PIL (and so
+/// torchvision) refuses such files, and so does this check. Entropy-coded data cannot
+/// contain a marker (0xFF is stuffed as `FF 00`; restart markers are skipped), so the
+/// walk is exact. It stops at the first EOI: trailers such as MPF's extra pictures are
+/// ignored, as the decoder ignores them.
+fn check_jpeg_structure(b: &[u8]) -> std::result::Result<(), String> {
+    let truncated = || "truncated JPEG data (no end-of-image marker)".to_string();
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return Err("corrupt JPEG data: no start-of-image marker".into());
+    }
+    let mut i = 2;
+    loop {
+        if *b.get(i).ok_or_else(truncated)? != 0xFF {
+            return Err(format!("corrupt JPEG data: expected a marker at byte {i}"));
+        }
+        // Any number of 0xFF fill bytes may precede the marker code.
+        while b.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let marker = *b.get(i).ok_or_else(truncated)?;
+        i += 1;
+        match marker {
+            0xD9 => return Ok(()),
+            0x01 | 0xD0..=0xD7 => continue, // TEM and RSTn have no payload
+            0x00 | 0xD8 => {
+                return Err(format!("corrupt JPEG data: unexpected marker 0x{marker:02X} at byte {}", i - 1))
+            }
+            _ => {}
+        }
+        let len = match b.get(i..i + 2) {
+            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            _ => return Err(truncated()),
+        };
+        if len < 2 {
+            return Err(format!("corrupt JPEG data: segment length {len} at byte {i}"));
+        }
+        i += len;
+        if i > b.len() {
+            return Err(truncated());
+        }
+        if marker == 0xDA {
+            // Start of scan: skip the entropy-coded data up to the next real marker.
+            loop {
+                let ff = b[i..].iter().position(|&x| x == 0xFF).ok_or_else(truncated)? + i;
+                match b.get(ff + 1) {
+                    None => return Err(truncated()),
+                    Some(0x00 | 0xD0..=0xD7) => i = ff + 2,
+                    Some(0xFF) => i = ff + 1,
+                    Some(_) => {
+                        i = ff;
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -246,11 +305,8 @@ fn geometry(src_w: u32, src_h: u32, resize_shorter: u32, h: usize, w: usize) -> 
     }
     let short_target = u64::from(resize_shorter).max(h).max(w);
     let (sw, sh) = (u64::from(src_w), u64::from(src_h));
-    let (rw, rh) = if sw <= sh {
-        (short_target, short_target * sh / sw)
-    } else {
-        (short_target * sw / sh, short_target)
-    };
+    let (rw, rh) =
+        if sw <= sh { (short_target, short_target * sh / sw) } else { (short_target * sw / sh, short_target) };
     ([rw, rh], [half_even(rw - w), half_even(rh - h)])
 }
 
@@ -345,11 +401,7 @@ mod tests {
         let png = encode(solid(8, 8, [255, 128, 0]), ImageFormat::Png);
         let tv = Preprocess::torchvision();
         let x = preprocess_bytes(&png, "px", &tv, [3, 4, 4]).unwrap();
-        let expect = [
-            (1.0 - 0.485) / 0.229,
-            (128.0 / 255.0 - 0.456) / 0.224,
-            (0.0 - 0.406) / 0.225,
-        ];
+        let expect = [(1.0 - 0.485) / 0.229, (128.0 / 255.0 - 0.456) / 0.224, (0.0 - 0.406) / 0.225];
         for c in 0..3 {
             for &v in &x[c * 16..(c + 1) * 16] {
                 assert!((v - expect[c]).abs() < 1e-5, "channel {c}: {v} vs {}", expect[c]);
@@ -416,18 +468,22 @@ mod tests {
         assert!(g.iter().all(|&v| v == 77.0));
         // Grey + alpha and RGBA: alpha dropped, colour kept.
         let la = ImageBuffer::from_pixel(8, 8, LumaA([50u8, 0]));
-        let la = preprocess_bytes(&encode(DynamicImage::ImageLumaA8(la), ImageFormat::Png), "la", &tv, [3, 8, 8]).unwrap();
+        let la =
+            preprocess_bytes(&encode(DynamicImage::ImageLumaA8(la), ImageFormat::Png), "la", &tv, [3, 8, 8]).unwrap();
         assert!(la.iter().all(|&v| v == 50.0));
         let rgba = ImageBuffer::from_pixel(8, 8, Rgba([1u8, 2, 3, 0]));
-        let x = preprocess_bytes(&encode(DynamicImage::ImageRgba8(rgba), ImageFormat::Png), "a", &tv, [3, 8, 8]).unwrap();
+        let x =
+            preprocess_bytes(&encode(DynamicImage::ImageRgba8(rgba), ImageFormat::Png), "a", &tv, [3, 8, 8]).unwrap();
         assert_eq!([x[0], x[64], x[128]], [1.0, 2.0, 3.0]);
         // 16-bit grey: rounded to 8 bits (65535 -> 255, 257 * 40 -> 40).
         let g16 = ImageBuffer::from_fn(8, 8, |x, _| Luma([if x < 4 { 65535u16 } else { 257 * 40 }]));
-        let x = preprocess_bytes(&encode(DynamicImage::ImageLuma16(g16), ImageFormat::Png), "16", &tv, [3, 8, 8]).unwrap();
+        let x =
+            preprocess_bytes(&encode(DynamicImage::ImageLuma16(g16), ImageFormat::Png), "16", &tv, [3, 8, 8]).unwrap();
         assert_eq!((x[0], x[7]), (255.0, 40.0));
         // 16-bit RGBA.
         let rgba16 = ImageBuffer::from_pixel(8, 8, Rgba([65535u16, 0, 32896, 65535]));
-        let x = preprocess_bytes(&encode(DynamicImage::ImageRgba16(rgba16), ImageFormat::Png), "16a", &tv, [3, 8, 8]).unwrap();
+        let x = preprocess_bytes(&encode(DynamicImage::ImageRgba16(rgba16), ImageFormat::Png), "16a", &tv, [3, 8, 8])
+            .unwrap();
         assert_eq!([x[0], x[64], x[128]], [255.0, 0.0, 128.0]);
     }
 

@@ -38,6 +38,7 @@ mod model;
 pub mod npy;
 pub mod ops;
 pub mod plan;
+pub mod simd;
 pub mod synthetic;
 pub mod weights;
 

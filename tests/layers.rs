@@ -157,8 +157,11 @@ fn batch_equals_images_one_by_one() {
         let per = m.input_len();
         let k = m.num_classes();
         for n in 0..4 {
+            // Batch 1 runs the linear layers as a GEMV and batch N as a GEMM: the sums
+            // are ordered differently, so equal within rounding, not bitwise.
             let one = m.infer(&input[n * per..(n + 1) * per]).unwrap();
-            assert_eq!(one, all[n * k..(n + 1) * k], "{name}: image {n}");
+            let err = max_rel_err(&one, &all[n * k..(n + 1) * k]);
+            assert!(err < 1e-5, "{name}: image {n} differs by {err}");
         }
     }
 }

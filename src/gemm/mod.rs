@@ -1,68 +1,228 @@
-//! SGEMM: `C = A B + bias`, optional ReLU, with A = weights, B = activations.
+//! SGEMM: `C = epilogue(A B)`, cache-blocked around an ISA-specific micro-kernel.
 //!
-//! Roles are fixed (see `style.md`): A is `M x K` row-major (OIHW weights), B is `K x N`
-//! row-major (im2col of one image, N = OH*OW), C is `M x N` (CHW output).
+//! Roles are fixed (`style.md`): A = weights, `M x K`, packed once into MR-row panels
+//! ([`PackedA`]); B = activations, `K x N`, any [`PackB`] source (row-major matrix,
+//! transposed weights, im2col of an image), packed per call into NR-column panels;
+//! C = `M x N` row-major (CHW for a convolution).
 //!
-//! This is the first, simple driver: rows of C are split across the caller's rayon pool,
-//! and each task sweeps K in cache-sized slices with an auto-vectorised row update.
-//! Every element of C is accumulated in the same order (bias, then k = 0, 1, ...) whatever
-//! the split, so results are bitwise identical for any thread count. The cache-blocked,
-//! packed, hand-vectorised SGEMM replaces the inner loops later without changing this
-//! contract.
+//! The driver is written once for every ISA, generic over [`kernel::MicroKernel`]; only
+//! the micro-kernel differs. Loops, outermost first (BLIS names):
+//!
+//! - **jc**: N in NC blocks; one packed `KC x NC` block of B serves all of M.
+//! - **pc**: K in KC slices; B's block is packed here (per thread, into its own buffer).
+//! - **ic**: M in MC blocks; the `MC x KC` slice of packed A stays in L2.
+//! - **jr**: NR micro-panels of the packed B block (the one in L1).
+//! - **ir**: MR micro-panels of A; one micro-kernel call per `MR x NR` tile.
+//!
+//! Threads split M or N (whichever has more panels), never K, in whole panels, by
+//! recursive halving with `rayon::join` on the caller's pool: every element's sum runs
+//! over the same K slices in the same order, so results are bitwise identical for any
+//! thread count. Edge tiles run the same kernel on a stack tile whose valid part is
+//! copied out, so kernels never branch on `m` or `n`.
 
+pub mod blocking;
+pub mod kernel;
+pub mod pack;
 pub mod reference;
 
-use rayon::prelude::*;
+use std::cell::RefCell;
 
-/// What is applied as C is produced: per-row bias, then optional ReLU.
-#[derive(Clone, Copy, Debug)]
+pub use blocking::BlockSizes;
+pub use kernel::{Kernel, MatMut};
+pub use pack::{PackB, PackedA, RowMajor, Transposed};
+
+use kernel::{MicroKernel, Store, MAX_MR, MAX_NR};
+
+/// A bias added as C is stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Bias<'a> {
+    /// No bias.
+    #[default]
+    None,
+    /// One value per row of C (`M` values): a convolution's per-channel bias.
+    Row(&'a [f32]),
+    /// One value per column of C (`N` values): a linear layer computed as `X W^T`.
+    Col(&'a [f32]),
+}
+
+/// What is applied as each tile of C is stored: bias, then optional ReLU.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
-    /// One value per row of C.
-    pub bias: &'a [f32],
-    /// Clamp negatives to zero after the bias.
+    /// The bias.
+    pub bias: Bias<'a>,
+    /// Clamp negatives to zero (NaN passes).
     pub relu: bool,
 }
 
-/// Rows of C per parallel task.
-const ROWS_PER_TASK: usize = 8;
-/// Columns of C updated together: one row slice of C stays in L1.
-const NC: usize = 512;
-/// Depth of the K slice: a `KC x NC` slice of B stays in L2.
-const KC: usize = 256;
+thread_local! {
+    /// Each thread's buffer for packed blocks of B; grows to the largest block once.
+    static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
-/// `C[m, n] = epilogue(A[m, k] B[k, n])`; all row-major and densely packed.
+/// `C[m, n] = epilogue(A B)` on the current rayon pool, with `A` packed for `kernel`
+/// (`a.mr() == kernel.blocks().mr`) and `c` row-major with leading dimension `ldc`.
 ///
-/// Runs on the current rayon pool (the model installs its own).
-pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], ep: Epilogue<'_>) {
-    let (a, b, c) = (&a[..m * k], &b[..k * n], &mut c[..m * n]);
-    let bias = &ep.bias[..m];
-    c.par_chunks_mut(n * ROWS_PER_TASK).enumerate().for_each(|(t, c_rows)| {
-        let i0 = t * ROWS_PER_TASK;
-        for (r, c_row) in c_rows.chunks_mut(n).enumerate() {
-            c_row.fill(bias[i0 + r]);
+/// # Panics
+/// If `a` was packed for another kernel or `c` is too short: caller bugs, not input.
+pub fn sgemm<B: PackB>(kernel: Kernel, a: &PackedA, b: &B, n: usize, c: &mut [f32], ldc: usize, ep: Epilogue<'_>) {
+    let (m, k) = (a.m(), a.k());
+    assert_eq!(a.mr(), kernel.blocks().mr, "A packed for another kernel");
+    match ep.bias {
+        Bias::Row(r) => assert!(r.len() >= m),
+        Bias::Col(cb) => assert!(cb.len() >= n),
+        Bias::None => {}
+    }
+    let c = MatMut::new(c, m, n, ldc);
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+        Kernel::Portable(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+    }
+}
+
+/// Split the block of C at `(i0, j0)` into `tasks` parts along M or N, in whole panels.
+#[allow(clippy::too_many_arguments)]
+fn parallel<K: MicroKernel, B: PackB>(
+    kern: K,
+    a: &PackedA,
+    b: &B,
+    c: MatMut<'_>,
+    i0: usize,
+    j0: usize,
+    k: usize,
+    ep: Epilogue<'_>,
+    tasks: usize,
+) {
+    let BlockSizes { mr, nr, .. } = K::BLOCKS;
+    let (m_panels, n_panels) = (c.rows().div_ceil(mr), c.cols().div_ceil(nr));
+    if tasks <= 1 || m_panels.max(n_panels) <= 1 {
+        return serial(kern, a, b, c, i0, j0, k, ep);
+    }
+    let left = tasks / 2;
+    if n_panels >= m_panels {
+        let cut = (n_panels * left / tasks).max(1) * nr;
+        let (l, r) = c.split_cols(cut);
+        rayon::join(
+            || parallel(kern, a, b, l, i0, j0, k, ep, left),
+            || parallel(kern, a, b, r, i0, j0 + cut, k, ep, tasks - left),
+        );
+    } else {
+        let cut = (m_panels * left / tasks).max(1) * mr;
+        let (t, btm) = c.split_rows(cut);
+        rayon::join(
+            || parallel(kern, a, b, t, i0, j0, k, ep, left),
+            || parallel(kern, a, b, btm, i0 + cut, j0, k, ep, tasks - left),
+        );
+    }
+}
+
+/// The five loops over one thread's block of C: rows `i0..`, columns `j0..` of the whole.
+#[allow(clippy::too_many_arguments)]
+fn serial<K: MicroKernel, B: PackB>(
+    kern: K,
+    a: &PackedA,
+    b: &B,
+    mut c: MatMut<'_>,
+    i0: usize,
+    j0: usize,
+    k: usize,
+    ep: Epilogue<'_>,
+) {
+    let BlockSizes { mr, nr, mc, kc, nc } = K::BLOCKS;
+    let (m, n) = (c.rows(), c.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        return store_bias_only(&mut c, i0, j0, ep);
+    }
+    let need = nc.min(n.next_multiple_of(nr)) * kc.min(k);
+    PACK_B.with(|cell| {
+        // A nested borrow cannot happen (no rayon call inside this closure), but fall
+        // back to a fresh buffer rather than panic if it ever did.
+        let mut fallback = Vec::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
+        if buf.len() < need {
+            buf.resize(need, 0.0);
         }
-        // jc: column slices of C; pc: K slices of B, reused by every row of this task.
-        for j0 in (0..n).step_by(NC) {
-            let j1 = (j0 + NC).min(n);
-            for p0 in (0..k).step_by(KC) {
-                let p1 = (p0 + KC).min(k);
-                for (r, c_row) in c_rows.chunks_mut(n).enumerate() {
-                    let a_row = &a[(i0 + r) * k..(i0 + r + 1) * k];
-                    let c_seg = &mut c_row[j0..j1];
-                    for p in p0..p1 {
-                        let av = a_row[p];
-                        let b_seg = &b[p * n + j0..p * n + j1];
-                        for (cv, bv) in c_seg.iter_mut().zip(b_seg) {
-                            *cv += av * bv;
+        let mut tile = [0.0f32; MAX_MR * MAX_NR];
+        let mut rbias = [0.0f32; MAX_MR];
+        let mut cbias = [0.0f32; MAX_NR];
+        // jc: a block of NC columns of B and C.
+        for jc in (0..n).step_by(nc) {
+            let ncur = nc.min(n - jc);
+            // pc: a KC slice of K; pack B's KC x NC block once for all of M.
+            for pc in (0..k).step_by(kc) {
+                let kcur = kc.min(k - pc);
+                let first = pc == 0;
+                let relu = ep.relu && pc + kcur == k;
+                b.pack(pc, pc + kcur, j0 + jc, j0 + jc + ncur, nr, buf);
+                // ic: MC rows of A (their KC slice stays in L2).
+                for ic in (0..m).step_by(mc) {
+                    let mcur = mc.min(m - ic);
+                    // jr: one NR micro-panel of packed B (in L1).
+                    for jr in (0..ncur).step_by(nr) {
+                        let w = nr.min(ncur - jr);
+                        let bp = &buf[(jr / nr) * nr * kcur..(jr / nr + 1) * nr * kcur];
+                        let col_bias = match ep.bias {
+                            Bias::Col(cb) if first => {
+                                let at = j0 + jc + jr;
+                                cbias[..w].copy_from_slice(&cb[at..at + w]);
+                                cbias[w..nr].fill(0.0);
+                                Some(&cbias[..nr])
+                            }
+                            _ => None,
+                        };
+                        // ir: one MR micro-panel of packed A: one kernel call.
+                        for ir in (ic..ic + mcur).step_by(mr) {
+                            let h = mr.min(m - ir);
+                            let ap = a.panel((i0 + ir) / mr, pc, pc + kcur);
+                            let row_bias = match ep.bias {
+                                Bias::Row(rb) if first => {
+                                    rbias[..h].copy_from_slice(&rb[i0 + ir..i0 + ir + h]);
+                                    rbias[h..mr].fill(0.0);
+                                    Some(&rbias[..mr])
+                                }
+                                _ => None,
+                            };
+                            let st = Store { first, relu, row_bias, col_bias };
+                            if h == mr && w == nr {
+                                kern.tile(kcur, ap, bp, &mut c, ir, jc + jr, &st);
+                            } else {
+                                // Edge tile: run the full kernel on a stack tile.
+                                if !first {
+                                    c.read_block(ir, jc + jr, h, w, &mut tile, nr);
+                                }
+                                let mut t = MatMut::new(&mut tile[..mr * nr], mr, nr, nr);
+                                kern.tile(kcur, ap, bp, &mut t, 0, 0, &st);
+                                c.write_block(ir, jc + jr, h, w, &tile, nr);
+                            }
                         }
                     }
                 }
             }
         }
-        if ep.relu {
-            for v in c_rows.iter_mut() {
-                *v = crate::ops::reference::relu1(*v);
-            }
-        }
     });
+}
+
+/// K = 0: C is the bias alone (then ReLU).
+fn store_bias_only(c: &mut MatMut<'_>, i0: usize, j0: usize, ep: Epilogue<'_>) {
+    let (m, n) = (c.rows(), c.cols());
+    let mut row = vec![0.0f32; n];
+    for i in 0..m {
+        for (j, v) in row.iter_mut().enumerate() {
+            let x = match ep.bias {
+                Bias::Row(r) => r[i0 + i],
+                Bias::Col(cb) => cb[j0 + j],
+                Bias::None => 0.0,
+            };
+            *v = if ep.relu { crate::ops::reference::relu1(x) } else { x };
+        }
+        c.write_block(i, 0, 1, n, &row, n);
+    }
 }

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use crate::cpu::Isa;
 use crate::error::{Error, Result};
 use crate::ops;
+use crate::gemm::{Kernel, PackedA};
 use crate::ops::im2col::ConvGeom;
 use crate::plan::{Layer, Lrn, MaxPool, Plan, Preprocess, Shape};
 use crate::weights::{OpenMode, WeightFile};
@@ -27,7 +28,8 @@ pub const DEFAULT_MAX_WORKSPACE_BYTES: u64 = 8 << 30;
 /// One executable step, compiled from the plan with shapes resolved and ReLU fused.
 #[derive(Clone, Debug)]
 enum Step {
-    Conv { weight: Range<usize>, bias: Range<usize>, geom: ConvGeom, groups: usize, relu: bool },
+    /// Weights packed per group for the model's kernel at open.
+    Conv { weights: Vec<PackedA>, bias: Range<usize>, geom: ConvGeom, relu: bool },
     Relu,
     MaxPool { pool: MaxPool, input: [usize; 3], out: [usize; 2] },
     Lrn { lrn: Lrn, c: usize, hw: usize },
@@ -112,14 +114,15 @@ impl ModelBuilder {
             .thread_name(|i| format!("alexnet-{i}"))
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let kernel = Kernel::new(isa)?;
         let shapes = weights.plan().shapes()?;
-        let steps = compile(&weights, &shapes)?;
-        let size = WorkspaceSize::of(&steps_sizes(&steps, &shapes));
+        let steps = compile(&weights, &shapes, kernel)?;
+        let size = WorkspaceSize::of(&shapes, kernel.blocks().mr);
         Ok(Model {
             weights,
             shapes,
             steps,
-            isa,
+            kernel,
             threads,
             pool,
             size,
@@ -134,7 +137,7 @@ pub struct Model {
     weights: WeightFile,
     shapes: Vec<Shape>,
     steps: Vec<Step>,
-    isa: Isa,
+    kernel: Kernel,
     threads: usize,
     pool: rayon::ThreadPool,
     size: WorkspaceSize,
@@ -147,38 +150,30 @@ impl std::fmt::Debug for Model {
         f.debug_struct("Model")
             .field("input", &self.input_shape())
             .field("classes", &self.num_classes())
-            .field("isa", &self.isa)
+            .field("isa", &self.kernel.isa())
             .field("threads", &self.threads)
             .field("weights", &self.weights)
             .finish()
     }
 }
 
-/// Scratch needs of one step per image: (activation values in, out, conv scratch, linear m).
-fn steps_sizes(steps: &[Step], shapes: &[Shape]) -> Vec<(usize, usize, usize, usize)> {
-    steps
-        .iter()
-        .zip(shapes.windows(2))
-        .map(|(s, io)| {
-            let (conv, lin) = match s {
-                Step::Conv { geom, .. } => (geom.k() * geom.n(), 0),
-                Step::Linear { m, .. } => (0, *m),
-                _ => (0, 0),
-            };
-            (io[0].len(), io[1].len(), conv, lin)
-        })
-        .collect()
-}
-
 /// Resolve the plan into steps: tensor ranges, geometry, ReLU fused into conv/linear.
-fn compile(weights: &WeightFile, shapes: &[Shape]) -> Result<Vec<Step>> {
+fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec<Step>> {
+    let mr = kernel.blocks().mr;
     let plan = weights.plan();
     let mut steps: Vec<Step> = Vec::with_capacity(plan.layers.len());
     for (i, layer) in plan.layers.iter().enumerate() {
         let (inp, out) = (shapes[i], shapes[i + 1]);
         let step = match (layer, inp, out) {
             (Layer::Conv(cv), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => Step::Conv {
-                weight: weights.tensor_range(&format!("{}.weight", cv.name))?,
+                weights: {
+                    // Pack each group's OIHW weights (og x cg*kh*kw) into MR panels.
+                    let wt = weights.tensor(&format!("{}.weight", cv.name))?;
+                    let groups = cv.groups as usize;
+                    let og = cv.out_channels as usize / groups;
+                    let kk = (c / groups) * (cv.kernel[0] * cv.kernel[1]) as usize;
+                    wt.chunks_exact(og * kk).map(|g| PackedA::pack(g, og, kk, mr)).collect()
+                },
                 bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
                 geom: ConvGeom {
                     cg: c / cv.groups as usize,
@@ -192,7 +187,6 @@ fn compile(weights: &WeightFile, shapes: &[Shape]) -> Result<Vec<Step>> {
                     oh,
                     ow,
                 },
-                groups: cv.groups as usize,
                 relu: cv.relu,
             },
             (Layer::Relu, ..) => {
@@ -290,7 +284,7 @@ impl Model {
 
     /// The ISA whose kernels this model runs.
     pub fn isa(&self) -> Isa {
-        self.isa
+        self.kernel.isa()
     }
 
     /// Threads in the model's pool.
@@ -372,23 +366,15 @@ impl Model {
         ws.act[0][..input.len()].copy_from_slice(input);
         for (i, step) in self.steps.iter().enumerate() {
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
-            let (cur, other, scratch) = ws.split();
+            let (cur, other, xa) = ws.split();
             let cur = &mut cur[..batch * in_len];
             let (src, dst) = (&*cur, &mut other[..batch * out_len]);
             match step {
-                Step::Conv { weight, bias, geom, groups, relu } => {
-                    let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
+                Step::Conv { weights, bias, geom, relu } => {
+                    let b = self.weights.f32s(bias.clone());
                     for n in 0..batch {
-                        ops::conv::conv2d(
-                            &src[n * in_len..(n + 1) * in_len],
-                            geom,
-                            *groups,
-                            w,
-                            b,
-                            *relu,
-                            &mut dst[n * out_len..(n + 1) * out_len],
-                            scratch,
-                        );
+                        let (x, y) = (&src[n * in_len..(n + 1) * in_len], &mut dst[n * out_len..(n + 1) * out_len]);
+                        ops::conv::conv2d(self.kernel, x, geom, weights, b, *relu, y);
                     }
                 }
                 Step::MaxPool { pool, input, out } => {
@@ -409,7 +395,11 @@ impl Model {
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
-                    ops::linear::linear(src, batch, w, b, *m, *k, *relu, dst, scratch);
+                    if batch == 1 {
+                        ops::linear::gemv(src, w, b, *m, *k, *relu, dst);
+                    } else {
+                        ops::linear::gemm(self.kernel, src, batch, w, b, *m, *k, *relu, dst, xa);
+                    }
                 }
                 Step::Relu => cur.iter_mut().for_each(|v| *v = ops::reference::relu1(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),

@@ -1,15 +1,15 @@
 //! Fully connected layer, `y[n] = W x[n] + b`, read straight from the weight file.
 //!
-//! Output rows are split across the pool; each task reads its rows of W once and applies
-//! each row to every image of the batch while it is in cache, so W (96% of AlexNet's
-//! bytes) streams from the map once per call at any batch size. Tasks write `y`
-//! transposed (`[m, batch]`, contiguous per task) into scratch, which is then transposed
-//! into place; at batch 1 the two layouts coincide and no scratch is used. The dot product
-//! keeps 16 partial sums combined in a fixed order, so results do not depend on the split.
+//! W (`[out, in]`, 96% of AlexNet's bytes) is never copied. At batch 1 a GEMV streams it
+//! once, output rows split across the pool; the dot product keeps 16 partial sums
+//! combined in a fixed order, so results do not depend on the split. At batch N the layer
+//! is a GEMM `Y = X W^T` whose B operand packs panels straight from W in the map, so W is
+//! still read once per call whatever the batch.
 
 use rayon::prelude::*;
 
 use super::reference::relu1;
+use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA, Transposed};
 
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 16;
@@ -38,10 +38,23 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc[0] + tail
 }
 
-/// `y [batch, m] = relu?(x [batch, k] W^T + b)` with `w` `[m, k]` row-major.
-/// `scratch` holds at least `batch * m` values when `batch > 1`.
+/// Batch 1: `y [m] = relu?(W x + b)` with `w` `[m, k]` row-major, rows split across the
+/// pool; W streams once from memory.
+pub fn gemv(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, relu: bool, y: &mut [f32]) {
+    y[..m].par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| {
+        for (r, o) in out.iter_mut().enumerate() {
+            let i = t * ROWS_PER_TASK + r;
+            let v = b[i] + dot(&w[i * k..(i + 1) * k], &x[..k]);
+            *o = if relu { relu1(v) } else { v };
+        }
+    });
+}
+
+/// Batch N: `Y [batch, m] = relu?(X W^T + b)` as a GEMM with A = X (packed into `xa`, the
+/// small operand) and B = W^T read straight from the weight file, bias per column.
 #[allow(clippy::too_many_arguments)]
-pub fn linear(
+pub fn gemm(
+    kernel: Kernel,
     x: &[f32],
     batch: usize,
     w: &[f32],
@@ -50,25 +63,9 @@ pub fn linear(
     k: usize,
     relu: bool,
     y: &mut [f32],
-    scratch: &mut [f32],
+    xa: &mut PackedA,
 ) {
-    let yt: &mut [f32] = if batch == 1 { &mut y[..m] } else { &mut scratch[..m * batch] };
-    yt.par_chunks_mut(ROWS_PER_TASK * batch).enumerate().for_each(|(t, block)| {
-        let i0 = t * ROWS_PER_TASK;
-        for (r, out) in block.chunks_mut(batch).enumerate() {
-            let i = i0 + r;
-            let row = &w[i * k..(i + 1) * k];
-            for (n, o) in out.iter_mut().enumerate() {
-                let v = b[i] + dot(row, &x[n * k..(n + 1) * k]);
-                *o = if relu { relu1(v) } else { v };
-            }
-        }
-    });
-    if batch > 1 {
-        for n in 0..batch {
-            for i in 0..m {
-                y[n * m + i] = scratch[i * batch + n];
-            }
-        }
-    }
+    xa.repack(&x[..batch * k], batch, k, kernel.blocks().mr);
+    let ep = Epilogue { bias: Bias::Col(b), relu };
+    sgemm(kernel, xa, &Transposed { data: w, ld: k }, m, &mut y[..batch * m], m, ep);
 }

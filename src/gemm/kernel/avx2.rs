@@ -1,0 +1,59 @@
+//! AVX2 + FMA micro-kernel: `sgemm_6x16`, 6 rows x 2 ymm (16 columns).
+//!
+//! 12 ymm accumulators + 2 ymm of B + 1 broadcast = 15 of the 16 registers. Per k step:
+//! 2 vector loads, 6 broadcasts, 12 FMAs.
+#![allow(unsafe_code)]
+
+use super::{tile, MicroKernel};
+use crate::gemm::blocking::BlockSizes;
+use crate::simd::avx2::F32x8;
+use crate::simd::Avx2;
+
+/// Micro-tile rows.
+pub const MR: usize = 6;
+/// Micro-tile columns.
+pub const NR: usize = 16;
+
+/// The raw kernel; see [`super::tile`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_6x16(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x8, MR, 2>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+impl MicroKernel for Avx2 {
+    /// KC: the 16 x KC micro-panel of B (16 KiB at 256) in L1; MC: 120 x KC of A
+    /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
+    const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 256, nc: 1024 };
+
+    #[inline]
+    unsafe fn raw(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: `self` proves AVX2 + FMA; the caller upholds the pointer contract.
+        unsafe { sgemm_6x16(k, a, b, c, ldc, rb, cb, first, relu) }
+    }
+}

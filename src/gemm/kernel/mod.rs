@@ -1,0 +1,307 @@
+//! Micro-kernels: one generic MR x NR body, thin `#[target_feature]` shells per ISA.
+//!
+//! ```text
+//!            k ->                       NR columns (NV vectors of LANES)
+//!   A panel  [a0 a1 .. a(MR-1)] per k   B panel  [b0 .. b(NR-1)] per k
+//!
+//!   acc[i][v] += splat(A[i, k]) * B[k, v*LANES .. (v+1)*LANES]     for i < MR, v < NV
+//! ```
+//!
+//! The accumulators (`MR * NV` vectors) stay in registers for the whole K slice; each k
+//! step loads NV vectors of B and broadcasts MR scalars of A. After the slice the tile is
+//! stored through the epilogue: on the first K slice `C = acc + bias`, on later ones
+//! `C += acc`, and on the last one ReLU if asked. The summation order per element is
+//! fixed by K alone, so any split of M and N gives bitwise identical results.
+//!
+//! This module also owns [`MatMut`], the mutable view of C that can be split into
+//! disjoint row or column blocks for threads; it is the only place raw pointers into C
+//! exist.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod portable;
+
+use std::marker::PhantomData;
+
+use super::blocking::BlockSizes;
+use crate::cpu::Isa;
+use crate::error::Result;
+use crate::simd::SimdF32;
+
+/// Largest MR and NR of any kernel (sizes of stack tiles).
+pub const MAX_MR: usize = 16;
+/// Largest NR of any kernel.
+pub const MAX_NR: usize = 64;
+
+/// A mutable `rows x cols` view of row-major C with leading dimension `ld`.
+///
+/// Like `&mut [f32]`, but splittable into disjoint column blocks as well as row blocks.
+pub struct MatMut<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a MatMut is an exclusive borrow of the elements it covers (no two views
+// overlap), exactly like `&mut [f32]`, which is Send.
+unsafe impl Send for MatMut<'_> {}
+
+impl<'a> MatMut<'a> {
+    /// View `data` as `rows x cols` with leading dimension `ld`.
+    ///
+    /// # Panics
+    /// If `data` is too short or `ld < cols` (a caller bug, never input-dependent).
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
+        assert!(ld >= cols, "leading dimension {ld} < columns {cols}");
+        let need = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * ld + cols };
+        assert!(data.len() >= need, "C has {} values, view needs {need}", data.len());
+        MatMut { ptr: data.as_mut_ptr(), rows, cols, ld, _borrow: PhantomData }
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Split into rows `[0, r)` and `[r, rows)`.
+    pub fn split_rows(self, r: usize) -> (MatMut<'a>, MatMut<'a>) {
+        assert!(r <= self.rows);
+        // SAFETY: offset r*ld stays within (or one past) the borrowed region when r <= rows.
+        let lower = unsafe { self.ptr.add(if r < self.rows { r * self.ld } else { 0 }) };
+        (
+            MatMut { ptr: self.ptr, rows: r, cols: self.cols, ld: self.ld, _borrow: PhantomData },
+            MatMut { ptr: lower, rows: self.rows - r, cols: self.cols, ld: self.ld, _borrow: PhantomData },
+        )
+    }
+
+    /// Split into columns `[0, c)` and `[c, cols)`.
+    pub fn split_cols(self, c: usize) -> (MatMut<'a>, MatMut<'a>) {
+        assert!(c <= self.cols);
+        // SAFETY: c <= cols <= ld, so the offset stays within the first row's span.
+        let right = unsafe { self.ptr.add(if c < self.cols { c } else { 0 }) };
+        (
+            MatMut { ptr: self.ptr, rows: self.rows, cols: c, ld: self.ld, _borrow: PhantomData },
+            MatMut { ptr: right, rows: self.rows, cols: self.cols - c, ld: self.ld, _borrow: PhantomData },
+        )
+    }
+
+    /// Copy the `h x w` block at `(i, j)` into `tile` (leading dimension `ldt`).
+    pub fn read_block(&self, i: usize, j: usize, h: usize, w: usize, tile: &mut [f32], ldt: usize) {
+        assert!(i + h <= self.rows && j + w <= self.cols && w <= ldt && tile.len() >= h * ldt);
+        for r in 0..h {
+            // SAFETY: (i + r, j .. j + w) lies inside the view (checked above).
+            let src = unsafe { std::slice::from_raw_parts(self.ptr.add((i + r) * self.ld + j), w) };
+            tile[r * ldt..r * ldt + w].copy_from_slice(src);
+        }
+    }
+
+    /// Copy `tile` (leading dimension `ldt`) into the `h x w` block at `(i, j)`.
+    pub fn write_block(&mut self, i: usize, j: usize, h: usize, w: usize, tile: &[f32], ldt: usize) {
+        assert!(i + h <= self.rows && j + w <= self.cols && w <= ldt && tile.len() >= h * ldt);
+        for r in 0..h {
+            // SAFETY: (i + r, j .. j + w) lies inside the view, which we borrow exclusively.
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add((i + r) * self.ld + j), w) };
+            dst.copy_from_slice(&tile[r * ldt..r * ldt + w]);
+        }
+    }
+
+    /// Pointer to element `(i, j)` and the leading dimension, for a kernel writing the
+    /// `mr x nr` block there, after checking it lies inside the view.
+    fn block_ptr(&mut self, i: usize, j: usize, mr: usize, nr: usize) -> (*mut f32, usize) {
+        assert!(i + mr <= self.rows && j + nr <= self.cols, "tile ({i}, {j}) {mr}x{nr} outside view");
+        // SAFETY: (i, j) is inside the view (checked above).
+        (unsafe { self.ptr.add(i * self.ld + j) }, self.ld)
+    }
+}
+
+/// How a tile is stored: see the module doc.
+#[derive(Clone, Copy, Debug)]
+pub struct Store<'a> {
+    /// First K slice: overwrite C with `acc + bias`; otherwise `C += acc`.
+    pub first: bool,
+    /// Apply ReLU after storing (last K slice only).
+    pub relu: bool,
+    /// `MR` per-row bias values (used on the first slice).
+    pub row_bias: Option<&'a [f32]>,
+    /// `NR` per-column bias values (used on the first slice).
+    pub col_bias: Option<&'a [f32]>,
+}
+
+/// The generic micro-kernel body. Instantiated only inside `#[target_feature]` shells.
+///
+/// # Safety
+/// The CPU supports `V`'s instructions; `a` is valid for `MR * k` reads, `b` for
+/// `NV * LANES * k` reads, `c` for writes of `MR` rows of `NV * LANES` values at stride
+/// `ldc`; `row_bias` (if non-null) for `MR` reads, `col_bias` for `NV * LANES` reads.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    let lanes = V::LANES;
+    let nr = NV * lanes;
+    // SAFETY (whole body): pointer ranges as promised by the caller; V's instructions
+    // are available.
+    unsafe {
+        let mut acc = [[V::zero(); NV]; MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..k {
+            let mut bv = [V::zero(); NV];
+            for v in 0..NV {
+                bv[v] = V::load(b.add(v * lanes));
+            }
+            for i in 0..MR {
+                let av = V::splat(*a.add(i));
+                for v in 0..NV {
+                    acc[i][v] = av.mul_add(bv[v], acc[i][v]);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(nr);
+        }
+        for i in 0..MR {
+            let row = c.add(i * ldc);
+            for v in 0..NV {
+                let p = row.add(v * lanes);
+                let mut x = acc[i][v];
+                if first {
+                    if !row_bias.is_null() {
+                        x = x.add(V::splat(*row_bias.add(i)));
+                    }
+                    if !col_bias.is_null() {
+                        x = x.add(V::load(col_bias.add(v * lanes)));
+                    }
+                } else {
+                    x = V::load(p).add(x);
+                }
+                if relu {
+                    x = x.relu();
+                }
+                x.store(p);
+            }
+        }
+    }
+}
+
+/// What every ISA's kernel offers the driver.
+pub trait MicroKernel: Copy + Send + Sync {
+    /// Tile and block sizes.
+    const BLOCKS: BlockSizes;
+    /// The raw kernel of this ISA (a `#[target_feature]` fn).
+    ///
+    /// # Safety
+    /// As [`tile`]'s contract, and the CPU supports the ISA (guaranteed by the token
+    /// `self`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        row_bias: *const f32,
+        col_bias: *const f32,
+        first: bool,
+        relu: bool,
+    );
+
+    /// Compute one full `MR x NR` tile into `c` at `(i, j)`: safe, lengths checked once.
+    #[inline]
+    fn tile(self, k: usize, a: &[f32], b: &[f32], c: &mut MatMut<'_>, i: usize, j: usize, st: &Store<'_>) {
+        let BlockSizes { mr, nr, .. } = Self::BLOCKS;
+        assert!(a.len() >= mr * k && b.len() >= nr * k, "packed panels too short");
+        let rb = st.row_bias.map_or(std::ptr::null(), |s| {
+            assert!(s.len() >= mr);
+            s.as_ptr()
+        });
+        let cb = st.col_bias.map_or(std::ptr::null(), |s| {
+            assert!(s.len() >= nr);
+            s.as_ptr()
+        });
+        let (cp, ldc) = c.block_ptr(i, j, mr, nr);
+        // SAFETY: panel lengths and the C block were checked above; `self` is a token
+        // proving the CPU supports this kernel's ISA.
+        unsafe { self.raw(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu) }
+    }
+}
+
+/// A kernel family chosen for this CPU.
+#[derive(Clone, Copy, Debug)]
+pub enum Kernel {
+    /// AVX-512F, `sgemm_14x32`.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(crate::simd::Avx512),
+    /// AVX2 + FMA, `sgemm_6x16`.
+    #[cfg(target_arch = "x86_64")]
+    Avx2(crate::simd::Avx2),
+    /// NEON, `sgemm_8x12`.
+    #[cfg(target_arch = "aarch64")]
+    Neon(crate::simd::Neon),
+    /// Portable on `wide`, `sgemm_4x8`.
+    Portable(portable::Portable),
+}
+
+impl Kernel {
+    /// The kernels of `isa`, if this CPU runs them.
+    pub fn new(isa: Isa) -> Result<Kernel> {
+        let missing = crate::Error::UnsupportedIsa(isa.name());
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::simd::Avx512::new().map(Kernel::Avx512).ok_or(missing),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::simd::Avx2::new().map(Kernel::Avx2).ok_or(missing),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => crate::simd::Neon::new().map(Kernel::Neon).ok_or(missing),
+            Isa::Portable => Ok(Kernel::Portable(portable::Portable)),
+            #[allow(unreachable_patterns)]
+            _ => Err(missing),
+        }
+    }
+
+    /// The ISA.
+    pub fn isa(&self) -> Isa {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => Isa::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => Isa::Avx2,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(_) => Isa::Neon,
+            Kernel::Portable(_) => Isa::Portable,
+        }
+    }
+
+    /// Tile and block sizes.
+    pub fn blocks(&self) -> BlockSizes {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => <crate::simd::Avx512 as MicroKernel>::BLOCKS,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => <crate::simd::Avx2 as MicroKernel>::BLOCKS,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(_) => <crate::simd::Neon as MicroKernel>::BLOCKS,
+            Kernel::Portable(_) => <portable::Portable as MicroKernel>::BLOCKS,
+        }
+    }
+}

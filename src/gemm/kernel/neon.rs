@@ -1,0 +1,59 @@
+//! NEON micro-kernel: `sgemm_8x12`, 8 rows x 3 q registers (12 columns).
+//!
+//! 24 accumulators + 3 of B + 1 broadcast = 28 of the 32 registers. Per k step: 3
+//! vector loads, 8 broadcasts, 24 FMAs.
+#![allow(unsafe_code)]
+
+use super::{tile, MicroKernel};
+use crate::gemm::blocking::BlockSizes;
+use crate::simd::neon::F32x4;
+use crate::simd::Neon;
+
+/// Micro-tile rows.
+pub const MR: usize = 8;
+/// Micro-tile columns.
+pub const NR: usize = 12;
+
+/// The raw kernel; see [`super::tile`].
+///
+/// # Safety
+/// The CPU supports NEON, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_8x12(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x4, MR, 3>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+impl MicroKernel for Neon {
+    /// KC: 12 x KC of B (12 KiB at 256) in L1; MC: 128 x KC of A (128 KiB) in L2;
+    /// NC: KC x 480 of B (480 KiB) in L2.
+    const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 480 };
+
+    #[inline]
+    unsafe fn raw(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: `self` proves NEON; the caller upholds the pointer contract.
+        unsafe { sgemm_8x12(k, a, b, c, ldc, rb, cb, first, relu) }
+    }
+}

@@ -1,0 +1,60 @@
+//! Portable micro-kernel on `wide`: `sgemm_4x8`, 4 rows x 1 eight-lane vector.
+//!
+//! Sized for the worst case it must run well on, SSE2's 16 xmm registers (a `wide`
+//! f32x8 is two xmm there): 8 for accumulators, 2 for B, 2 for the broadcast.
+#![allow(unsafe_code)]
+
+use super::{tile, MicroKernel};
+use crate::gemm::blocking::BlockSizes;
+use crate::simd::portable::F32x8;
+
+/// Micro-tile rows.
+pub const MR: usize = 4;
+/// Micro-tile columns.
+pub const NR: usize = 8;
+
+/// The portable kernel family; needs no CPU check.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Portable;
+
+/// The raw kernel; see [`super::tile`].
+///
+/// # Safety
+/// The pointer contract of [`super::tile`] holds.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_4x8(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract; `wide` needs no runtime feature.
+    unsafe { tile::<F32x8, MR, 1>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+impl MicroKernel for Portable {
+    /// KC: 8 x KC of B (8 KiB at 256) in L1; MC: 128 x KC of A in L2; NC: KC x 512 in L2.
+    const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 512 };
+
+    #[inline]
+    unsafe fn raw(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: the caller upholds the pointer contract.
+        unsafe { sgemm_4x8(k, a, b, c, ldc, rb, cb, first, relu) }
+    }
+}

@@ -1,0 +1,128 @@
+//! Packing: the layouts the micro-kernels read.
+//!
+//! **A (weights)** is packed once into MR-row panels over the whole K: panel `i` holds
+//! rows `i*MR .. i*MR+MR`, column by column (`MR` consecutive values per k), zero rows
+//! padding the last panel. A K slice `[p0, p1)` of a panel is then one contiguous run.
+//!
+//! **B (activations)** is packed per call, per `KC x NC` block, into NR-column panels:
+//! for each k, `NR` consecutive values, zero columns padding the last panel. Any B source
+//! implements [`PackB`]: a row-major matrix, the transpose of a row-major matrix (linear
+//! layers: B = W^T read straight from the weight file), or im2col of an image.
+
+/// Weights packed into MR-row panels over the whole K.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedA {
+    mr: usize,
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Pack the row-major `m x k` matrix `a` (leading dimension `k`) into `mr`-row panels.
+    pub fn pack(a: &[f32], m: usize, k: usize, mr: usize) -> PackedA {
+        let mut packed = PackedA::default();
+        packed.repack(a, m, k, mr);
+        packed
+    }
+
+    /// [`PackedA::pack`] into this value's storage, reusing its allocation: no allocation
+    /// once it has held a matrix at least as large.
+    pub fn repack(&mut self, a: &[f32], m: usize, k: usize, mr: usize) {
+        let panels = m.div_ceil(mr);
+        self.data.clear();
+        self.data.resize(panels * mr * k, 0.0);
+        for (pi, panel) in self.data.chunks_exact_mut(mr * k.max(1)).enumerate().take(panels) {
+            for r in 0..mr.min(m - pi * mr) {
+                let row = &a[(pi * mr + r) * k..(pi * mr + r + 1) * k];
+                for (p, &v) in row.iter().enumerate() {
+                    panel[p * mr + r] = v;
+                }
+            }
+        }
+        (self.mr, self.m, self.k) = (mr, m, k);
+    }
+
+    /// Panel height.
+    pub fn mr(&self) -> usize {
+        self.mr
+    }
+    /// Logical rows.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    /// Logical columns (depth).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The K slice `[p0, p1)` of panel `pi`: `mr * (p1 - p0)` values.
+    #[inline]
+    pub(crate) fn panel(&self, pi: usize, p0: usize, p1: usize) -> &[f32] {
+        let base = pi * self.mr * self.k;
+        &self.data[base + p0 * self.mr..base + p1 * self.mr]
+    }
+}
+
+/// A source of B (`K x N`) that can write packed NR-column panels of any block of itself.
+pub trait PackB: Sync {
+    /// Write the block rows `k0..k1`, columns `j0..j1` of B as NR-column panels into
+    /// `out`: panel `q` (columns `j0 + q*nr ..`) at `out[q*nr*(k1-k0) ..]`, each k row of
+    /// it `nr` consecutive values; columns past `j1` are zero. `out` holds at least
+    /// `ceil((j1-j0)/nr) * nr * (k1-k0)` values.
+    fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]);
+}
+
+/// A row-major `K x N` matrix with leading dimension `ld`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowMajor<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Distance between rows.
+    pub ld: usize,
+}
+
+impl PackB for RowMajor<'_> {
+    fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
+        let kc = k1 - k0;
+        for (q, jq) in (j0..j1).step_by(nr).enumerate() {
+            let w = nr.min(j1 - jq);
+            let panel = &mut out[q * nr * kc..(q + 1) * nr * kc];
+            for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                let src = &self.data[(k0 + p) * self.ld + jq..(k0 + p) * self.ld + jq + w];
+                dst[..w].copy_from_slice(src);
+                dst[w..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The transpose of a row-major `N x K` matrix (leading dimension `ld`), seen as B = `K x N`.
+/// A linear layer's weights `[out, in]` are B for `Y[batch, out] = X[batch, in] W^T`.
+#[derive(Clone, Copy, Debug)]
+pub struct Transposed<'a> {
+    /// The values of the un-transposed `N x K` matrix.
+    pub data: &'a [f32],
+    /// Distance between its rows.
+    pub ld: usize,
+}
+
+impl PackB for Transposed<'_> {
+    fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
+        let kc = k1 - k0;
+        for (q, jq) in (j0..j1).step_by(nr).enumerate() {
+            let w = nr.min(j1 - jq);
+            let panel = &mut out[q * nr * kc..(q + 1) * nr * kc];
+            if w < nr {
+                panel.fill(0.0);
+            }
+            // Column j of B is row j of the stored matrix: scatter it with stride nr.
+            for c in 0..w {
+                let row = &self.data[(jq + c) * self.ld + k0..(jq + c) * self.ld + k1];
+                for (p, &v) in row.iter().enumerate() {
+                    panel[p * nr + c] = v;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! AVX2 with FMA vectors ("avx2" everywhere in this crate means AVX2 + FMA): 8 f32
+//! lanes in a ymm register.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::SimdF32;
+
+/// 8 f32 lanes.
+#[derive(Clone, Copy)]
+pub struct F32x8(__m256);
+
+// SAFETY: every method uses only AVX and FMA instructions, which the trait's contract
+// requires the caller to have checked; loads and stores are unaligned.
+unsafe impl SimdF32 for F32x8 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: AVX is available (trait contract).
+        F32x8(unsafe { _mm256_setzero_ps() })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        F32x8(unsafe { _mm256_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: `p` is valid for 8 reads (trait contract).
+        F32x8(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: `p` is valid for 8 writes (trait contract).
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: FMA is available.
+        F32x8(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: AVX is available.
+        F32x8(unsafe { _mm256_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // max(0, x) returns the second operand when either is NaN: NaN is kept.
+        // SAFETY: AVX is available.
+        F32x8(unsafe { _mm256_max_ps(_mm256_setzero_ps(), self.0) })
+    }
+}

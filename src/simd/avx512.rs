@@ -1,0 +1,52 @@
+//! AVX-512F vectors: 16 f32 lanes in a zmm register.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::SimdF32;
+
+/// 16 f32 lanes.
+#[derive(Clone, Copy)]
+pub struct F32x16(__m512);
+
+// SAFETY: every method uses only AVX-512F instructions, which the trait's contract
+// requires the caller to have checked; loads and stores are unaligned.
+unsafe impl SimdF32 for F32x16 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: AVX-512F is available (trait contract).
+        F32x16(unsafe { _mm512_setzero_ps() })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        F32x16(unsafe { _mm512_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: `p` is valid for 16 reads (trait contract).
+        F32x16(unsafe { _mm512_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: `p` is valid for 16 writes (trait contract).
+        unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: AVX-512F is available.
+        F32x16(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: AVX-512F is available.
+        F32x16(unsafe { _mm512_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // max(0, x) returns the second operand when either is NaN: NaN is kept.
+        // SAFETY: AVX-512F is available.
+        F32x16(unsafe { _mm512_max_ps(_mm512_setzero_ps(), self.0) })
+    }
+}

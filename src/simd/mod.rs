@@ -1,0 +1,100 @@
+//! A tiny vector abstraction so kernel bodies are written once.
+//!
+//! [`SimdF32`] has just what a GEMM micro-kernel and the pooling loops need: zero, splat,
+//! load, store, fused multiply-add, add and max. Every method is `#[inline(always)]` and
+//! `unsafe` (it may use instructions the caller must have checked for, and takes raw
+//! pointers); a kernel body generic over `V: SimdF32` is instantiated inside a
+//! `#[target_feature]` shell, where the methods inline into real vector instructions
+//! (memchr's `Vector` trait, matrixmultiply's multiply-add trait).
+//!
+//! Capability tokens ([`Avx512`], [`Avx2`], [`Neon`]) are zero-sized and can only be made
+//! by a successful feature check, so a safe function that takes one can call the
+//! matching `#[target_feature]` code soundly.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod portable;
+
+/// A vector of `LANES` f32 values.
+///
+/// # Safety
+/// Implementations may only be used where the CPU supports their instructions (the
+/// caller holds the matching token); pointer arguments must be valid for `LANES` f32
+/// reads or writes. No alignment is required.
+pub unsafe trait SimdF32: Copy {
+    /// Number of f32 lanes.
+    const LANES: usize;
+    /// All lanes zero.
+    ///
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    unsafe fn zero() -> Self;
+    /// All lanes `x`.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn splat(x: f32) -> Self;
+    /// Load `LANES` values from `p` (unaligned).
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`], and `p` is valid for `LANES` reads.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Store `LANES` values to `p` (unaligned).
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`], and `p` is valid for `LANES` writes.
+    unsafe fn store(self, p: *mut f32);
+    /// `self * b + c`, fused where the ISA has FMA.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// Lane-wise sum.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn add(self, b: Self) -> Self;
+    /// Lane-wise maximum with zero, NaN preserved (ReLU).
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn relu(self) -> Self;
+}
+
+/// Proof that this CPU runs AVX-512F. Made only by [`Avx512::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512(());
+
+/// Proof that this CPU runs AVX2 and FMA. Made only by [`Avx2::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2(());
+
+/// Proof that this CPU runs NEON. Made only by [`Neon::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct Neon(());
+
+impl Avx512 {
+    /// The token, if the CPU has AVX-512F.
+    pub fn new() -> Option<Self> {
+        crate::cpu::Isa::Avx512.is_supported().then_some(Avx512(()))
+    }
+}
+
+impl Avx2 {
+    /// The token, if the CPU has AVX2 and FMA.
+    pub fn new() -> Option<Self> {
+        crate::cpu::Isa::Avx2.is_supported().then_some(Avx2(()))
+    }
+}
+
+impl Neon {
+    /// The token, if the CPU has NEON.
+    pub fn new() -> Option<Self> {
+        crate::cpu::Isa::Neon.is_supported().then_some(Neon(()))
+    }
+}

@@ -1,0 +1,56 @@
+//! aarch64 Advanced SIMD vectors: 4 f32 lanes in a q register.
+#![allow(unsafe_code)]
+
+use core::arch::aarch64::*;
+
+use super::SimdF32;
+
+/// 4 f32 lanes.
+#[derive(Clone, Copy)]
+pub struct F32x4(float32x4_t);
+
+// SAFETY: every method uses only NEON instructions, which the trait's contract requires
+// the caller to have checked; loads and stores are unaligned.
+unsafe impl SimdF32 for F32x4 {
+    const LANES: usize = 4;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: NEON is available (trait contract).
+        F32x4(unsafe { vdupq_n_f32(0.0) })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        F32x4(unsafe { vdupq_n_f32(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: `p` is valid for 4 reads (trait contract).
+        F32x4(unsafe { vld1q_f32(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: `p` is valid for 4 writes (trait contract).
+        unsafe { vst1q_f32(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        // vfmaq_f32(c, a, b) = c + a * b, fused.
+        // SAFETY: NEON is available.
+        F32x4(unsafe { vfmaq_f32(c.0, self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: NEON is available.
+        F32x4(unsafe { vaddq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // Select x where x >= 0 or x is NaN (x < 0 is false for NaN), else 0.
+        // SAFETY: NEON is available.
+        F32x4(unsafe {
+            let neg = vcltq_f32(self.0, vdupq_n_f32(0.0));
+            vbslq_f32(neg, vdupq_n_f32(0.0), self.0)
+        })
+    }
+}

@@ -1,0 +1,321 @@
+//! End-to-end tests of the `alexnet-classify` binary on a small synthetic model.
+//!
+//! Each test writes its own files into a fresh temporary directory: a weight file for a
+//! tiny network (`[3, 35, 35]` -> conv 5x5/2 -> max-pool 3x3/2 -> flatten -> linear 10,
+//! ending in logits so the CLI's softmax path is the one exercised), `.npy` tensors and
+//! images encoded in the test. Outputs are compared with [`Model::infer`] bit for bit;
+//! every failure must be one `alexnet-classify: ...` line on stderr and no panic.
+#![cfg(feature = "image")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use alexnet::plan::{Conv, Layer, Linear, MaxPool, Pads, Plan, Preprocess};
+use alexnet::{npy, synthetic, Model};
+
+const BIN: &str = env!("CARGO_BIN_EXE_alexnet-classify");
+const CLASSES: usize = 10;
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("alexnet-classify-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The tiny test network; `labels` may be empty.
+fn plan(labels: Vec<String>) -> Plan {
+    Plan {
+        input: [3, 35, 35],
+        preprocess: Preprocess { resize_shorter: 40, ..Preprocess::torchvision() },
+        layers: vec![
+            Layer::Conv(Conv {
+                name: "conv1".into(),
+                out_channels: 4,
+                kernel: [5, 5],
+                stride: [2, 2],
+                pads: Pads::default(),
+                groups: 1,
+                relu: true,
+            }),
+            Layer::MaxPool(MaxPool { kernel: [3, 3], stride: [2, 2], pads: Pads::default(), ceil_mode: false }),
+            Layer::Flatten,
+            Layer::Linear(Linear { name: "fc".into(), out_features: CLASSES as u32, relu: false }),
+        ],
+        labels,
+    }
+}
+
+/// Write the test model into `dir` and return its path.
+fn write_model(dir: &TempDir, labels: Vec<String>) -> PathBuf {
+    let plan = plan(labels);
+    let path = dir.path("tiny.alexnet");
+    let tensors = synthetic::weights(&plan, 7).expect("synthetic weights");
+    alexnet::weights::format::write_file(&path, &plan, &tensors).expect("write weight file");
+    path
+}
+
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(BIN).args(args).output().expect("run alexnet-classify")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Assert success and return stdout.
+fn ok(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status {:?}, stderr: {err}", out.status);
+    assert!(err.is_empty(), "unexpected stderr: {err}");
+    stdout(&out)
+}
+
+/// Assert a clean failure: non-zero status, exactly one `alexnet-classify:` line on
+/// stderr, no panic. Returns the message.
+fn fails(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected failure, got success; stdout: {}", stdout(&out));
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
+    assert!(err.starts_with("alexnet-classify: "), "stderr: {err:?}");
+    assert!(err.len() > "alexnet-classify: ".len() + 5, "empty message: {err:?}");
+    err
+}
+
+fn write_png(path: &Path, w: u32, h: u32) {
+    let img = image::ImageBuffer::from_fn(w, h, |x, y| image::Rgb([(x * 5) as u8, (y * 3) as u8, ((x + y) * 2) as u8]));
+    image::DynamicImage::ImageRgb8(img).save_with_format(path, image::ImageFormat::Png).expect("write png");
+}
+
+fn write_jpeg(path: &Path, w: u32, h: u32) {
+    let img = image::ImageBuffer::from_fn(w, h, |x, y| image::Rgb([(x * 4) as u8, 200, (y * 6) as u8]));
+    image::DynamicImage::ImageRgb8(img).save_with_format(path, image::ImageFormat::Jpeg).expect("write jpeg");
+}
+
+fn reference_model(weights: &Path) -> Model {
+    Model::builder().threads(1).open(weights).expect("open model")
+}
+
+#[test]
+fn npy_inputs_match_model_infer_exactly() {
+    let dir = TempDir::new("npy");
+    let weights = write_model(&dir, Vec::new());
+    let p = plan(Vec::new());
+    let batch = synthetic::input(&p, 3, 2);
+    let single = synthetic::input(&p, 4, 1);
+    npy::write(&dir.path("batch.npy"), &[2, 3, 35, 35], &batch).unwrap();
+    npy::write(&dir.path("single.npy"), &[3, 35, 35], &single).unwrap();
+    let probs = dir.path("probs.npy");
+    let out = run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        dir.path("batch.npy").as_os_str(),
+        dir.path("single.npy").as_os_str(),
+        "--threads=1".as_ref(),
+        "--output".as_ref(),
+        probs.as_os_str(),
+    ]);
+    let text = ok(out);
+    let got = npy::read(&probs).unwrap();
+    assert_eq!(got.shape, vec![3, CLASSES]);
+    let mut all = batch.clone();
+    all.extend_from_slice(&single);
+    let want = reference_model(&weights).infer(&all).unwrap();
+    assert_eq!(got.data.len(), want.len());
+    for (g, w) in got.data.iter().zip(&want) {
+        assert_eq!(g.to_bits(), w.to_bits(), "probabilities differ: {g} vs {w}");
+    }
+    // Probabilities (the network ends in logits; the CLI reports softmax).
+    for row in got.data.chunks(CLASSES) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Text: a heading per image (batch members indexed), 5 lines each by default.
+    assert!(text.contains("batch.npy[0]:") && text.contains("batch.npy[1]:") && text.contains("single.npy:"));
+    assert_eq!(text.lines().count(), 3 * 6, "{text}");
+}
+
+#[test]
+fn json_output_has_k_entries_and_escapes_labels() {
+    let dir = TempDir::new("json");
+    let mut labels: Vec<String> = (0..CLASSES).map(|i| format!("class {i}")).collect();
+    labels[3] = "say \"hi\"\\ \t".into();
+    let weights = write_model(&dir, labels);
+    let p = plan(Vec::new());
+    npy::write(&dir.path("x.npy"), &[2, 3, 35, 35], &synthetic::input(&p, 5, 2)).unwrap();
+    let out = run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--json".as_ref(),
+        "--top".as_ref(),
+        "10".as_ref(),
+        dir.path("x.npy").as_os_str(),
+    ]);
+    let json = ok(out);
+    assert_eq!(json.lines().count(), 1, "one JSON object: {json}");
+    let json = json.trim_end();
+    assert!(json.starts_with("{\"results\":[{\"input\":\"") && json.ends_with("]}]}"), "{json}");
+    assert_eq!(json.matches("\"index_in_input\":0").count(), 1);
+    assert_eq!(json.matches("\"index_in_input\":1").count(), 1);
+    assert_eq!(json.matches("\"class\":").count(), 2 * CLASSES);
+    assert_eq!(json.matches("\"probability\":").count(), 2 * CLASSES);
+    assert!(json.contains(r#""label":"say \"hi\"\\ \t""#), "{json}");
+    assert!(json.contains("\"label\":\"class 0\""));
+    // --top 2: two entries per image.
+    let out = run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--json".as_ref(),
+        "--top=2".as_ref(),
+        dir.path("x.npy").as_os_str(),
+    ]);
+    assert_eq!(ok(out).matches("\"class\":").count(), 4);
+}
+
+#[test]
+fn images_are_preprocessed_like_the_library() {
+    let dir = TempDir::new("image");
+    let weights = write_model(&dir, Vec::new());
+    let png = dir.path("wide.png");
+    let jpg = dir.path("tall.jpg");
+    write_png(&png, 60, 45);
+    write_jpeg(&jpg, 30, 70);
+    let probs = dir.path("p.npy");
+    let out = run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        png.as_os_str(),
+        jpg.as_os_str(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+        "--output".as_ref(),
+        probs.as_os_str(),
+        "--top".as_ref(),
+        "3".as_ref(),
+    ]);
+    let text = ok(out);
+    assert!(text.contains("wide.png:") && text.contains("tall.jpg:"), "{text}");
+    assert_eq!(text.lines().count(), 2 * 4, "{text}");
+    let model = reference_model(&weights);
+    let mut input = alexnet::image::load_image(&png, model.preprocess(), model.input_shape()).unwrap();
+    input.extend(alexnet::image::load_image(&jpg, model.preprocess(), model.input_shape()).unwrap());
+    let want = model.infer(&input).unwrap();
+    let got = npy::read(&probs).unwrap();
+    assert_eq!(got.shape, vec![2, CLASSES]);
+    assert!(got.data.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()));
+}
+
+#[test]
+fn label_file_names_the_classes() {
+    let dir = TempDir::new("labels");
+    let weights = write_model(&dir, Vec::new());
+    let labels = dir.path("labels.txt");
+    let names: Vec<String> = (0..CLASSES).map(|i| format!("thing-{i}")).collect();
+    std::fs::write(&labels, names.join("\n") + "\n").unwrap();
+    write_png(&dir.path("a.png"), 40, 40);
+    let out = run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--labels".as_ref(),
+        labels.as_os_str(),
+        "--top".as_ref(),
+        "10".as_ref(),
+        dir.path("a.png").as_os_str(),
+    ]);
+    let text = ok(out);
+    for name in &names {
+        assert_eq!(text.matches(&format!("  {name}\n")).count(), 1, "{name} missing in {text}");
+    }
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let help = ok(run(&["--help"]));
+    assert!(help.contains("usage: alexnet-classify") && help.contains("--weights"));
+    for args in [
+        &[][..],
+        &["x.png"][..],
+        &["--weights", "m.alexnet"][..],
+        &["--weights"][..],
+        &["--weights", "m", "--bogus", "x.png"][..],
+        &["--weights", "m", "--top", "many", "x.png"][..],
+        &["--weights", "m", "--top", "0", "x.png"][..],
+        &["--weights", "m", "--threads", "0", "x.png"][..],
+        &["--weights", "a", "--weights", "b", "x.png"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "args {args:?}");
+        fails(out);
+    }
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let dir = TempDir::new("bad");
+    let weights = write_model(&dir, Vec::new());
+    let w = weights.as_os_str();
+    let good = dir.path("good.png");
+    write_png(&good, 40, 40);
+    // Corrupt image: garbage bytes; truncated PNG and JPEG; an empty file.
+    std::fs::write(dir.path("garbage.png"), b"this is not an image at all").unwrap();
+    let png = std::fs::read(&good).unwrap();
+    std::fs::write(dir.path("cut.png"), &png[..png.len() / 2]).unwrap();
+    write_jpeg(&dir.path("full.jpg"), 64, 64);
+    let jpg = std::fs::read(dir.path("full.jpg")).unwrap();
+    std::fs::write(dir.path("cut.jpg"), &jpg[..jpg.len() - 40]).unwrap();
+    std::fs::write(dir.path("empty.jpg"), b"").unwrap();
+    // Wrong tensor shapes and a non-npy .npy.
+    npy::write(&dir.path("hw.npy"), &[1, 3, 34, 35], &vec![0.0; 3 * 34 * 35]).unwrap();
+    npy::write(&dir.path("rank.npy"), &[3 * 35 * 35], &vec![0.0; 3 * 35 * 35]).unwrap();
+    npy::write(&dir.path("zero.npy"), &[0, 3, 35, 35], &[]).unwrap();
+    std::fs::write(dir.path("fake.npy"), b"not numpy").unwrap();
+    // A label file one line short.
+    std::fs::write(dir.path("short.txt"), "a\nb\nc\n").unwrap();
+
+    let msg = fails(run(&["--weights".as_ref(), dir.path("missing.alexnet").as_os_str(), good.as_os_str()]));
+    assert!(msg.contains("missing.alexnet"), "{msg}");
+    fails(run(&["--weights".as_ref(), dir.0.as_os_str(), good.as_os_str()]));
+    // A weight file that is really an image.
+    let msg = fails(run(&["--weights".as_ref(), good.as_os_str(), good.as_os_str()]));
+    assert!(msg.contains("good.png"), "{msg}");
+    for bad in
+        ["garbage.png", "cut.png", "cut.jpg", "empty.jpg", "hw.npy", "rank.npy", "zero.npy", "fake.npy", "nope.png"]
+    {
+        let path = dir.path(bad);
+        let out = run(&["--weights".as_ref(), w, good.as_os_str(), path.as_os_str()]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let msg = fails(out);
+        assert!(msg.contains(bad), "{bad}: message does not name the file: {msg}");
+    }
+    let msg = fails(run(&["--weights".as_ref(), w, "--top".as_ref(), "11".as_ref(), good.as_os_str()]));
+    assert!(msg.contains("11"), "{msg}");
+    let msg = fails(run(&[
+        "--weights".as_ref(),
+        w,
+        "--labels".as_ref(),
+        dir.path("short.txt").as_os_str(),
+        good.as_os_str(),
+    ]));
+    assert!(msg.contains("3 lines"), "{msg}");
+    fails(run(&["--weights".as_ref(), w, "--labels".as_ref(), dir.path("none.txt").as_os_str(), good.as_os_str()]));
+    // A directory as an input, and an output path that cannot be written.
+    fails(run(&["--weights".as_ref(), w, dir.0.as_os_str()]));
+    let unwritable = dir.path("no-such-dir").join("p.npy");
+    let msg = fails(run(&["--weights".as_ref(), w, good.as_os_str(), "--output".as_ref(), unwritable.as_os_str()]));
+    assert!(msg.contains("cannot write"), "{msg}");
+}
