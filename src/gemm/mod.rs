@@ -23,6 +23,7 @@
 pub mod blocking;
 pub mod kernel;
 pub mod pack;
+pub mod peak;
 pub mod reference;
 
 use std::cell::RefCell;

@@ -4,7 +4,7 @@
 //! 2 vector loads, 6 broadcasts, 12 FMAs.
 #![allow(unsafe_code)]
 
-use super::{tile, MicroKernel};
+use super::{fma_chains, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx2::F32x8;
 use crate::simd::Avx2;
@@ -35,10 +35,27 @@ pub unsafe fn sgemm_6x16(
     unsafe { tile::<F32x8, MR, 2>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
 }
 
+/// The FMA-peak probe: 12 independent chains of 8-lane FMAs.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn fma_peak(iters: usize) -> f32 {
+    // SAFETY: forwarded contract.
+    unsafe { fma_chains::<F32x8, 12>(iters) }
+}
+
 impl MicroKernel for Avx2 {
     /// KC: the 16 x KC micro-panel of B (16 KiB at 256) in L1; MC: 120 x KC of A
     /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 256, nc: 1024 };
+
+    const PEAK_FLOPS_PER_ITER: usize = 12 * 8 * 2;
+
+    fn fma_loop(self, iters: usize) -> f32 {
+        // SAFETY: `self` proves the ISA is available.
+        unsafe { fma_peak(iters) }
+    }
 
     #[inline]
     unsafe fn raw(

@@ -203,6 +203,32 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
+/// `CHAINS` independent FMA dependency chains, `iters` times: the FMA-peak probe. Returns a
+/// value derived from every chain so the work cannot be optimised away.
+///
+/// # Safety
+/// The CPU supports `V`'s instructions.
+#[inline(always)]
+pub(crate) unsafe fn fma_chains<V: SimdF32, const CHAINS: usize>(iters: usize) -> f32 {
+    // SAFETY: V's instructions are available (caller); `out` holds LANES values.
+    unsafe {
+        let (x, y) = (V::splat(0.999), V::splat(0.001));
+        let mut acc = [V::splat(0.5); CHAINS];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = a.mul_add(x, y);
+            }
+        }
+        let mut sum = V::zero();
+        for a in acc {
+            sum = sum.add(a);
+        }
+        let mut out = [0.0f32; 64];
+        sum.store(out.as_mut_ptr());
+        out[..V::LANES].iter().sum()
+    }
+}
+
 /// What every ISA's kernel offers the driver.
 pub trait MicroKernel: Copy + Send + Sync {
     /// Tile and block sizes.
@@ -225,6 +251,12 @@ pub trait MicroKernel: Copy + Send + Sync {
         first: bool,
         relu: bool,
     );
+
+    /// FLOPs per iteration of [`MicroKernel::fma_loop`].
+    const PEAK_FLOPS_PER_ITER: usize;
+
+    /// Run the FMA-peak probe for `iters` iterations (safe: `self` proves the ISA).
+    fn fma_loop(self, iters: usize) -> f32;
 
     /// Compute one full `MR x NR` tile into `c` at `(i, j)`: safe, lengths checked once.
     #[inline]
@@ -289,6 +321,22 @@ impl Kernel {
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(_) => Isa::Neon,
             Kernel::Portable(_) => Isa::Portable,
+        }
+    }
+
+    /// Run the FMA-peak probe; returns (FLOPs done, a value to keep the work alive).
+    pub fn fma_loop(&self, iters: usize) -> (f64, f32) {
+        fn go<K: MicroKernel>(k: K, iters: usize) -> (f64, f32) {
+            ((K::PEAK_FLOPS_PER_ITER * iters) as f64, k.fma_loop(iters))
+        }
+        match *self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(t) => go(t, iters),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(t) => go(t, iters),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(t) => go(t, iters),
+            Kernel::Portable(t) => go(t, iters),
         }
     }
 

@@ -4,7 +4,7 @@
 //! vector loads, 8 broadcasts, 24 FMAs.
 #![allow(unsafe_code)]
 
-use super::{tile, MicroKernel};
+use super::{fma_chains, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::neon::F32x4;
 use crate::simd::Neon;
@@ -35,10 +35,27 @@ pub unsafe fn sgemm_8x12(
     unsafe { tile::<F32x4, MR, 3>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
 }
 
+/// The FMA-peak probe: 24 independent chains of 4-lane FMAs.
+///
+/// # Safety
+/// The CPU supports NEON.
+#[target_feature(enable = "neon")]
+pub unsafe fn fma_peak(iters: usize) -> f32 {
+    // SAFETY: forwarded contract.
+    unsafe { fma_chains::<F32x4, 24>(iters) }
+}
+
 impl MicroKernel for Neon {
     /// KC: 12 x KC of B (12 KiB at 256) in L1; MC: 128 x KC of A (128 KiB) in L2;
     /// NC: KC x 480 of B (480 KiB) in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 480 };
+
+    const PEAK_FLOPS_PER_ITER: usize = 24 * 4 * 2;
+
+    fn fma_loop(self, iters: usize) -> f32 {
+        // SAFETY: `self` proves the ISA is available.
+        unsafe { fma_peak(iters) }
+    }
 
     #[inline]
     unsafe fn raw(

@@ -4,7 +4,7 @@
 //! f32x8 is two xmm there): 8 for accumulators, 2 for B, 2 for the broadcast.
 #![allow(unsafe_code)]
 
-use super::{tile, MicroKernel};
+use super::{fma_chains, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::portable::F32x8;
 
@@ -37,9 +37,25 @@ pub unsafe fn sgemm_4x8(
     unsafe { tile::<F32x8, MR, 1>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
 }
 
+/// The FMA-peak probe: 6 independent chains of 8-lane FMAs.
+///
+/// # Safety
+/// None beyond the function being `unsafe` for uniformity with the other ISAs.
+pub unsafe fn fma_peak(iters: usize) -> f32 {
+    // SAFETY: forwarded contract.
+    unsafe { fma_chains::<F32x8, 6>(iters) }
+}
+
 impl MicroKernel for Portable {
     /// KC: 8 x KC of B (8 KiB at 256) in L1; MC: 128 x KC of A in L2; NC: KC x 512 in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 512 };
+
+    const PEAK_FLOPS_PER_ITER: usize = 6 * 8 * 2;
+
+    fn fma_loop(self, iters: usize) -> f32 {
+        // SAFETY: `self` proves the ISA is available.
+        unsafe { fma_peak(iters) }
+    }
 
     #[inline]
     unsafe fn raw(

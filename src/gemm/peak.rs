@@ -1,0 +1,39 @@
+//! The machine's measured FMA peak, per ISA and thread count: the yardstick every GEMM
+//! figure is read against.
+
+use std::time::Instant;
+
+use super::Kernel;
+
+/// Measured peak in GFLOP/s of `kernel`'s ISA on `threads` threads running the FMA probe
+/// together for about `millis` milliseconds each (best of three rounds).
+pub fn fma_peak_gflops(kernel: Kernel, threads: usize, millis: u64) -> f64 {
+    // Calibrate the iteration count to the requested duration on one thread.
+    let mut iters = 1 << 16;
+    loop {
+        let t = Instant::now();
+        std::hint::black_box(kernel.fma_loop(iters));
+        if t.elapsed().as_millis() as u64 >= millis / 4 || iters >= 1 << 34 {
+            let per = t.elapsed().as_secs_f64() / iters as f64;
+            iters = ((millis as f64 / 1e3) / per.max(1e-12)) as usize;
+            break;
+        }
+        iters *= 4;
+    }
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let flops: f64 = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| kernel.fma_loop(iters))).collect();
+            hs.into_iter()
+                .map(|h| {
+                    let (f, keep) = h.join().unwrap_or((0.0, 0.0));
+                    std::hint::black_box(keep);
+                    f
+                })
+                .sum()
+        });
+        best = best.max(flops / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}

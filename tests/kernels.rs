@@ -1,0 +1,181 @@
+//! Every GEMM kernel this CPU runs against the scalar reference: edge shapes around each
+//! kernel's MR, NR and KC, the AlexNet shapes, every epilogue, guard values around C,
+//! and bitwise equality across thread counts. ISAs the CPU lacks are reported and skipped.
+
+use alexnet::gemm::{self, Bias, Epilogue, Kernel, PackedA, RowMajor, Transposed};
+use alexnet::ops::reference;
+use alexnet::{synthetic, Isa};
+
+fn kernels() -> Vec<Kernel> {
+    let mut v = Vec::new();
+    for isa in Isa::ALL {
+        match Kernel::new(isa) {
+            Ok(k) => v.push(k),
+            Err(_) => eprintln!("note: {isa} not supported on this CPU; its kernel is not tested here"),
+        }
+    }
+    v
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
+
+const GUARD: f32 = -7777.0;
+
+/// Run sgemm into a buffer with `pad` guard values on each side and a wider `ldc`; check
+/// the guards and the gap columns are untouched, return C.
+#[allow(clippy::too_many_arguments)]
+fn run(kernel: Kernel, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ep: Epilogue, threads: usize) -> Vec<f32> {
+    let (pad, ldc) = (37, n + 3);
+    let mut buf = vec![GUARD; pad + m * ldc + pad];
+    let packed = PackedA::pack(a, m, k, kernel.blocks().mr);
+    pool(threads).install(|| gemm::sgemm(kernel, &packed, &RowMajor { data: b, ld: n }, n, &mut buf[pad..pad + m * ldc], ldc, ep));
+    assert!(buf[..pad].iter().chain(&buf[pad + m * ldc..]).all(|&v| v == GUARD), "guard overwritten");
+    let mut c = Vec::with_capacity(m * n);
+    for i in 0..m {
+        let row = &buf[pad + i * ldc..pad + (i + 1) * ldc];
+        assert!(row[n..].iter().all(|&v| v == GUARD), "gap columns written");
+        c.extend_from_slice(&row[..n]);
+    }
+    c
+}
+
+fn expect(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ep: Epilogue) -> Vec<f32> {
+    let mut c = reference::sgemm(m, n, k, a, b);
+    for i in 0..m {
+        for j in 0..n {
+            let bias = match ep.bias {
+                Bias::Row(r) => r[i],
+                Bias::Col(cb) => cb[j],
+                Bias::None => 0.0,
+            };
+            let v = c[i * n + j] + bias;
+            c[i * n + j] = if ep.relu { reference::relu1(v) } else { v };
+        }
+    }
+    c
+}
+
+/// Values in [-1, 1): errors scale with sqrt(k) in practice, k in the worst case.
+fn check(kernel: Kernel, m: usize, n: usize, k: usize, threads: usize) {
+    let a = synthetic::fill(1 + m as u64, m * k, 1.0);
+    let b = synthetic::fill(2 + n as u64, k * n, 1.0);
+    let rb = synthetic::fill(3, m, 1.0);
+    let cb = synthetic::fill(4, n, 1.0);
+    for ep in [
+        Epilogue::default(),
+        Epilogue { bias: Bias::Row(&rb), relu: true },
+        Epilogue { bias: Bias::Col(&cb), relu: false },
+    ] {
+        let got = run(kernel, m, n, k, &a, &b, ep, threads);
+        let want = expect(m, n, k, &a, &b, ep);
+        let tol = 1e-5 * (k as f32 + 1.0);
+        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= tol, "{:?} m{m} n{n} k{k} t{threads} at {idx}: {g} vs {w}", kernel.isa());
+        }
+    }
+}
+
+#[test]
+fn edge_shapes_match_reference() {
+    for kernel in kernels() {
+        let b = kernel.blocks();
+        let ms = [1, b.mr - 1, b.mr, b.mr + 1, 2 * b.mr + 3, b.mc + 1];
+        let ns = [1, b.nr - 1, b.nr, b.nr + 1, 3 * b.nr + 5];
+        let ks = [1, 2, 7, b.kc - 1, b.kc, b.kc + 1];
+        for &m in &ms {
+            for &n in &ns {
+                for &k in &ks {
+                    check(kernel, m.max(1), n.max(1), k, 1);
+                }
+            }
+        }
+        // Wider than NC, deeper than two KC slices, on two threads.
+        check(kernel, b.mr * 2 + 1, b.nc + b.nr + 3, 2 * b.kc + 5, 2);
+    }
+}
+
+#[test]
+fn alexnet_shapes_match_reference() {
+    // (M, K, N) of conv1..conv5 per group at 227x227, and an FC at batch 3 (M = batch).
+    let shapes = [(96, 363, 3025), (128, 1200, 729), (384, 2304, 169), (192, 1728, 169), (128, 1728, 169), (3, 1024, 300)];
+    for kernel in kernels() {
+        for (m, k, n) in shapes {
+            check(kernel, m, n, k, 2);
+        }
+    }
+}
+
+#[test]
+fn identity_products_are_exact() {
+    for kernel in kernels() {
+        for n in [1, 5, 33, 70] {
+            let k = n;
+            let mut eye = vec![0.0f32; n * n];
+            for i in 0..n {
+                eye[i * n + i] = 1.0;
+            }
+            let b = synthetic::fill(9, k * n, 3.0);
+            let got = run(kernel, n, n, k, &eye, &b, Epilogue::default(), 2);
+            assert_eq!(got, b, "{:?} n{n}", kernel.isa());
+        }
+    }
+}
+
+#[test]
+fn k_zero_gives_bias() {
+    for kernel in kernels() {
+        let rb = [1.0f32, -2.0, 3.0];
+        let got = run(kernel, 3, 4, 0, &[], &[], Epilogue { bias: Bias::Row(&rb), relu: true }, 1);
+        assert_eq!(got, [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 3.0]);
+    }
+}
+
+#[test]
+fn bitwise_identical_for_any_thread_count() {
+    for kernel in kernels() {
+        for (m, n, k) in [(96, 3025, 363), (384, 169, 2304), (37, 1000, 300), (5, 9, 700)] {
+            let a = synthetic::fill(5, m * k, 1.0);
+            let b = synthetic::fill(6, k * n, 1.0);
+            let rb = synthetic::fill(7, m, 1.0);
+            let ep = Epilogue { bias: Bias::Row(&rb), relu: true };
+            let one = run(kernel, m, n, k, &a, &b, ep, 1);
+            for t in [2, 3, 5] {
+                let many = run(kernel, m, n, k, &a, &b, ep, t);
+                assert!(one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits()), "{:?} {m}x{n}x{k} t{t}", kernel.isa());
+            }
+        }
+    }
+}
+
+#[test]
+fn transposed_b_source_matches() {
+    // Y = X W^T with W [out, in] read in place, bias per column: the batched linear path.
+    for kernel in kernels() {
+        let (batch, inp, out) = (5, 77, 45);
+        let x = synthetic::fill(1, batch * inp, 1.0);
+        let w = synthetic::fill(2, out * inp, 1.0);
+        let bias = synthetic::fill(3, out, 1.0);
+        let packed = PackedA::pack(&x, batch, inp, kernel.blocks().mr);
+        let mut y = vec![0.0; batch * out];
+        let ep = Epilogue { bias: Bias::Col(&bias), relu: true };
+        pool(2).install(|| gemm::sgemm(kernel, &packed, &Transposed { data: &w, ld: inp }, out, &mut y, out, ep));
+        let want = reference::linear(&x, batch, &w, &bias, out, inp, true);
+        for (g, e) in y.iter().zip(&want) {
+            assert!((g - e).abs() < 1e-4, "{:?}: {g} vs {e}", kernel.isa());
+        }
+    }
+}
+
+#[test]
+fn nan_propagates_through_relu() {
+    for kernel in kernels() {
+        let mut a = vec![1.0f32; 4 * 3];
+        a[0] = f32::NAN;
+        let b = vec![1.0f32; 3 * 5];
+        let got = run(kernel, 4, 5, 3, &a, &b, Epilogue { bias: Bias::None, relu: true }, 1);
+        assert!(got[..5].iter().all(|v| v.is_nan()), "{:?}: {:?}", kernel.isa(), &got[..5]);
+        assert!(got[5..].iter().all(|&v| v == 3.0));
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""SGEMM side by side: this project's kernels against numpy's OpenBLAS, in one run.
+
+Usage (from the repository root):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 tools/gemm_vs_openblas.py [--rounds 3]
+
+Unsetting OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set on some machines of this workplace
+to work around old OpenBLAS builds) lets a current OpenBLAS pick its best kernel; do it
+for this command only. The script builds `examples/gemm_shapes`, then alternates rounds:
+OpenBLAS (threadpoolctl pinned to 1 and 2 threads) and our kernels, per shape, so machine
+drift hits both alike. It prints the median over rounds of each figure and the ratios,
+plus the measured FMA peak of each ISA, as a Markdown table.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+SHAPES = [("conv1", 96, 363, 3025), ("conv2", 128, 1200, 729), ("conv3", 384, 2304, 169),
+          ("conv4", 192, 1728, 169), ("conv5", 128, 1728, 169), ("sq1024", 1024, 1024, 1024)]
+
+
+def openblas(m, k, n, threads, reps):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for _ in range(2):
+            np.matmul(a, b, out=c)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            np.matmul(a, b, out=c)
+            times.append(time.perf_counter() - t)
+    return 2.0 * m * n * k / statistics.median(times) / 1e9
+
+
+def ours(isas, reps, peak):
+    cmd = ["target/release/examples/gemm_shapes", "--isa", ",".join(isas), "--reps", str(reps)]
+    if peak:
+        cmd.append("--peak")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--isa", default="avx512,avx2")
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "gemm_shapes"], check=True)
+    info = threadpool_info()
+    blas = [i for i in info if i.get("user_api") == "blas"]
+    print(f"# numpy {np.__version__}; BLAS: " + ", ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture')})" for i in blas), file=sys.stderr)
+    isas = args.isa.split(",")
+    theirs, mine, peaks = {}, {}, {}
+    for r in range(args.rounds):
+        for name, m, k, n in SHAPES:
+            for t in (1, 2):
+                theirs.setdefault((name, t), []).append(openblas(m, k, n, t, args.reps))
+        for row in ours(isas, args.reps, peak=True):
+            if "peak_gflops" in row:
+                peaks.setdefault((row["isa"], row["threads"]), []).append(row["peak_gflops"])
+            else:
+                mine.setdefault((row["isa"], row["shape"], row["threads"]), []).append(row["gflops"])
+        print(f"# round {r + 1}/{args.rounds} done", file=sys.stderr)
+    med = statistics.median
+    print("| shape | threads | OpenBLAS GFLOP/s | " + " | ".join(f"{i} GFLOP/s | {i}/OpenBLAS | {i} % peak" for i in isas) + " |")
+    print("|---|---:|---:|" + "---:|---:|---:|" * len(isas))
+    for name, m, k, n in SHAPES:
+        for t in (1, 2):
+            ob = med(theirs[(name, t)])
+            cells = []
+            for i in isas:
+                g = med(mine[(i, name, t)])
+                p = med(peaks[(i, t)])
+                cells.append(f"{g:.1f} | {g / ob:.2f} | {100 * g / p:.0f}%")
+            print(f"| {name} ({m}x{k}x{n}) | {t} | {ob:.1f} | " + " | ".join(cells) + " |")
+    print()
+    print("| ISA | threads | FMA peak GFLOP/s (median of rounds) |")
+    print("|---|---:|---:|")
+    for (i, t), v in sorted(peaks.items()):
+        print(f"| {i} | {t} | {med(v):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
