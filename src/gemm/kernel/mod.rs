@@ -281,7 +281,7 @@ pub trait MicroKernel: Copy + Send + Sync {
 /// A kernel family chosen for this CPU.
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel {
-    /// AVX-512F, `sgemm_14x32`.
+    /// AVX-512F, `sgemm_12x32`.
     #[cfg(target_arch = "x86_64")]
     Avx512(crate::simd::Avx512),
     /// AVX2 + FMA, `sgemm_6x16`.
