@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: Vec<usize> = get("--threads").unwrap_or("1,2".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let reps: usize = get("--reps").unwrap_or("15".into()).parse()?;
     let only: Option<String> = get("--shape");
+    // One pool per thread count for the whole run, as a model owns one for its lifetime.
+    let pools: Vec<rayon::ThreadPool> =
+        threads.iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build()).collect::<Result<_, _>>()?;
     for isa in isas {
         let kernel = Kernel::new(isa)?;
         if args.iter().any(|a| a == "--peak") {
@@ -46,8 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let b = synthetic::fill(2, k * n, 1.0);
             let bias = synthetic::fill(3, m, 1.0);
             let mut c = vec![0.0f32; m * n];
-            for &t in &threads {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+            for (&t, pool) in threads.iter().zip(&pools) {
                 let mut times = Vec::with_capacity(reps);
                 for r in 0..reps + 2 {
                     let start = Instant::now();

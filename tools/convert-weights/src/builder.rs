@@ -83,11 +83,6 @@ impl NetBuilder {
         })
     }
 
-    /// The input `[channels, height, width]`.
-    pub fn input(&self) -> [u32; 3] {
-        self.input
-    }
-
     /// The activation shape after the last layer pushed.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -215,7 +210,8 @@ impl NetBuilder {
         match bias {
             None => {
                 // `out` is a dimension of a weight whose data is in memory, so it is small.
-                let n = usize::try_from(out).map_err(|_| ConvertError::BadShape(format!("{context}: {out} outputs")))?;
+                let n =
+                    usize::try_from(out).map_err(|_| ConvertError::BadShape(format!("{context}: {out} outputs")))?;
                 Ok(vec![0.0; n])
             }
             Some(b) if b.shape == [out] => Ok(b.data),

@@ -73,6 +73,14 @@ pub enum ConvertError {
     /// A command-line option or option value that is invalid.
     #[error("{0}")]
     InvalidOption(String),
+    /// `--check-finite` found NaN or infinite weights.
+    #[error("{values} non-finite weights in {tensors} tensors (--check-finite); output not written")]
+    NonFinite {
+        /// Tensors with at least one non-finite value.
+        tensors: usize,
+        /// Non-finite values in total.
+        values: u64,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

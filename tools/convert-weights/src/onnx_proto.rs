@@ -151,9 +151,11 @@ pub struct TensorProto {
     /// Tensor name.
     #[prost(string, tag = "8")]
     pub name: String,
-    /// Values as little-endian bytes (preferred by writers).
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
+    /// Values as little-endian bytes (preferred by writers). A `Bytes`, so decoding
+    /// from a `Bytes` buffer ([`crate::onnx::import_owned`]) slices the input instead of
+    /// copying the weights.
+    #[prost(bytes = "bytes", tag = "9")]
+    pub raw_data: prost::bytes::Bytes,
     /// DOUBLE values.
     #[prost(double, repeated, tag = "10")]
     pub double_data: Vec<f64>,

@@ -1,0 +1,306 @@
+//! # alexnet-convert
+//!
+//! Turns the weights users have into the `alexnet` weight file:
+//!
+//! ```text
+//!  .onnx         --onnx::import-------+
+//!  .safetensors  --state_dict::...----+--> NetBuilder (shapes checked per layer)
+//!  .npz          --state_dict::...----+        |  finish: names, preprocessing, labels
+//!                                              v
+//!                                   Converted { plan, tensors } --write--> model.alexnet
+//! ```
+//!
+//! * [`onnx`] maps a chain-shaped ONNX graph (Conv, Relu, MaxPool, LRN, Gemm/MatMul, ...)
+//!   onto the layer plan; anything it cannot express is refused by op and node name.
+//! * [`state_dict`] maps a torchvision `alexnet` state dict (safetensors or npz).
+//! * [`Converted::write`] goes through `alexnet::weights::format::write_file`, the one
+//!   writer of the format (temp file + rename), which re-checks every tensor against the
+//!   plan.
+//!
+//! Every input is untrusted: sizes are checked with checked arithmetic against the bytes
+//! actually present before anything is allocated, and no input makes the converter panic.
+//! The crate holds the CLI-only dependencies (prost, safetensors, zip) so the runtime
+//! library an embedder pulls in carries none of them.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod builder;
+pub mod error;
+pub mod onnx;
+pub mod onnx_proto;
+pub mod options;
+pub mod state_dict;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use alexnet::plan::{ColorOrder, Layer, Plan, Shape};
+use alexnet::weights::OwnedTensor;
+
+pub use builder::Tensor;
+pub use error::{ConvertError, Result};
+pub use options::{Convention, Options, PreprocessOptions};
+
+use builder::NetBuilder;
+
+/// The kind of file being converted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// An ONNX model (`ModelProto`).
+    Onnx,
+    /// A torchvision state dict in safetensors format.
+    Safetensors,
+    /// A torchvision state dict as a NumPy `.npz` archive.
+    Npz,
+}
+
+impl InputFormat {
+    /// The format named by `path`'s extension, else sniffed from the first bytes:
+    /// `PK` is a zip (npz); an 8-byte little-endian header length that fits the file
+    /// followed by `{` is safetensors; anything else is taken to be ONNX, which has no
+    /// magic (a wrong guess then fails to decode).
+    pub fn detect(path: &Path, bytes: &[u8]) -> InputFormat {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("onnx") => return InputFormat::Onnx,
+            Some("safetensors") => return InputFormat::Safetensors,
+            Some("npz") => return InputFormat::Npz,
+            _ => {}
+        }
+        if bytes.starts_with(b"PK") {
+            return InputFormat::Npz;
+        }
+        if let Some((len, rest)) = bytes.split_first_chunk::<8>() {
+            let n = u64::from_le_bytes(*len);
+            if n <= rest.len() as u64 && rest.first() == Some(&b'{') {
+                return InputFormat::Safetensors;
+            }
+        }
+        InputFormat::Onnx
+    }
+
+    /// Lower-case name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputFormat::Onnx => "onnx",
+            InputFormat::Safetensors => "safetensors",
+            InputFormat::Npz => "npz",
+        }
+    }
+}
+
+/// A converted network: the plan and its tensors, ready to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Converted {
+    /// What it was converted from.
+    pub format: InputFormat,
+    /// The network, preprocessing and labels.
+    pub plan: Plan,
+    /// `{layer}.weight` / `{layer}.bias` for every conv and linear layer, in plan order.
+    pub tensors: Vec<OwnedTensor>,
+}
+
+/// NaN and infinity counts of one tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonFinite {
+    /// Tensor name.
+    pub name: String,
+    /// NaN values.
+    pub nan: u64,
+    /// Positive or negative infinities.
+    pub inf: u64,
+}
+
+impl Converted {
+    /// Write the weight file atomically (temporary file beside `path`, then rename).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        alexnet::weights::format::write_file(path, &self.plan, &self.tensors)?;
+        Ok(())
+    }
+
+    /// Total bytes of tensor data (f32).
+    pub fn tensor_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.data.len() as u64 * 4).sum()
+    }
+
+    /// Tensors holding NaN or infinite values, with their counts (empty when all finite).
+    pub fn non_finite(&self) -> Vec<NonFinite> {
+        self.tensors
+            .iter()
+            .filter_map(|t| {
+                let nan = t.data.iter().filter(|v| v.is_nan()).count() as u64;
+                let inf = t.data.iter().filter(|v| v.is_infinite()).count() as u64;
+                (nan + inf > 0).then(|| NonFinite { name: t.name.clone(), nan, inf })
+            })
+            .collect()
+    }
+
+    /// A human-readable description of the plan: input, preprocessing, every layer with its
+    /// output shape and tensors, and the tensor count and bytes.
+    pub fn dump(&self) -> String {
+        let plan = &self.plan;
+        let mut s = String::new();
+        let [c, h, w] = plan.input;
+        let _ = writeln!(s, "source: {}", self.format.name());
+        let _ = writeln!(s, "input: [{c}, {h}, {w}]");
+        let p = &plan.preprocess;
+        let color = match p.color {
+            ColorOrder::Rgb => "RGB",
+            ColorOrder::Bgr => "BGR",
+        };
+        let resize = if p.resize_shorter == 0 {
+            format!("resize to {h}x{w}")
+        } else {
+            format!("resize shorter side to {}, centre crop {h}x{w}", p.resize_shorter)
+        };
+        let _ = writeln!(
+            s,
+            "preprocess: {color}, x = (pixel * {} - mean {:?}) / std {:?}, {resize}",
+            p.scale, p.mean, p.std
+        );
+        let shapes = plan.shapes().unwrap_or_default();
+        let _ = writeln!(s, "layers:");
+        for (i, layer) in plan.layers.iter().enumerate() {
+            let out = shapes.get(i + 1).map(Shape::to_string).unwrap_or_default();
+            let (name, desc) = describe(layer);
+            let params = match layer {
+                Layer::Conv(_) | Layer::Linear(_) => self
+                    .tensors
+                    .iter()
+                    .filter(|t| t.name.strip_suffix(".weight").or(t.name.strip_suffix(".bias")) == Some(name))
+                    .map(|t| format!("{} {:?}", t.name, t.shape))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "  {i:>3}  {name:<6} {desc:<46} -> {out:<16} {params}");
+        }
+        let classes = shapes.last().map(Shape::len).unwrap_or(0);
+        let kind = if plan.ends_in_softmax() { "probabilities" } else { "logits" };
+        let _ = writeln!(s, "output: {classes} classes ({kind})");
+        let labels = if plan.labels.is_empty() { "none".to_string() } else { plan.labels.len().to_string() };
+        let _ = writeln!(s, "labels: {labels}");
+        let bytes = self.tensor_bytes();
+        let _ = writeln!(
+            s,
+            "tensors: {}, {bytes} bytes ({:.1} MiB) f32",
+            self.tensors.len(),
+            bytes as f64 / (1u64 << 20) as f64
+        );
+        s
+    }
+}
+
+/// A layer's name (empty for unnamed kinds) and its hyperparameters.
+fn describe(layer: &Layer) -> (&str, String) {
+    let pads = |p: alexnet::plan::Pads| format!("pads [{}, {}, {}, {}]", p.top, p.left, p.bottom, p.right);
+    match layer {
+        Layer::Conv(c) => (
+            &c.name,
+            format!(
+                "conv {} k{}x{} s{}x{} {} g{}{}",
+                c.out_channels,
+                c.kernel[0],
+                c.kernel[1],
+                c.stride[0],
+                c.stride[1],
+                pads(c.pads),
+                c.groups,
+                if c.relu { " +relu" } else { "" }
+            ),
+        ),
+        Layer::Relu => ("", "relu".into()),
+        Layer::MaxPool(m) => (
+            "",
+            format!(
+                "maxpool k{}x{} s{}x{} {}{}",
+                m.kernel[0],
+                m.kernel[1],
+                m.stride[0],
+                m.stride[1],
+                pads(m.pads),
+                if m.ceil_mode { " ceil" } else { "" }
+            ),
+        ),
+        Layer::Lrn(l) => ("", format!("lrn size {} alpha {} beta {} bias {}", l.size, l.alpha, l.beta, l.bias)),
+        Layer::Flatten => ("", "flatten".into()),
+        Layer::Linear(l) => (&l.name, format!("linear {}{}", l.out_features, if l.relu { " +relu" } else { "" })),
+        Layer::Softmax => ("", "softmax".into()),
+    }
+}
+
+/// Read a whole regular file. Directories, FIFOs and devices are refused before reading,
+/// so a wrong path is an error and never a hang.
+pub fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    let io = |source| ConvertError::Io { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Convert the file at `path`, choosing the importer by extension or content.
+pub fn convert_file(path: &Path, options: &Options) -> Result<Converted> {
+    let bytes = read_regular_file(path)?;
+    let format = InputFormat::detect(path, &bytes);
+    let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    match format {
+        InputFormat::Onnx => onnx::import_owned(bytes, dir, options),
+        _ => convert_bytes(&bytes, format, dir, options),
+    }
+}
+
+/// Convert bytes of a known format. `base_dir` is where ONNX external data files are
+/// looked up (none: external data is refused).
+pub fn convert_bytes(
+    bytes: &[u8],
+    format: InputFormat,
+    base_dir: Option<&Path>,
+    options: &Options,
+) -> Result<Converted> {
+    match format {
+        InputFormat::Onnx => onnx::import(bytes, base_dir, options),
+        InputFormat::Safetensors => state_dict::from_safetensors(bytes, options),
+        InputFormat::Npz => state_dict::from_npz(bytes, options),
+    }
+}
+
+/// Common end of every importer: name layers, resolve preprocessing (`detected` unless
+/// overridden), read labels, and check the result exactly as the writer will.
+pub(crate) fn finish(
+    net: NetBuilder,
+    detected: Convention,
+    format: InputFormat,
+    options: &Options,
+) -> Result<Converted> {
+    let (mut plan, tensors) = net.finish(options.preprocess.resolve(detected))?;
+    let shapes = plan.shapes()?;
+    if let Some(path) = &options.labels {
+        let classes = shapes.last().map(Shape::len).unwrap_or(0);
+        // Refuse FIFOs and directories before the library reads the file.
+        let meta = std::fs::metadata(path).map_err(|source| ConvertError::Io { path: path.clone(), source })?;
+        if !meta.is_file() {
+            return Err(ConvertError::InvalidOption(format!("--labels {}: not a regular file", path.display())));
+        }
+        plan.labels = alexnet::labels::read_label_file(path, classes)?;
+    }
+    plan.validate()?;
+    for spec in plan.tensor_specs()? {
+        let t = tensors
+            .iter()
+            .find(|t| t.name == spec.name)
+            .ok_or_else(|| ConvertError::MissingTensor { name: spec.name.clone(), context: "plan".into() })?;
+        let count = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        if t.shape != spec.shape || count != Some(t.data.len() as u64) {
+            return Err(ConvertError::BadShape(format!(
+                "tensor '{}' has shape {:?} ({} values), the plan needs {:?}",
+                t.name,
+                t.shape,
+                t.data.len(),
+                spec.shape
+            )));
+        }
+    }
+    Ok(Converted { format, plan, tensors })
+}

@@ -1,0 +1,99 @@
+//! The `convert-weights` binary: exit status, one-line errors, outputs.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{fixture, TempDir};
+
+fn run(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convert-weights")).args(args).output().unwrap()
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+/// A failing run: status 1 and exactly one stderr line `convert-weights: ...`.
+fn assert_one_line_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "status; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(err.starts_with("convert-weights: "), "stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "stderr: {err}");
+    err
+}
+
+#[test]
+fn converts_and_writes() {
+    let dir = TempDir::new("cli");
+    let out = dir.path("zoo.alexnet");
+    let model = fixture("onnx/zoo_small/model.onnx");
+    let r = run(&[model.as_os_str(), os("-o"), out.as_os_str(), os("--dump"), os("--check-finite")]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("layers:") && stdout.contains("all 16 tensors are finite"), "{stdout}");
+    let m = alexnet::Model::open(&out).unwrap();
+    assert_eq!(m.num_classes(), 10);
+    // No temporary file is left behind.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+}
+
+#[test]
+fn errors_are_one_line() {
+    let dir = TempDir::new("cli-err");
+    let out = dir.path("x.alexnet");
+    // Usage errors.
+    assert_one_line_error(&run(&[]));
+    assert_one_line_error(&run(&[os("--frobnicate")]));
+    // A truncated model.
+    let bytes = std::fs::read(fixture("onnx/spec_small/model.onnx")).unwrap();
+    let cut = dir.path("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = assert_one_line_error(&run(&[cut.as_os_str(), os("-o"), out.as_os_str()]));
+    assert!(err.contains("decode"), "{err}");
+    // A directory as input.
+    assert_one_line_error(&run(&[dir.0.as_os_str(), os("-o"), out.as_os_str()]));
+    // Nothing was written.
+    assert!(!out.exists());
+}
+
+#[test]
+fn check_finite_fails_without_writing() {
+    let dir = TempDir::new("cli-nan");
+    // A state dict with a NaN bias, via safetensors.
+    let bytes = std::fs::read(fixture("state_dict/tv_small.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let nan: Vec<u8> = [f32::NAN, 1.0, f32::INFINITY].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut tensors = Vec::new();
+    let mut owned = Vec::new();
+    for (k, v) in st.tensors() {
+        let mut data = v.data().to_vec();
+        if k == "classifier.6.bias" {
+            data[..12].copy_from_slice(&nan);
+        }
+        owned.push((k, v.dtype(), v.shape().to_vec(), data));
+    }
+    for (k, dt, shape, data) in &owned {
+        tensors.push((k.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap()));
+    }
+    let path = dir.path("nan.safetensors");
+    std::fs::write(&path, safetensors::serialize(tensors, None).unwrap()).unwrap();
+    let out = dir.path("nan.alexnet");
+    let r = run(&[path.as_os_str(), os("-o"), out.as_os_str(), os("--check-finite")]);
+    let err = assert_one_line_error(&r);
+    assert!(err.contains("2 non-finite"), "{err}");
+    assert!(String::from_utf8_lossy(&r.stdout).contains("fc8.bias: 1 NaN, 1 Inf"));
+    assert!(!out.exists());
+    // Without the flag NaN weights are accepted (the loader accepts them too).
+    let r = run(&[path.as_os_str(), os("-o"), out.as_os_str()]);
+    assert!(r.status.success());
+    assert!(out.exists());
+}
+
+#[test]
+fn help() {
+    let r = run(&[os("--help")]);
+    assert!(r.status.success());
+    assert!(String::from_utf8_lossy(&r.stdout).contains("USAGE"));
+}

@@ -1,0 +1,207 @@
+//! End to end against ONNX Runtime: convert each committed fixture, open the result with
+//! the runtime, and compare its output with ORT's (as log-probabilities, < 1e-3, same
+//! argmax per image).
+
+mod common;
+
+use alexnet::plan::{ColorOrder, Layer};
+use alexnet_convert::{convert_file, ConvertError, InputFormat, Options, Tensor};
+use common::{check_against, fixture, meta_softmax, TempDir};
+
+fn onnx_fixture(name: &str) -> alexnet_convert::Converted {
+    let dir = TempDir::new(name);
+    let model = fixture(&format!("onnx/{name}/model.onnx"));
+    let converted = convert_file(&model, &Options::default()).unwrap();
+    let out = dir.path("model.alexnet");
+    converted.write(&out).unwrap();
+    let softmax = meta_softmax(&fixture(&format!("onnx/{name}/meta.json")));
+    check_against(
+        &out,
+        &fixture(&format!("onnx/{name}/input.npy")),
+        &fixture(&format!("onnx/{name}/expected.npy")),
+        softmax,
+    );
+    converted
+}
+
+fn layer_names(c: &alexnet_convert::Converted) -> Vec<String> {
+    c.plan
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            Layer::Conv(c) => Some(c.name.clone()),
+            Layer::Linear(l) => Some(l.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const CLASSIC: [&str; 8] = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"];
+
+#[test]
+fn onnx_spec_small() {
+    let c = onnx_fixture("spec_small");
+    assert_eq!(layer_names(&c), CLASSIC);
+    assert_eq!(c.plan.preprocess.color, ColorOrder::Bgr, "LRN networks default to Caffe preprocessing");
+    assert_eq!(c.plan.input, [3, 227, 227]);
+}
+
+#[test]
+fn onnx_zoo_small() {
+    let c = onnx_fixture("zoo_small");
+    assert_eq!(layer_names(&c), CLASSIC);
+    // Dropout with mask outputs is dropped; pool pads kept.
+    assert!(c.plan.layers.iter().any(|l| matches!(l, Layer::MaxPool(p) if p.pads.bottom == 1)));
+}
+
+#[test]
+fn onnx_torchvision_small() {
+    let c = onnx_fixture("torchvision_small");
+    assert_eq!(layer_names(&c), CLASSIC);
+    assert_eq!(c.plan.preprocess.color, ColorOrder::Rgb, "no LRN: torchvision preprocessing");
+    assert!(!c.plan.ends_in_softmax());
+}
+
+#[test]
+fn onnx_odd_small() {
+    let c = onnx_fixture("odd_small");
+    assert_eq!(c.plan.input, [3, 99, 111]);
+}
+
+#[test]
+fn onnx_no_bias_small() {
+    let c = onnx_fixture("no_bias_small");
+    assert!(c.tensors.iter().filter(|t| t.name.ends_with(".bias")).all(|t| t.data.iter().all(|&v| v == 0.0)));
+}
+
+fn state_dict(file: &str, expected: &str) -> alexnet_convert::Converted {
+    let dir = TempDir::new(file);
+    let converted = convert_file(&fixture(&format!("state_dict/{file}")), &Options::default()).unwrap();
+    let out = dir.path("model.alexnet");
+    converted.write(&out).unwrap();
+    assert!(!meta_softmax(&fixture("state_dict/meta.json")));
+    check_against(&out, &fixture("state_dict/input.npy"), &fixture(&format!("state_dict/{expected}")), false);
+    assert_eq!(layer_names(&converted), CLASSIC);
+    assert_eq!(converted.plan.preprocess, alexnet::Preprocess::torchvision());
+    converted
+}
+
+#[test]
+fn state_dict_safetensors() {
+    let c = state_dict("tv_small.safetensors", "expected.npy");
+    assert_eq!(c.format, InputFormat::Safetensors);
+}
+
+#[test]
+fn state_dict_npz() {
+    let c = state_dict("tv_small.npz", "expected.npy");
+    assert_eq!(c.format, InputFormat::Npz);
+    // Same weights as the safetensors file.
+    let st = convert_file(&fixture("state_dict/tv_small.safetensors"), &Options::default()).unwrap();
+    assert_eq!(c.tensors, st.tensors);
+}
+
+#[test]
+fn state_dict_bf16() {
+    state_dict("tv_small_bf16.safetensors", "expected_bf16.npy");
+}
+
+#[test]
+fn state_dict_prefixed_keys_and_sniffing() {
+    // Re-serialise the npz weights with a `module.` prefix, as DataParallel saves them,
+    // under a name without a known extension.
+    let c = convert_file(&fixture("state_dict/tv_small.npz"), &Options::default()).unwrap();
+    let st = convert_file(&fixture("state_dict/tv_small.safetensors"), &Options::default()).unwrap();
+    let bytes = std::fs::read(fixture("state_dict/tv_small.safetensors")).unwrap();
+    let parsed = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<(String, safetensors::tensor::TensorView)> =
+        parsed.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
+    let out = safetensors::serialize(renamed, None).unwrap();
+    let dir = TempDir::new("prefixed");
+    let path = dir.path("weights.bin");
+    std::fs::write(&path, out).unwrap();
+    let p = convert_file(&path, &Options::default()).unwrap();
+    assert_eq!(p.format, InputFormat::Safetensors);
+    assert_eq!(p.tensors, st.tensors);
+    assert_eq!(c.tensors, st.tensors);
+}
+
+#[test]
+fn state_dict_input_size_227_and_refusal_at_other_sizes() {
+    let opts = Options { input_size: Some([227, 227]), ..Default::default() };
+    let c = convert_file(&fixture("state_dict/tv_small.npz"), &opts).unwrap();
+    assert_eq!(c.plan.input, [3, 227, 227]);
+    let opts = Options { input_size: Some([256, 256]), ..Default::default() };
+    let e = convert_file(&fixture("state_dict/tv_small.npz"), &opts).unwrap_err();
+    assert!(matches!(&e, ConvertError::BadShape(m) if m.contains("AdaptiveAvgPool2d")), "{e}");
+}
+
+#[test]
+fn labels_are_embedded_and_counted() {
+    let dir = TempDir::new("labels");
+    let labels = dir.path("labels.txt");
+    let names: Vec<String> = (0..10).map(|i| format!("class {i}")).collect();
+    std::fs::write(&labels, names.join("\n") + "\n").unwrap();
+    let opts = Options { labels: Some(labels.clone()), ..Default::default() };
+    let c = convert_file(&fixture("onnx/torchvision_small/model.onnx"), &opts).unwrap();
+    assert_eq!(c.plan.labels, names);
+    let out = dir.path("m.alexnet");
+    c.write(&out).unwrap();
+    assert_eq!(alexnet::Model::open(&out).unwrap().labels(), names.as_slice());
+
+    std::fs::write(&labels, "a\nb\n").unwrap();
+    let e = convert_file(&fixture("onnx/torchvision_small/model.onnx"), &opts).unwrap_err();
+    assert!(e.to_string().contains("2 lines"), "{e}");
+    // A directory is refused, never read.
+    let opts = Options { labels: Some(dir.0.clone()), ..Default::default() };
+    assert!(convert_file(&fixture("onnx/torchvision_small/model.onnx"), &opts).is_err());
+}
+
+#[test]
+fn preprocessing_overrides() {
+    let mut opts = Options::default();
+    opts.preprocess.convention = Some(alexnet_convert::Convention::Torchvision);
+    opts.preprocess.color = Some(ColorOrder::Bgr);
+    opts.preprocess.mean = Some([1.0, 2.0, 3.0]);
+    opts.preprocess.resize = Some(0);
+    let c = convert_file(&fixture("onnx/spec_small/model.onnx"), &opts).unwrap();
+    let p = &c.plan.preprocess;
+    assert_eq!(p.color, ColorOrder::Bgr);
+    assert_eq!(p.mean, [1.0, 2.0, 3.0]);
+    assert_eq!(p.std, alexnet::Preprocess::torchvision().std);
+    assert_eq!(p.resize_shorter, 0);
+    // An invalid std is refused when the plan is checked.
+    opts.preprocess.std = Some([0.0, 1.0, 1.0]);
+    assert!(convert_file(&fixture("onnx/spec_small/model.onnx"), &opts).is_err());
+}
+
+#[test]
+fn dump_and_non_finite() {
+    let mut c = convert_file(&fixture("onnx/zoo_small/model.onnx"), &Options::default()).unwrap();
+    let dump = c.dump();
+    for needle in ["input: [3, 224, 224]", "BGR", "conv1", "fc8", "softmax", "tensors: 16"] {
+        assert!(dump.contains(needle), "dump lacks {needle:?}:\n{dump}");
+    }
+    assert!(c.non_finite().is_empty());
+    c.tensors[3].data[0] = f32::NAN;
+    c.tensors[3].data[1] = f32::INFINITY;
+    let bad = c.non_finite();
+    assert_eq!(bad.len(), 1);
+    assert_eq!((bad[0].nan, bad[0].inf), (1, 1));
+    assert_eq!(bad[0].name, c.tensors[3].name);
+}
+
+#[test]
+fn state_dict_from_tensors_reports_all_missing_and_unexpected_keys() {
+    let t = |name: &str| Tensor { name: name.into(), shape: vec![1], data: vec![0.0] };
+    let e =
+        alexnet_convert::state_dict::from_tensors(vec![t("features.0.weight")], InputFormat::Npz, &Options::default())
+            .unwrap_err();
+    match e {
+        ConvertError::MissingKeys(keys) => {
+            assert_eq!(keys.len(), 15);
+            assert!(keys.contains(&"classifier.6.bias".to_string()));
+        }
+        other => panic!("{other}"),
+    }
+}
