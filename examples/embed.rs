@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // An image if given (decoded and preprocessed as the file's metadata says), else a
     // deterministic synthetic input.
     let input = match args.get(1) {
-        Some(img) => alexnet::image::load_image(img.as_ref(), model.preprocess(), model.input_shape())?,
+        Some(img) => alexnet::image::load_image(std::path::Path::new(img), model.preprocess(), model.input_shape())?,
         None => alexnet::synthetic::input(model.plan(), 7, 1),
     };
 

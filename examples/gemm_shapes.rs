@@ -28,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(list) => list.split(',').map(Isa::parse).collect::<Result<_, _>>()?,
         None => Isa::ALL.into_iter().filter(|i| i.is_supported()).collect(),
     };
-    let threads: Vec<usize> = get("--threads").unwrap_or("1,2".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let threads: Vec<usize> =
+        get("--threads").unwrap_or("1,2".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let reps: usize = get("--reps").unwrap_or("15".into()).parse()?;
     let only: Option<String> = get("--shape");
     // One pool per thread count for the whole run, as a model owns one for its lifetime.
@@ -38,7 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let kernel = Kernel::new(isa)?;
         if args.iter().any(|a| a == "--peak") {
             for &t in &threads {
-                println!("{{\"isa\":\"{isa}\",\"threads\":{t},\"peak_gflops\":{:.2}}}", peak::fma_peak_gflops(kernel, t, 200));
+                println!(
+                    "{{\"isa\":\"{isa}\",\"threads\":{t},\"peak_gflops\":{:.2}}}",
+                    peak::fma_peak_gflops(kernel, t, 200)
+                );
             }
         }
         for (name, m, k, n) in SHAPES {

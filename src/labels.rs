@@ -41,6 +41,11 @@ pub fn for_model(file_labels: &[String], classes: usize) -> Vec<String> {
 
 /// Read a label file (one label per line) and check it has `classes` lines.
 pub fn read_label_file(path: &std::path::Path, classes: usize) -> Result<Vec<String>> {
+    // A FIFO or device would block or never end: only regular files are read.
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    if !meta.is_file() {
+        return Err(Error::NotRegularFile(path.to_path_buf()));
+    }
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let labels: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_owned()).collect();
     if labels.len() != classes {

@@ -28,12 +28,8 @@ fn field<'a>(header: &'a str, key: &str) -> Result<&'a str> {
     let pat = format!("'{key}':");
     let start = header.find(&pat).ok_or_else(|| bad(format!("header has no {key}")))? + pat.len();
     let rest = header[start..].trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')').map(|i| i + 1)
-    } else {
-        rest.find([',', '}'])
-    }
-    .ok_or_else(|| bad(format!("unterminated {key}")))?;
+    let end = if rest.starts_with('(') { rest.find(')').map(|i| i + 1) } else { rest.find([',', '}']) }
+        .ok_or_else(|| bad(format!("unterminated {key}")))?;
     Ok(rest[..end].trim())
 }
 

@@ -272,9 +272,7 @@ fn window_out(
 ) -> std::result::Result<u32, String> {
     let padded = input as u64 + pad_begin as u64 + pad_end as u64;
     if (kernel as u64) > padded {
-        return Err(format!(
-            "kernel {kernel} larger than padded input {padded}"
-        ));
+        return Err(format!("kernel {kernel} larger than padded input {padded}"));
     }
     let span = padded - kernel as u64;
     let stride = stride as u64;
@@ -289,11 +287,7 @@ fn window_out(
 
 fn check_range(index: usize, kind: &'static str, what: &str, v: u32, lo: u32, hi: u32) -> Result<()> {
     if v < lo || v > hi {
-        return Err(Error::InvalidLayer {
-            index,
-            kind,
-            reason: format!("{what} = {v} outside {lo}..={hi}"),
-        });
+        return Err(Error::InvalidLayer { index, kind, reason: format!("{what} = {v} outside {lo}..={hi}") });
     }
     Ok(())
 }
@@ -362,18 +356,24 @@ impl Plan {
                     check_window(index, kind, pool.kernel, pool.stride, pool.pads)?;
                     let p = pool.pads;
                     // A window lying entirely in padding would have no input to take the max of.
-                    if p.top >= pool.kernel[0] || p.bottom >= pool.kernel[0] || p.left >= pool.kernel[1] || p.right >= pool.kernel[1] {
+                    if p.top >= pool.kernel[0]
+                        || p.bottom >= pool.kernel[0]
+                        || p.left >= pool.kernel[1]
+                        || p.right >= pool.kernel[1]
+                    {
                         return Err(bad("padding must be smaller than the kernel".into()));
                     }
-                    let oh = window_out(h, pool.kernel[0], pool.stride[0], p.top, p.bottom, pool.ceil_mode).map_err(bad)?;
-                    let ow = window_out(w, pool.kernel[1], pool.stride[1], p.left, p.right, pool.ceil_mode).map_err(bad)?;
+                    let oh =
+                        window_out(h, pool.kernel[0], pool.stride[0], p.top, p.bottom, pool.ceil_mode).map_err(bad)?;
+                    let ow =
+                        window_out(w, pool.kernel[1], pool.stride[1], p.left, p.right, pool.ceil_mode).map_err(bad)?;
                     Shape::Spatial { c: c as usize, h: oh as usize, w: ow as usize }
                 }
                 Layer::Lrn(lrn) => {
                     spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
                     check_range(index, kind, "size", lrn.size, 1, limits::MAX_CHANNELS)?;
                     let finite_pos = |v: f32| v.is_finite() && v >= 0.0;
-                    if !finite_pos(lrn.alpha) || !lrn.beta.is_finite() || !(lrn.bias.is_finite() && lrn.bias > 0.0) {
+                    if !(finite_pos(lrn.alpha) && lrn.beta.is_finite() && lrn.bias.is_finite() && lrn.bias > 0.0) {
                         return Err(bad(format!(
                             "alpha {} beta {} bias {}: need finite alpha >= 0, finite beta, bias > 0",
                             lrn.alpha, lrn.beta, lrn.bias
@@ -409,10 +409,7 @@ impl Plan {
         match cur {
             Shape::Flat(n) => {
                 if !self.labels.is_empty() && self.labels.len() != n {
-                    return Err(Error::Malformed(format!(
-                        "{} labels for {n} outputs",
-                        self.labels.len()
-                    )));
+                    return Err(Error::Malformed(format!("{} labels for {n} outputs", self.labels.len())));
                 }
             }
             Shape::Spatial { .. } => {

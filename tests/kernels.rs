@@ -30,7 +30,9 @@ fn run(kernel: Kernel, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ep: E
     let (pad, ldc) = (37, n + 3);
     let mut buf = vec![GUARD; pad + m * ldc + pad];
     let packed = PackedA::pack(a, m, k, kernel.blocks().mr);
-    pool(threads).install(|| gemm::sgemm(kernel, &packed, &RowMajor { data: b, ld: n }, n, &mut buf[pad..pad + m * ldc], ldc, ep));
+    pool(threads).install(|| {
+        gemm::sgemm(kernel, &packed, &RowMajor { data: b, ld: n }, n, &mut buf[pad..pad + m * ldc], ldc, ep)
+    });
     assert!(buf[..pad].iter().chain(&buf[pad + m * ldc..]).all(|&v| v == GUARD), "guard overwritten");
     let mut c = Vec::with_capacity(m * n);
     for i in 0..m {
@@ -99,7 +101,8 @@ fn edge_shapes_match_reference() {
 #[test]
 fn alexnet_shapes_match_reference() {
     // (M, K, N) of conv1..conv5 per group at 227x227, and an FC at batch 3 (M = batch).
-    let shapes = [(96, 363, 3025), (128, 1200, 729), (384, 2304, 169), (192, 1728, 169), (128, 1728, 169), (3, 1024, 300)];
+    let shapes =
+        [(96, 363, 3025), (128, 1200, 729), (384, 2304, 169), (192, 1728, 169), (128, 1728, 169), (3, 1024, 300)];
     for kernel in kernels() {
         for (m, k, n) in shapes {
             check(kernel, m, n, k, 2);
@@ -143,7 +146,11 @@ fn bitwise_identical_for_any_thread_count() {
             let one = run(kernel, m, n, k, &a, &b, ep, 1);
             for t in [2, 3, 5] {
                 let many = run(kernel, m, n, k, &a, &b, ep, t);
-                assert!(one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits()), "{:?} {m}x{n}x{k} t{t}", kernel.isa());
+                assert!(
+                    one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{:?} {m}x{n}x{k} t{t}",
+                    kernel.isa()
+                );
             }
         }
     }

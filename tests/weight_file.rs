@@ -296,7 +296,7 @@ fn inference_api_rejects_bad_requests() {
     assert!(matches!(capped.infer(&vec![0.0; per * 64]), Err(Error::BatchTooLarge { .. })));
     // Unaligned caller buffers work.
     let buf = vec![0.5f32; per + 1];
-    let mut outbuf = vec![0.0f32; 6];
+    let mut outbuf = [0.0f32; 6];
     m.infer_into(&buf[1..], &mut outbuf[1..]).unwrap();
 }
 

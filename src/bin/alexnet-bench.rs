@@ -138,8 +138,13 @@ fn run(a: Args) -> Result<(), String> {
         println!("model     {source}");
         println!("input     [{}, {c}, {h}, {w}]  classes {}", a.batch, model.num_classes());
         println!("isa       {}  threads {}", model.isa(), model.threads());
-        println!("latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
-            sorted[0], percentile(&sorted, 90.0), percentile(&sorted, 99.0), a.iters);
+        println!(
+            "latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
+            sorted[0],
+            percentile(&sorted, 90.0),
+            percentile(&sorted, 99.0),
+            a.iters
+        );
         println!("throughput {ips:.1} images/s");
         println!("cold start {:.1} ms (open + first result)", ms(cold));
     }

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 
 use crate::cpu::Isa;
 use crate::error::{Error, Result};
-use crate::ops;
 use crate::gemm::{Kernel, PackedA};
+use crate::ops;
 use crate::ops::im2col::ConvGeom;
 use crate::plan::{Layer, Lrn, MaxPool, Plan, Preprocess, Shape};
 use crate::weights::{OpenMode, WeightFile};
@@ -29,12 +29,31 @@ pub const DEFAULT_MAX_WORKSPACE_BYTES: u64 = 8 << 30;
 #[derive(Clone, Debug)]
 enum Step {
     /// Weights packed per group for the model's kernel at open.
-    Conv { weights: Vec<PackedA>, bias: Range<usize>, geom: ConvGeom, relu: bool },
+    Conv {
+        weights: Vec<PackedA>,
+        bias: Range<usize>,
+        geom: ConvGeom,
+        relu: bool,
+    },
     Relu,
-    MaxPool { pool: MaxPool, input: [usize; 3], out: [usize; 2] },
-    Lrn { lrn: Lrn, c: usize, hw: usize },
+    MaxPool {
+        pool: MaxPool,
+        input: [usize; 3],
+        out: [usize; 2],
+    },
+    Lrn {
+        lrn: Lrn,
+        c: usize,
+        hw: usize,
+    },
     Flatten,
-    Linear { weight: Range<usize>, bias: Range<usize>, m: usize, k: usize, relu: bool },
+    Linear {
+        weight: Range<usize>,
+        bias: Range<usize>,
+        m: usize,
+        k: usize,
+        relu: bool,
+    },
     Softmax,
 }
 
@@ -106,9 +125,8 @@ impl ModelBuilder {
         if self.verify_checksum {
             weights.verify_checksum()?;
         }
-        let threads = self
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let threads =
+            self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("alexnet-{i}"))
@@ -321,9 +339,13 @@ impl Model {
         if input.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        if input.len() % per != 0 {
+        if !input.len().is_multiple_of(per) {
             let [c, h, w] = self.input_shape();
-            return Err(Error::InputLength { per_image: per, found: input.len(), shape: format!("[N, {c}, {h}, {w}]") });
+            return Err(Error::InputLength {
+                per_image: per,
+                found: input.len(),
+                shape: format!("[N, {c}, {h}, {w}]"),
+            });
         }
         Ok(input.len() / per)
     }
@@ -390,7 +412,13 @@ impl Model {
                 }
                 Step::Lrn { lrn, c, hw } => {
                     for n in 0..batch {
-                        ops::lrn::lrn(&src[n * in_len..(n + 1) * in_len], *c, *hw, lrn, &mut dst[n * out_len..(n + 1) * out_len]);
+                        ops::lrn::lrn(
+                            &src[n * in_len..(n + 1) * in_len],
+                            *c,
+                            *hw,
+                            lrn,
+                            &mut dst[n * out_len..(n + 1) * out_len],
+                        );
                     }
                 }
                 Step::Linear { weight, bias, m, k, relu } => {

@@ -6,7 +6,15 @@ use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA};
 
 /// Convolve one image. `weights` holds one packed A per group (`out/groups x k()`),
 /// `out` is `[o, oh, ow]`.
-pub fn conv2d(kernel: Kernel, input: &[f32], g: &ConvGeom, weights: &[PackedA], bias: &[f32], relu: bool, out: &mut [f32]) {
+pub fn conv2d(
+    kernel: Kernel,
+    input: &[f32],
+    g: &ConvGeom,
+    weights: &[PackedA],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+) {
     let n = g.n();
     let groups = weights.len();
     let og = bias.len() / groups;

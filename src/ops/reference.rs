@@ -168,16 +168,15 @@ pub fn network(file: &crate::weights::WeightFile, input: &[f32]) -> crate::Resul
     let plan = file.plan();
     let shapes = plan.shapes()?;
     let per = shapes[0].len();
-    if input.is_empty() || input.len() % per != 0 {
+    if input.is_empty() || !input.len().is_multiple_of(per) {
         return Err(crate::Error::InputLength { per_image: per, found: input.len(), shape: shapes[0].to_string() });
     }
     let batch = input.len() / per;
     let mut act = input.to_vec();
     for (i, layer) in plan.layers.iter().enumerate() {
         let (inp, out) = (shapes[i], shapes[i + 1]);
-        let images = |act: &[f32], f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> {
-            act.chunks(inp.len()).flat_map(f).collect()
-        };
+        let images =
+            |act: &[f32], f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> { act.chunks(inp.len()).flat_map(f).collect() };
         act = match (layer, inp, out) {
             (Layer::Conv(c), Shape::Spatial { c: ci, h, w }, Shape::Spatial { c: o, h: oh, w: ow }) => {
                 let wt = file.tensor(&format!("{}.weight", c.name))?;

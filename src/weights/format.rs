@@ -142,22 +142,62 @@ pub struct Metadata {
 }
 
 /// 64-bit checksum of the data section: FNV-1a over little-endian u64 words, the final
-/// partial word zero-extended. Fast enough to verify a 240 MB file in a fraction of a second.
+/// partial word zero-extended, seeded with the length. Fast enough to verify a 240 MB
+/// file in a fraction of a second.
 pub fn checksum(data: &[u8]) -> u64 {
+    let mut h = Checksum::new(data.len() as u64);
+    h.update(data);
+    h.finish()
+}
+
+/// Incremental form of [`checksum`], for data that arrives in pieces.
+#[derive(Clone, Debug)]
+pub struct Checksum {
+    h: u64,
+    pending: [u8; 8],
+    filled: usize,
+}
+
+impl Checksum {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ data.len() as u64;
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-        h = (h ^ v).wrapping_mul(PRIME);
+
+    /// Start hashing a data section of `len` bytes.
+    pub fn new(len: u64) -> Self {
+        Checksum { h: 0xcbf2_9ce4_8422_2325 ^ len, pending: [0; 8], filled: 0 }
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(PRIME);
+
+    /// Feed the next bytes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        if self.filled > 0 {
+            let take = (8 - self.filled).min(data.len());
+            self.pending[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled < 8 {
+                return;
+            }
+            self.h = (self.h ^ u64::from_le_bytes(self.pending)).wrapping_mul(Self::PRIME);
+            self.filled = 0;
+        }
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.h = (self.h ^ u64::from_le_bytes(b)).wrapping_mul(Self::PRIME);
+        }
+        let rest = words.remainder();
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.filled = rest.len();
     }
-    h
+
+    /// The checksum of everything fed.
+    pub fn finish(mut self) -> u64 {
+        if self.filled > 0 {
+            self.pending[self.filled..].fill(0);
+            self.h = (self.h ^ u64::from_le_bytes(self.pending)).wrapping_mul(Self::PRIME);
+        }
+        self.h
+    }
 }
 
 /// Round `x` up to a multiple of [`ALIGN`], checked.
@@ -237,11 +277,7 @@ impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Error::Overflow("metadata offset"))?;
         if end > self.bytes.len() {
-            return Err(Error::Truncated {
-                what,
-                needed: end as u64,
-                available: self.bytes.len() as u64,
-            });
+            return Err(Error::Truncated { what, needed: end as u64, available: self.bytes.len() as u64 });
         }
         let s = &self.bytes[self.pos..end];
         self.pos = end;
@@ -277,9 +313,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &'static str) -> Result<String> {
         let n = self.u16(what)? as usize;
         let b = self.take(n, what)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")))
+        std::str::from_utf8(b).map(str::to_owned).map_err(|_| Error::Malformed(format!("{what} is not valid UTF-8")))
     }
     fn pads(&mut self) -> Result<Pads> {
         Ok(Pads {
@@ -511,56 +545,102 @@ pub struct OwnedTensor {
     pub data: Vec<f32>,
 }
 
+/// Check `tensors` against `plan` and lay them out: table entries in plan order (the
+/// order the runtime reads them), each paired with its tensor.
+fn layout<'t>(plan: &Plan, tensors: &'t [OwnedTensor]) -> Result<Vec<(TensorEntry, &'t OwnedTensor)>> {
+    let specs = plan.tensor_specs()?;
+    if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
+        return Err(Error::UnusedTensor(extra.name.clone()));
+    }
+    let mut out = Vec::with_capacity(specs.len());
+    let mut offset = 0u64;
+    for spec in specs {
+        let t = tensors.iter().find(|t| t.name == spec.name).ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
+        if t.shape != spec.shape {
+            return Err(Error::ShapeMismatch { tensor: t.name.clone(), expected: spec.shape, found: t.shape.clone() });
+        }
+        let elems = spec.shape.iter().product::<u64>();
+        if t.data.len() as u64 != elems {
+            return Err(Error::TensorLength {
+                tensor: t.name.clone(),
+                expected: elems * 4,
+                found: t.data.len() as u64 * 4,
+            });
+        }
+        let entry = TensorEntry {
+            name: spec.name,
+            dtype: Dtype::F32,
+            layout: Layout::RowMajor,
+            shape: spec.shape,
+            offset,
+            len: elems * 4,
+        };
+        offset = align_up(offset + entry.len)?;
+        out.push((entry, t));
+    }
+    Ok(out)
+}
+
+/// Header bytes for a metadata block of `meta_len` and a data section of `data_len`.
+fn header(meta_len: usize, data_offset: u64, data_len: u64, sum: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&BYTE_ORDER_TAG.to_le_bytes());
+    h[16..24].copy_from_slice(&(meta_len as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&data_offset.to_le_bytes());
+    h[32..40].copy_from_slice(&data_len.to_le_bytes());
+    h[40..48].copy_from_slice(&sum.to_le_bytes());
+    h[48..52].copy_from_slice(&FLAG_CHECKSUM.to_le_bytes());
+    h
+}
+
+/// Write the whole file to `out` in one pass over the tensors (plus one for the
+/// checksum, which the header carries up front). Returns the bytes written.
+fn write_to(plan: &Plan, tensors: &[OwnedTensor], out: &mut impl std::io::Write) -> Result<u64> {
+    let laid = layout(plan, tensors)?;
+    let entries: Vec<TensorEntry> = laid.iter().map(|(e, _)| e.clone()).collect();
+    let meta = write_metadata(plan, &entries)?;
+    let data_offset = align_up(HEADER_LEN as u64 + meta.len() as u64)?;
+    let data_len = entries.last().map(|e| e.offset + e.len).unwrap_or(0);
+    // Stream the data section through `sink` twice: once to hash, once to write.
+    let stream = |sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| -> std::io::Result<()> {
+        let mut chunk = Vec::with_capacity(1 << 16);
+        let mut pos = 0u64;
+        for (entry, t) in &laid {
+            chunk.resize((entry.offset - pos) as usize, 0);
+            sink(&chunk)?;
+            for vals in t.data.chunks(1 << 14) {
+                chunk.clear();
+                chunk.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
+                sink(&chunk)?;
+            }
+            pos = entry.offset + entry.len;
+        }
+        Ok(())
+    };
+    let mut hasher = Checksum::new(data_len);
+    stream(&mut |b| {
+        hasher.update(b);
+        Ok(())
+    })
+    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let io = |e: std::io::Error| Error::InvalidArgument(format!("write failed: {e}"));
+    out.write_all(&header(meta.len(), data_offset, data_len, hasher.finish())).map_err(io)?;
+    out.write_all(&meta).map_err(io)?;
+    out.write_all(&vec![0u8; data_offset as usize - HEADER_LEN - meta.len()]).map_err(io)?;
+    stream(&mut |b| out.write_all(b)).map_err(io)?;
+    Ok(data_offset + data_len)
+}
+
 /// Serialise a plan and its tensors into a complete weight file.
 ///
 /// The plan is validated and every tensor checked against it first, so a file this
 /// function writes always opens.
 pub fn to_bytes(plan: &Plan, tensors: &[OwnedTensor]) -> Result<Vec<u8>> {
-    let specs = plan.tensor_specs()?;
-    for spec in &specs {
-        let t = tensors
-            .iter()
-            .find(|t| t.name == spec.name)
-            .ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
-        if t.shape != spec.shape {
-            return Err(Error::ShapeMismatch { tensor: t.name.clone(), expected: spec.shape.clone(), found: t.shape.clone() });
-        }
-        if t.data.len() as u64 != t.shape.iter().product::<u64>() {
-            return Err(Error::TensorLength {
-                tensor: t.name.clone(),
-                expected: t.shape.iter().product::<u64>() * 4,
-                found: t.data.len() as u64 * 4,
-            });
-        }
-    }
-    if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
-        return Err(Error::UnusedTensor(extra.name.clone()));
-    }
-    // Tensors are written in plan order so the data section streams in execution order.
-    let mut entries = Vec::with_capacity(specs.len());
-    let mut offset = 0u64;
-    for spec in &specs {
-        let len = spec.shape.iter().product::<u64>() * 4;
-        entries.push(TensorEntry {
-            name: spec.name.clone(),
-            dtype: Dtype::F32,
-            layout: Layout::RowMajor,
-            shape: spec.shape.clone(),
-            offset,
-            len,
-        });
-        offset = align_up(offset + len)?;
-    }
-    let data_len = entries.last().map(|e| e.offset + e.len).unwrap_or(0) as usize;
-    let mut data = vec![0u8; data_len];
-    for (spec, entry) in specs.iter().zip(&entries) {
-        let t = tensors.iter().find(|t| t.name == spec.name).ok_or(Error::Overflow("tensor lookup"))?;
-        let dst = &mut data[entry.offset as usize..(entry.offset + entry.len) as usize];
-        for (d, v) in dst.chunks_exact_mut(4).zip(&t.data) {
-            d.copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    assemble(plan, &entries, &data)
+    let mut bytes = Vec::new();
+    write_to(plan, tensors, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// Lay out header, metadata and `data` (the data section, as given) with no validation.
@@ -571,15 +651,7 @@ pub fn assemble(plan: &Plan, entries: &[TensorEntry], data: &[u8]) -> Result<Vec
     let meta = write_metadata(plan, entries)?;
     let data_offset = align_up(HEADER_LEN as u64 + meta.len() as u64)?;
     let mut bytes = Vec::with_capacity(data_offset as usize + data.len());
-    bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&BYTE_ORDER_TAG.to_le_bytes());
-    bytes.extend_from_slice(&(meta.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&data_offset.to_le_bytes());
-    bytes.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&checksum(data).to_le_bytes());
-    bytes.extend_from_slice(&FLAG_CHECKSUM.to_le_bytes());
-    bytes.resize(HEADER_LEN, 0);
+    bytes.extend_from_slice(&header(meta.len(), data_offset, data.len() as u64, checksum(data)));
     bytes.extend_from_slice(&meta);
     bytes.resize(data_offset as usize, 0);
     bytes.extend_from_slice(data);
@@ -590,23 +662,28 @@ pub fn assemble(plan: &Plan, entries: &[TensorEntry], data: &[u8]) -> Result<Vec
 ///
 /// A file that a running process has mapped is therefore never truncated in place.
 pub fn write_file(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor]) -> Result<()> {
-    use std::io::Write;
-    let bytes = to_bytes(plan, tensors)?;
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Refuse bad input before touching the file system.
+    layout(plan, tensors)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let file_name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} has no file name", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+    let file_name =
+        path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} has no file name", path.display())))?;
+    let unique = format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let tmp = dir.join(format!(".{}.tmp{unique}", file_name.to_string_lossy()));
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        write_to(plan, tensors, &mut out)?;
+        let file = out.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
+        file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    result
 }

@@ -71,7 +71,8 @@ impl WeightFile {
         let meta = format::read_metadata(&bytes[format::HEADER_LEN..meta_end])?;
         check_table(&meta.plan, &meta.tensors, header.data_len)?;
         let data_offset = header.data_offset as usize;
-        let file = WeightFile { storage, plan: meta.plan, tensors: meta.tensors, data_offset, checksum: header.checksum };
+        let file =
+            WeightFile { storage, plan: meta.plan, tensors: meta.tensors, data_offset, checksum: header.checksum };
         // Every view must be constructible; this cannot fail after the checks above, but a
         // failure here is an error, never a panic later.
         for t in &file.tensors {
@@ -114,8 +115,11 @@ impl WeightFile {
     fn view(&self, t: &TensorEntry) -> Result<&[f32]> {
         let start = self.data_offset + t.offset as usize;
         let bytes = &self.storage.bytes()[start..start + t.len as usize];
-        bytemuck::try_cast_slice(bytes)
-            .map_err(|_| Error::Misaligned { tensor: t.name.clone(), offset: t.offset, align: format::ALIGN })
+        bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned {
+            tensor: t.name.clone(),
+            offset: t.offset,
+            align: format::ALIGN,
+        })
     }
 
     /// A tensor's values, viewed in place.
@@ -167,7 +171,11 @@ fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()
     for spec in &specs {
         let t = by_name.get(spec.name.as_str()).ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
         if t.shape != spec.shape {
-            return Err(Error::ShapeMismatch { tensor: t.name.clone(), expected: spec.shape.clone(), found: t.shape.clone() });
+            return Err(Error::ShapeMismatch {
+                tensor: t.name.clone(),
+                expected: spec.shape.clone(),
+                found: t.shape.clone(),
+            });
         }
     }
     if let Some(t) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {

@@ -160,8 +160,8 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
-    // SAFETY (whole body): pointer ranges as promised by the caller; V's instructions
-    // are available.
+    // SAFETY: pointer ranges as promised by the caller (this fn's contract); V's
+    // instructions are available.
     unsafe {
         let mut acc = [[V::zero(); NV]; MR];
         let (mut a, mut b) = (a, b);
@@ -210,7 +210,8 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
 /// The CPU supports `V`'s instructions.
 #[inline(always)]
 pub(crate) unsafe fn fma_chains<V: SimdF32, const CHAINS: usize>(iters: usize) -> f32 {
-    // SAFETY: V's instructions are available (caller); `out` holds LANES values.
+    // SAFETY: V's instructions are available (this fn's contract); `out` holds at
+    // least LANES values.
     unsafe {
         let (x, y) = (V::splat(0.999), V::splat(0.001));
         let mut acc = [V::splat(0.5); CHAINS];
@@ -260,6 +261,7 @@ pub trait MicroKernel: Copy + Send + Sync {
 
     /// Compute one full `MR x NR` tile into `c` at `(i, j)`: safe, lengths checked once.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn tile(self, k: usize, a: &[f32], b: &[f32], c: &mut MatMut<'_>, i: usize, j: usize, st: &Store<'_>) {
         let BlockSizes { mr, nr, .. } = Self::BLOCKS;
         assert!(a.len() >= mr * k && b.len() >= nr * k, "packed panels too short");
