@@ -45,6 +45,11 @@ unsafe impl SimdF32 for F32x8 {
         F32x8(unsafe { _mm256_add_ps(self.0, b.0) })
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: prefetch is a hint (SSE, part of x86-64) and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // max(0, x) returns the second operand when either is NaN: NaN is kept.
         // SAFETY: AVX is available.

@@ -44,6 +44,11 @@ unsafe impl SimdF32 for F32x16 {
         F32x16(unsafe { _mm512_add_ps(self.0, b.0) })
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: prefetch is a hint (SSE, part of x86-64) and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // max(0, x) returns the second operand when either is NaN: NaN is kept.
         // SAFETY: AVX-512F is available.

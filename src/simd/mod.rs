@@ -59,6 +59,15 @@ pub unsafe trait SimdF32: Copy {
     /// # Safety
     /// As [`SimdF32::zero`].
     unsafe fn add(self, b: Self) -> Self;
+    /// Hint that the cache line holding `p` will be read or written soon. Never faults,
+    /// whatever `p` is; a no-op where the ISA shell has no prefetch.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        let _ = p;
+    }
     /// Lane-wise maximum with zero, NaN preserved (ReLU).
     ///
     /// # Safety

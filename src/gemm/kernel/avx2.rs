@@ -48,7 +48,7 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
 impl MicroKernel for Avx2 {
     /// KC: the 16 x KC micro-panel of B (16 KiB at 256) in L1; MC: 120 x KC of A
     /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
-    const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 256, nc: 1024 };
+    const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 384, nc: 512 };
 
     const PEAK_FLOPS_PER_ITER: usize = 12 * 8 * 2;
 

@@ -163,6 +163,12 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     // SAFETY: pointer ranges as promised by the caller (this fn's contract); V's
     // instructions are available.
     unsafe {
+        // Bring the C tile towards L1 while the K loop runs: its rows are far apart in
+        // memory and would otherwise miss at the store.
+        for i in 0..MR {
+            V::prefetch(c.add(i * ldc));
+            V::prefetch(c.add(i * ldc + nr - 1));
+        }
         let mut acc = [[V::zero(); NV]; MR];
         let (mut a, mut b) = (a, b);
         for _ in 0..k {
