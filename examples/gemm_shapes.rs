@@ -32,28 +32,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         get("--threads").unwrap_or("1,2".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let reps: usize = get("--reps").unwrap_or("15".into()).parse()?;
     let only: Option<String> = get("--shape");
-    // One pool per thread count for the whole run, as a model owns one for its lifetime.
-    let pools: Vec<rayon::ThreadPool> =
-        threads.iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build()).collect::<Result<_, _>>()?;
-    for isa in isas {
-        let kernel = Kernel::new(isa)?;
-        if args.iter().any(|a| a == "--peak") {
-            for &t in &threads {
+    // One pool alive at a time, as a model owns one: an idle pool's workers spin for a
+    // while after each job and would steal a core from another pool's measurement.
+    for &t in &threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+        for &isa in &isas {
+            let kernel = Kernel::new(isa)?;
+            if args.iter().any(|a| a == "--peak") {
                 println!(
                     "{{\"isa\":\"{isa}\",\"threads\":{t},\"peak_gflops\":{:.2}}}",
                     peak::fma_peak_gflops(kernel, t, 200)
                 );
+                // Let the host settle after saturating every core before timing.
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
-        }
-        for (name, m, k, n) in SHAPES {
-            if only.as_deref().is_some_and(|s| s != name) {
-                continue;
-            }
-            let a = PackedA::pack(&synthetic::fill(1, m * k, 1.0), m, k, kernel.blocks().mr);
-            let b = synthetic::fill(2, k * n, 1.0);
-            let bias = synthetic::fill(3, m, 1.0);
-            let mut c = vec![0.0f32; m * n];
-            for (&t, pool) in threads.iter().zip(&pools) {
+            for (name, m, k, n) in SHAPES {
+                if only.as_deref().is_some_and(|s| s != name) {
+                    continue;
+                }
+                let a = PackedA::pack(&synthetic::fill(1, m * k, 1.0), m, k, kernel.blocks().mr);
+                let b = synthetic::fill(2, k * n, 1.0);
+                let bias = synthetic::fill(3, m, 1.0);
+                let mut c = vec![0.0f32; m * n];
                 let mut times = Vec::with_capacity(reps);
                 for r in 0..reps + 2 {
                     let start = Instant::now();
@@ -74,6 +74,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
         }
+        drop(pool);
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
     Ok(())
 }

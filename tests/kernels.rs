@@ -186,3 +186,26 @@ fn nan_propagates_through_relu() {
         assert!(got[5..].iter().all(|&v| v == 3.0));
     }
 }
+
+#[test]
+fn gemv_matches_reference_on_every_isa() {
+    for kernel in kernels() {
+        for (m, k) in [(1, 1), (3, 5), (4, 16), (5, 17), (7, 33), (13, 100), (64, 9216)] {
+            let w = synthetic::fill(11, m * k, 1.0);
+            let x = synthetic::fill(12, k, 1.0);
+            let mut y = vec![GUARD; m + 1];
+            kernel.gemv(&w, k, &x, &mut y[..m]);
+            assert_eq!(y[m], GUARD, "{:?}: wrote past the rows", kernel.isa());
+            let want = reference::linear(&x, 1, &w, &vec![0.0; m], m, k, false);
+            for (g, e) in y.iter().zip(&want) {
+                assert!((g - e).abs() <= 1e-5 * k as f32, "{:?} m{m} k{k}: {g} vs {e}", kernel.isa());
+            }
+            // Row grouping (4 at a time, or 1) never changes a row's result.
+            for r in 0..m {
+                let mut one = [0.0f32];
+                kernel.gemv(&w[r * k..(r + 1) * k], k, &x, &mut one);
+                assert_eq!(one[0].to_bits(), y[r].to_bits(), "{:?} m{m} k{k} row {r}", kernel.isa());
+            }
+        }
+    }
+}

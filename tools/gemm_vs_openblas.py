@@ -30,6 +30,7 @@ def openblas(m, k, n, threads, reps):
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
     c = np.empty((m, n), dtype=np.float32)
+    time.sleep(0.2)  # our previous run's threads are gone; start from a quiet machine
     with threadpool_limits(limits=threads, user_api="blas"):
         for _ in range(2):
             np.matmul(a, b, out=c)
@@ -42,6 +43,9 @@ def openblas(m, k, n, threads, reps):
 
 
 def ours(isas, reps, peak):
+    # OpenBLAS's worker threads spin-wait for a while after each call; let them go idle
+    # so they do not steal the second core from our run.
+    time.sleep(1.0)
     cmd = ["target/release/examples/gemm_shapes", "--isa", ",".join(isas), "--reps", str(reps)]
     if peak:
         cmd.append("--peak")

@@ -11,10 +11,16 @@ use std::time::{Duration, Instant};
 use alexnet::{synthetic, Isa, Model};
 
 const USAGE: &str = "usage: alexnet-bench [--weights FILE] [--batch N] [--threads T] [--iters N] [--warmup N]
-                     [--isa avx512|avx2|neon|portable] [--seed S] [--json]
+                     [--isa avx512|avx2|neon|portable] [--seed S] [--json] [--no-profile]
 
 With no --weights, runs the embedded default: the spec network (227x227, LRN after
-pooling, groups of 2) with deterministic synthetic weights made in-process.";
+pooling, groups of 2) with deterministic synthetic weights made in-process.
+
+After the timed loop it profiles each layer (median over --iters runs): conv layers in
+GFLOP/s and % of the FMA peak measured here for the model's ISA and threads, linear
+layers in GB/s of weights streamed, against the read bandwidth measured on the largest
+weight tensor. The roofline bound is conv FLOPs at that peak plus linear weight bytes at
+that bandwidth.";
 
 struct Args {
     weights: Option<String>,
@@ -25,6 +31,7 @@ struct Args {
     isa: Option<Isa>,
     seed: u64,
     json: bool,
+    profile: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         isa: None,
         seed: 1,
         json: false,
+        profile: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -51,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = num("--seed", value("--seed")?)? as u64,
             "--isa" => a.isa = Some(Isa::parse(&value("--isa")?).map_err(|e| e.to_string())?),
             "--json" => a.json = true,
+            "--no-profile" => a.profile = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -115,9 +124,11 @@ fn run(a: Args) -> Result<(), String> {
     let median = percentile(&sorted, 50.0);
     let ips = a.batch as f64 / (median / 1e3);
     let top = alexnet::top_k(&out[..model.num_classes()], 1).map_err(|e| e.to_string())?[0];
+    let prof = if a.profile { Some(profile(&model, &input, &mut out, a.iters)?) } else { None };
+    let rss_mb = peak_rss_mb();
     if a.json {
         println!(
-            "{{\"source\":\"{}\",\"batch\":{},\"threads\":{},\"isa\":\"{}\",\"iters\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"p90_ms\":{:.4},\"p99_ms\":{:.4},\"max_ms\":{:.4},\"throughput_ips\":{:.3},\"cold_start_ms\":{:.3},\"top1\":{}}}",
+            "{{\"source\":\"{}\",\"batch\":{},\"threads\":{},\"isa\":\"{}\",\"iters\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"p90_ms\":{:.4},\"p99_ms\":{:.4},\"max_ms\":{:.4},\"throughput_ips\":{:.3},\"cold_start_ms\":{:.3},\"peak_rss_mb\":{:.1},\"top1\":{}{}}}",
             source.replace('\\', "\\\\").replace('"', "\\\""),
             a.batch,
             model.threads(),
@@ -131,7 +142,9 @@ fn run(a: Args) -> Result<(), String> {
             sorted[sorted.len() - 1],
             ips,
             ms(cold),
-            top.0
+            rss_mb,
+            top.0,
+            prof.as_ref().map(Profile::json).unwrap_or_default()
         );
     } else {
         let [c, h, w] = model.input_shape();
@@ -147,8 +160,142 @@ fn run(a: Args) -> Result<(), String> {
         );
         println!("throughput {ips:.1} images/s");
         println!("cold start {:.1} ms (open + first result)", ms(cold));
+        println!("peak RSS  {rss_mb:.1} MB");
+        if let Some(p) = &prof {
+            p.print(a.batch);
+        }
     }
     Ok(())
+}
+
+/// Per-layer medians and the machine's measured limits.
+struct Profile {
+    /// (name, median ms, FLOPs per batch, weight bytes)
+    layers: Vec<(String, f64, u64, u64)>,
+    peak_gflops: f64,
+    bandwidth_gbps: f64,
+}
+
+impl Profile {
+    fn conv_flops(&self) -> u64 {
+        self.layers.iter().filter(|l| l.0.starts_with("conv")).map(|l| l.2).sum()
+    }
+    fn fc_bytes(&self) -> u64 {
+        self.layers.iter().filter(|l| l.0.starts_with("linear")).map(|l| l.3).sum()
+    }
+    /// Lower bound on a batch's latency: conv FLOPs at the FMA peak + linear weights at
+    /// the read bandwidth (the two phases run one after the other).
+    fn roofline_ms(&self) -> f64 {
+        self.conv_flops() as f64 / (self.peak_gflops * 1e6) + self.fc_bytes() as f64 / (self.bandwidth_gbps * 1e6)
+    }
+    fn rates(&self, l: &(String, f64, u64, u64)) -> (f64, f64) {
+        let secs = l.1 / 1e3;
+        (l.2 as f64 / secs / 1e9, l.3 as f64 / secs / 1e9)
+    }
+    fn print(&self, batch: usize) {
+        println!(
+            "profile   (median per layer, batch {batch}; FMA peak {:.1} GFLOP/s, read bandwidth {:.1} GB/s)",
+            self.peak_gflops, self.bandwidth_gbps
+        );
+        let total: f64 = self.layers.iter().map(|l| l.1).sum();
+        for l in &self.layers {
+            let (gflops, gbps) = self.rates(l);
+            let rate = if l.0.starts_with("conv") {
+                format!("{gflops:7.1} GFLOP/s {:5.1}% of peak", 100.0 * gflops / self.peak_gflops)
+            } else if l.0.starts_with("linear") {
+                format!("{gbps:7.1} GB/s    {:5.1}% of bandwidth", 100.0 * gbps / self.bandwidth_gbps)
+            } else {
+                String::new()
+            };
+            println!("  {:<16} {:8.3} ms {:5.1}%  {rate}", l.0, l.1, 100.0 * l.1 / total);
+        }
+        println!(
+            "  {:<16} {:8.3} ms   roofline bound {:.2} ms (sum of layer medians / bound = {:.2}x)",
+            "total",
+            total,
+            self.roofline_ms(),
+            total / self.roofline_ms()
+        );
+    }
+    fn json(&self) -> String {
+        let layers: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let (gflops, gbps) = self.rates(l);
+                format!("{{\"name\":\"{}\",\"median_ms\":{:.4},\"gflops\":{gflops:.2},\"gbps\":{gbps:.2}}}", l.0, l.1)
+            })
+            .collect();
+        format!(
+            ",\"fma_peak_gflops\":{:.2},\"read_bandwidth_gbps\":{:.2},\"roofline_ms\":{:.3},\"layers\":[{}]",
+            self.peak_gflops,
+            self.bandwidth_gbps,
+            self.roofline_ms(),
+            layers.join(",")
+        )
+    }
+}
+
+fn layer_names(plan: &alexnet::Plan) -> Vec<String> {
+    use alexnet::plan::Layer;
+    plan.layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match l {
+            Layer::Conv(c) => format!("conv:{}", c.name),
+            Layer::Linear(f) => format!("linear:{}", f.name),
+            other => format!("{}#{i}", other.kind()),
+        })
+        .collect()
+}
+
+fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Result<Profile, String> {
+    let n = model.plan().layers.len();
+    let mut samples = vec![Vec::with_capacity(iters); n];
+    let mut times = vec![Duration::ZERO; n];
+    for _ in 0..iters {
+        model.infer_timed(input, out, &mut times).map_err(|e| e.to_string())?;
+        for (s, t) in samples.iter_mut().zip(&times) {
+            s.push(ms(*t));
+        }
+    }
+    let batch = (input.len() / model.input_len()) as u64;
+    let costs = model.layer_costs();
+    let layers = layer_names(model.plan())
+        .into_iter()
+        .zip(samples)
+        .zip(costs)
+        .filter(|((name, s), _)| {
+            !(name.starts_with("relu") && s.iter().all(|&v| v < 1e-3)) && !name.starts_with("flatten")
+        })
+        .map(|((name, mut s), (flops, bytes))| {
+            s.sort_by(f64::total_cmp);
+            (name, percentile(&s, 50.0), flops * batch, bytes)
+        })
+        .collect();
+    let kernel = alexnet::gemm::Kernel::new(model.isa()).map_err(|e| e.to_string())?;
+    let peak_gflops = alexnet::gemm::peak::fma_peak_gflops(kernel, model.threads(), 200);
+    // Bandwidth on the largest linear weight tensor, read in place (page cache / DRAM).
+    let plan = model.plan();
+    let largest = plan
+        .layers
+        .iter()
+        .filter_map(|l| if let alexnet::plan::Layer::Linear(f) = l { Some(format!("{}.weight", f.name)) } else { None })
+        .filter_map(|name| model.weight_file().tensor(&name).ok())
+        .max_by_key(|t| t.len())
+        .unwrap_or(&[]);
+    let bandwidth_gbps =
+        if largest.is_empty() { f64::NAN } else { alexnet::gemm::peak::read_bandwidth_gbps(largest, model.threads()) };
+    Ok(Profile { layers, peak_gflops, bandwidth_gbps })
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MB; NaN elsewhere.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn main() -> ExitCode {

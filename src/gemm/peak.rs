@@ -37,3 +37,22 @@ pub fn fma_peak_gflops(kernel: Kernel, threads: usize, millis: u64) -> f64 {
     }
     best
 }
+
+/// Measured read bandwidth in GB/s: `threads` threads summing disjoint parts of `data`
+/// (best of three passes). Pass memory that is larger than the caches (e.g. the largest
+/// FC weight tensor, read in place from the map) to measure DRAM / page-cache bandwidth.
+pub fn read_bandwidth_gbps(data: &[f32], threads: usize) -> f64 {
+    let threads = threads.max(1);
+    let chunk = data.len().div_ceil(threads).max(1);
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let sum: f32 = std::thread::scope(|s| {
+            let hs: Vec<_> = data.chunks(chunk).map(|c| s.spawn(move || crate::ops::linear::sum(c))).collect();
+            hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+        });
+        std::hint::black_box(sum);
+        best = best.max((data.len() * 4) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}

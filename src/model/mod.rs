@@ -350,7 +350,46 @@ impl Model {
         Ok(input.len() / per)
     }
 
+    /// [`Model::infer_into`] that also records each layer's wall time into `times`
+    /// (one entry per plan layer; a ReLU fused into its producer records zero).
+    pub fn infer_timed(&self, input: &[f32], output: &mut [f32], times: &mut [std::time::Duration]) -> Result<()> {
+        if times.len() != self.steps.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} layer timings requested, the plan has {} layers",
+                times.len(),
+                self.steps.len()
+            )));
+        }
+        self.run_inner(input, output, true, Some(times))
+    }
+
+    /// Work per image of each layer: (FLOPs, weight bytes read), in plan order. Convolutions
+    /// and linear layers count 2 FLOPs per multiply-add; other layers count as 0 FLOPs.
+    pub fn layer_costs(&self) -> Vec<(u64, u64)> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Conv { weights, geom, .. } => {
+                    let m: usize = weights.iter().map(PackedA::m).sum();
+                    (2 * (m * geom.k() * geom.n()) as u64, (m * geom.k() * 4) as u64)
+                }
+                Step::Linear { m, k, .. } => (2 * (m * k) as u64, (4 * m * k) as u64),
+                _ => (0, 0),
+            })
+            .collect()
+    }
+
     fn run(&self, input: &[f32], output: &mut [f32], probabilities: bool) -> Result<()> {
+        self.run_inner(input, output, probabilities, None)
+    }
+
+    fn run_inner(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        probabilities: bool,
+        times: Option<&mut [std::time::Duration]>,
+    ) -> Result<()> {
         let batch = self.batch_of(input)?;
         let classes = self.num_classes();
         let expected = batch.checked_mul(classes).ok_or(Error::Overflow("output length"))?;
@@ -363,7 +402,7 @@ impl Model {
         }
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
-        self.pool.install(|| self.forward(input, batch, &mut ws));
+        self.pool.install(|| self.forward(input, batch, &mut ws, times));
         output.copy_from_slice(&ws.act[ws.current][..expected]);
         if probabilities && !self.plan().ends_in_softmax() {
             ops::softmax::softmax_rows(output, classes);
@@ -383,10 +422,11 @@ impl Model {
     }
 
     /// Walk the steps over ping-pong activation buffers.
-    fn forward(&self, input: &[f32], batch: usize, ws: &mut Workspace) {
+    fn forward(&self, input: &[f32], batch: usize, ws: &mut Workspace, mut times: Option<&mut [std::time::Duration]>) {
         ws.current = 0;
         ws.act[0][..input.len()].copy_from_slice(input);
         for (i, step) in self.steps.iter().enumerate() {
+            let started = times.as_ref().map(|_| std::time::Instant::now());
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
             let (cur, other, xa) = ws.split();
             let cur = &mut cur[..batch * in_len];
@@ -424,7 +464,7 @@ impl Model {
                 Step::Linear { weight, bias, m, k, relu } => {
                     let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
                     if batch == 1 {
-                        ops::linear::gemv(src, w, b, *m, *k, *relu, dst);
+                        ops::linear::gemv(self.kernel, src, w, b, *m, *k, *relu, dst);
                     } else {
                         ops::linear::gemm(self.kernel, src, batch, w, b, *m, *k, *relu, dst, xa);
                     }
@@ -435,6 +475,9 @@ impl Model {
             }
             if step.swaps() {
                 ws.current ^= 1;
+            }
+            if let (Some(t), Some(start)) = (times.as_deref_mut(), started) {
+                t[i] = start.elapsed();
             }
         }
     }

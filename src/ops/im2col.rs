@@ -54,34 +54,114 @@ pub struct Im2col<'a> {
     pub geom: &'a ConvGeom,
 }
 
+impl Im2col<'_> {
+    /// Write `dst.len()` consecutive columns of B row `(ic, ky, kx)` starting at output
+    /// pixel `j`, one output-row run at a time: zeros where the tap falls in the padding,
+    /// a contiguous copy (stride 1) or a strided gather inside.
+    fn row_segment(&self, ic: usize, ky: usize, kx: usize, j: usize, dst: &mut [f32]) {
+        let g = self.geom;
+        let plane = &self.input[ic * g.h * g.w..(ic + 1) * g.h * g.w];
+        let (mut y, mut x) = (j / g.ow, j % g.ow);
+        let mut done = 0;
+        while done < dst.len() {
+            let run = (g.ow - x).min(dst.len() - done);
+            let out = &mut dst[done..done + run];
+            let iy = (y * g.sh + ky) as isize - g.pads.top as isize;
+            if iy < 0 || iy >= g.h as isize {
+                out.fill(0.0);
+            } else {
+                let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                // Output columns x .. x+run map to input columns x*sw + kx - left; the
+                // valid ones form one contiguous range [lo, hi) of the run.
+                let first = (x * g.sw + kx) as isize - g.pads.left as isize;
+                let lo = if first >= 0 { 0 } else { ((-first) as usize).div_ceil(g.sw).min(run) };
+                let last_ok = g.w as isize - 1 - first; // largest offset (in input columns) that is valid
+                let hi = if last_ok < 0 { lo } else { ((last_ok as usize) / g.sw + 1).clamp(lo, run) };
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+                if hi > lo {
+                    let start = (first + (lo * g.sw) as isize) as usize;
+                    if g.sw == 1 {
+                        out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (o, v) in out[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.sw)) {
+                            *o = *v;
+                        }
+                    }
+                }
+            }
+            done += run;
+            x = 0;
+            y += 1;
+        }
+    }
+}
+
 impl PackB for Im2col<'_> {
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         let g = self.geom;
         let kc = k1 - k0;
-        let (pt, pl) = (g.pads.top as isize, g.pads.left as isize);
         for (q, jq) in (j0..j1).step_by(nr).enumerate() {
             let w = nr.min(j1 - jq);
             let panel = &mut out[q * nr * kc..(q + 1) * nr * kc];
             for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
                 let r = k0 + p;
                 let (ic, ky, kx) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
-                let plane = &self.input[ic * g.h * g.w..(ic + 1) * g.h * g.w];
-                let (mut y, mut x) = (jq / g.ow, jq % g.ow);
-                for d in dst[..w].iter_mut() {
-                    let iy = (y * g.sh + ky) as isize - pt;
-                    let ix = (x * g.sw + kx) as isize - pl;
-                    *d = if iy >= 0 && (iy as usize) < g.h && ix >= 0 && (ix as usize) < g.w {
-                        plane[iy as usize * g.w + ix as usize]
-                    } else {
-                        0.0
-                    };
-                    x += 1;
-                    if x == g.ow {
-                        x = 0;
-                        y += 1;
+                self.row_segment(ic, ky, kx, jq, &mut dst[..w]);
+                dst[w..].fill(0.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition, one element at a time.
+    fn naive(input: &[f32], g: &ConvGeom, r: usize, j: usize) -> f32 {
+        let (ic, ky, kx) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+        let (y, x) = (j / g.ow, j % g.ow);
+        let iy = (y * g.sh + ky) as isize - g.pads.top as isize;
+        let ix = (x * g.sw + kx) as isize - g.pads.left as isize;
+        if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+            0.0
+        } else {
+            input[(ic * g.h + iy as usize) * g.w + ix as usize]
+        }
+    }
+
+    #[test]
+    fn packed_panels_match_the_definition() {
+        let cases = [
+            (3, 11, 13, 3, 3, 1, 1, Pads::uniform(1)),
+            (2, 23, 23, 11, 11, 4, 4, Pads::default()),
+            (2, 9, 14, 5, 3, 2, 3, Pads { top: 2, left: 1, bottom: 0, right: 4 }),
+            (1, 5, 5, 5, 5, 1, 1, Pads::uniform(4)),
+            (2, 7, 6, 2, 2, 3, 2, Pads { top: 0, left: 3, bottom: 3, right: 0 }),
+        ];
+        for (cg, h, w, kh, kw, sh, sw, pads) in cases {
+            let oh = (h + pads.top as usize + pads.bottom as usize - kh) / sh + 1;
+            let ow = (w + pads.left as usize + pads.right as usize - kw) / sw + 1;
+            let g = ConvGeom { cg, h, w, kh, kw, sh, sw, pads, oh, ow };
+            let input: Vec<f32> = (0..cg * h * w).map(|i| i as f32 + 1.0).collect();
+            let src = Im2col { input: &input, geom: &g };
+            for nr in [4, 8, 32] {
+                for (k0, k1, j0, j1) in [(0, g.k(), 0, g.n()), (1, g.k().min(5), 3.min(g.n() - 1), g.n())] {
+                    let kc = k1 - k0;
+                    let panels = (j1 - j0).div_ceil(nr);
+                    let mut out = vec![f32::NAN; panels * nr * kc];
+                    src.pack(k0, k1, j0, j1, nr, &mut out);
+                    for q in 0..panels {
+                        for p in 0..kc {
+                            for c in 0..nr {
+                                let j = j0 + q * nr + c;
+                                let want = if j < j1 { naive(&input, &g, k0 + p, j) } else { 0.0 };
+                                assert_eq!(out[(q * kc + p) * nr + c], want, "{g:?} nr{nr} k{} j{j}", k0 + p);
+                            }
+                        }
                     }
                 }
-                dst[w..].fill(0.0);
             }
         }
     }

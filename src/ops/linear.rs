@@ -12,7 +12,7 @@ use super::reference::relu1;
 use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA, Transposed};
 
 /// Rows of W per parallel task.
-const ROWS_PER_TASK: usize = 16;
+const ROWS_PER_TASK: usize = 32;
 
 /// Dot product with 16 independent partial sums (auto-vectorised), reduced pairwise.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -38,13 +38,28 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc[0] + tail
 }
 
+/// Sum of a slice with 16 partial sums (auto-vectorised): a streaming-read probe.
+pub fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let mut chunks = a.chunks_exact(16);
+    for x in &mut chunks {
+        for l in 0..16 {
+            acc[l] += x[l];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
 /// Batch 1: `y [m] = relu?(W x + b)` with `w` `[m, k]` row-major, rows split across the
-/// pool; W streams once from memory.
-pub fn gemv(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, relu: bool, y: &mut [f32]) {
+/// pool in fixed blocks; the kernel's GEMV streams 4 rows at a time, so W is read once,
+/// straight from the map, by all threads.
+#[allow(clippy::too_many_arguments)]
+pub fn gemv(kernel: Kernel, x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, relu: bool, y: &mut [f32]) {
     y[..m].par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| {
-        for (r, o) in out.iter_mut().enumerate() {
-            let i = t * ROWS_PER_TASK + r;
-            let v = b[i] + dot(&w[i * k..(i + 1) * k], &x[..k]);
+        let r0 = t * ROWS_PER_TASK;
+        kernel.gemv(&w[r0 * k..(r0 + out.len()) * k], k, &x[..k], out);
+        for (o, &bias) in out.iter_mut().zip(&b[r0..]) {
+            let v = *o + bias;
             *o = if relu { relu1(v) } else { v };
         }
     });

@@ -4,7 +4,7 @@
 //! 2 vector loads, 6 broadcasts, 12 FMAs.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, tile, MicroKernel};
+use super::{fma_chains, gemv_rows, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx2::F32x8;
 use crate::simd::Avx2;
@@ -45,6 +45,22 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x8, 12>(iters) }
 }
 
+/// GEMV over 4 rows or 1 row (`rows`); see [`super::gemv_rows`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA, and the pointer contract of [`super::gemv_rows`] holds.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gemv_f32(rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if rows == 4 {
+            gemv_rows::<F32x8, 4>(k, w, ldw, x, out)
+        } else {
+            gemv_rows::<F32x8, 1>(k, w, ldw, x, out)
+        }
+    }
+}
+
 impl MicroKernel for Avx2 {
     /// KC: the 16 x KC micro-panel of B (16 KiB at 256) in L1; MC: 120 x KC of A
     /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
@@ -55,6 +71,11 @@ impl MicroKernel for Avx2 {
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: `self` proves the ISA is available.
         unsafe { fma_peak(iters) }
+    }
+
+    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { gemv_f32(rows, k, w, ldw, x, out) }
     }
 
     #[inline]

@@ -10,7 +10,7 @@
 //! on the conv shapes taken together and on the 1024 square.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, tile, MicroKernel};
+use super::{fma_chains, gemv_rows, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx512::F32x16;
 use crate::simd::Avx512;
@@ -51,6 +51,22 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x16, 16>(iters) }
 }
 
+/// GEMV over 4 rows or 1 row (`rows`); see [`super::gemv_rows`].
+///
+/// # Safety
+/// The CPU supports AVX-512F, and the pointer contract of [`super::gemv_rows`] holds.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn gemv_f32(rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if rows == 4 {
+            gemv_rows::<F32x16, 4>(k, w, ldw, x, out)
+        } else {
+            gemv_rows::<F32x16, 1>(k, w, ldw, x, out)
+        }
+    }
+}
+
 impl MicroKernel for Avx512 {
     /// KC 384: the 32 x KC micro-panel of B (48 KiB) lives in L1/L2 edge, A's 12 x KC
     /// micro-panels stream from L2; MC 120: a 120 x KC block of A (180 KiB) in L2;
@@ -63,6 +79,11 @@ impl MicroKernel for Avx512 {
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: `self` proves the ISA is available.
         unsafe { fma_peak(iters) }
+    }
+
+    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { gemv_f32(rows, k, w, ldw, x, out) }
     }
 
     #[inline]

@@ -236,6 +236,53 @@ pub(crate) unsafe fn fma_chains<V: SimdF32, const CHAINS: usize>(iters: usize) -
     }
 }
 
+/// `R` rows of `y = W x` at once: one load of x feeds R weight streams. Each row keeps
+/// one vector accumulator, reduced pairwise across lanes, then the scalar tail of K is
+/// added: every row's arithmetic is the same whatever R, so grouping rows differently
+/// (another thread split) cannot change a result.
+///
+/// # Safety
+/// The CPU supports `V`'s instructions; `w` is valid for reads of `R` rows of `k` values
+/// at stride `ldw`, `x` for `k` reads, `out` for `R` writes.
+#[inline(always)]
+pub(crate) unsafe fn gemv_rows<V: SimdF32, const R: usize>(
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    out: *mut f32,
+) {
+    let lanes = V::LANES;
+    // SAFETY: pointer ranges as promised by the caller (this fn's contract).
+    unsafe {
+        let mut acc = [V::zero(); R];
+        let mut p = 0;
+        while p + lanes <= k {
+            let xv = V::load(x.add(p));
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = V::load(w.add(r * ldw + p)).mul_add(xv, *a);
+            }
+            p += lanes;
+        }
+        for (r, a) in acc.into_iter().enumerate() {
+            let mut lane = [0.0f32; 64];
+            a.store(lane.as_mut_ptr());
+            let mut width = lanes;
+            while width > 1 {
+                width /= 2;
+                for l in 0..width {
+                    lane[l] += lane[l + width];
+                }
+            }
+            let mut sum = lane[0];
+            for q in p..k {
+                sum += *w.add(r * ldw + q) * *x.add(q);
+            }
+            *out.add(r) = sum;
+        }
+    }
+}
+
 /// What every ISA's kernel offers the driver.
 pub trait MicroKernel: Copy + Send + Sync {
     /// Tile and block sizes.
@@ -264,6 +311,12 @@ pub trait MicroKernel: Copy + Send + Sync {
 
     /// Run the FMA-peak probe for `iters` iterations (safe: `self` proves the ISA).
     fn fma_loop(self, iters: usize) -> f32;
+
+    /// Raw GEMV over 4 rows (`R = 4`) or 1 row (`R = 1`); see [`gemv_rows`].
+    ///
+    /// # Safety
+    /// As [`gemv_rows`]' contract; `rows` is 1 or 4.
+    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32);
 
     /// Compute one full `MR x NR` tile into `c` at `(i, j)`: safe, lengths checked once.
     #[inline]
@@ -345,6 +398,31 @@ impl Kernel {
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(t) => go(t, iters),
             Kernel::Portable(t) => go(t, iters),
+        }
+    }
+
+    /// `out[r] = dot(W[r], x)` for the `out.len()` rows of row-major `w` (`k` columns).
+    /// Safe: lengths are checked once.
+    pub fn gemv(&self, w: &[f32], k: usize, x: &[f32], out: &mut [f32]) {
+        fn go<K: MicroKernel>(kern: K, w: &[f32], k: usize, x: &[f32], out: &mut [f32]) {
+            assert!(x.len() >= k && w.len() >= out.len() * k, "gemv operands too short");
+            let mut r = 0;
+            while r < out.len() {
+                let rows = if out.len() - r >= 4 { 4 } else { 1 };
+                // SAFETY: rows r..r+rows of w (k values each) and out[r..r+rows] are in
+                // bounds (checked above); the token proves the ISA.
+                unsafe { kern.gemv_raw(rows, k, w.as_ptr().add(r * k), k, x.as_ptr(), out.as_mut_ptr().add(r)) };
+                r += rows;
+            }
+        }
+        match *self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(t) => go(t, w, k, x, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(t) => go(t, w, k, x, out),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(t) => go(t, w, k, x, out),
+            Kernel::Portable(t) => go(t, w, k, x, out),
         }
     }
 

@@ -4,7 +4,7 @@
 //! vector loads, 8 broadcasts, 24 FMAs.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, tile, MicroKernel};
+use super::{fma_chains, gemv_rows, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::neon::F32x4;
 use crate::simd::Neon;
@@ -45,6 +45,22 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x4, 24>(iters) }
 }
 
+/// GEMV over 4 rows or 1 row (`rows`); see [`super::gemv_rows`].
+///
+/// # Safety
+/// The CPU supports NEON, and the pointer contract of [`super::gemv_rows`] holds.
+#[target_feature(enable = "neon")]
+pub unsafe fn gemv_f32(rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if rows == 4 {
+            gemv_rows::<F32x4, 4>(k, w, ldw, x, out)
+        } else {
+            gemv_rows::<F32x4, 1>(k, w, ldw, x, out)
+        }
+    }
+}
+
 impl MicroKernel for Neon {
     /// KC: 12 x KC of B (12 KiB at 256) in L1; MC: 128 x KC of A (128 KiB) in L2;
     /// NC: KC x 480 of B (480 KiB) in L2.
@@ -55,6 +71,11 @@ impl MicroKernel for Neon {
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: `self` proves the ISA is available.
         unsafe { fma_peak(iters) }
+    }
+
+    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { gemv_f32(rows, k, w, ldw, x, out) }
     }
 
     #[inline]

@@ -4,7 +4,7 @@
 //! f32x8 is two xmm there): 8 for accumulators, 2 for B, 2 for the broadcast.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, tile, MicroKernel};
+use super::{fma_chains, gemv_rows, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::portable::F32x8;
 
@@ -46,6 +46,21 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x8, 6>(iters) }
 }
 
+/// GEMV over 4 rows or 1 row (`rows`); see [`super::gemv_rows`].
+///
+/// # Safety
+/// The pointer contract of [`super::gemv_rows`] holds.
+pub unsafe fn gemv_f32(rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if rows == 4 {
+            gemv_rows::<F32x8, 4>(k, w, ldw, x, out)
+        } else {
+            gemv_rows::<F32x8, 1>(k, w, ldw, x, out)
+        }
+    }
+}
+
 impl MicroKernel for Portable {
     /// KC: 8 x KC of B (8 KiB at 256) in L1; MC: 128 x KC of A in L2; NC: KC x 512 in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 512 };
@@ -55,6 +70,11 @@ impl MicroKernel for Portable {
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: `self` proves the ISA is available.
         unsafe { fma_peak(iters) }
+    }
+
+    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { gemv_f32(rows, k, w, ldw, x, out) }
     }
 
     #[inline]
