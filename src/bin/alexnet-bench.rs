@@ -270,8 +270,6 @@ fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Resul
             let fused_relu = name.starts_with("relu") && s.iter().all(|&v| v < 1e-3);
             !(fused_relu || name.starts_with("flatten"))
         })
-            !(name.starts_with("relu") && s.iter().all(|&v| v < 1e-3)) && !name.starts_with("flatten")
-        })
         .map(|((name, mut s), (flops, bytes))| {
             s.sort_by(f64::total_cmp);
             (name, percentile(&s, 50.0), flops * batch, bytes)
