@@ -2,7 +2,7 @@
 //!
 //! Roles are fixed (`style.md`): A = weights, `M x K`, packed once into MR-row panels
 //! ([`PackedA`]); B = activations, `K x N`, any [`PackB`] source (row-major matrix,
-//! transposed weights, im2col of an image), packed per call into NR-column panels;
+//! im2col of an image), packed per call into NR-column panels;
 //! C = `M x N` row-major (CHW for a convolution).
 //!
 //! The driver is written once for every ISA, generic over [`kernel::MicroKernel`]; only
@@ -30,7 +30,7 @@ use std::cell::RefCell;
 
 pub use blocking::BlockSizes;
 pub use kernel::{Kernel, MatMut};
-pub use pack::{PackB, PackedA, RowMajor, Transposed};
+pub use pack::{PackB, PackedA, RowMajor};
 
 use kernel::{MicroKernel, Store, MAX_MR, MAX_NR};
 
@@ -83,6 +83,25 @@ pub fn sgemm<B: PackB>(kernel: Kernel, a: &PackedA, b: &B, n: usize, c: &mut [f3
         Kernel::Neon(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
         Kernel::Portable(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
     }
+}
+
+/// Run `f(j0, block)` on the column blocks `[j0, j0 + width)` of `c` (the last one may be
+/// narrower), in parallel on the current pool by recursive halving. Block boundaries
+/// depend on `width` only, never on the thread count.
+pub fn par_column_blocks(c: MatMut<'_>, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
+    fn go(c: MatMut<'_>, j0: usize, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
+        let blocks = c.cols().div_ceil(width);
+        if blocks <= 1 {
+            if c.cols() > 0 {
+                f(j0, c);
+            }
+            return;
+        }
+        let cut = blocks / 2 * width;
+        let (l, r) = c.split_cols(cut);
+        rayon::join(|| go(l, j0, width, f), || go(r, j0 + cut, width, f));
+    }
+    go(c, 0, width.max(1), f)
 }
 
 /// Split the block of C at `(i0, j0)` into `tasks` parts along M or N, in whole panels.

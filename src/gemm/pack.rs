@@ -6,8 +6,7 @@
 //!
 //! **B (activations)** is packed per call, per `KC x NC` block, into NR-column panels:
 //! for each k, `NR` consecutive values, zero columns padding the last panel. Any B source
-//! implements [`PackB`]: a row-major matrix, the transpose of a row-major matrix (linear
-//! layers: B = W^T read straight from the weight file), or im2col of an image.
+//! implements [`PackB`]: a row-major matrix, or im2col of an image (`ops::im2col`).
 
 /// Weights packed into MR-row panels over the whole K.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -92,36 +91,6 @@ impl PackB for RowMajor<'_> {
                 let src = &self.data[(k0 + p) * self.ld + jq..(k0 + p) * self.ld + jq + w];
                 dst[..w].copy_from_slice(src);
                 dst[w..].fill(0.0);
-            }
-        }
-    }
-}
-
-/// The transpose of a row-major `N x K` matrix (leading dimension `ld`), seen as B = `K x N`.
-/// A linear layer's weights `[out, in]` are B for `Y[batch, out] = X[batch, in] W^T`.
-#[derive(Clone, Copy, Debug)]
-pub struct Transposed<'a> {
-    /// The values of the un-transposed `N x K` matrix.
-    pub data: &'a [f32],
-    /// Distance between its rows.
-    pub ld: usize,
-}
-
-impl PackB for Transposed<'_> {
-    fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
-        let kc = k1 - k0;
-        for (q, jq) in (j0..j1).step_by(nr).enumerate() {
-            let w = nr.min(j1 - jq);
-            let panel = &mut out[q * nr * kc..(q + 1) * nr * kc];
-            if w < nr {
-                panel.fill(0.0);
-            }
-            // Column j of B is row j of the stored matrix: scatter it with stride nr.
-            for c in 0..w {
-                let row = &self.data[(jq + c) * self.ld + k0..(jq + c) * self.ld + k1];
-                for (p, &v) in row.iter().enumerate() {
-                    panel[p * nr + c] = v;
-                }
             }
         }
     }

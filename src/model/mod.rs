@@ -135,7 +135,7 @@ impl ModelBuilder {
         let kernel = Kernel::new(isa)?;
         let shapes = weights.plan().shapes()?;
         let steps = compile(&weights, &shapes, kernel)?;
-        let size = WorkspaceSize::of(&shapes, kernel.blocks().mr);
+        let size = WorkspaceSize::of(&shapes);
         Ok(Model {
             weights,
             shapes,
@@ -428,7 +428,7 @@ impl Model {
         for (i, step) in self.steps.iter().enumerate() {
             let started = times.as_ref().map(|_| std::time::Instant::now());
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
-            let (cur, other, xa) = ws.split();
+            let (cur, other) = ws.split();
             let cur = &mut cur[..batch * in_len];
             let (src, dst) = (&*cur, &mut other[..batch * out_len]);
             match step {
@@ -463,11 +463,7 @@ impl Model {
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
-                    if batch == 1 {
-                        ops::linear::gemv(self.kernel, src, w, b, *m, *k, *relu, dst);
-                    } else {
-                        ops::linear::gemm(self.kernel, src, batch, w, b, *m, *k, *relu, dst, xa);
-                    }
+                    ops::linear::linear(self.kernel, src, batch, w, b, *m, *k, *relu, dst);
                 }
                 Step::Relu => cur.iter_mut().for_each(|v| *v = ops::reference::relu1(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),

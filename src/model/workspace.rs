@@ -1,13 +1,11 @@
-//! Per-call memory: two ping-pong activation buffers and the packed batch of a linear
-//! layer's input.
+//! Per-call memory: two ping-pong activation buffers.
 //!
-//! Sizes come from the plan (largest activation, widest linear input) times the batch,
-//! computed with checked arithmetic and capped by the model before anything is allocated.
-//! A workspace only grows; reused at the same or a smaller batch it allocates nothing.
-//! (Convolutions need no workspace: im2col packs straight into the GEMM's per-thread
-//! panel buffers.)
+//! Sized from the plan (largest activation) times the batch, with checked arithmetic, and
+//! capped by the model before anything is allocated. A workspace only grows; reused at
+//! the same or a smaller batch it allocates nothing. Convolutions pack im2col straight
+//! into the GEMM's per-thread panel buffers and linear layers read their weights in
+//! place, so nothing else is needed.
 
-use crate::gemm::PackedA;
 use crate::plan::Shape;
 
 /// What a plan needs per image.
@@ -15,25 +13,18 @@ use crate::plan::Shape;
 pub(crate) struct WorkspaceSize {
     /// Largest activation (values per image) at any layer boundary.
     max_act: usize,
-    /// Widest flat activation (a linear layer's K), packed as the GEMM's A at batch > 1.
-    max_flat: usize,
-    /// Panel height of the model's kernel: the packed batch is padded to it.
-    mr: usize,
 }
 
 impl WorkspaceSize {
     /// From the plan's activation shapes.
-    pub(crate) fn of(shapes: &[Shape], mr: usize) -> Self {
-        let max_act = shapes.iter().map(Shape::len).max().unwrap_or(0);
-        let max_flat = shapes.iter().filter_map(|s| if let Shape::Flat(n) = s { Some(*n) } else { None }).max();
-        WorkspaceSize { max_act, max_flat: max_flat.unwrap_or(0), mr }
+    pub(crate) fn of(shapes: &[Shape]) -> Self {
+        WorkspaceSize { max_act: shapes.iter().map(Shape::len).max().unwrap_or(0) }
     }
 
     /// Total bytes for `batch` images, or `None` on overflow.
     pub(crate) fn bytes(&self, batch: usize) -> Option<u64> {
-        let act = self.max_act.checked_mul(batch)?.checked_mul(2)?;
-        let packed = batch.checked_next_multiple_of(self.mr.max(1))?.checked_mul(self.max_flat)?;
-        (act.checked_add(packed)? as u64).checked_mul(4)
+        let values = self.max_act.checked_mul(batch)?.checked_mul(2)?;
+        (values as u64).checked_mul(4)
     }
 }
 
@@ -42,8 +33,6 @@ impl WorkspaceSize {
 pub(crate) struct Workspace {
     /// Ping-pong activations; `current` holds the latest layer's output.
     pub(crate) act: [Vec<f32>; 2],
-    /// The packed input of a linear layer at batch > 1.
-    packed: PackedA,
     /// Which of `act` is current.
     pub(crate) current: usize,
 }
@@ -59,10 +48,13 @@ impl Workspace {
         }
     }
 
-    /// (current activation, the other buffer, packed-input storage), borrowed together.
-    pub(crate) fn split(&mut self) -> (&mut [f32], &mut [f32], &mut PackedA) {
+    /// (current activation, the other buffer), borrowed together.
+    pub(crate) fn split(&mut self) -> (&mut [f32], &mut [f32]) {
         let [a, b] = &mut self.act;
-        let (cur, other) = if self.current == 0 { (a, b) } else { (b, a) };
-        (cur, other, &mut self.packed)
+        if self.current == 0 {
+            (a, b)
+        } else {
+            (b, a)
+        }
     }
 }

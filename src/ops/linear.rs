@@ -1,15 +1,13 @@
 //! Fully connected layer, `y[n] = W x[n] + b`, read straight from the weight file.
 //!
-//! W (`[out, in]`, 96% of AlexNet's bytes) is never copied. At batch 1 a GEMV streams it
-//! once, output rows split across the pool; the dot product keeps 16 partial sums
-//! combined in a fixed order, so results do not depend on the split. At batch N the layer
-//! is a GEMM `Y = X W^T` whose B operand packs panels straight from W in the map, so W is
-//! still read once per call whatever the batch.
-
-use rayon::prelude::*;
+//! W (`[out, in]`, 96% of AlexNet's bytes) is never copied or packed: at every batch
+//! size the kernel's register-blocked GEMV reads it where the map has it, 4 rows x 4
+//! images per pass, so it streams from memory once per call. Each (row, image) result is
+//! computed by the same arithmetic however rows and images are grouped, so results do not
+//! depend on the thread count or on the batch.
 
 use super::reference::relu1;
-use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA, Transposed};
+use crate::gemm::{par_column_blocks, Kernel, MatMut};
 
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 32;
@@ -50,25 +48,13 @@ pub fn sum(a: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// Batch 1: `y [m] = relu?(W x + b)` with `w` `[m, k]` row-major, rows split across the
-/// pool in fixed blocks; the kernel's GEMV streams 4 rows at a time, so W is read once,
-/// straight from the map, by all threads.
+/// `y [batch, m] = relu?(x [batch, k] W^T + b)` with `w` `[m, k]` row-major, read in place.
+///
+/// Output columns (W's rows) are split across the pool in fixed blocks; each task streams
+/// its rows of W once and applies them to every image of the batch (4 rows x 4 images
+/// per pass, the inputs staying in L2). At batch 1 this is a GEMV at the memory bandwidth.
 #[allow(clippy::too_many_arguments)]
-pub fn gemv(kernel: Kernel, x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, relu: bool, y: &mut [f32]) {
-    y[..m].par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| {
-        let r0 = t * ROWS_PER_TASK;
-        kernel.gemv(&w[r0 * k..(r0 + out.len()) * k], k, &x[..k], out);
-        for (o, &bias) in out.iter_mut().zip(&b[r0..]) {
-            let v = *o + bias;
-            *o = if relu { relu1(v) } else { v };
-        }
-    });
-}
-
-/// Batch N: `Y [batch, m] = relu?(X W^T + b)` as a GEMM with A = X (packed into `xa`, the
-/// small operand) and B = W^T read straight from the weight file, bias per column.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(
+pub fn linear(
     kernel: Kernel,
     x: &[f32],
     batch: usize,
@@ -78,9 +64,16 @@ pub fn gemm(
     k: usize,
     relu: bool,
     y: &mut [f32],
-    xa: &mut PackedA,
 ) {
-    xa.repack(&x[..batch * k], batch, k, kernel.blocks().mr);
-    let ep = Epilogue { bias: Bias::Col(b), relu };
-    sgemm(kernel, xa, &Transposed { data: w, ld: k }, m, &mut y[..batch * m], m, ep);
+    let out = MatMut::new(&mut y[..batch * m], batch, m, m);
+    par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
+        let rows = dst.cols();
+        kernel.gemv(&w[r0 * k..(r0 + rows) * k], k, &x[..batch * k], &mut dst);
+        for n in 0..batch {
+            for (o, &bias) in dst.row_mut(n).iter_mut().zip(&b[r0..r0 + rows]) {
+                let v = *o + bias;
+                *o = if relu { relu1(v) } else { v };
+            }
+        }
+    });
 }

@@ -4,7 +4,7 @@
 //! 2 vector loads, 6 broadcasts, 12 FMAs.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_rows, tile, MicroKernel};
+use super::{fma_chains, gemv_block, tile, MicroKernel};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx2::F32x8;
 use crate::simd::Avx2;
@@ -45,18 +45,30 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x8, 12>(iters) }
 }
 
-/// GEMV over 4 rows or 1 row (`rows`); see [`super::gemv_rows`].
+/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see [`super::gemv_block`].
 ///
 /// # Safety
-/// The CPU supports AVX2 and FMA, and the pointer contract of [`super::gemv_rows`] holds.
+/// The CPU supports AVX2 and FMA, and the pointer contract of [`super::gemv_block`] holds.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn gemv_f32(rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemv_f32(
+    rows: usize,
+    vecs: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    ldx: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
     // SAFETY: forwarded contract.
     unsafe {
-        if rows == 4 {
-            gemv_rows::<F32x8, 4>(k, w, ldw, x, out)
-        } else {
-            gemv_rows::<F32x8, 1>(k, w, ldw, x, out)
+        match (rows, vecs) {
+            (4, 4) => gemv_block::<F32x8, 4, 4>(k, w, ldw, x, ldx, out, ldo),
+            (4, _) => gemv_block::<F32x8, 4, 1>(k, w, ldw, x, ldx, out, ldo),
+            (_, 4) => gemv_block::<F32x8, 1, 4>(k, w, ldw, x, ldx, out, ldo),
+            _ => gemv_block::<F32x8, 1, 1>(k, w, ldw, x, ldx, out, ldo),
         }
     }
 }
@@ -73,9 +85,20 @@ impl MicroKernel for Avx2 {
         unsafe { fma_peak(iters) }
     }
 
-    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32) {
+    unsafe fn gemv_raw(
+        self,
+        rows: usize,
+        vecs: usize,
+        k: usize,
+        w: *const f32,
+        ldw: usize,
+        x: *const f32,
+        ldx: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
         // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { gemv_f32(rows, k, w, ldw, x, out) }
+        unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
     }
 
     #[inline]

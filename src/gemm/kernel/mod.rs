@@ -117,6 +117,14 @@ impl<'a> MatMut<'a> {
         }
     }
 
+    /// Row `i` of the view.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        assert!(i < self.rows);
+        // SAFETY: row i (cols values from ptr + i*ld) lies inside the view, which we
+        // borrow exclusively for the lifetime of the returned slice.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.ld), self.cols) }
+    }
+
     /// Pointer to element `(i, j)` and the leading dimension, for a kernel writing the
     /// `mr x nr` block there, after checking it lies inside the view.
     fn block_ptr(&mut self, i: usize, j: usize, mr: usize, nr: usize) -> (*mut f32, usize) {
@@ -236,49 +244,63 @@ pub(crate) unsafe fn fma_chains<V: SimdF32, const CHAINS: usize>(iters: usize) -
     }
 }
 
-/// `R` rows of `y = W x` at once: one load of x feeds R weight streams. Each row keeps
-/// one vector accumulator, reduced pairwise across lanes, then the scalar tail of K is
-/// added: every row's arithmetic is the same whatever R, so grouping rows differently
-/// (another thread split) cannot change a result.
+/// `R` rows of W times `B` vectors at once: `out[b * ldo + r] = dot(W[r], x[b])`. Each
+/// k step loads R weight vectors and B input vectors and does R*B FMAs, so W streams from
+/// memory once however many vectors there are. Every (row, vector) pair keeps one vector
+/// accumulator, reduced pairwise across lanes, then the scalar tail of K is added: the
+/// arithmetic of a pair is the same whatever R and B, so grouping rows or vectors
+/// differently (another thread split, another batch) cannot change a result.
 ///
 /// # Safety
 /// The CPU supports `V`'s instructions; `w` is valid for reads of `R` rows of `k` values
-/// at stride `ldw`, `x` for `k` reads, `out` for `R` writes.
+/// at stride `ldw`, `x` for `B` rows of `k` at stride `ldx`, `out` for writes at
+/// `b * ldo + r` for `b < B`, `r < R`.
 #[inline(always)]
-pub(crate) unsafe fn gemv_rows<V: SimdF32, const R: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
     k: usize,
     w: *const f32,
     ldw: usize,
     x: *const f32,
+    ldx: usize,
     out: *mut f32,
+    ldo: usize,
 ) {
     let lanes = V::LANES;
     // SAFETY: pointer ranges as promised by the caller (this fn's contract).
     unsafe {
-        let mut acc = [V::zero(); R];
+        let mut acc = [[V::zero(); B]; R];
         let mut p = 0;
         while p + lanes <= k {
-            let xv = V::load(x.add(p));
-            for (r, a) in acc.iter_mut().enumerate() {
-                *a = V::load(w.add(r * ldw + p)).mul_add(xv, *a);
+            let mut xv = [V::zero(); B];
+            for (b, v) in xv.iter_mut().enumerate() {
+                *v = V::load(x.add(b * ldx + p));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let wv = V::load(w.add(r * ldw + p));
+                for (a, &xb) in row.iter_mut().zip(&xv) {
+                    *a = wv.mul_add(xb, *a);
+                }
             }
             p += lanes;
         }
-        for (r, a) in acc.into_iter().enumerate() {
-            let mut lane = [0.0f32; 64];
-            a.store(lane.as_mut_ptr());
-            let mut width = lanes;
-            while width > 1 {
-                width /= 2;
-                for l in 0..width {
-                    lane[l] += lane[l + width];
+        for (r, row) in acc.into_iter().enumerate() {
+            for (b, a) in row.into_iter().enumerate() {
+                let mut lane = [0.0f32; 64];
+                a.store(lane.as_mut_ptr());
+                let mut width = lanes;
+                while width > 1 {
+                    width /= 2;
+                    for l in 0..width {
+                        lane[l] += lane[l + width];
+                    }
                 }
+                let mut sum = lane[0];
+                for q in p..k {
+                    sum += *w.add(r * ldw + q) * *x.add(b * ldx + q);
+                }
+                *out.add(b * ldo + r) = sum;
             }
-            let mut sum = lane[0];
-            for q in p..k {
-                sum += *w.add(r * ldw + q) * *x.add(q);
-            }
-            *out.add(r) = sum;
         }
     }
 }
@@ -312,11 +334,23 @@ pub trait MicroKernel: Copy + Send + Sync {
     /// Run the FMA-peak probe for `iters` iterations (safe: `self` proves the ISA).
     fn fma_loop(self, iters: usize) -> f32;
 
-    /// Raw GEMV over 4 rows (`R = 4`) or 1 row (`R = 1`); see [`gemv_rows`].
+    /// Raw [`gemv_block`] for `rows` and `vecs` each 4 or 1.
     ///
     /// # Safety
-    /// As [`gemv_rows`]' contract; `rows` is 1 or 4.
-    unsafe fn gemv_raw(self, rows: usize, k: usize, w: *const f32, ldw: usize, x: *const f32, out: *mut f32);
+    /// As [`gemv_block`]'s contract.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemv_raw(
+        self,
+        rows: usize,
+        vecs: usize,
+        k: usize,
+        w: *const f32,
+        ldw: usize,
+        x: *const f32,
+        ldx: usize,
+        out: *mut f32,
+        ldo: usize,
+    );
 
     /// Compute one full `MR x NR` tile into `c` at `(i, j)`: safe, lengths checked once.
     #[inline]
@@ -401,28 +435,40 @@ impl Kernel {
         }
     }
 
-    /// `out[r] = dot(W[r], x)` for the `out.len()` rows of row-major `w` (`k` columns).
-    /// Safe: lengths are checked once.
-    pub fn gemv(&self, w: &[f32], k: usize, x: &[f32], out: &mut [f32]) {
-        fn go<K: MicroKernel>(kern: K, w: &[f32], k: usize, x: &[f32], out: &mut [f32]) {
-            assert!(x.len() >= k && w.len() >= out.len() * k, "gemv operands too short");
+    /// `y[b, r] = dot(W[r], x[b])` for the `y.cols()` rows of row-major `w` (`k` columns)
+    /// and the `y.rows()` vectors of row-major `x` (`k` columns each): a GEMV for one
+    /// vector, a weight-streaming GEMM for a few. Safe: lengths are checked once.
+    pub fn gemv(&self, w: &[f32], k: usize, x: &[f32], y: &mut MatMut<'_>) {
+        fn go<K: MicroKernel>(kern: K, w: &[f32], k: usize, x: &[f32], y: &mut MatMut<'_>) {
+            let (vecs, rows) = (y.rows(), y.cols());
+            assert!(w.len() >= rows * k && x.len() >= vecs * k, "gemv operands too short");
             let mut r = 0;
-            while r < out.len() {
-                let rows = if out.len() - r >= 4 { 4 } else { 1 };
-                // SAFETY: rows r..r+rows of w (k values each) and out[r..r+rows] are in
-                // bounds (checked above); the token proves the ISA.
-                unsafe { kern.gemv_raw(rows, k, w.as_ptr().add(r * k), k, x.as_ptr(), out.as_mut_ptr().add(r)) };
-                r += rows;
+            while r < rows {
+                let rr = if rows - r >= 4 { 4 } else { 1 };
+                let mut b = 0;
+                while b < vecs {
+                    let bb = if vecs - b >= 4 { 4 } else { 1 };
+                    let (out, ldy) = y.block_ptr(b, r, bb, rr);
+                    // SAFETY: rows r..r+rr of w and vectors b..b+bb of x are in bounds
+                    // (checked above), as is the output block (block_ptr checked it);
+                    // the token proves the ISA.
+                    unsafe {
+                        let (wp, xp) = (w.as_ptr().add(r * k), x.as_ptr().add(b * k));
+                        kern.gemv_raw(rr, bb, k, wp, k, xp, k, out, ldy)
+                    };
+                    b += bb;
+                }
+                r += rr;
             }
         }
         match *self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(t) => go(t, w, k, x, out),
+            Kernel::Avx512(t) => go(t, w, k, x, y),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(t) => go(t, w, k, x, out),
+            Kernel::Avx2(t) => go(t, w, k, x, y),
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon(t) => go(t, w, k, x, out),
-            Kernel::Portable(t) => go(t, w, k, x, out),
+            Kernel::Neon(t) => go(t, w, k, x, y),
+            Kernel::Portable(t) => go(t, w, k, x, y),
         }
     }
 
