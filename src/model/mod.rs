@@ -135,7 +135,17 @@ impl ModelBuilder {
         let kernel = Kernel::new(isa)?;
         let shapes = weights.plan().shapes()?;
         let steps = compile(&weights, &shapes, kernel)?;
-        let size = WorkspaceSize::of(&shapes);
+        let conv_scratch = steps
+            .iter()
+            .map(|s| match s {
+                Step::Conv { geom, weights, .. } => {
+                    ops::conv::scratch_len(geom, weights.iter().map(PackedA::m).sum(), 2) / 2
+                }
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let size = WorkspaceSize::of(&shapes, conv_scratch);
         Ok(Model {
             weights,
             shapes,
@@ -428,16 +438,13 @@ impl Model {
         for (i, step) in self.steps.iter().enumerate() {
             let started = times.as_ref().map(|_| std::time::Instant::now());
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
-            let (cur, other) = ws.split();
+            let (cur, other, scratch) = ws.split();
             let cur = &mut cur[..batch * in_len];
             let (src, dst) = (&*cur, &mut other[..batch * out_len]);
             match step {
                 Step::Conv { weights, bias, geom, relu } => {
                     let b = self.weights.f32s(bias.clone());
-                    for n in 0..batch {
-                        let (x, y) = (&src[n * in_len..(n + 1) * in_len], &mut dst[n * out_len..(n + 1) * out_len]);
-                        ops::conv::conv2d(self.kernel, x, geom, weights, b, *relu, y);
-                    }
+                    ops::conv::conv2d(self.kernel, src, batch, geom, weights, b, *relu, dst, scratch);
                 }
                 Step::MaxPool { pool, input, out } => {
                     for n in 0..batch {

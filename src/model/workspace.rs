@@ -1,10 +1,10 @@
-//! Per-call memory: two ping-pong activation buffers.
+//! Per-call memory: two ping-pong activation buffers, and at batch > 1 the scratch where a
+//! batched convolution's GEMM lands before its rows go to each image.
 //!
-//! Sized from the plan (largest activation) times the batch, with checked arithmetic, and
-//! capped by the model before anything is allocated. A workspace only grows; reused at
-//! the same or a smaller batch it allocates nothing. Convolutions pack im2col straight
-//! into the GEMM's per-thread panel buffers and linear layers read their weights in
-//! place, so nothing else is needed.
+//! Sized from the plan times the batch, with checked arithmetic, and capped by the model
+//! before anything is allocated. A workspace only grows; reused at the same or a smaller
+//! batch it allocates nothing. Convolutions pack im2col straight into the GEMM's
+//! per-thread panel buffers and linear layers read their weights in place.
 
 use crate::plan::Shape;
 
@@ -13,17 +13,29 @@ use crate::plan::Shape;
 pub(crate) struct WorkspaceSize {
     /// Largest activation (values per image) at any layer boundary.
     max_act: usize,
+    /// Largest batched-convolution output (values per image), for the GEMM's scratch.
+    conv_scratch: usize,
 }
 
 impl WorkspaceSize {
     /// From the plan's activation shapes.
-    pub(crate) fn of(shapes: &[Shape]) -> Self {
-        WorkspaceSize { max_act: shapes.iter().map(Shape::len).max().unwrap_or(0) }
+    pub(crate) fn of(shapes: &[Shape], conv_scratch: usize) -> Self {
+        WorkspaceSize { max_act: shapes.iter().map(Shape::len).max().unwrap_or(0), conv_scratch }
+    }
+
+    /// Scratch values for `batch` images.
+    fn scratch(&self, batch: usize) -> usize {
+        if batch > 1 {
+            self.conv_scratch * batch
+        } else {
+            0
+        }
     }
 
     /// Total bytes for `batch` images, or `None` on overflow.
     pub(crate) fn bytes(&self, batch: usize) -> Option<u64> {
-        let values = self.max_act.checked_mul(batch)?.checked_mul(2)?;
+        let values =
+            self.max_act.checked_mul(batch)?.checked_mul(2)?.checked_add(self.conv_scratch.checked_mul(batch)?)?;
         (values as u64).checked_mul(4)
     }
 }
@@ -33,6 +45,8 @@ impl WorkspaceSize {
 pub(crate) struct Workspace {
     /// Ping-pong activations; `current` holds the latest layer's output.
     pub(crate) act: [Vec<f32>; 2],
+    /// Where a batched convolution's GEMM writes.
+    scratch: Vec<f32>,
     /// Which of `act` is current.
     pub(crate) current: usize,
 }
@@ -46,15 +60,16 @@ impl Workspace {
                 buf.resize(act, 0.0);
             }
         }
+        let scratch = size.scratch(batch);
+        if self.scratch.len() < scratch {
+            self.scratch.resize(scratch, 0.0);
+        }
     }
 
-    /// (current activation, the other buffer), borrowed together.
-    pub(crate) fn split(&mut self) -> (&mut [f32], &mut [f32]) {
+    /// (current activation, the other buffer, scratch), borrowed together.
+    pub(crate) fn split(&mut self) -> (&mut [f32], &mut [f32], &mut [f32]) {
         let [a, b] = &mut self.act;
-        if self.current == 0 {
-            (a, b)
-        } else {
-            (b, a)
-        }
+        let (cur, other) = if self.current == 0 { (a, b) } else { (b, a) };
+        (cur, other, &mut self.scratch)
     }
 }

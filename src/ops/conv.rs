@@ -1,28 +1,71 @@
 //! Convolution = per group, im2col packed straight into B panels, then SGEMM with the
-//! bias+ReLU epilogue into the group's slice of the CHW output.
+//! bias+ReLU epilogue.
+//!
+//! One image at a time the GEMM writes straight into the group's slice of the CHW output.
+//! When the output map is small (N = OH*OW below [`BATCH_COLUMNS_BELOW`], conv2-5 of
+//! AlexNet) and there are several images, one GEMM covers the whole batch instead: its B
+//! holds every image's columns side by side, so N grows from e.g. 169 to 169 * batch and
+//! the kernel runs full tiles; C then lands in scratch and its rows are copied to each
+//! image's CHW output (a copy of one activation, small next to the GEMM).
 
 use super::im2col::{ConvGeom, Im2col};
 use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA};
 
-/// Convolve one image. `weights` holds one packed A per group (`out/groups x k()`),
-/// `out` is `[o, oh, ow]`.
+/// Output maps smaller than this are batched into one GEMM per group.
+pub const BATCH_COLUMNS_BELOW: usize = 1000;
+
+/// Scratch values [`conv2d`] needs for `batch` images of this layer (0 if none).
+pub fn scratch_len(g: &ConvGeom, out_channels: usize, batch: usize) -> usize {
+    if batch > 1 && g.n() < BATCH_COLUMNS_BELOW {
+        out_channels * g.n() * batch
+    } else {
+        0
+    }
+}
+
+/// Convolve `batch` images: `input` is `[batch, groups * cg, h, w]`, `out` is
+/// `[batch, o, oh, ow]`; `weights` holds one packed A per group (`o/groups x k()`);
+/// `scratch` holds at least [`scratch_len`] values.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     kernel: Kernel,
     input: &[f32],
+    batch: usize,
     g: &ConvGeom,
     weights: &[PackedA],
     bias: &[f32],
     relu: bool,
     out: &mut [f32],
+    scratch: &mut [f32],
 ) {
     let n = g.n();
     let groups = weights.len();
-    let og = bias.len() / groups;
+    let o = bias.len();
+    let og = o / groups;
     let plane = g.cg * g.h * g.w;
+    let (in_len, out_len) = (plane * groups, o * n);
+    let batched = scratch_len(g, o, batch) > 0;
     for (grp, a) in weights.iter().enumerate() {
-        let src = Im2col { input: &input[grp * plane..(grp + 1) * plane], geom: g };
-        let c = &mut out[grp * og * n..(grp + 1) * og * n];
         let ep = Epilogue { bias: Bias::Row(&bias[grp * og..(grp + 1) * og]), relu };
-        sgemm(kernel, a, &src, n, c, n, ep);
+        if batched {
+            let src = Im2col { input, offset: grp * plane, image_stride: in_len, images: batch, geom: g };
+            let cols = src.n();
+            let c = &mut scratch[..og * cols];
+            sgemm(kernel, a, &src, cols, c, cols, ep);
+            // C is [og, batch * n]: row m holds channel grp*og + m of every image.
+            for (m, row) in c.chunks_exact(cols).enumerate() {
+                for (b, part) in row.chunks_exact(n).enumerate() {
+                    let at = b * out_len + (grp * og + m) * n;
+                    out[at..at + n].copy_from_slice(part);
+                }
+            }
+        } else {
+            for b in 0..batch {
+                let img = &input[b * in_len + grp * plane..b * in_len + (grp + 1) * plane];
+                let src = Im2col::single(img, g);
+                let c = &mut out[b * out_len + grp * og * n..b * out_len + (grp + 1) * og * n];
+                sgemm(kernel, a, &src, n, c, n, ep);
+            }
+        }
     }
 }

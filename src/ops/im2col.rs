@@ -45,22 +45,55 @@ impl ConvGeom {
     }
 }
 
-/// The B matrix of one group of one image: `input` holds that group's `cg` channels.
+/// The B matrix of one group over `images` images: columns `b * n .. (b + 1) * n` are
+/// image `b`'s output pixels (`n = oh * ow`), so one GEMM can cover a whole batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Im2col<'a> {
-    /// `[cg, h, w]` input of the group.
+    /// The images, `image_stride` values apart; the group's `cg` channels of image `b`
+    /// start at `b * image_stride + offset`.
     pub input: &'a [f32],
+    /// Start of the group's channels within an image.
+    pub offset: usize,
+    /// Values per image.
+    pub image_stride: usize,
+    /// Images (column blocks of B).
+    pub images: usize,
     /// Geometry.
     pub geom: &'a ConvGeom,
 }
 
-impl Im2col<'_> {
-    /// Write `dst.len()` consecutive columns of B row `(ic, ky, kx)` starting at output
-    /// pixel `j`, one output-row run at a time: zeros where the tap falls in the padding,
-    /// a contiguous copy (stride 1) or a strided gather inside.
-    fn row_segment(&self, ic: usize, ky: usize, kx: usize, j: usize, dst: &mut [f32]) {
+impl<'a> Im2col<'a> {
+    /// The B matrix of a single image whose group channels are `input` (`[cg, h, w]`).
+    pub fn single(input: &'a [f32], geom: &'a ConvGeom) -> Self {
+        Im2col { input, offset: 0, image_stride: 0, images: 1, geom }
+    }
+
+    /// Columns of B.
+    pub fn n(&self) -> usize {
+        self.geom.n() * self.images
+    }
+
+    /// Write `dst.len()` consecutive columns of B row `(ic, ky, kx)` from column `j`,
+    /// split at image boundaries.
+    fn row_segment(&self, ic: usize, ky: usize, kx: usize, mut j: usize, dst: &mut [f32]) {
+        let n = self.geom.n();
+        let mut done = 0;
+        while done < dst.len() {
+            let (b, pix) = (j / n, j % n);
+            let len = (n - pix).min(dst.len() - done);
+            self.image_segment(b, ic, ky, kx, pix, &mut dst[done..done + len]);
+            done += len;
+            j += len;
+        }
+    }
+
+    /// Columns of row `(ic, ky, kx)` for image `b` from output pixel `j`, one output-row
+    /// run at a time: zeros where the tap falls in the padding, a contiguous copy
+    /// (stride 1) or a strided gather inside.
+    fn image_segment(&self, b: usize, ic: usize, ky: usize, kx: usize, j: usize, dst: &mut [f32]) {
         let g = self.geom;
-        let plane = &self.input[ic * g.h * g.w..(ic + 1) * g.h * g.w];
+        let base = b * self.image_stride + self.offset + ic * g.h * g.w;
+        let plane = &self.input[base..base + g.h * g.w];
         let (mut y, mut x) = (j / g.ow, j % g.ow);
         let mut done = 0;
         while done < dst.len() {
@@ -132,6 +165,26 @@ mod tests {
     }
 
     #[test]
+    fn batched_columns_are_the_images_side_by_side() {
+        let g = ConvGeom { cg: 2, h: 6, w: 5, kh: 3, kw: 3, sh: 1, sw: 2, pads: Pads::uniform(1), oh: 6, ow: 3 };
+        let (stride, offset, images) = (3 * 30 + 7, 30, 3);
+        let input: Vec<f32> = (0..stride * images).map(|i| i as f32).collect();
+        let src = Im2col { input: &input, offset, image_stride: stride, images, geom: &g };
+        let (k, n) = (g.k(), g.n());
+        let mut all = vec![0.0; (images * n).div_ceil(8) * 8 * k];
+        src.pack(0, k, 0, images * n, 8, &mut all);
+        for b in 0..images {
+            let one = &input[b * stride + offset..b * stride + offset + 2 * 30];
+            for j in 0..n {
+                for r in 0..k {
+                    let col = b * n + j;
+                    assert_eq!(all[((col / 8) * k + r) * 8 + col % 8], naive(one, &g, r, j), "image {b} r{r} j{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn packed_panels_match_the_definition() {
         let cases = [
             (3, 11, 13, 3, 3, 1, 1, Pads::uniform(1)),
@@ -145,11 +198,12 @@ mod tests {
             let ow = (w + pads.left as usize + pads.right as usize - kw) / sw + 1;
             let g = ConvGeom { cg, h, w, kh, kw, sh, sw, pads, oh, ow };
             let input: Vec<f32> = (0..cg * h * w).map(|i| i as f32 + 1.0).collect();
-            let src = Im2col { input: &input, geom: &g };
+            let src = Im2col::single(&input, &g);
             for nr in [4, 8, 32] {
                 for (k0, k1, j0, j1) in [(0, g.k(), 0, g.n()), (1, g.k().min(5), 3.min(g.n() - 1), g.n())] {
                     let kc = k1 - k0;
                     let panels = (j1 - j0).div_ceil(nr);
+                    let _ = src.n();
                     let mut out = vec![f32::NAN; panels * nr * kc];
                     src.pack(k0, k1, j0, j1, nr, &mut out);
                     for q in 0..panels {
