@@ -123,7 +123,9 @@ fn parallel<K: MicroKernel, B: PackB>(
         return serial(kern, a, b, c, i0, j0, k, ep);
     }
     let left = tasks / 2;
-    if n_panels >= m_panels {
+    // Prefer splitting N: each thread then packs only its own columns of B (an M split
+    // makes every thread pack all of B). Split M when N is too narrow to share.
+    if n_panels >= 2 * tasks || n_panels >= m_panels {
         let cut = (n_panels * left / tasks).max(1) * nr;
         let (l, r) = c.split_cols(cut);
         rayon::join(

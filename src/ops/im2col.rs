@@ -72,76 +72,95 @@ impl<'a> Im2col<'a> {
     pub fn n(&self) -> usize {
         self.geom.n() * self.images
     }
-
-    /// Write `dst.len()` consecutive columns of B row `(ic, ky, kx)` from column `j`,
-    /// split at image boundaries.
-    fn row_segment(&self, ic: usize, ky: usize, kx: usize, mut j: usize, dst: &mut [f32]) {
-        let n = self.geom.n();
-        let mut done = 0;
-        while done < dst.len() {
-            let (b, pix) = (j / n, j % n);
-            let len = (n - pix).min(dst.len() - done);
-            self.image_segment(b, ic, ky, kx, pix, &mut dst[done..done + len]);
-            done += len;
-            j += len;
-        }
-    }
-
-    /// Columns of row `(ic, ky, kx)` for image `b` from output pixel `j`, one output-row
-    /// run at a time: zeros where the tap falls in the padding, a contiguous copy
-    /// (stride 1) or a strided gather inside.
-    fn image_segment(&self, b: usize, ic: usize, ky: usize, kx: usize, j: usize, dst: &mut [f32]) {
-        let g = self.geom;
-        let base = b * self.image_stride + self.offset + ic * g.h * g.w;
-        let plane = &self.input[base..base + g.h * g.w];
-        let (mut y, mut x) = (j / g.ow, j % g.ow);
-        let mut done = 0;
-        while done < dst.len() {
-            let run = (g.ow - x).min(dst.len() - done);
-            let out = &mut dst[done..done + run];
-            let iy = (y * g.sh + ky) as isize - g.pads.top as isize;
-            if iy < 0 || iy >= g.h as isize {
-                out.fill(0.0);
-            } else {
-                let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                // Output columns x .. x+run map to input columns x*sw + kx - left; the
-                // valid ones form one contiguous range [lo, hi) of the run.
-                let first = (x * g.sw + kx) as isize - g.pads.left as isize;
-                let lo = if first >= 0 { 0 } else { ((-first) as usize).div_ceil(g.sw).min(run) };
-                let last_ok = g.w as isize - 1 - first; // largest offset (in input columns) that is valid
-                let hi = if last_ok < 0 { lo } else { ((last_ok as usize) / g.sw + 1).clamp(lo, run) };
-                out[..lo].fill(0.0);
-                out[hi..].fill(0.0);
-                if hi > lo {
-                    let start = (first + (lo * g.sw) as isize) as usize;
-                    if g.sw == 1 {
-                        out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
-                    } else {
-                        for (o, v) in out[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.sw)) {
-                            *o = *v;
-                        }
-                    }
-                }
-            }
-            done += run;
-            x = 0;
-            y += 1;
-        }
-    }
 }
 
 impl PackB for Im2col<'_> {
+    /// Row by row of B (k outermost), each row walked one output-row run at a time with
+    /// every index advanced incrementally: no division in the loops. For a run, the
+    /// valid input columns (the rest is padding) are found once; the run is then written
+    /// in pieces that end at panel boundaries, each a copy (stride 1), a strided gather,
+    /// or zeros.
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         let g = self.geom;
-        let kc = k1 - k0;
-        for (q, jq) in (j0..j1).step_by(nr).enumerate() {
-            let w = nr.min(j1 - jq);
-            let panel = &mut out[q * nr * kc..(q + 1) * nr * kc];
-            for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                let r = k0 + p;
-                let (ic, ky, kx) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
-                self.row_segment(ic, ky, kx, jq, &mut dst[..w]);
-                dst[w..].fill(0.0);
+        let (kc, width) = (k1 - k0, j1 - j0);
+        if kc == 0 || width == 0 {
+            return;
+        }
+        let panels = width.div_ceil(nr);
+        // Columns past j1 in the last panel are zero for every row.
+        let tail = width - (panels - 1) * nr;
+        if tail < nr {
+            for p in 0..kc {
+                let at = ((panels - 1) * kc + p) * nr;
+                out[at + tail..at + nr].fill(0.0);
+            }
+        }
+        let (n, hw) = (g.n(), g.h * g.w);
+        let (b0, pix0) = (j0 / n, j0 % n);
+        let (y0, x0) = (pix0 / g.ow, pix0 % g.ow);
+        let (mut ic, mut ky, mut kx) = (k0 / (g.kh * g.kw), (k0 / g.kw) % g.kh, k0 % g.kw);
+        let (pt, pl) = (g.pads.top as isize, g.pads.left as isize);
+        for p in 0..kc {
+            let (mut b, mut y, mut x) = (b0, y0, x0);
+            let (mut q, mut off) = (0usize, 0usize); // panel, and column within it
+            let mut c = 0;
+            while c < width {
+                let run = (g.ow - x).min(width - c);
+                let iy = (y * g.sh + ky) as isize - pt;
+                // The valid part [lo, hi) of the run and the input column of its start.
+                let (row, lo, hi, first) = if iy < 0 || iy >= g.h as isize {
+                    (&[][..], 0, 0, 0)
+                } else {
+                    let base = b * self.image_stride + self.offset + ic * hw + iy as usize * g.w;
+                    let first = (x * g.sw + kx) as isize - pl;
+                    let lo = if first >= 0 { 0 } else { ((-first) as usize).div_ceil(g.sw).min(run) };
+                    let last = g.w as isize - 1 - first;
+                    let hi = if last < 0 { lo } else { (last as usize / g.sw + 1).clamp(lo, run) };
+                    (&self.input[base..base + g.w], lo, hi, first)
+                };
+                let mut t = 0;
+                while t < run {
+                    let len = (run - t).min(nr - off);
+                    let at = (q * kc + p) * nr + off;
+                    let dst = &mut out[at..at + len];
+                    // Overlap of this piece [t, t + len) with the valid [lo, hi).
+                    let (v0, v1) = (lo.clamp(t, t + len), hi.clamp(t, t + len));
+                    dst[..v0 - t].fill(0.0);
+                    dst[v1 - t..].fill(0.0);
+                    if v1 > v0 {
+                        let start = (first + (v0 * g.sw) as isize) as usize;
+                        let piece = &mut dst[v0 - t..v1 - t];
+                        if g.sw == 1 {
+                            piece.copy_from_slice(&row[start..start + (v1 - v0)]);
+                        } else {
+                            for (o, v) in piece.iter_mut().zip(row[start..].iter().step_by(g.sw)) {
+                                *o = *v;
+                            }
+                        }
+                    }
+                    t += len;
+                    off += len;
+                    if off == nr {
+                        off = 0;
+                        q += 1;
+                    }
+                }
+                c += run;
+                x = 0;
+                y += 1;
+                if y == g.oh {
+                    y = 0;
+                    b += 1;
+                }
+            }
+            kx += 1;
+            if kx == g.kw {
+                kx = 0;
+                ky += 1;
+                if ky == g.kh {
+                    ky = 0;
+                    ic += 1;
+                }
             }
         }
     }
