@@ -120,13 +120,22 @@ fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn runtime_matches_reference_network() {
     for (name, plan) in plans() {
-        let model = model(&plan, 2);
         let file = WeightFile::from_bytes(synthetic::weight_file(&plan, 3).unwrap()).unwrap();
+        for isa in alexnet::Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            let bytes = synthetic::weight_file(&plan, 3).unwrap();
+            let model = Model::builder().threads(2).isa(isa).from_bytes(bytes).unwrap();
+            check_against_reference(&format!("{name} [{isa}]"), &model, &plan, &file);
+        }
+    }
+}
+
+fn check_against_reference(name: &str, model: &Model, plan: &Plan, file: &WeightFile) {
+    {
         for batch in [1, 3] {
-            let input = synthetic::input(&plan, 11, batch);
+            let input = synthetic::input(plan, 11, batch);
             let mut got = vec![0.0; batch * model.num_classes()];
             model.infer_raw_into(&input, &mut got).unwrap();
-            let want = reference::network(&file, &input).unwrap();
+            let want = reference::network(file, &input).unwrap();
             let err = max_rel_err(&got, &want);
             assert!(err < 1e-4, "{name} batch {batch}: relative error {err}");
         }

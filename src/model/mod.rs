@@ -54,13 +54,21 @@ enum Step {
         k: usize,
         relu: bool,
     },
+    /// Max-pool and LRN in one pass (either order); the second layer of the pair is `Fused`.
+    PoolLrn(ops::pool_lrn::PoolLrn),
     Softmax,
+    /// A layer folded into the step before it (a ReLU into its producer's epilogue, the
+    /// second half of a pool+LRN pair): nothing to do.
+    Fused,
 }
 
 impl Step {
     /// True when the step writes a new buffer (false: it works in place).
     fn swaps(&self) -> bool {
-        matches!(self, Step::Conv { .. } | Step::MaxPool { .. } | Step::Lrn { .. } | Step::Linear { .. })
+        matches!(
+            self,
+            Step::Conv { .. } | Step::MaxPool { .. } | Step::Lrn { .. } | Step::Linear { .. } | Step::PoolLrn(_)
+        )
     }
 }
 
@@ -223,7 +231,7 @@ fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec
                     Some(Step::Conv { relu, .. }) | Some(Step::Linear { relu, .. }) if !*relu => {
                         *relu = true;
                         // Keep step indices aligned with layers: a no-op stands in.
-                        Step::Flatten
+                        Step::Fused
                     }
                     _ => Step::Relu,
                 }
@@ -247,7 +255,38 @@ fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec
         };
         steps.push(step);
     }
+    fuse_pool_lrn(&mut steps, shapes);
     Ok(steps)
+}
+
+/// Merge each max-pool directly followed by an LRN, or LRN followed by max-pool, into one
+/// [`Step::PoolLrn`]; the second step of the pair becomes [`Step::Fused`].
+fn fuse_pool_lrn(steps: &mut [Step], shapes: &[Shape]) {
+    use ops::pool_lrn::{Order, PoolLrn};
+    for i in 0..steps.len().saturating_sub(1) {
+        let (Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) = (shapes[i], shapes[i + 2]) else {
+            continue;
+        };
+        let fused = match (&steps[i], &steps[i + 1]) {
+            (Step::MaxPool { pool, .. }, Step::Lrn { lrn, .. }) => PoolLrn {
+                pool: pool.clone(),
+                lrn: lrn.clone(),
+                order: Order::PoolThenLrn,
+                input: [c, h, w],
+                out: [oh, ow],
+            },
+            (Step::Lrn { lrn, .. }, Step::MaxPool { pool, .. }) => PoolLrn {
+                pool: pool.clone(),
+                lrn: lrn.clone(),
+                order: Order::LrnThenPool,
+                input: [c, h, w],
+                out: [oh, ow],
+            },
+            _ => continue,
+        };
+        steps[i] = Step::PoolLrn(fused);
+        steps[i + 1] = Step::Fused;
+    }
 }
 
 impl Model {
@@ -474,7 +513,14 @@ impl Model {
                 }
                 Step::Relu => cur.iter_mut().for_each(|v| *v = ops::reference::relu1(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),
-                Step::Flatten => {}
+                Step::PoolLrn(p) => {
+                    let out_len = self.shapes[i + 2].len();
+                    for n in 0..batch {
+                        let (x, y) = (&src[n * in_len..(n + 1) * in_len], &mut dst[n * out_len..(n + 1) * out_len]);
+                        ops::pool_lrn::pool_lrn(self.kernel, x, p, y);
+                    }
+                }
+                Step::Flatten | Step::Fused => {}
             }
             if step.swaps() {
                 ws.current ^= 1;

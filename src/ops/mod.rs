@@ -8,5 +8,6 @@ pub mod im2col;
 pub mod linear;
 pub mod lrn;
 pub mod maxpool;
+pub mod pool_lrn;
 pub mod reference;
 pub mod softmax;

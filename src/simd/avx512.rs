@@ -49,6 +49,26 @@ unsafe impl SimdF32 for F32x16 {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
     }
     #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        // SAFETY: AVX-512F is available (trait contract).
+        F32x16(unsafe { _mm512_sub_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        // SAFETY: AVX-512F is available (trait contract).
+        F32x16(unsafe { _mm512_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        // SAFETY: AVX-512F is available (trait contract).
+        F32x16(unsafe { _mm512_div_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        // SAFETY: AVX-512F is available (trait contract).
+        F32x16(unsafe { _mm512_sqrt_ps(self.0) })
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // max(0, x) returns the second operand when either is NaN: NaN is kept.
         // SAFETY: AVX-512F is available.

@@ -68,6 +68,26 @@ pub unsafe trait SimdF32: Copy {
     unsafe fn prefetch(p: *const f32) {
         let _ = p;
     }
+    /// Lane-wise difference `self - b`.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn sub(self, b: Self) -> Self;
+    /// Lane-wise product.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn mul(self, b: Self) -> Self;
+    /// Lane-wise quotient `self / b` (IEEE division).
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn div(self, b: Self) -> Self;
+    /// Lane-wise square root (IEEE).
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn sqrt(self) -> Self;
     /// Lane-wise maximum with zero, NaN preserved (ReLU).
     ///
     /// # Safety

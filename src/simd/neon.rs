@@ -45,6 +45,26 @@ unsafe impl SimdF32 for F32x4 {
         F32x4(unsafe { vaddq_f32(self.0, b.0) })
     }
     #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        // SAFETY: NEON is available (trait contract).
+        F32x4(unsafe { vsubq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        // SAFETY: NEON is available (trait contract).
+        F32x4(unsafe { vmulq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        // SAFETY: NEON is available (trait contract).
+        F32x4(unsafe { vdivq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        // SAFETY: NEON is available (trait contract).
+        F32x4(unsafe { vsqrtq_f32(self.0) })
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // Select x where x >= 0 or x is NaN (x < 0 is false for NaN), else 0.
         // SAFETY: NEON is available.

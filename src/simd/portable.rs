@@ -42,6 +42,22 @@ unsafe impl SimdF32 for F32x8 {
         F32x8(self.0 + b.0)
     }
     #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        F32x8(self.0 - b.0)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        F32x8(self.0 * b.0)
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        F32x8(self.0 / b.0)
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        F32x8(self.0.sqrt())
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // Keep x where x >= 0 or NaN: blend zero in only where x < 0.
         let neg = self.0.simd_lt(f32x8::ZERO);

@@ -1,0 +1,345 @@
+//! Max-pool and LRN fused into one pass, in either order.
+//!
+//! AlexNet normalises right before or right after each of its first two poolings: after
+//! in CaffeNet and this project's spec (pool then LRN), before in the paper and the ONNX
+//! zoo (LRN then pool). Run separately, each op reads and writes the whole activation;
+//! fused, the work goes one band of output rows at a time, for all channels, through a
+//! per-thread buffer that stays in cache, and the output is written once:
+//!
+//! - pool then LRN: pool the band of every channel into the buffer, then normalise it
+//!   across channels straight into the output;
+//! - LRN then pool: normalise the input rows the band's windows cover (all channels) into
+//!   the buffer, then pool from it into the output. Bands overlap by `kernel - stride`
+//!   input rows, which are normalised twice; bands are several rows tall to keep that small.
+//!
+//! Across channels, each value's square is computed once into the buffer and every window
+//! sums its `size` squares directly. A running sum that adds the entering channel and
+//! subtracts the leaving one would be cheaper by a few adds, but one Inf or NaN would then
+//! poison every later channel of that pixel (`inf - inf`), and large values cancel badly;
+//! the direct sum matches the ONNX definition and the reference exactly in which values
+//! meet. The arithmetic (`x / (k + alpha/size * sum)^beta`, with `beta = 0.75` as
+//! `x / sqrt(t * sqrt(t))`, no `powf`) is SIMD for every ISA through [`SimdF32`]; other
+//! betas use `powf` per value. Pooling is scalar (its windows stride across lanes).
+//!
+//! Bands are a fixed number of rows, so results do not depend on the thread count.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+
+use super::reference::max_nan;
+use crate::gemm::{par_column_blocks, Kernel, MatMut};
+use crate::plan::{Lrn, MaxPool};
+use crate::simd::SimdF32;
+
+/// Which of the two runs first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Pool, then normalise the pooled map (CaffeNet, the spec network).
+    PoolThenLrn,
+    /// Normalise, then pool (the paper, the ONNX zoo).
+    LrnThenPool,
+}
+
+/// A fused pool + LRN step on one `[c, h, w]` image producing `[c, oh, ow]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolLrn {
+    /// The pooling.
+    pub pool: MaxPool,
+    /// The normalisation.
+    pub lrn: Lrn,
+    /// Which runs first.
+    pub order: Order,
+    /// Input `[c, h, w]`.
+    pub input: [usize; 3],
+    /// Output height and width.
+    pub out: [usize; 2],
+}
+
+/// Output rows per band (a parallel task).
+const BAND_ROWS: usize = 4;
+
+thread_local! {
+    /// Each thread's band buffer; grows once to the largest band.
+    static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`.
+pub fn pool_lrn(kernel: Kernel, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
+    let [c, h, w] = p.input;
+    let [oh, ow] = p.out;
+    let view = MatMut::new(&mut out[..c * oh * ow], c, oh * ow, oh * ow);
+    par_column_blocks(view, BAND_ROWS * ow, &|col0, mut band| {
+        let (y0, y1) = (col0 / ow, col0 / ow + band.cols() / ow);
+        BAND.with(|cell| {
+            // No rayon call happens inside, so the borrow cannot nest; never panic anyway.
+            let mut fallback = Vec::new();
+            let mut guard = cell.try_borrow_mut().ok();
+            let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
+            match p.order {
+                Order::PoolThenLrn => {
+                    let np = (y1 - y0) * ow;
+                    grow(buf, 2 * c * np + w);
+                    let (pooled, rest) = buf.split_at_mut(c * np);
+                    let (squares, colmax) = rest.split_at_mut(c * np);
+                    for ch in 0..c {
+                        let dst = &mut pooled[ch * np..(ch + 1) * np];
+                        pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, colmax);
+                    }
+                    lrn_band(kernel, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
+                }
+                Order::LrnThenPool => {
+                    let (kh, sh, pt) = (p.pool.kernel[0] as usize, p.pool.stride[0] as usize, p.pool.pads.top as usize);
+                    let iy0 = (y0 * sh).saturating_sub(pt);
+                    let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
+                    let np = (iy1 - iy0) * w;
+                    grow(buf, 2 * c * np + w);
+                    let (normed, rest) = buf.split_at_mut(c * np);
+                    let (squares, colmax) = rest.split_at_mut(c * np);
+                    let src = |ch: usize| &input[ch * h * w + iy0 * w..ch * h * w + iy1 * w];
+                    lrn_band(kernel, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
+                    for ch in 0..c {
+                        let rows = &normed[ch * np..(ch + 1) * np];
+                        pool_rows(rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), colmax);
+                    }
+                }
+            }
+        });
+    });
+}
+
+fn grow(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// Max-pool output rows `y0..y1` of one channel into `dst` (`(y1 - y0) * ow` values).
+/// `rows` holds input rows `row0..` of the channel (`h` is the full height); `colmax` is
+/// scratch of `w` values. Separable: the window's rows are first reduced element-wise
+/// (a vectorisable pass), then each output takes the max over its columns of that row.
+/// Padded cells never win; NaN is sticky in both passes, so any NaN in a window wins.
+#[allow(clippy::too_many_arguments)]
+fn pool_rows(
+    rows: &[f32],
+    row0: usize,
+    h: usize,
+    w: usize,
+    p: &MaxPool,
+    y0: usize,
+    y1: usize,
+    ow: usize,
+    dst: &mut [f32],
+    colmax: &mut [f32],
+) {
+    let (kh, kw) = (p.kernel[0] as usize, p.kernel[1] as usize);
+    let (sh, sw) = (p.stride[0] as usize, p.stride[1] as usize);
+    let (pt, pl) = (p.pads.top as usize, p.pads.left as usize);
+    let colmax = &mut colmax[..w];
+    for (oy, y) in (y0..y1).enumerate() {
+        let r0 = (y * sh).saturating_sub(pt);
+        let r1 = (y * sh + kh).saturating_sub(pt).min(h);
+        colmax.copy_from_slice(&rows[(r0 - row0) * w..(r0 - row0 + 1) * w]);
+        for r in r0 + 1..r1 {
+            for (m, &v) in colmax.iter_mut().zip(&rows[(r - row0) * w..(r - row0 + 1) * w]) {
+                *m = max_nan(*m, v);
+            }
+        }
+        for (x, out) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
+            let c0 = (x * sw).saturating_sub(pl);
+            let c1 = (x * sw + kw).saturating_sub(pl).min(w);
+            *out = colmax[c0..c1].iter().copied().fold(f32::NEG_INFINITY, max_nan);
+        }
+    }
+}
+
+/// Normalise `c` channels of `np` values each across channels: `src(ch)` gives channel
+/// `ch`'s input, row `ch` of `dst` receives its output; `squares` is scratch of `c * np`.
+fn lrn_band<'s>(
+    kernel: Kernel,
+    lrn: &Lrn,
+    c: usize,
+    np: usize,
+    src: &dyn Fn(usize) -> &'s [f32],
+    squares: &mut [f32],
+    dst: &mut MatMut<'_>,
+) {
+    let size = lrn.size as usize;
+    let before = (size - 1) / 2;
+    let after = size - 1 - before;
+    let scale = lrn.alpha / lrn.size as f32;
+    for ch in 0..c {
+        square(kernel, &src(ch)[..np], &mut squares[ch * np..(ch + 1) * np]);
+    }
+    for ch in 0..c {
+        let (lo, hi) = (ch.saturating_sub(before), (ch + after).min(c - 1));
+        let window = &squares[lo * np..(hi + 1) * np];
+        normalise(kernel, &src(ch)[..np], window, np, lrn.bias, scale, lrn.beta, &mut dst.row_mut(ch)[..np]);
+    }
+}
+
+/// `out[i] = x[i]^2`.
+fn square(kernel: Kernel, x: &[f32], out: &mut [f32]) {
+    let n = x.len().min(out.len());
+    dispatch(kernel, &mut |body| body.square(&x[..n], &mut out[..n]));
+}
+
+/// `out[i] = x[i] / (bias + scale * sum_j window[j * np + i])^beta`.
+#[allow(clippy::too_many_arguments)]
+fn normalise(kernel: Kernel, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
+    assert!(x.len() >= np && out.len() >= np && window.len() >= np && window.len().is_multiple_of(np.max(1)));
+    dispatch(kernel, &mut |body| body.normalise(&x[..np], window, np, bias, scale, beta, &mut out[..np]));
+}
+
+/// The two LRN loops, instantiated per ISA.
+trait LrnBody {
+    fn square(&self, x: &[f32], out: &mut [f32]);
+    #[allow(clippy::too_many_arguments)]
+    fn normalise(&self, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]);
+}
+
+/// Run `f` with the LRN body of `kernel`'s ISA.
+fn dispatch(kernel: Kernel, f: &mut dyn FnMut(&dyn LrnBody)) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512(t) => f(&Avx512Body(t)),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2(t) => f(&Avx2Body(t)),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon(t) => f(&NeonBody(t)),
+        Kernel::Portable(_) => f(&PortableBody),
+    }
+}
+
+/// Generic `out = x * x`.
+///
+/// # Safety
+/// The CPU supports `V`; `x` and `out` have equal lengths.
+#[inline(always)]
+unsafe fn square_body<V: SimdF32>(x: &[f32], out: &mut [f32]) {
+    let (n, l) = (x.len(), V::LANES);
+    let mut i = 0;
+    // SAFETY: i + l <= n for every vector access; the CPU supports V (caller).
+    unsafe {
+        while i + l <= n {
+            let v = V::load(x.as_ptr().add(i));
+            v.mul(v).store(out.as_mut_ptr().add(i));
+            i += l;
+        }
+    }
+    for j in i..n {
+        out[j] = x[j] * x[j];
+    }
+}
+
+/// Generic normalisation (see [`normalise`]).
+///
+/// # Safety
+/// The CPU supports `V`; `x` and `out` hold `np` values, `window` a multiple of `np`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn normalise_body<V: SimdF32>(
+    x: &[f32],
+    window: &[f32],
+    np: usize,
+    bias: f32,
+    scale: f32,
+    beta: f32,
+    out: &mut [f32],
+) {
+    let (l, rows) = (V::LANES, window.len() / np.max(1));
+    let fast = beta == 0.75;
+    let mut i = 0;
+    // SAFETY: every vector access is at i + l <= np within a row of np values; the CPU
+    // supports V (caller).
+    unsafe {
+        let (vb, vs) = (V::splat(bias), V::splat(scale));
+        while i + l <= np {
+            let mut s = V::load(window.as_ptr().add(i));
+            for r in 1..rows {
+                s = s.add(V::load(window.as_ptr().add(r * np + i)));
+            }
+            let t = s.mul_add(vs, vb);
+            let xv = V::load(x.as_ptr().add(i));
+            if fast {
+                xv.div(t.mul(t.sqrt()).sqrt()).store(out.as_mut_ptr().add(i));
+            } else {
+                t.store(out.as_mut_ptr().add(i));
+                for j in i..i + l {
+                    out[j] = x[j] * out[j].powf(-beta);
+                }
+            }
+            i += l;
+        }
+    }
+    for j in i..np {
+        let s: f32 = (0..rows).map(|r| window[r * np + j]).sum();
+        let t = s * scale + bias;
+        out[j] = if fast { x[j] / (t * t.sqrt()).sqrt() } else { x[j] * t.powf(-beta) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512Body(crate::simd::Avx512);
+#[cfg(target_arch = "x86_64")]
+struct Avx2Body(crate::simd::Avx2);
+#[cfg(target_arch = "aarch64")]
+struct NeonBody(crate::simd::Neon);
+struct PortableBody;
+
+/// `#[target_feature]` shells around the generic bodies, one pair per ISA.
+macro_rules! lrn_shells {
+    ($body:ident, $vec:ty, $feature:literal, $square:ident, $norm:ident) => {
+        /// # Safety
+        /// The CPU supports the feature; see [`square_body`].
+        #[target_feature(enable = $feature)]
+        unsafe fn $square(x: &[f32], out: &mut [f32]) {
+            // SAFETY: forwarded contract.
+            unsafe { square_body::<$vec>(x, out) }
+        }
+        /// # Safety
+        /// The CPU supports the feature; see [`normalise_body`].
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $norm(x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
+            // SAFETY: forwarded contract.
+            unsafe { normalise_body::<$vec>(x, window, np, bias, scale, beta, out) }
+        }
+        impl LrnBody for $body {
+            fn square(&self, x: &[f32], out: &mut [f32]) {
+                // SAFETY: the token in self proves the feature; lengths are equal.
+                unsafe { $square(x, &mut out[..x.len()]) }
+            }
+            fn normalise(
+                &self,
+                x: &[f32],
+                window: &[f32],
+                np: usize,
+                bias: f32,
+                scale: f32,
+                beta: f32,
+                out: &mut [f32],
+            ) {
+                // SAFETY: the token in self proves the feature; lengths checked by the caller.
+                unsafe { $norm(x, window, np, bias, scale, beta, out) }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+lrn_shells!(Avx512Body, crate::simd::avx512::F32x16, "avx512f", square_avx512, normalise_avx512);
+#[cfg(target_arch = "x86_64")]
+lrn_shells!(Avx2Body, crate::simd::avx2::F32x8, "avx2,fma", square_avx2, normalise_avx2);
+#[cfg(target_arch = "aarch64")]
+lrn_shells!(NeonBody, crate::simd::neon::F32x4, "neon", square_neon, normalise_neon);
+
+impl LrnBody for PortableBody {
+    fn square(&self, x: &[f32], out: &mut [f32]) {
+        // SAFETY: `wide` needs no runtime feature; lengths are equal.
+        unsafe { square_body::<crate::simd::portable::F32x8>(x, &mut out[..x.len()]) }
+    }
+    fn normalise(&self, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
+        // SAFETY: `wide` needs no runtime feature; lengths checked by the caller.
+        unsafe { normalise_body::<crate::simd::portable::F32x8>(x, window, np, bias, scale, beta, out) }
+    }
+}
