@@ -213,16 +213,19 @@ fn serial<K: MicroKernel, B: PackB>(
                                 _ => None,
                             };
                             let st = Store { first, relu, row_bias, col_bias };
-                            if h == mr && w == nr {
-                                kern.tile(kcur, ap, bp, &mut c, ir, jc + jr, &st);
+                            // A last panel with few columns runs the narrow kernel.
+                            let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
+                            let width = if narrow { K::NARROW_NR } else { nr };
+                            if h == mr && w == width {
+                                kern.tile(kcur, ap, bp, &mut c, ir, jc + jr, &st, narrow);
                             } else {
-                                // Edge tile: run the full kernel on a stack tile.
+                                // Edge tile: run the kernel on a stack tile.
                                 if !first {
-                                    c.read_block(ir, jc + jr, h, w, &mut tile, nr);
+                                    c.read_block(ir, jc + jr, h, w, &mut tile, width);
                                 }
-                                let mut t = MatMut::new(&mut tile[..mr * nr], mr, nr, nr);
-                                kern.tile(kcur, ap, bp, &mut t, 0, 0, &st);
-                                c.write_block(ir, jc + jr, h, w, &tile, nr);
+                                let mut t = MatMut::new(&mut tile[..mr * width], mr, width, width);
+                                kern.tile(kcur, ap, bp, &mut t, 0, 0, &st, narrow);
+                                c.write_block(ir, jc + jr, h, w, &tile, width);
                             }
                         }
                     }

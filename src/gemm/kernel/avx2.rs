@@ -32,7 +32,28 @@ pub unsafe fn sgemm_6x16(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x8, MR, 2>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 2>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+/// The narrow kernel: the left 8 columns of full-width panels; see [`super::tile`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_6x8(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x8, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 12 independent chains of 8-lane FMAs.
@@ -78,6 +99,8 @@ impl MicroKernel for Avx2 {
     /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 384, nc: 512 };
 
+    const NARROW_NR: usize = 8;
+
     const PEAK_FLOPS_PER_ITER: usize = 12 * 8 * 2;
 
     fn fma_loop(self, iters: usize) -> f32 {
@@ -99,6 +122,23 @@ impl MicroKernel for Avx2 {
     ) {
         // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
         unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
+    }
+
+    #[inline]
+    unsafe fn raw_narrow(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { sgemm_6x8(k, a, b, c, ldc, rb, cb, first, relu) }
     }
 
     #[inline]

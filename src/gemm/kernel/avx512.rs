@@ -38,7 +38,28 @@ pub unsafe fn sgemm_12x32(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, MR, 2>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, MR, 2>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+/// The narrow kernel: the left 16 columns of full-width panels; see [`super::tile`].
+///
+/// # Safety
+/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_12x16(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x16, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 16 independent chains of 16-lane FMAs.
@@ -86,6 +107,8 @@ impl MicroKernel for Avx512 {
     /// (`examples/gemm_shapes`) among KC 192..384, MC 96..240, NC 512..1536.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 384, nc: 512 };
 
+    const NARROW_NR: usize = 16;
+
     const PEAK_FLOPS_PER_ITER: usize = 16 * 16 * 2;
 
     fn fma_loop(self, iters: usize) -> f32 {
@@ -107,6 +130,23 @@ impl MicroKernel for Avx512 {
     ) {
         // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
         unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
+    }
+
+    #[inline]
+    unsafe fn raw_narrow(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { sgemm_12x16(k, a, b, c, ldc, rb, cb, first, relu) }
     }
 
     #[inline]

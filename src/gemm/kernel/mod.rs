@@ -148,10 +148,12 @@ pub struct Store<'a> {
 }
 
 /// The generic micro-kernel body. Instantiated only inside `#[target_feature]` shells.
+/// It reads the first `NV * LANES` columns of a B panel whose rows are `b_stride` apart
+/// (the full kernel reads whole panels; the narrow one only their left part).
 ///
 /// # Safety
-/// The CPU supports `V`'s instructions; `a` is valid for `MR * k` reads, `b` for
-/// `NV * LANES * k` reads, `c` for writes of `MR` rows of `NV * LANES` values at stride
+/// The CPU supports `V`'s instructions; `a` is valid for `MR * k` reads, `b` for reads of
+/// `k` rows of `NV * LANES` values `b_stride` apart, `c` for writes of `MR` rows of `NV * LANES` values at stride
 /// `ldc`; `row_bias` (if non-null) for `MR` reads, `col_bias` for `NV * LANES` reads.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
@@ -159,6 +161,7 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -191,7 +194,7 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
                 }
             }
             a = a.add(MR);
-            b = b.add(nr);
+            b = b.add(b_stride);
         }
         for i in 0..MR {
             let row = c.add(i * ldc);
@@ -328,6 +331,29 @@ pub trait MicroKernel: Copy + Send + Sync {
         relu: bool,
     );
 
+    /// Columns of the narrow kernel ([`MicroKernel::raw_narrow`]), used for a last B panel
+    /// with at most this many columns; equal to `BLOCKS.nr` when the ISA has none.
+    const NARROW_NR: usize;
+
+    /// The narrow kernel: an `MR x NARROW_NR` tile from the left part of full-width
+    /// (`NR`) B panels. Same arithmetic per element as [`MicroKernel::raw`].
+    ///
+    /// # Safety
+    /// As [`MicroKernel::raw`], with `c` written for `NARROW_NR` columns only.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw_narrow(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        row_bias: *const f32,
+        col_bias: *const f32,
+        first: bool,
+        relu: bool,
+    );
+
     /// FLOPs per iteration of [`MicroKernel::fma_loop`].
     const PEAK_FLOPS_PER_ITER: usize;
 
@@ -352,12 +378,24 @@ pub trait MicroKernel: Copy + Send + Sync {
         ldo: usize,
     );
 
-    /// Compute one full `MR x NR` tile into `c` at `(i, j)`: safe, lengths checked once.
+    /// Compute one `MR x NR` tile (or `MR x NARROW_NR` when `narrow`) into `c` at
+    /// `(i, j)`: safe, lengths checked once.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn tile(self, k: usize, a: &[f32], b: &[f32], c: &mut MatMut<'_>, i: usize, j: usize, st: &Store<'_>) {
-        let BlockSizes { mr, nr, .. } = Self::BLOCKS;
-        assert!(a.len() >= mr * k && b.len() >= nr * k, "packed panels too short");
+    fn tile(
+        self,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut MatMut<'_>,
+        i: usize,
+        j: usize,
+        st: &Store<'_>,
+        narrow: bool,
+    ) {
+        let BlockSizes { mr, nr: full, .. } = Self::BLOCKS;
+        let nr = if narrow { Self::NARROW_NR } else { full };
+        assert!(a.len() >= mr * k && b.len() >= full * k, "packed panels too short");
         let rb = st.row_bias.map_or(std::ptr::null(), |s| {
             assert!(s.len() >= mr);
             s.as_ptr()
@@ -369,7 +407,13 @@ pub trait MicroKernel: Copy + Send + Sync {
         let (cp, ldc) = c.block_ptr(i, j, mr, nr);
         // SAFETY: panel lengths and the C block were checked above; `self` is a token
         // proving the CPU supports this kernel's ISA.
-        unsafe { self.raw(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu) }
+        unsafe {
+            if narrow {
+                self.raw_narrow(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu)
+            } else {
+                self.raw(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu)
+            }
+        }
     }
 }
 

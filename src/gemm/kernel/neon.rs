@@ -32,7 +32,28 @@ pub unsafe fn sgemm_8x12(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x4, MR, 3>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x4, MR, 3>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+/// The narrow kernel: the left 4 columns of full-width panels; see [`super::tile`].
+///
+/// # Safety
+/// The CPU supports NEON, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_8x4(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x4, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 24 independent chains of 4-lane FMAs.
@@ -78,6 +99,8 @@ impl MicroKernel for Neon {
     /// NC: KC x 480 of B (480 KiB) in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 480 };
 
+    const NARROW_NR: usize = 4;
+
     const PEAK_FLOPS_PER_ITER: usize = 24 * 4 * 2;
 
     fn fma_loop(self, iters: usize) -> f32 {
@@ -99,6 +122,23 @@ impl MicroKernel for Neon {
     ) {
         // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
         unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
+    }
+
+    #[inline]
+    unsafe fn raw_narrow(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { sgemm_8x4(k, a, b, c, ldc, rb, cb, first, relu) }
     }
 
     #[inline]

@@ -34,7 +34,7 @@ pub unsafe fn sgemm_4x8(
     relu: bool,
 ) {
     // SAFETY: forwarded contract; `wide` needs no runtime feature.
-    unsafe { tile::<F32x8, MR, 1>(k, a, b, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 6 independent chains of 8-lane FMAs.
@@ -77,6 +77,8 @@ impl MicroKernel for Portable {
     /// KC: 8 x KC of B (8 KiB at 256) in L1; MC: 128 x KC of A in L2; NC: KC x 512 in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 512 };
 
+    const NARROW_NR: usize = 8;
+
     const PEAK_FLOPS_PER_ITER: usize = 6 * 8 * 2;
 
     fn fma_loop(self, iters: usize) -> f32 {
@@ -98,6 +100,23 @@ impl MicroKernel for Portable {
     ) {
         // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
         unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
+    }
+
+    #[inline]
+    unsafe fn raw_narrow(
+        self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rb: *const f32,
+        cb: *const f32,
+        first: bool,
+        relu: bool,
+    ) {
+        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
+        unsafe { sgemm_4x8(k, a, b, c, ldc, rb, cb, first, relu) }
     }
 
     #[inline]
