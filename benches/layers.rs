@@ -1,0 +1,109 @@
+//! Each layer kind of the spec network on one image (batch 1) and on 16, at 1 and 2
+//! threads: `layers/<layer>/b<batch>/<threads>t`. Convolutions report FLOP/s
+//! (2 * M * N * K), linear layers bytes of weights streamed per second, pooling+LRN
+//! values produced per second.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use alexnet::gemm::{Kernel, PackedA};
+use alexnet::ops::im2col::ConvGeom;
+use alexnet::ops::pool_lrn::{pool_lrn, Order, PoolLrn};
+use alexnet::ops::{conv, linear};
+use alexnet::plan::{Lrn, MaxPool, Pads};
+use alexnet::{synthetic, Isa};
+
+fn pools() -> Vec<(usize, rayon::ThreadPool)> {
+    [1, 2].into_iter().map(|t| (t, rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("pool"))).collect()
+}
+
+fn convs(c: &mut Criterion) {
+    let kernel = Kernel::new(Isa::detect()).expect("kernel");
+    // (name, in channels, in side, out channels, k, stride, pad, groups)
+    let layers = [
+        ("conv1", 3, 227, 96, 11, 4, 0, 1),
+        ("conv2", 96, 27, 256, 5, 1, 2, 2),
+        ("conv3", 256, 13, 384, 3, 1, 1, 1),
+        ("conv4", 384, 13, 384, 3, 1, 1, 2),
+        ("conv5", 384, 13, 256, 3, 1, 1, 2),
+    ];
+    let mut group = c.benchmark_group("layers");
+    group.sample_size(15);
+    for (name, ci, side, co, k, s, p, groups) in layers {
+        let out_side = (side + 2 * p - k) / s + 1;
+        let g = ConvGeom {
+            cg: ci / groups,
+            h: side,
+            w: side,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            pads: Pads::uniform(p as u32),
+            oh: out_side,
+            ow: out_side,
+        };
+        let w = synthetic::fill(1, co * g.k(), 0.1);
+        let og = co / groups;
+        let packed: Vec<PackedA> =
+            w.chunks_exact(og * g.k()).map(|a| PackedA::pack(a, og, g.k(), kernel.blocks().mr)).collect();
+        let bias = synthetic::fill(2, co, 0.1);
+        for batch in [1, 16] {
+            let input = synthetic::fill(3, batch * ci * side * side, 1.0);
+            let mut out = vec![0.0; batch * co * g.n()];
+            let mut scratch = vec![0.0; conv::scratch_len(&g, co, batch)];
+            for (t, pool) in pools() {
+                group.throughput(Throughput::Elements((2 * co * g.k() * g.n() * batch) as u64));
+                group.bench_function(BenchmarkId::from_parameter(format!("{name}/b{batch}/{t}t")), |bch| {
+                    bch.iter(|| {
+                        pool.install(|| {
+                            conv::conv2d(kernel, &input, batch, &g, &packed, &bias, true, &mut out, &mut scratch)
+                        })
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn pool_lrn_and_linear(c: &mut Criterion) {
+    let kernel = Kernel::new(Isa::detect()).expect("kernel");
+    let mut group = c.benchmark_group("layers");
+    group.sample_size(15);
+    let pool = MaxPool { kernel: [3, 3], stride: [2, 2], pads: Pads::default(), ceil_mode: false };
+    let lrn = Lrn { size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0 };
+    for (name, ch, side, order) in [
+        ("pool1+lrn1", 96, 55, Order::PoolThenLrn),
+        ("lrn1+pool1", 96, 55, Order::LrnThenPool),
+        ("pool2+lrn2", 256, 27, Order::PoolThenLrn),
+    ] {
+        let o = (side - 3) / 2 + 1;
+        let p = PoolLrn { pool: pool.clone(), lrn: lrn.clone(), order, input: [ch, side, side], out: [o, o] };
+        let input = synthetic::fill(4, ch * side * side, 1.0);
+        let mut out = vec![0.0; ch * o * o];
+        for (t, tp) in pools() {
+            group.throughput(Throughput::Elements((ch * o * o) as u64));
+            group.bench_function(BenchmarkId::from_parameter(format!("{name}/b1/{t}t")), |bch| {
+                bch.iter(|| tp.install(|| pool_lrn(kernel, &input, &p, &mut out)))
+            });
+        }
+    }
+    for (name, m, k) in [("fc6", 4096, 9216), ("fc7", 4096, 4096), ("fc8", 1000, 4096)] {
+        let w = synthetic::fill(5, m * k, 0.01);
+        let b = synthetic::fill(6, m, 0.1);
+        for batch in [1, 16] {
+            let x = synthetic::fill(7, batch * k, 1.0);
+            let mut y = vec![0.0; batch * m];
+            for (t, tp) in pools() {
+                group.throughput(Throughput::Bytes((4 * m * k) as u64));
+                group.bench_function(BenchmarkId::from_parameter(format!("{name}/b{batch}/{t}t")), |bch| {
+                    bch.iter(|| tp.install(|| linear::linear(kernel, &x, batch, &w, &b, m, k, true, &mut y)))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, convs, pool_lrn_and_linear);
+criterion_main!(benches);
