@@ -51,12 +51,24 @@ fn convs(c: &mut Criterion) {
             let input = synthetic::fill(3, batch * ci * side * side, 1.0);
             let mut out = vec![0.0; batch * co * g.n()];
             let mut scratch = vec![0.0; conv::scratch_len(&g, co, batch)];
+            let mut phased = vec![0.0; batch * conv::phased_len(&g, ci)];
             for (t, pool) in pools() {
                 group.throughput(Throughput::Elements((2 * co * g.k() * g.n() * batch) as u64));
                 group.bench_function(BenchmarkId::from_parameter(format!("{name}/b{batch}/{t}t")), |bch| {
                     bch.iter(|| {
                         pool.install(|| {
-                            conv::conv2d(kernel, &input, batch, &g, &packed, &bias, true, &mut out, &mut scratch)
+                            conv::conv2d(
+                                kernel,
+                                &input,
+                                batch,
+                                &g,
+                                &packed,
+                                &bias,
+                                true,
+                                &mut out,
+                                &mut scratch,
+                                &mut phased,
+                            )
                         })
                     })
                 });

@@ -153,7 +153,15 @@ impl ModelBuilder {
             })
             .max()
             .unwrap_or(0);
-        let size = WorkspaceSize::of(&shapes, conv_scratch);
+        let phased = steps
+            .iter()
+            .map(|s| match s {
+                Step::Conv { geom, weights, .. } => ops::conv::phased_len(geom, geom.cg * weights.len()),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let size = WorkspaceSize::of(&shapes, conv_scratch, phased);
         Ok(Model {
             weights,
             shapes,
@@ -477,13 +485,13 @@ impl Model {
         for (i, step) in self.steps.iter().enumerate() {
             let started = times.as_ref().map(|_| std::time::Instant::now());
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
-            let (cur, other, scratch) = ws.split();
+            let (cur, other, scratch, phased) = ws.split();
             let cur = &mut cur[..batch * in_len];
             let (src, dst) = (&*cur, &mut other[..batch * out_len]);
             match step {
                 Step::Conv { weights, bias, geom, relu } => {
                     let b = self.weights.f32s(bias.clone());
-                    ops::conv::conv2d(self.kernel, src, batch, geom, weights, b, *relu, dst, scratch);
+                    ops::conv::conv2d(self.kernel, src, batch, geom, weights, b, *relu, dst, scratch, phased);
                 }
                 Step::MaxPool { pool, input, out } => {
                     for n in 0..batch {

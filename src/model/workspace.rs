@@ -15,12 +15,14 @@ pub(crate) struct WorkspaceSize {
     max_act: usize,
     /// Largest batched-convolution output (values per image), for the GEMM's scratch.
     conv_scratch: usize,
+    /// Largest phased input of a strided convolution (values per image).
+    phased: usize,
 }
 
 impl WorkspaceSize {
     /// From the plan's activation shapes.
-    pub(crate) fn of(shapes: &[Shape], conv_scratch: usize) -> Self {
-        WorkspaceSize { max_act: shapes.iter().map(Shape::len).max().unwrap_or(0), conv_scratch }
+    pub(crate) fn of(shapes: &[Shape], conv_scratch: usize, phased: usize) -> Self {
+        WorkspaceSize { max_act: shapes.iter().map(Shape::len).max().unwrap_or(0), conv_scratch, phased }
     }
 
     /// Scratch values for `batch` images.
@@ -47,6 +49,8 @@ pub(crate) struct Workspace {
     pub(crate) act: [Vec<f32>; 2],
     /// Where a batched convolution's GEMM writes.
     scratch: Vec<f32>,
+    /// A strided convolution's phased input.
+    phased: Vec<f32>,
     /// Which of `act` is current.
     pub(crate) current: usize,
 }
@@ -64,12 +68,15 @@ impl Workspace {
         if self.scratch.len() < scratch {
             self.scratch.resize(scratch, 0.0);
         }
+        if self.phased.len() < size.phased * batch {
+            self.phased.resize(size.phased * batch, 0.0);
+        }
     }
 
-    /// (current activation, the other buffer, scratch), borrowed together.
-    pub(crate) fn split(&mut self) -> (&mut [f32], &mut [f32], &mut [f32]) {
+    /// (current activation, the other buffer, scratch, phased input), borrowed together.
+    pub(crate) fn split(&mut self) -> (&mut [f32], &mut [f32], &mut [f32], &mut [f32]) {
         let [a, b] = &mut self.act;
         let (cur, other) = if self.current == 0 { (a, b) } else { (b, a) };
-        (cur, other, &mut self.scratch)
+        (cur, other, &mut self.scratch, &mut self.phased)
     }
 }

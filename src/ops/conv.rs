@@ -8,7 +8,7 @@
 //! the kernel runs full tiles; C then lands in scratch and its rows are copied to each
 //! image's CHW output (a copy of one activation, small next to the GEMM).
 
-use super::im2col::{ConvGeom, Im2col};
+use super::im2col::{phase_split, ConvGeom, Im2col};
 use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA};
 
 /// Output maps smaller than this are batched into one GEMM per group.
@@ -23,9 +23,20 @@ pub fn scratch_len(g: &ConvGeom, out_channels: usize, batch: usize) -> usize {
     }
 }
 
+/// Values per image of the phased input a strided convolution packs from (0 at stride 1,
+/// which packs straight from the input); see [`phase_split`].
+pub fn phased_len(g: &ConvGeom, in_channels: usize) -> usize {
+    if g.sw > 1 {
+        in_channels * g.h * g.row_len()
+    } else {
+        0
+    }
+}
+
 /// Convolve `batch` images: `input` is `[batch, groups * cg, h, w]`, `out` is
 /// `[batch, o, oh, ow]`; `weights` holds one packed A per group (`o/groups x k()`);
-/// `scratch` holds at least [`scratch_len`] values.
+/// `scratch` holds at least [`scratch_len`] values and `phased` at least `batch *`
+/// [`phased_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     kernel: Kernel,
@@ -37,13 +48,25 @@ pub fn conv2d(
     relu: bool,
     out: &mut [f32],
     scratch: &mut [f32],
+    phased: &mut [f32],
 ) {
     let n = g.n();
     let groups = weights.len();
     let o = bias.len();
     let og = o / groups;
-    let plane = g.cg * g.h * g.w;
-    let (in_len, out_len) = (plane * groups, o * n);
+    let (in_len, out_len) = (g.cg * g.h * g.w * groups, o * n);
+    // Strided convolutions pack from a phased copy of the input (one pass over it), so
+    // every im2col run is a contiguous copy.
+    let per_image = phased_len(g, g.cg * groups);
+    let (input, in_len, plane) = if per_image > 0 {
+        for b in 0..batch {
+            let dst = &mut phased[b * per_image..(b + 1) * per_image];
+            phase_split(&input[b * in_len..(b + 1) * in_len], g.cg * groups, g, dst);
+        }
+        (&phased[..batch * per_image], per_image, g.cg * g.h * g.row_len())
+    } else {
+        (input, in_len, g.cg * g.h * g.w)
+    };
     let batched = scratch_len(g, o, batch) > 0;
     for (grp, a) in weights.iter().enumerate() {
         let ep = Epilogue { bias: Bias::Row(&bias[grp * og..(grp + 1) * og]), relu };

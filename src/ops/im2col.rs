@@ -43,10 +43,34 @@ impl ConvGeom {
     pub fn n(&self) -> usize {
         self.oh * self.ow
     }
+    /// Values per phase of an input row in the phased layout (see [`phase_split`]).
+    pub fn phase_w(&self) -> usize {
+        self.w.div_ceil(self.sw)
+    }
+    /// Values per input row in the phased layout: `sw * phase_w()`, `w` at stride 1.
+    pub fn row_len(&self) -> usize {
+        self.sw * self.phase_w()
+    }
+}
+
+/// Rewrite `channels` channels of `[h, w]` rows (`input`) into the phased layout the
+/// packer reads: each row becomes `sw` phases of `phase_w` values, phase `f` holding
+/// columns `f, f + sw, f + 2 sw, ...` (zero past the row's end). Every strided im2col run
+/// then reads one contiguous slice. At stride 1 the phased layout is the input itself.
+pub fn phase_split(input: &[f32], channels: usize, g: &ConvGeom, out: &mut [f32]) {
+    let (w, sw, pw) = (g.w, g.sw, g.phase_w());
+    for (src, dst) in input[..channels * g.h * w].chunks_exact(w).zip(out.chunks_exact_mut(sw * pw)) {
+        for (f, phase) in dst.chunks_exact_mut(pw).enumerate() {
+            for (j, d) in phase.iter_mut().enumerate() {
+                *d = src.get(j * sw + f).copied().unwrap_or(0.0);
+            }
+        }
+    }
 }
 
 /// The B matrix of one group over `images` images: columns `b * n .. (b + 1) * n` are
 /// image `b`'s output pixels (`n = oh * ow`), so one GEMM can cover a whole batch.
+/// `input` is in the phased layout of [`phase_split`] (the plain layout at stride 1).
 #[derive(Clone, Copy, Debug)]
 pub struct Im2col<'a> {
     /// The images, `image_stride` values apart; the group's `cg` channels of image `b`
@@ -63,7 +87,8 @@ pub struct Im2col<'a> {
 }
 
 impl<'a> Im2col<'a> {
-    /// The B matrix of a single image whose group channels are `input` (`[cg, h, w]`).
+    /// The B matrix of a single image whose group channels are `input` (`[cg, h, w]`,
+    /// phased when the stride is above 1).
     pub fn single(input: &'a [f32], geom: &'a ConvGeom) -> Self {
         Im2col { input, offset: 0, image_stride: 0, images: 1, geom }
     }
@@ -95,7 +120,8 @@ impl PackB for Im2col<'_> {
                 out[at + tail..at + nr].fill(0.0);
             }
         }
-        let (n, hw) = (g.n(), g.h * g.w);
+        let (n, row_len, pw) = (g.n(), g.row_len(), g.phase_w());
+        let plane = g.h * row_len;
         let (b0, pix0) = (j0 / n, j0 % n);
         let (y0, x0) = (pix0 / g.ow, pix0 % g.ow);
         let (mut ic, mut ky, mut kx) = (k0 / (g.kh * g.kw), (k0 / g.kw) % g.kh, k0 % g.kw);
@@ -111,12 +137,12 @@ impl PackB for Im2col<'_> {
                 let (row, lo, hi, first) = if iy < 0 || iy >= g.h as isize {
                     (&[][..], 0, 0, 0)
                 } else {
-                    let base = b * self.image_stride + self.offset + ic * hw + iy as usize * g.w;
+                    let base = b * self.image_stride + self.offset + ic * plane + iy as usize * row_len;
                     let first = (x * g.sw + kx) as isize - pl;
                     let lo = if first >= 0 { 0 } else { ((-first) as usize).div_ceil(g.sw).min(run) };
                     let last = g.w as isize - 1 - first;
                     let hi = if last < 0 { lo } else { (last as usize / g.sw + 1).clamp(lo, run) };
-                    (&self.input[base..base + g.w], lo, hi, first)
+                    (&self.input[base..base + row_len], lo, hi, first)
                 };
                 let mut t = 0;
                 while t < run {
@@ -128,15 +154,11 @@ impl PackB for Im2col<'_> {
                     dst[..v0 - t].fill(0.0);
                     dst[v1 - t..].fill(0.0);
                     if v1 > v0 {
-                        let start = (first + (v0 * g.sw) as isize) as usize;
-                        let piece = &mut dst[v0 - t..v1 - t];
-                        if g.sw == 1 {
-                            piece.copy_from_slice(&row[start..start + (v1 - v0)]);
-                        } else {
-                            for (o, v) in piece.iter_mut().zip(row[start..].iter().step_by(g.sw)) {
-                                *o = *v;
-                            }
-                        }
+                        // Input column `col` sits in phase col % sw at index col / sw, and
+                        // consecutive outputs step one index within that phase.
+                        let col = (first + (v0 * g.sw) as isize) as usize;
+                        let start = if g.sw == 1 { col } else { (col % g.sw) * pw + col / g.sw };
+                        dst[v0 - t..v1 - t].copy_from_slice(&row[start..start + (v1 - v0)]);
                     }
                     t += len;
                     off += len;
@@ -186,14 +208,24 @@ mod tests {
     #[test]
     fn batched_columns_are_the_images_side_by_side() {
         let g = ConvGeom { cg: 2, h: 6, w: 5, kh: 3, kw: 3, sh: 1, sw: 2, pads: Pads::uniform(1), oh: 6, ow: 3 };
-        let (stride, offset, images) = (3 * 30 + 7, 30, 3);
-        let input: Vec<f32> = (0..stride * images).map(|i| i as f32).collect();
-        let src = Im2col { input: &input, offset, image_stride: stride, images, geom: &g };
+        // Three images of three channels each; the group is channels 1..3. Images are
+        // phased one by one into a buffer with some slack between them.
+        let (channels, images, slack) = (3, 3, 7);
+        let plain_len = channels * g.h * g.w;
+        let phased_len = channels * g.h * g.row_len() + slack;
+        let plain: Vec<f32> = (0..plain_len * images).map(|i| i as f32).collect();
+        let mut phased = vec![f32::NAN; phased_len * images];
+        for b in 0..images {
+            let dst = &mut phased[b * phased_len..b * phased_len + channels * g.h * g.row_len()];
+            phase_split(&plain[b * plain_len..(b + 1) * plain_len], channels, &g, dst);
+        }
+        let offset = g.h * g.row_len();
+        let src = Im2col { input: &phased, offset, image_stride: phased_len, images, geom: &g };
         let (k, n) = (g.k(), g.n());
         let mut all = vec![0.0; (images * n).div_ceil(8) * 8 * k];
         src.pack(0, k, 0, images * n, 8, &mut all);
         for b in 0..images {
-            let one = &input[b * stride + offset..b * stride + offset + 2 * 30];
+            let one = &plain[b * plain_len + g.h * g.w..b * plain_len + 3 * g.h * g.w];
             for j in 0..n {
                 for r in 0..k {
                     let col = b * n + j;
@@ -217,7 +249,9 @@ mod tests {
             let ow = (w + pads.left as usize + pads.right as usize - kw) / sw + 1;
             let g = ConvGeom { cg, h, w, kh, kw, sh, sw, pads, oh, ow };
             let input: Vec<f32> = (0..cg * h * w).map(|i| i as f32 + 1.0).collect();
-            let src = Im2col::single(&input, &g);
+            let mut phased = vec![f32::NAN; cg * h * g.row_len()];
+            phase_split(&input, cg, &g, &mut phased);
+            let src = Im2col::single(&phased, &g);
             for nr in [4, 8, 32] {
                 for (k0, k1, j0, j1) in [(0, g.k(), 0, g.n()), (1, g.k().min(5), 3.min(g.n() - 1), g.n())] {
                     let kc = k1 - k0;
