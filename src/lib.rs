@@ -30,6 +30,8 @@ compile_error!("alexnet weight files are little-endian and viewed in place; big-
 
 pub mod cpu;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gemm;
 #[cfg(feature = "image")]
 pub mod image;

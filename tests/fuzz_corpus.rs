@@ -1,32 +1,46 @@
-//! Replays every committed fuzz seed and crash artifact as an ordinary test, so CI keeps
-//! them without a fuzzer. Each input must give a result or an error, never a panic.
+//! Replays every committed fuzz seed and crash artifact of the library's targets through
+//! the same harnesses the fuzzers run (`alexnet::fuzzing`), so CI keeps them without a
+//! fuzzer. (The importers' corpora are replayed by the converter's own tests.)
 
 use std::path::Path;
 
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+fn replay(target: &str, harness: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut out = Vec::new();
+    let mut count = 0;
     for dir in [root.join("corpus").join(target), root.join("artifacts").join(target)] {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            if e.path().is_file() {
-                out.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
-            }
+        for e in entries.flatten().filter(|e| e.path().is_file()) {
+            let bytes = std::fs::read(e.path()).expect("readable seed");
+            let r = std::panic::catch_unwind(|| harness(&bytes));
+            assert!(r.is_ok(), "{} failed its harness", e.path().display());
+            count += 1;
         }
     }
-    out
+    assert!(count > 0, "the {target} corpus is committed");
 }
 
 #[test]
-fn weights_file_corpus_never_panics() {
-    let cases = inputs("weights_file");
-    assert!(!cases.is_empty(), "the weights_file corpus is committed");
-    for (name, bytes) in cases {
-        let r = std::panic::catch_unwind(|| {
-            if let Ok(m) = alexnet::Model::builder().threads(1).max_workspace_bytes(64 << 20).from_bytes(bytes) {
-                let _ = m.infer(&vec![0.0; m.input_len()]);
-            }
-        });
-        assert!(r.is_ok(), "{name} panicked");
-    }
+fn weights_file_corpus() {
+    replay("weights_file", alexnet::fuzzing::weights_file);
+}
+
+#[test]
+fn roundtrip_corpus() {
+    replay("roundtrip", alexnet::fuzzing::roundtrip);
+}
+
+#[test]
+fn gemm_diff_corpus() {
+    replay("gemm_diff", alexnet::fuzzing::gemm_diff);
+}
+
+#[test]
+fn pool_lrn_diff_corpus() {
+    replay("pool_lrn_diff", alexnet::fuzzing::pool_lrn_diff);
+}
+
+#[cfg(feature = "image")]
+#[test]
+fn image_preprocess_corpus() {
+    replay("image_preprocess", alexnet::fuzzing::image_preprocess);
 }

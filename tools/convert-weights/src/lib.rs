@@ -26,6 +26,8 @@
 
 mod builder;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod onnx;
 pub mod onnx_proto;
 pub mod options;

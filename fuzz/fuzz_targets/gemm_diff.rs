@@ -1,0 +1,6 @@
+//! Every SGEMM kernel vs the scalar reference. The harness lives in the library, shared with the corpus replay tests.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| alexnet::fuzzing::gemm_diff(data));

@@ -1,0 +1,6 @@
+//! Fused pool + LRN on every ISA vs the reference. The harness lives in the library, shared with the corpus replay tests.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| alexnet::fuzzing::pool_lrn_diff(data));

@@ -1,0 +1,145 @@
+//! Fuzz harnesses: one function per cargo-fuzz target in `fuzz/`, shared with the tests
+//! that replay the committed corpora and crash artifacts (`tests/fuzz_corpus.rs`), so a
+//! target and its replay can never drift apart. Each takes arbitrary bytes and panics only
+//! on a real bug (a failed invariant), never on bad input.
+
+use crate::gemm::{self, Bias, Epilogue, Kernel, PackedA, RowMajor};
+use crate::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+use crate::{synthetic, Isa, Model, WeightFile};
+
+/// Weight-file bytes through `open`'s validation; anything accepted must also run.
+pub fn weights_file(data: &[u8]) {
+    if let Ok(model) = Model::builder().threads(1).max_workspace_bytes(64 << 20).from_bytes(data.to_vec()) {
+        if model.input_len() <= 1 << 20 {
+            let _ = model.infer(&vec![0.0f32; model.input_len()]);
+        }
+    }
+}
+
+/// Image bytes through decoding and preprocessing, both conventions, a small input.
+#[cfg(feature = "image")]
+pub fn image_preprocess(data: &[u8]) {
+    for pre in [Preprocess::torchvision(), Preprocess::caffe()] {
+        if let Ok(x) = crate::image::preprocess_bytes(data, "<fuzz>", &pre, [3, 35, 35]) {
+            assert_eq!(x.len(), 3 * 35 * 35);
+        }
+    }
+}
+
+fn byte(data: &[u8], i: usize) -> u32 {
+    data.get(i).copied().unwrap_or(1) as u32
+}
+
+/// Structured round trip: a small plan derived from the bytes, with deterministic weights,
+/// written and opened again gives the same plan and the same tensors.
+pub fn roundtrip(data: &[u8]) {
+    let b = |i| byte(data, i);
+    let mut layers = vec![Layer::Conv(Conv {
+        name: "c1".into(),
+        out_channels: 2 * (1 + b(5) % 4),
+        kernel: [1 + b(6) % 3, 1 + b(7) % 3],
+        stride: [1 + b(8) % 2, 1 + b(9) % 2],
+        pads: Pads { top: b(1) % 2, left: b(2) % 2, bottom: b(3) % 2, right: b(4) % 2 },
+        groups: 1 + b(10) % 2,
+        relu: b(11) % 2 == 0,
+    })];
+    let pool = Layer::MaxPool(MaxPool {
+        kernel: [2, 2],
+        stride: [1 + b(12) % 2, 1],
+        pads: Pads::default(),
+        ceil_mode: b(13) % 2 == 1,
+    });
+    let lrn = Layer::Lrn(Lrn { size: 1 + b(14) % 5, alpha: 1e-4, beta: 0.5 + (b(15) % 4) as f32 * 0.25, bias: 1.0 });
+    layers.extend(if b(16) % 2 == 0 { [pool, lrn] } else { [lrn, pool] });
+    layers.push(Layer::Flatten);
+    layers.push(Layer::Linear(Linear { name: "fc".into(), out_features: 1 + b(17) % 7, relu: false }));
+    if b(18) % 2 == 0 {
+        layers.push(Layer::Softmax);
+    }
+    let side = 4 + b(0) % 20;
+    let plan =
+        Plan { input: [2 * (1 + b(19) % 2), side, side], preprocess: Preprocess::caffe(), layers, labels: vec![] };
+    if plan.validate().is_err() {
+        return;
+    }
+    let tensors = synthetic::weights(&plan, data.len() as u64).expect("a valid plan has weights");
+    let bytes = crate::weights::format::to_bytes(&plan, &tensors).expect("a valid plan writes");
+    let file = WeightFile::from_bytes(bytes).expect("a written file opens");
+    assert_eq!(file.plan(), &plan);
+    for t in &tensors {
+        assert_eq!(file.tensor(&t.name).expect("tensor present"), &t.data[..]);
+    }
+}
+
+/// Every SGEMM kernel this CPU runs against the scalar reference, on small shapes and
+/// values taken from the bytes.
+pub fn gemm_diff(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let (m, n, k) = (1 + data[0] as usize % 40, 1 + data[1] as usize % 70, data[2] as usize % 50);
+    let relu = data[3] % 2 == 1;
+    let vals = &data[4..];
+    let at = |i: usize| vals.get(i % vals.len().max(1)).map_or(0.5, |&v| (v as f32 - 128.0) / 64.0);
+    let a: Vec<f32> = (0..m * k).map(at).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| at(i * 7 + 3)).collect();
+    let bias: Vec<f32> = (0..m).map(|i| at(i * 13 + 1)).collect();
+    let want = crate::ops::reference::sgemm(m, n, k, &a, &b);
+    for isa in Isa::ALL {
+        let Ok(kernel) = Kernel::new(isa) else { continue };
+        let packed = PackedA::pack(&a, m, k, kernel.blocks().mr);
+        let mut c = vec![f32::NAN; m * n];
+        let ep = Epilogue { bias: Bias::Row(&bias), relu };
+        gemm::sgemm(kernel, &packed, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep);
+        for i in 0..m {
+            for j in 0..n {
+                let e = want[i * n + j] + bias[i];
+                let e = if relu && e < 0.0 { 0.0 } else { e };
+                let g = c[i * n + j];
+                assert!((g - e).abs() <= 4e-4 * (k as f32 + 1.0), "{isa} {m}x{n}x{k} ({i},{j}): {g} vs {e}");
+            }
+        }
+    }
+}
+
+/// Fused max-pool + LRN (both orders, odd sizes and betas) on every ISA against the
+/// reference operators, through small networks built from the bytes.
+pub fn pool_lrn_diff(data: &[u8]) {
+    let b = |i| byte(data, i);
+    let (kh, kw) = (1 + b(0) % 3, 1 + b(1) % 3);
+    let pool = Layer::MaxPool(MaxPool {
+        kernel: [kh, kw],
+        stride: [1 + b(2) % 2, 1 + b(3) % 3],
+        pads: Pads { top: 0, left: (b(4) % 2).min(kw - 1), bottom: (b(5) % 2).min(kh - 1), right: 0 },
+        ceil_mode: b(6) % 2 == 1,
+    });
+    let lrn = Layer::Lrn(Lrn {
+        size: 1 + b(7) % 6,
+        alpha: (b(8) % 10) as f32 * 1e-3,
+        beta: [0.75, 0.5, 0.6, 1.0][b(9) as usize % 4],
+        bias: 0.5 + (b(10) % 4) as f32,
+    });
+    let mut layers = if b(11) % 2 == 0 { vec![pool, lrn] } else { vec![lrn, pool] };
+    layers.extend([Layer::Flatten, Layer::Linear(Linear { name: "fc".into(), out_features: 3, relu: false })]);
+    let plan = Plan {
+        input: [1 + b(12) % 9, 3 + b(13) % 12, 3 + b(14) % 12],
+        preprocess: Preprocess::caffe(),
+        layers,
+        labels: vec![],
+    };
+    if plan.validate().is_err() {
+        return;
+    }
+    let bytes = synthetic::weight_file(&plan, 7).expect("a valid plan has weights");
+    let file = WeightFile::from_bytes(bytes.clone()).expect("a written file opens");
+    let input = synthetic::input(&plan, b(15) as u64, 1 + b(16) as usize % 2);
+    let want = crate::ops::reference::network(&file, &input).expect("the reference runs");
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        let model = Model::builder().threads(2).isa(isa).from_bytes(bytes.clone()).expect("model");
+        let mut got = vec![0.0; want.len()];
+        model.infer_raw_into(&input, &mut got).expect("runs");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa}: {g} vs {w} for {plan:?}");
+        }
+    }
+}
