@@ -4,7 +4,7 @@
 //! 2 vector loads, 6 broadcasts, 12 FMAs.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, MicroKernel};
+use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx2::F32x8;
 use crate::simd::Avx2;
@@ -94,67 +94,16 @@ pub unsafe fn gemv_f32(
     }
 }
 
-impl MicroKernel for Avx2 {
+// SAFETY: an `Avx2` value exists only after a successful feature check, so it proves
+// the CPU runs every function below.
+unsafe impl MicroKernel for Avx2 {
     /// KC: the 16 x KC micro-panel of B (16 KiB at 256) in L1; MC: 120 x KC of A
     /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 384, nc: 512 };
-
     const NARROW_NR: usize = 8;
-
     const PEAK_FLOPS_PER_ITER: usize = 12 * 8 * 2;
-
-    fn fma_loop(self, iters: usize) -> f32 {
-        // SAFETY: `self` proves the ISA is available.
-        unsafe { fma_peak(iters) }
-    }
-
-    unsafe fn gemv_raw(
-        self,
-        rows: usize,
-        vecs: usize,
-        k: usize,
-        w: *const f32,
-        ldw: usize,
-        x: *const f32,
-        ldx: usize,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
-    }
-
-    #[inline]
-    unsafe fn raw_narrow(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        rb: *const f32,
-        cb: *const f32,
-        first: bool,
-        relu: bool,
-    ) {
-        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { sgemm_6x8(k, a, b, c, ldc, rb, cb, first, relu) }
-    }
-
-    #[inline]
-    unsafe fn raw(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        rb: *const f32,
-        cb: *const f32,
-        first: bool,
-        relu: bool,
-    ) {
-        // SAFETY: `self` proves AVX2 + FMA; the caller upholds the pointer contract.
-        unsafe { sgemm_6x16(k, a, b, c, ldc, rb, cb, first, relu) }
-    }
+    const TILE: TileFn = sgemm_6x16;
+    const TILE_NARROW: TileFn = sgemm_6x8;
+    const GEMV: GemvFn = gemv_f32;
+    const FMA_PEAK: PeakFn = fma_peak;
 }

@@ -10,7 +10,7 @@
 //! on the conv shapes taken together and on the 1024 square.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, MicroKernel};
+use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx512::F32x16;
 use crate::simd::Avx512;
@@ -100,69 +100,18 @@ pub unsafe fn gemv_f32(
     }
 }
 
-impl MicroKernel for Avx512 {
+// SAFETY: an `Avx512` value exists only after a successful feature check, so it proves
+// the CPU runs every function below.
+unsafe impl MicroKernel for Avx512 {
     /// KC 384: the 32 x KC micro-panel of B (48 KiB) lives in L1/L2 edge, A's 12 x KC
     /// micro-panels stream from L2; MC 120: a 120 x KC block of A (180 KiB) in L2;
     /// NC 512: the KC x 512 packed block of B (768 KiB) in L2. Chosen by measurement
-    /// (`examples/gemm_shapes`) among KC 192..384, MC 96..240, NC 512..1536.
+    /// (`examples/gemm_shapes`) among KC 192..384, MC 96..240, NC 512..2048.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 384, nc: 512 };
-
     const NARROW_NR: usize = 16;
-
     const PEAK_FLOPS_PER_ITER: usize = 16 * 16 * 2;
-
-    fn fma_loop(self, iters: usize) -> f32 {
-        // SAFETY: `self` proves the ISA is available.
-        unsafe { fma_peak(iters) }
-    }
-
-    unsafe fn gemv_raw(
-        self,
-        rows: usize,
-        vecs: usize,
-        k: usize,
-        w: *const f32,
-        ldw: usize,
-        x: *const f32,
-        ldx: usize,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
-    }
-
-    #[inline]
-    unsafe fn raw_narrow(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        rb: *const f32,
-        cb: *const f32,
-        first: bool,
-        relu: bool,
-    ) {
-        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { sgemm_12x16(k, a, b, c, ldc, rb, cb, first, relu) }
-    }
-
-    #[inline]
-    unsafe fn raw(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        rb: *const f32,
-        cb: *const f32,
-        first: bool,
-        relu: bool,
-    ) {
-        // SAFETY: `self` proves AVX-512F; the caller upholds the pointer contract.
-        unsafe { sgemm_12x32(k, a, b, c, ldc, rb, cb, first, relu) }
-    }
+    const TILE: TileFn = sgemm_12x32;
+    const TILE_NARROW: TileFn = sgemm_12x16;
+    const GEMV: GemvFn = gemv_f32;
+    const FMA_PEAK: PeakFn = fma_peak;
 }

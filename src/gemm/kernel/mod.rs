@@ -308,75 +308,67 @@ pub(crate) unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
     }
 }
 
-/// What every ISA's kernel offers the driver.
-pub trait MicroKernel: Copy + Send + Sync {
+/// A raw tile kernel (a `#[target_feature]` instantiation of [`tile`]); its contract is
+/// [`tile`]'s, for the kernel's tile width.
+pub type TileFn = unsafe fn(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+);
+
+/// A raw GEMV kernel: [`gemv_block`] for `rows` and `vecs` each 4 or 1, same contract.
+pub type GemvFn = unsafe fn(
+    rows: usize,
+    vecs: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    ldx: usize,
+    out: *mut f32,
+    ldo: usize,
+);
+
+/// The FMA-peak probe ([`fma_chains`]) of an ISA.
+pub type PeakFn = unsafe fn(iters: usize) -> f32;
+
+/// What every ISA's kernel offers the driver: its sizes and its raw `#[target_feature]`
+/// functions. The safe methods check lengths once, then call them.
+///
+/// # Safety
+/// Implement only for a type whose values prove that the CPU runs the functions'
+/// instructions (a capability token of [`crate::simd`]): the safe methods call them
+/// with nothing but `self` as that proof.
+pub unsafe trait MicroKernel: Copy + Send + Sync {
     /// Tile and block sizes.
     const BLOCKS: BlockSizes;
-    /// The raw kernel of this ISA (a `#[target_feature]` fn).
-    ///
-    /// # Safety
-    /// As [`tile`]'s contract, and the CPU supports the ISA (guaranteed by the token
-    /// `self`).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn raw(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        row_bias: *const f32,
-        col_bias: *const f32,
-        first: bool,
-        relu: bool,
-    );
-
-    /// Columns of the narrow kernel ([`MicroKernel::raw_narrow`]), used for a last B panel
-    /// with at most this many columns; equal to `BLOCKS.nr` when the ISA has none.
+    /// Columns of the narrow kernel, used for a last B panel with at most this many
+    /// columns; equal to `BLOCKS.nr` when the ISA has none.
     const NARROW_NR: usize;
-
-    /// The narrow kernel: an `MR x NARROW_NR` tile from the left part of full-width
-    /// (`NR`) B panels. Same arithmetic per element as [`MicroKernel::raw`].
-    ///
-    /// # Safety
-    /// As [`MicroKernel::raw`], with `c` written for `NARROW_NR` columns only.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn raw_narrow(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        row_bias: *const f32,
-        col_bias: *const f32,
-        first: bool,
-        relu: bool,
-    );
-
-    /// FLOPs per iteration of [`MicroKernel::fma_loop`].
+    /// FLOPs per iteration of [`MicroKernel::FMA_PEAK`].
     const PEAK_FLOPS_PER_ITER: usize;
+    /// The `MR x NR` kernel.
+    const TILE: TileFn;
+    /// The `MR x NARROW_NR` kernel, reading the left part of full-width (`NR`) B panels
+    /// with the same arithmetic per element as [`MicroKernel::TILE`].
+    const TILE_NARROW: TileFn;
+    /// The GEMV kernel.
+    const GEMV: GemvFn;
+    /// The FMA-peak probe.
+    const FMA_PEAK: PeakFn;
 
-    /// Run the FMA-peak probe for `iters` iterations (safe: `self` proves the ISA).
-    fn fma_loop(self, iters: usize) -> f32;
-
-    /// Raw [`gemv_block`] for `rows` and `vecs` each 4 or 1.
-    ///
-    /// # Safety
-    /// As [`gemv_block`]'s contract.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemv_raw(
-        self,
-        rows: usize,
-        vecs: usize,
-        k: usize,
-        w: *const f32,
-        ldw: usize,
-        x: *const f32,
-        ldx: usize,
-        out: *mut f32,
-        ldo: usize,
-    );
+    /// Run the FMA-peak probe for `iters` iterations.
+    fn fma_loop(self, iters: usize) -> f32 {
+        // SAFETY: `self` proves the ISA (trait contract); the probe touches no memory
+        // but its own stack.
+        unsafe { (Self::FMA_PEAK)(iters) }
+    }
 
     /// Compute one `MR x NR` tile (or `MR x NARROW_NR` when `narrow`) into `c` at
     /// `(i, j)`: safe, lengths checked once.
@@ -405,15 +397,10 @@ pub trait MicroKernel: Copy + Send + Sync {
             s.as_ptr()
         });
         let (cp, ldc) = c.block_ptr(i, j, mr, nr);
-        // SAFETY: panel lengths and the C block were checked above; `self` is a token
-        // proving the CPU supports this kernel's ISA.
-        unsafe {
-            if narrow {
-                self.raw_narrow(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu)
-            } else {
-                self.raw(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu)
-            }
-        }
+        let kernel = if narrow { Self::TILE_NARROW } else { Self::TILE };
+        // SAFETY: panel lengths and the C block were checked above; `self` proves the
+        // CPU supports this kernel's ISA (trait contract).
+        unsafe { kernel(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu) }
     }
 }
 
@@ -483,7 +470,7 @@ impl Kernel {
     /// and the `y.rows()` vectors of row-major `x` (`k` columns each): a GEMV for one
     /// vector, a weight-streaming GEMM for a few. Safe: lengths are checked once.
     pub fn gemv(&self, w: &[f32], k: usize, x: &[f32], y: &mut MatMut<'_>) {
-        fn go<K: MicroKernel>(kern: K, w: &[f32], k: usize, x: &[f32], y: &mut MatMut<'_>) {
+        fn go<K: MicroKernel>(_token: K, w: &[f32], k: usize, x: &[f32], y: &mut MatMut<'_>) {
             let (vecs, rows) = (y.rows(), y.cols());
             assert!(w.len() >= rows * k && x.len() >= vecs * k, "gemv operands too short");
             let mut r = 0;
@@ -495,10 +482,10 @@ impl Kernel {
                     let (out, ldy) = y.block_ptr(b, r, bb, rr);
                     // SAFETY: rows r..r+rr of w and vectors b..b+bb of x are in bounds
                     // (checked above), as is the output block (block_ptr checked it);
-                    // the token proves the ISA.
+                    // the token `_token` proves the ISA (trait contract).
                     unsafe {
                         let (wp, xp) = (w.as_ptr().add(r * k), x.as_ptr().add(b * k));
-                        kern.gemv_raw(rr, bb, k, wp, k, xp, k, out, ldy)
+                        K::GEMV(rr, bb, k, wp, k, xp, k, out, ldy)
                     };
                     b += bb;
                 }

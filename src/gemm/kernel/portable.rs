@@ -4,7 +4,7 @@
 //! f32x8 is two xmm there): 8 for accumulators, 2 for B, 2 for the broadcast.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, MicroKernel};
+use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::portable::F32x8;
 
@@ -73,66 +73,16 @@ pub unsafe fn gemv_f32(
     }
 }
 
-impl MicroKernel for Portable {
+// SAFETY: the portable kernels use only instructions the build targets, so every CPU
+// that runs this binary runs them.
+unsafe impl MicroKernel for Portable {
     /// KC: 8 x KC of B (8 KiB at 256) in L1; MC: 128 x KC of A in L2; NC: KC x 512 in L2.
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 128, kc: 256, nc: 512 };
-
-    const NARROW_NR: usize = 8;
-
+    /// No narrower tile: NR is a single vector.
+    const NARROW_NR: usize = NR;
     const PEAK_FLOPS_PER_ITER: usize = 6 * 8 * 2;
-
-    fn fma_loop(self, iters: usize) -> f32 {
-        // SAFETY: `self` proves the ISA is available.
-        unsafe { fma_peak(iters) }
-    }
-
-    unsafe fn gemv_raw(
-        self,
-        rows: usize,
-        vecs: usize,
-        k: usize,
-        w: *const f32,
-        ldw: usize,
-        x: *const f32,
-        ldx: usize,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { gemv_f32(rows, vecs, k, w, ldw, x, ldx, out, ldo) }
-    }
-
-    #[inline]
-    unsafe fn raw_narrow(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        rb: *const f32,
-        cb: *const f32,
-        first: bool,
-        relu: bool,
-    ) {
-        // SAFETY: `self` proves the ISA; the caller upholds the pointer contract.
-        unsafe { sgemm_4x8(k, a, b, c, ldc, rb, cb, first, relu) }
-    }
-
-    #[inline]
-    unsafe fn raw(
-        self,
-        k: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        rb: *const f32,
-        cb: *const f32,
-        first: bool,
-        relu: bool,
-    ) {
-        // SAFETY: the caller upholds the pointer contract.
-        unsafe { sgemm_4x8(k, a, b, c, ldc, rb, cb, first, relu) }
-    }
+    const TILE: TileFn = sgemm_4x8;
+    const TILE_NARROW: TileFn = sgemm_4x8;
+    const GEMV: GemvFn = gemv_f32;
+    const FMA_PEAK: PeakFn = fma_peak;
 }
