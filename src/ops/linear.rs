@@ -12,30 +12,6 @@ use crate::gemm::{par_column_blocks, Kernel, MatMut};
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 32;
 
-/// Dot product with 16 independent partial sums (auto-vectorised), reduced pairwise.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let mut ca = a.chunks_exact(16);
-    let mut cb = b.chunks_exact(16);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail += x * y;
-    }
-    let mut width = 16;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-    }
-    acc[0] + tail
-}
-
 /// Sum of a slice with 16 partial sums (auto-vectorised): a streaming-read probe.
 pub fn sum(a: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
