@@ -251,3 +251,62 @@ fn store_bias_only(c: &mut MatMut<'_>, i0: usize, j0: usize, ep: Epilogue<'_>) {
         c.write_block(i, 0, 1, n, &row, n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Small enough for Miri (`cargo miri test --lib gemm`): every kernel this build runs,
+    //! edge tiles, several K slices, thread splits, the GEMV, against the reference. Under
+    //! Miri this checks the unsafe pointer code of the kernels and of `MatMut`.
+    use super::*;
+    use crate::cpu::Isa;
+
+    fn kernels() -> Vec<Kernel> {
+        Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect()
+    }
+
+    #[test]
+    fn small_products_match_reference() {
+        for kernel in kernels() {
+            let b = kernel.blocks();
+            for (m, n, k) in [(1, 1, 1), (b.mr + 1, b.nr + 3, 3), (2 * b.mr - 1, 2 * b.nr + 1, 5), (3, b.nr - 1, 0)] {
+                let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+                let bm: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
+                let bias: Vec<f32> = (0..m).map(|i| i as f32).collect();
+                let packed = PackedA::pack(&a, m, k, b.mr);
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+                let mut c = vec![f32::NAN; m * n];
+                let ep = Epilogue { bias: Bias::Row(&bias), relu: false };
+                pool.install(|| sgemm(kernel, &packed, &RowMajor { data: &bm, ld: n }, n, &mut c, n, ep));
+                let want = reference::sgemm(m, n, k, &a, &bm);
+                for i in 0..m {
+                    for j in 0..n {
+                        // Small integers: every product and sum is exact.
+                        assert_eq!(c[i * n + j], want[i * n + j] + bias[i], "{:?} {m}x{n}x{k}", kernel.isa());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_gemv_and_views() {
+        for kernel in kernels() {
+            let (rows, vecs, k) = (6, 5, 19);
+            let w: Vec<f32> = (0..rows * k).map(|i| (i % 3) as f32).collect();
+            let x: Vec<f32> = (0..vecs * k).map(|i| (i % 4) as f32).collect();
+            let mut y = vec![0.0f32; vecs * (rows + 1)];
+            kernel.gemv(&w, k, &x, &mut MatMut::new(&mut y, vecs, rows, rows + 1));
+            let want = crate::ops::reference::linear(&x, vecs, &w, &[0.0; 6], rows, k, false);
+            for b in 0..vecs {
+                assert_eq!(&y[b * (rows + 1)..b * (rows + 1) + rows], &want[b * rows..(b + 1) * rows]);
+            }
+        }
+        let mut data = vec![0.0f32; 4 * 6];
+        let (l, r) = MatMut::new(&mut data, 4, 5, 6).split_cols(2);
+        let ((mut tl, _), (_, mut br)) = (l.split_rows(1), r.split_rows(3));
+        tl.row_mut(0).fill(1.0);
+        br.row_mut(0).fill(2.0);
+        assert_eq!(&data[..6], &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(&data[18..], &[0.0, 0.0, 2.0, 2.0, 2.0, 0.0]);
+    }
+}

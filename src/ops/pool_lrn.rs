@@ -26,7 +26,7 @@
 
 use std::cell::RefCell;
 
-use super::reference::max_nan;
+use super::reference::{self, max_nan};
 use crate::gemm::{par_column_blocks, Kernel, MatMut};
 use crate::plan::{Lrn, MaxPool};
 use crate::simd::SimdF32;
@@ -341,5 +341,42 @@ impl LrnBody for PortableBody {
     fn normalise(&self, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
         // SAFETY: `wide` needs no runtime feature; lengths checked by the caller.
         unsafe { normalise_body::<crate::simd::portable::F32x8>(x, window, np, bias, scale, beta, out) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Small enough for Miri: both orders, padding and ceil mode, against the reference.
+    use super::*;
+    use crate::cpu::Isa;
+    use crate::plan::Pads;
+
+    #[test]
+    fn tiny_bands_match_reference() {
+        let (c, h, w) = (6, 7, 9);
+        let input: Vec<f32> = (0..c * h * w).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+        let pool = MaxPool {
+            kernel: [3, 2],
+            stride: [2, 2],
+            pads: Pads { top: 0, left: 1, bottom: 1, right: 0 },
+            ceil_mode: true,
+        };
+        let lrn = Lrn { size: 4, alpha: 0.01, beta: 0.75, bias: 2.0 };
+        let (oh, ow) = (4, 5);
+        let pooled = reference::maxpool(&input, [c, h, w], &pool, [oh, ow]);
+        let pool_then_lrn = reference::lrn(&pooled, [c, oh, ow], &lrn);
+        let normed = reference::lrn(&input, [c, h, w], &lrn);
+        let lrn_then_pool = reference::maxpool(&normed, [c, h, w], &pool, [oh, ow]);
+        for isa in Isa::ALL {
+            let Ok(kernel) = Kernel::new(isa) else { continue };
+            for (order, want) in [(Order::PoolThenLrn, &pool_then_lrn), (Order::LrnThenPool, &lrn_then_pool)] {
+                let p = PoolLrn { pool: pool.clone(), lrn: lrn.clone(), order, input: [c, h, w], out: [oh, ow] };
+                let mut got = vec![f32::NAN; c * oh * ow];
+                pool_lrn(kernel, &input, &p, &mut got);
+                for (g, e) in got.iter().zip(want.iter()) {
+                    assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{isa} {order:?}: {g} vs {e}");
+                }
+            }
+        }
     }
 }
