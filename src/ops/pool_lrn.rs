@@ -26,7 +26,7 @@
 
 use std::cell::RefCell;
 
-use super::reference::{self, max_nan};
+use super::reference::max_nan;
 use crate::gemm::{par_column_blocks, Kernel, MatMut};
 use crate::plan::{Lrn, MaxPool};
 use crate::simd::SimdF32;
@@ -349,6 +349,7 @@ mod tests {
     //! Small enough for Miri: both orders, padding and ceil mode, against the reference.
     use super::*;
     use crate::cpu::Isa;
+    use crate::ops::reference;
     use crate::plan::Pads;
 
     #[test]
