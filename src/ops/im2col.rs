@@ -256,7 +256,6 @@ mod tests {
                 for (k0, k1, j0, j1) in [(0, g.k(), 0, g.n()), (1, g.k().min(5), 3.min(g.n() - 1), g.n())] {
                     let kc = k1 - k0;
                     let panels = (j1 - j0).div_ceil(nr);
-                    let _ = src.n();
                     let mut out = vec![f32::NAN; panels * nr * kc];
                     src.pack(k0, k1, j0, j1, nr, &mut out);
                     for q in 0..panels {

@@ -29,5 +29,4 @@ pub fn maxpool(input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usi
             }
         }
     });
-    let _ = c;
 }
