@@ -134,7 +134,9 @@ pub fn pool_lrn_diff(data: &[u8]) {
     let (c, h, w) = (c as usize, h as usize, w as usize);
     let input = synthetic::fill(b(15) as u64, c * h * w, 4.0);
     let want = match order {
-        Order::PoolThenLrn => reference::lrn(&reference::maxpool(&input, [c, h, w], &pool, [oh, ow]), [c, oh, ow], &lrn),
+        Order::PoolThenLrn => {
+            reference::lrn(&reference::maxpool(&input, [c, h, w], &pool, [oh, ow]), [c, oh, ow], &lrn)
+        }
         Order::LrnThenPool => reference::maxpool(&reference::lrn(&input, [c, h, w], &lrn), [c, h, w], &pool, [oh, ow]),
     };
     let p = PoolLrn { pool, lrn, order, input: [c, h, w], out: [oh, ow] };
