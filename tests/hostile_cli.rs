@@ -4,6 +4,8 @@
 //! `alexnet-classify` and `alexnet-bench` must end by itself with either success (damage
 //! the format tolerates, e.g. a checksum byte, which is verified only on request) or status
 //! 1 and exactly one line on stderr: never a panic, a signal or a hang.
+// `alexnet-classify` exists only with the image front end.
+#![cfg(feature = "image")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
