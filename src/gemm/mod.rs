@@ -14,7 +14,7 @@
 //! - **jr**: NR micro-panels of the packed B block (the one in L1).
 //! - **ir**: MR micro-panels of A; one micro-kernel call per `MR x NR` tile.
 //!
-//! Threads split M or N (whichever has more panels), never K, in whole panels, by
+//! Threads split M or N (whichever has more panels), never K, in whole tiles, by
 //! recursive halving with `rayon::join` on the caller's pool: every element's sum runs
 //! over the same K slices in the same order, so results are bitwise identical for any
 //! thread count. Edge tiles run the same kernel on a stack tile whose valid part is
@@ -104,7 +104,9 @@ pub fn par_column_blocks(c: MatMut<'_>, width: usize, f: &(dyn Fn(usize, MatMut<
     go(c, 0, width.max(1), f)
 }
 
-/// Split the block of C at `(i0, j0)` into `tasks` parts along M or N, in whole panels.
+/// Split the block of C at `(i0, j0)` into `tasks` parts along M (in whole MR panels) or
+/// N (in units of the narrow kernel's width), wherever [`best_cut`] finds the least
+/// loaded slowest part.
 #[allow(clippy::too_many_arguments)]
 fn parallel<K: MicroKernel, B: PackB>(
     kern: K,
@@ -117,29 +119,90 @@ fn parallel<K: MicroKernel, B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
-    let BlockSizes { mr, nr, .. } = K::BLOCKS;
-    let (m_panels, n_panels) = (c.rows().div_ceil(mr), c.cols().div_ceil(nr));
-    if tasks <= 1 || m_panels.max(n_panels) <= 1 {
-        return serial(kern, a, b, c, i0, j0, k, ep);
-    }
     let left = tasks / 2;
-    // Prefer splitting N: each thread then packs only its own columns of B (an M split
-    // makes every thread pack all of B). Split M when N is too narrow to share.
-    if n_panels >= 2 * tasks || n_panels >= m_panels {
-        let cut = (n_panels * left / tasks).max(1) * nr;
-        let (l, r) = c.split_cols(cut);
-        rayon::join(
-            || parallel(kern, a, b, l, i0, j0, k, ep, left),
-            || parallel(kern, a, b, r, i0, j0 + cut, k, ep, tasks - left),
-        );
+    let cut = if tasks > 1 {
+        best_cut(K::BLOCKS, K::NARROW_NR, B::PACK_COST_IN_TILES, c.rows(), c.cols(), left, tasks - left)
     } else {
-        let cut = (m_panels * left / tasks).max(1) * mr;
-        let (t, btm) = c.split_rows(cut);
-        rayon::join(
-            || parallel(kern, a, b, t, i0, j0, k, ep, left),
-            || parallel(kern, a, b, btm, i0 + cut, j0, k, ep, tasks - left),
-        );
+        None
+    };
+    match cut {
+        None => serial(kern, a, b, c, i0, j0, k, ep),
+        Some(Cut::Cols(cut)) => {
+            let (l, r) = c.split_cols(cut);
+            rayon::join(
+                || parallel(kern, a, b, l, i0, j0, k, ep, left),
+                || parallel(kern, a, b, r, i0, j0 + cut, k, ep, tasks - left),
+            );
+        }
+        Some(Cut::Rows(cut)) => {
+            let (t, btm) = c.split_rows(cut);
+            rayon::join(
+                || parallel(kern, a, b, t, i0, j0, k, ep, left),
+                || parallel(kern, a, b, btm, i0 + cut, j0, k, ep, tasks - left),
+            );
+        }
     }
+}
+
+/// Where to split a block of C between two groups of threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// Columns `[0, c)` and `[c, n)`.
+    Cols(usize),
+    /// Rows `[0, r)` and `[r, m)`.
+    Rows(usize),
+}
+
+/// Relative time of one thread's `rows x cols` block: its micro-tiles (a panel that fits
+/// the narrow kernel counts half) plus packing its columns of B at `pack` tiles a panel.
+fn block_cost(blocks: BlockSizes, narrow_nr: usize, pack: f64, rows: usize, cols: usize) -> f64 {
+    let BlockSizes { mr, nr, .. } = blocks;
+    let last = match cols % nr {
+        0 => 0.0,
+        r if r <= narrow_nr && narrow_nr < nr => 0.5,
+        _ => 1.0,
+    };
+    let panels = (cols / nr) as f64 + last;
+    rows.div_ceil(mr) as f64 * panels + pack * panels
+}
+
+/// The cut of an `m x n` block between `left` and `right` threads that minimises the
+/// slowest thread's share of [`block_cost`]. Candidates: N in units of the narrow
+/// kernel's width (a block may end in a narrow panel; N = 729 then splits 11.5 + 11.5
+/// panels rather than 11 + 12), and M in whole MR panels (every thread then packs all of
+/// B). Ties go to whole N panels, then to any N cut, then to M. Each element's arithmetic
+/// is the same in either kernel and any tile, so every cut gives bitwise identical
+/// results; the cut depends on the shape and thread count alone. `None`: the block is a
+/// single tile.
+fn best_cut(
+    blocks: BlockSizes,
+    narrow_nr: usize,
+    pack: f64,
+    m: usize,
+    n: usize,
+    left: usize,
+    right: usize,
+) -> Option<Cut> {
+    let BlockSizes { mr, nr, .. } = blocks;
+    let unit = narrow_nr.min(nr);
+    let (l, r) = (left as f64, right as f64);
+    let load = |a: f64, b: f64| (a / l).max(b / r);
+    let cost = |rows, cols| block_cost(blocks, narrow_nr, pack, rows, cols);
+    let whole = (nr..n).step_by(nr).map(Cut::Cols);
+    let parts = (unit..n).step_by(unit).filter(|c| c % nr != 0).map(Cut::Cols);
+    let rows = (mr..m).step_by(mr).map(Cut::Rows);
+    let mut best = (f64::INFINITY, None);
+    for cut in whole.chain(parts).chain(rows) {
+        let t = match cut {
+            Cut::Cols(c) => load(cost(m, c), cost(m, n - c)),
+            Cut::Rows(c) => load(cost(c, n), cost(m - c, n)),
+        };
+        // A relative margin keeps the preference order among near-equal cuts.
+        if t < best.0 * (1.0 - 1e-9) {
+            best = (t, Some(cut));
+        }
+    }
+    best.1
 }
 
 /// The five loops over one thread's block of C: rows `i0..`, columns `j0..` of the whole.
@@ -162,6 +225,7 @@ fn serial<K: MicroKernel, B: PackB>(
     if k == 0 {
         return store_bias_only(&mut c, i0, j0, ep);
     }
+    let kc = balanced_kc(k, kc);
     let need = nc.min(n.next_multiple_of(nr)) * kc.min(k);
     PACK_B.with(|cell| {
         // A nested borrow cannot happen (no rayon call inside this closure), but fall
@@ -235,6 +299,14 @@ fn serial<K: MicroKernel, B: PackB>(
     });
 }
 
+/// The K slice depth: as few slices as `kc_max` allows, all of (nearly) equal depth.
+/// K = 1200 with KC = 384 runs 300 x 4 rather than 384 x 3 + 48: a thin last slice pays
+/// a full pass of C loads and stores (and a B packing pass) for a sliver of FMAs.
+/// Depends on K alone, so every element still sums the same slices in the same order.
+fn balanced_kc(k: usize, kc_max: usize) -> usize {
+    k.div_ceil(k.div_ceil(kc_max))
+}
+
 /// K = 0: C is the bias alone (then ReLU).
 fn store_bias_only(c: &mut MatMut<'_>, i0: usize, j0: usize, ep: Epilogue<'_>) {
     let (m, n) = (c.rows(), c.cols());
@@ -283,6 +355,30 @@ mod tests {
                         // Small integers: every product and sum is exact.
                         assert_eq!(c[i * n + j], want[i * n + j] + bias[i], "{:?} {m}x{n}x{k}", kernel.isa());
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cuts_balance_the_work() {
+        let b = BlockSizes { mr: 12, nr: 32, mc: 120, kc: 384, nc: 512 };
+        // conv2: 23 panels split 11.5 + 11.5 (the left part ends in a narrow panel).
+        assert_eq!(best_cut(b, 16, 1.25, 128, 729, 1, 1), Some(Cut::Cols(368)));
+        // Even panel counts split in whole panels.
+        assert_eq!(best_cut(b, 16, 1.25, 96, 64 * 32, 1, 1), Some(Cut::Cols(32 * 32)));
+        // Few columns, many rows: M, unless B is costly to pack (im2col).
+        assert_eq!(best_cut(b, 16, 1.25, 384, 169, 1, 1), Some(Cut::Rows(192)));
+        assert_eq!(best_cut(b, 16, 5.0, 384, 169, 1, 1), Some(Cut::Cols(96)));
+        // Uneven thread groups get proportional shares.
+        assert_eq!(best_cut(b, 16, 1.25, 96, 96 * 32, 1, 2), Some(Cut::Cols(32 * 32)));
+        // Every cut is strictly inside the block, for any shape.
+        for (m, n) in [(1, 2), (2, 1), (13, 17), (12, 33), (25, 16), (1, 1000), (1000, 1)] {
+            for (l, r) in [(1, 1), (1, 2), (2, 3)] {
+                match best_cut(b, 16, 1.25, m, n, l, r) {
+                    Some(Cut::Cols(c)) => assert!(0 < c && c < n, "{m}x{n}: cols {c}"),
+                    Some(Cut::Rows(c)) => assert!(0 < c && c < m, "{m}x{n}: rows {c}"),
+                    None => assert!(m <= 12 && n <= 16, "{m}x{n} not split"),
                 }
             }
         }

@@ -105,6 +105,11 @@ impl PackB for Im2col<'_> {
     /// valid input columns (the rest is padding) are found once; the run is then written
     /// in pieces that end at panel boundaries, each a copy (stride 1), a strided gather,
     /// or zeros.
+    /// Fitted from conv3 and conv4 at two threads (an M split, which makes each thread
+    /// gather all of B, ran 6% and 12% slower than the N split): about 5. Short rows of
+    /// 13 or 27 values make the gather far costlier than a plain copy.
+    const PACK_COST_IN_TILES: f64 = 5.0;
+
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         let g = self.geom;
         let (kc, width) = (k1 - k0, j1 - j0);
