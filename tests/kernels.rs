@@ -83,8 +83,10 @@ fn check(kernel: Kernel, m: usize, n: usize, k: usize, threads: usize) {
 fn edge_shapes_match_reference() {
     for kernel in kernels() {
         let b = kernel.blocks();
-        let ms = [1, b.mr - 1, b.mr, b.mr + 1, 2 * b.mr + 3, b.mc + 1];
-        let ns = [1, b.nr - 1, b.nr, b.nr + 1, 3 * b.nr + 5];
+        // MR + 8 and MR + 9: a last panel exactly as tall as AVX-512's short kernel, and
+        // one row taller. NR + NR / 2: a last panel exactly as wide as the narrow kernel.
+        let ms = [1, b.mr - 1, b.mr, b.mr + 1, b.mr + 8, b.mr + 9, 2 * b.mr + 3, b.mc + 1];
+        let ns = [1, b.nr - 1, b.nr, b.nr + 1, b.nr + b.nr / 2, 3 * b.nr + 5];
         let ks = [1, 2, 7, b.kc - 1, b.kc, b.kc + 1];
         for &m in &ms {
             for &n in &ns {

@@ -277,18 +277,21 @@ fn serial<K: MicroKernel, B: PackB>(
                                 _ => None,
                             };
                             let st = Store { first, relu, row_bias, col_bias };
-                            // A last panel with few columns runs the narrow kernel.
+                            // A last panel with few columns runs the narrow kernel,
+                            // one with few rows the short kernel.
                             let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
                             let width = if narrow { K::NARROW_NR } else { nr };
-                            if h == mr && w == width {
-                                kern.tile(kcur, ap, bp, &mut c, ir, jc + jr, &st, narrow);
+                            let short = h <= K::SHORT_MR && K::SHORT_MR < mr;
+                            let height = if short { K::SHORT_MR } else { mr };
+                            if h == height && w == width {
+                                kern.tile(kcur, ap, bp, &mut c, ir, jc + jr, &st, short, narrow);
                             } else {
                                 // Edge tile: run the kernel on a stack tile.
                                 if !first {
                                     c.read_block(ir, jc + jr, h, w, &mut tile, width);
                                 }
-                                let mut t = MatMut::new(&mut tile[..mr * width], mr, width, width);
-                                kern.tile(kcur, ap, bp, &mut t, 0, 0, &st, narrow);
+                                let mut t = MatMut::new(&mut tile[..height * width], height, width, width);
+                                kern.tile(kcur, ap, bp, &mut t, 0, 0, &st, short, narrow);
                                 c.write_block(ir, jc + jr, h, w, &tile, width);
                             }
                         }

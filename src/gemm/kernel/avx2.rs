@@ -32,7 +32,7 @@ pub unsafe fn sgemm_6x16(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x8, MR, 2>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The narrow kernel: the left 8 columns of full-width panels; see [`super::tile`].
@@ -53,7 +53,7 @@ pub unsafe fn sgemm_6x8(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x8, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 12 independent chains of 8-lane FMAs.

@@ -38,7 +38,7 @@ pub unsafe fn sgemm_12x32(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, MR, 2>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The narrow kernel: the left 16 columns of full-width panels; see [`super::tile`].
@@ -59,7 +59,54 @@ pub unsafe fn sgemm_12x16(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+/// Rows of the short kernels.
+pub const SHORT_MR: usize = 8;
+
+/// The short kernel: the top 8 rows of full-height A panels, 32 columns; see
+/// [`super::tile`]. M = 128 (conv2 and conv5 per group) ends in a panel of 8 rows, which
+/// the full kernel would compute as 12.
+///
+/// # Safety
+/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_8x32(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x16, SHORT_MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+}
+
+/// The short and narrow kernel: 8 rows x 16 columns; see [`super::tile`].
+///
+/// # Safety
+/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_8x16(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile::<F32x16, SHORT_MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 16 independent chains of 16-lane FMAs.
@@ -112,6 +159,9 @@ unsafe impl MicroKernel for Avx512 {
     const PEAK_FLOPS_PER_ITER: usize = 16 * 16 * 2;
     const TILE: TileFn = sgemm_12x32;
     const TILE_NARROW: TileFn = sgemm_12x16;
+    const SHORT_MR: usize = SHORT_MR;
+    const TILE_SHORT: TileFn = sgemm_8x32;
+    const TILE_SHORT_NARROW: TileFn = sgemm_8x16;
     const GEMV: GemvFn = gemv_f32;
     const FMA_PEAK: PeakFn = fma_peak;
 }

@@ -148,18 +148,22 @@ pub struct Store<'a> {
 }
 
 /// The generic micro-kernel body. Instantiated only inside `#[target_feature]` shells.
-/// It reads the first `NV * LANES` columns of a B panel whose rows are `b_stride` apart
-/// (the full kernel reads whole panels; the narrow one only their left part).
+/// It computes `MR` rows of an A panel whose k steps are `a_stride` apart and the first
+/// `NV * LANES` columns of a B panel whose rows are `b_stride` apart: the full kernel
+/// reads whole panels, the narrow one the left part of B's, the short one the top rows
+/// of A's (for the last panel of an M that is not a multiple of the panel height).
 ///
 /// # Safety
-/// The CPU supports `V`'s instructions; `a` is valid for `MR * k` reads, `b` for reads of
-/// `k` rows of `NV * LANES` values `b_stride` apart, `c` for writes of `MR` rows of `NV * LANES` values at stride
-/// `ldc`; `row_bias` (if non-null) for `MR` reads, `col_bias` for `NV * LANES` reads.
+/// The CPU supports `V`'s instructions; `a` is valid for reads of `k` runs of `MR` values
+/// `a_stride` apart, `b` for reads of `k` rows of `NV * LANES` values `b_stride` apart,
+/// `c` for writes of `MR` rows of `NV * LANES` values at stride `ldc`; `row_bias` (if
+/// non-null) for `MR` reads, `col_bias` for `NV * LANES` reads.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     k: usize,
     a: *const f32,
+    a_stride: usize,
     b: *const f32,
     b_stride: usize,
     c: *mut f32,
@@ -193,7 +197,7 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
                     acc[i][v] = av.mul_add(bv[v], acc[i][v]);
                 }
             }
-            a = a.add(MR);
+            a = a.add(a_stride);
             b = b.add(b_stride);
         }
         for i in 0..MR {
@@ -358,6 +362,14 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
     /// The `MR x NARROW_NR` kernel, reading the left part of full-width (`NR`) B panels
     /// with the same arithmetic per element as [`MicroKernel::TILE`].
     const TILE_NARROW: TileFn;
+    /// Rows of the short kernels, used for a last A panel with at most this many rows;
+    /// equal to `BLOCKS.mr` when the ISA has none.
+    const SHORT_MR: usize = Self::BLOCKS.mr;
+    /// The `SHORT_MR x NR` kernel, reading the top rows of full-height (`MR`) A panels
+    /// with the same arithmetic per element as [`MicroKernel::TILE`].
+    const TILE_SHORT: TileFn = Self::TILE;
+    /// The `SHORT_MR x NARROW_NR` kernel.
+    const TILE_SHORT_NARROW: TileFn = Self::TILE_NARROW;
     /// The GEMV kernel.
     const GEMV: GemvFn;
     /// The FMA-peak probe.
@@ -370,8 +382,8 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         unsafe { (Self::FMA_PEAK)(iters) }
     }
 
-    /// Compute one `MR x NR` tile (or `MR x NARROW_NR` when `narrow`) into `c` at
-    /// `(i, j)`: safe, lengths checked once.
+    /// Compute one `MR x NR` tile into `c` at `(i, j)`, or `SHORT_MR` rows when `short`,
+    /// `NARROW_NR` columns when `narrow`: safe, lengths checked once.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn tile(
@@ -383,11 +395,13 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         i: usize,
         j: usize,
         st: &Store<'_>,
+        short: bool,
         narrow: bool,
     ) {
-        let BlockSizes { mr, nr: full, .. } = Self::BLOCKS;
+        let BlockSizes { mr: tall, nr: full, .. } = Self::BLOCKS;
+        let mr = if short { Self::SHORT_MR } else { tall };
         let nr = if narrow { Self::NARROW_NR } else { full };
-        assert!(a.len() >= mr * k && b.len() >= full * k, "packed panels too short");
+        assert!(a.len() >= tall * k && b.len() >= full * k, "packed panels too short");
         let rb = st.row_bias.map_or(std::ptr::null(), |s| {
             assert!(s.len() >= mr);
             s.as_ptr()
@@ -397,7 +411,12 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
             s.as_ptr()
         });
         let (cp, ldc) = c.block_ptr(i, j, mr, nr);
-        let kernel = if narrow { Self::TILE_NARROW } else { Self::TILE };
+        let kernel = match (short, narrow) {
+            (false, false) => Self::TILE,
+            (false, true) => Self::TILE_NARROW,
+            (true, false) => Self::TILE_SHORT,
+            (true, true) => Self::TILE_SHORT_NARROW,
+        };
         // SAFETY: panel lengths and the C block were checked above; `self` proves the
         // CPU supports this kernel's ISA (trait contract).
         unsafe { kernel(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu) }

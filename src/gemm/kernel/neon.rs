@@ -32,7 +32,7 @@ pub unsafe fn sgemm_8x12(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x4, MR, 3>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x4, MR, 3>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The narrow kernel: the left 4 columns of full-width panels; see [`super::tile`].
@@ -53,7 +53,7 @@ pub unsafe fn sgemm_8x4(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x4, MR, 1>(k, a, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x4, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 24 independent chains of 4-lane FMAs.
