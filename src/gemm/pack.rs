@@ -97,6 +97,13 @@ impl PackB for RowMajor<'_> {
         let kc = k1 - k0;
         for p in 0..kc {
             let src = &self.data[(k0 + p) * self.ld + j0..(k0 + p) * self.ld + j1];
+            // Touch the next row's segment (one prefetch per 64-byte line) while this one is
+            // dealt out: each segment is a fresh short stream that the hardware prefetcher
+            // would only pick up after a few misses. +1.5-6% on conv1 at one thread.
+            let next = (k0 + p + 1) * self.ld;
+            for x in self.data.get(next + j0..next + j1).unwrap_or(&[]).iter().step_by(16) {
+                crate::simd::prefetch_read(x);
+            }
             for (q, part) in src.chunks(nr).enumerate() {
                 let dst = &mut out[(q * kc + p) * nr..(q * kc + p + 1) * nr];
                 copy_short(&mut dst[..part.len()], part);

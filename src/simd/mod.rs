@@ -127,3 +127,17 @@ impl Neon {
         crate::cpu::Isa::Neon.is_supported().then_some(Neon(()))
     }
 }
+
+/// Hint that the cache line holding `x` will be read soon (a no-op where unsupported).
+#[inline(always)]
+pub fn prefetch_read(x: &f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never faults or reads
+    // architecturally; `x` is a valid reference anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((x as *const f32).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
