@@ -66,6 +66,26 @@ thread_local! {
 /// # Panics
 /// If `a` was packed for another kernel or `c` is too short: caller bugs, not input.
 pub fn sgemm<B: PackB>(kernel: Kernel, a: &PackedA, b: &B, n: usize, c: &mut [f32], ldc: usize, ep: Epilogue<'_>) {
+    sgemm_tasks(kernel, a, b, n, c, ldc, ep, rayon::current_num_threads());
+}
+
+/// [`sgemm`] split into at most `tasks` parts (1: run on the calling thread alone), for
+/// callers that run several products side by side on one pool. The result does not
+/// depend on `tasks`.
+///
+/// # Panics
+/// As [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_tasks<B: PackB>(
+    kernel: Kernel,
+    a: &PackedA,
+    b: &B,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: Epilogue<'_>,
+    tasks: usize,
+) {
     let (m, k) = (a.m(), a.k());
     assert_eq!(a.mr(), kernel.blocks().mr, "A packed for another kernel");
     match ep.bias {
@@ -76,12 +96,12 @@ pub fn sgemm<B: PackB>(kernel: Kernel, a: &PackedA, b: &B, n: usize, c: &mut [f3
     let c = MatMut::new(c, m, n, ldc);
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+        Kernel::Avx512(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+        Kernel::Avx2(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
         #[cfg(target_arch = "aarch64")]
-        Kernel::Neon(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
-        Kernel::Portable(t) => parallel(t, a, b, c, 0, 0, k, ep, rayon::current_num_threads()),
+        Kernel::Neon(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
+        Kernel::Portable(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
     }
 }
 

@@ -9,7 +9,7 @@
 //! image's CHW output (a copy of one activation, small next to the GEMM).
 
 use super::im2col::{phase_split, ConvGeom, Im2col};
-use crate::gemm::{sgemm, Bias, Epilogue, Kernel, PackedA};
+use crate::gemm::{sgemm_tasks, Bias, Epilogue, Kernel, PackedA};
 
 /// Output maps smaller than this are batched into one GEMM per group.
 pub const BATCH_COLUMNS_BELOW: usize = 1000;
@@ -68,27 +68,62 @@ pub fn conv2d(
         (input, in_len, g.cg * g.h * g.w)
     };
     let batched = scratch_len(g, o, batch) > 0;
-    for (grp, a) in weights.iter().enumerate() {
-        let ep = Epilogue { bias: Bias::Row(&bias[grp * og..(grp + 1) * og]), relu };
-        if batched {
+    let ep = |grp: usize| Epilogue { bias: Bias::Row(&bias[grp * og..(grp + 1) * og]), relu };
+    let tasks = rayon::current_num_threads();
+    if batched {
+        let cols = batch * n;
+        let c = &mut scratch[..o * cols];
+        by_group(groups, tasks, c, og * cols, &|grp, c, t| {
             let src = Im2col { input, offset: grp * plane, image_stride: in_len, images: batch, geom: g };
-            let cols = src.n();
-            let c = &mut scratch[..og * cols];
-            sgemm(kernel, a, &src, cols, c, cols, ep);
-            // C is [og, batch * n]: row m holds channel grp*og + m of every image.
-            for (m, row) in c.chunks_exact(cols).enumerate() {
-                for (b, part) in row.chunks_exact(n).enumerate() {
-                    let at = b * out_len + (grp * og + m) * n;
-                    out[at..at + n].copy_from_slice(part);
-                }
-            }
-        } else {
-            for b in 0..batch {
-                let img = &input[b * in_len + grp * plane..b * in_len + (grp + 1) * plane];
-                let src = Im2col::single(img, g);
-                let c = &mut out[b * out_len + grp * og * n..b * out_len + (grp + 1) * og * n];
-                sgemm(kernel, a, &src, n, c, n, ep);
+            sgemm_tasks(kernel, &weights[grp], &src, cols, c, cols, ep(grp), t);
+        });
+        // C is [o, batch * n]: row m holds channel m of every image.
+        for (m, row) in c.chunks_exact(cols).enumerate() {
+            for (b, part) in row.chunks_exact(n).enumerate() {
+                let at = b * out_len + m * n;
+                out[at..at + n].copy_from_slice(part);
             }
         }
+    } else {
+        for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
+            by_group(groups, tasks, out, og * n, &|grp, c, t| {
+                let img = &input[b * in_len + grp * plane..b * in_len + (grp + 1) * plane];
+                sgemm_tasks(kernel, &weights[grp], &Im2col::single(img, g), n, c, n, ep(grp), t);
+            });
+        }
+    }
+}
+
+/// Run `f(group, c, tasks)` for each of `groups` products whose outputs are the
+/// consecutive `chunk`-value parts of `c`, sharing `tasks` threads: groups side by side
+/// (each on its share of the threads) rather than one after another on all of them, so
+/// no product is cut finer than it needs to be (conv4 at batch 1: one group per thread
+/// instead of two 169-column products each split 3 + 2.5 panels). Every product's result
+/// is the same for any number of tasks.
+fn by_group(groups: usize, tasks: usize, c: &mut [f32], chunk: usize, f: &(dyn Fn(usize, &mut [f32], usize) + Sync)) {
+    fn go(
+        g0: usize,
+        count: usize,
+        tasks: usize,
+        c: &mut [f32],
+        chunk: usize,
+        f: &(dyn Fn(usize, &mut [f32], usize) + Sync),
+    ) {
+        if count == 1 {
+            return f(g0, c, tasks);
+        }
+        if tasks <= 1 {
+            for (i, part) in c.chunks_exact_mut(chunk).take(count).enumerate() {
+                f(g0 + i, part, 1);
+            }
+            return;
+        }
+        let half = count / 2;
+        let left = (tasks * half / count).clamp(1, tasks - 1);
+        let (l, r) = c.split_at_mut(half * chunk);
+        rayon::join(|| go(g0, half, left, l, chunk, f), || go(g0 + half, count - half, tasks - left, r, chunk, f));
+    }
+    if groups > 0 {
+        go(0, groups, tasks.max(1), &mut c[..groups * chunk], chunk, f);
     }
 }
