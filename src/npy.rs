@@ -89,9 +89,34 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
     Ok(Array { shape, data })
 }
 
+/// Largest `.npy` file [`read`] accepts: 1 GiB, over 1,600 images at 227 x 227.
+pub const MAX_NPY_BYTES: u64 = 1 << 30;
+
 /// Read a `.npy` file.
+///
+/// Only a regular file of at most [`MAX_NPY_BYTES`] is read: a FIFO would block forever
+/// and a device never end.
 pub fn read(path: &std::path::Path) -> Result<Array> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    use std::io::Read;
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::NotRegularFile(path.to_path_buf()));
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    if meta.len() > MAX_NPY_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {} bytes, above the {MAX_NPY_BYTES}-byte limit for an input tensor",
+            path.display(),
+            meta.len()
+        )));
+    }
+    // Bounded by the cap even if the file grows after the check.
+    let mut bytes = Vec::new();
+    file.take(MAX_NPY_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_NPY_BYTES {
+        return Err(Error::InvalidArgument(format!("{}: grew past the size limit while read", path.display())));
+    }
     parse(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
 }
 

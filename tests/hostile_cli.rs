@@ -3,9 +3,13 @@
 //! overlapping and misaligned tensors, and paths that are not regular files. Each run of
 //! `alexnet-classify` and `alexnet-bench` must end by itself with either success (damage
 //! the format tolerates, e.g. a checksum byte, which is verified only on request) or status
-//! 1 and exactly one line on stderr: never a panic, a signal or a hang.
+//! 1 and exactly one line on stderr: never a panic, a signal or a hang. The same holds
+//! for hostile images (decompression bombs, lying headers, corrupt and empty files) and
+//! for forcing an ISA the CPU lacks.
 // `alexnet-classify` exists only with the image front end.
 #![cfg(feature = "image")]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -168,6 +172,145 @@ fn hostile_weight_files_fail_cleanly() {
     }
     for (path, what) in others {
         assert_eq!(both_clis(&path, &input, what), vec![1, 1], "{what} was accepted");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A directory for one test (`dir()` is removed by the weight-file test when it ends).
+fn own_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("alexnet-hostile-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A valid model file for `plan()`, in `d`.
+fn model_in(d: &Path) -> PathBuf {
+    let file = d.join("m.alexnet");
+    std::fs::write(&file, alexnet::synthetic::weight_file(&plan(), 1).unwrap()).unwrap();
+    file
+}
+
+#[test]
+fn hostile_images_fail_cleanly() {
+    let d = own_dir("images");
+    let weights = model_in(&d);
+    let side = alexnet::image::MAX_IMAGE_SIDE;
+    let png = common::png_zeros(40, 40, 8, 2);
+    let jpg = common::jpeg_claiming(16, 16);
+    let images: Vec<(&str, Vec<u8>)> = vec![
+        // Decompression bombs: a lying header, and ~210 KB of valid deflate data that
+        // inflates to 16384^2 pixels; both refused from the header.
+        ("claims-100000.png", common::png(100_000, 100_000, 8, 2, &common::zlib_zeros(4))),
+        ("bomb-16384.png", common::png_zeros(side, side, 1, 0)),
+        ("bomb-16384-rgba16.png", common::png(side, side, 16, 6, &common::zlib_zeros(1 << 20))),
+        ("claims-65500.jpg", common::jpeg_claiming(65_500, 65_500)),
+        // Corrupt, truncated and empty files.
+        ("cut.png", png[..png.len() / 2].to_vec()),
+        ("cut.jpg", jpg[..jpg.len() - 10].to_vec()),
+        ("zero-size.png", common::png(0, 0, 8, 2, &common::zlib_zeros(0))),
+        ("bad-crc.png", {
+            let mut b = png.clone();
+            b[20] ^= 1;
+            b
+        }),
+        ("empty.png", Vec::new()),
+        ("text.jpg", b"not a jpeg".to_vec()),
+    ];
+    for (name, bytes) in &images {
+        let path = d.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (code, err) = run(
+            Command::new(env!("CARGO_BIN_EXE_alexnet-classify")).arg("--weights").arg(&weights).arg(&path),
+            &format!("classify {name}"),
+        );
+        assert_eq!(code, 1, "{name} was accepted");
+        assert!(err.starts_with("alexnet-classify: ") && err.contains(name), "{name}: {err:?}");
+    }
+    // The honest images decode (so the refusals above are about the damage).
+    for name in ["ok.png", "ok.jpg"] {
+        std::fs::write(d.join(name), if name.ends_with("png") { &png } else { &jpg }).unwrap();
+        let out = run(
+            Command::new(env!("CARGO_BIN_EXE_alexnet-classify")).arg("--weights").arg(&weights).arg(d.join(name)),
+            name,
+        );
+        assert_eq!(out.0, 0, "{name}: {}", out.1);
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_as_inputs_fail_cleanly() {
+    // A FIFO given as a .npy tensor, an image or a label file must be refused, not read
+    // (reading blocks until a writer appears, which here is never).
+    let d = own_dir("fifo-inputs");
+    let weights = model_in(&d);
+    let classify = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alexnet-classify"));
+        c.arg("--weights").arg(&weights).args(["--top", "1"]);
+        c
+    };
+    let ok_npy = d.join("ok.npy");
+    alexnet::npy::write(&ok_npy, &[3, 35, 35], &alexnet::synthetic::input(&plan(), 1, 1)).unwrap();
+    for name in ["t.npy", "i.png", "labels.txt"] {
+        let fifo = d.join(name);
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo");
+        let mut cmd = classify();
+        if name == "labels.txt" {
+            cmd.arg("--labels").arg(&fifo).arg(&ok_npy);
+        } else {
+            cmd.arg(&fifo);
+        }
+        let (code, err) = run(&mut cmd, &format!("FIFO {name}"));
+        assert_eq!(code, 1, "FIFO {name}: {err}");
+        assert!(err.contains(name) && err.contains("not a regular file"), "FIFO {name}: {err}");
+    }
+    // A device, as an image and (through a symlink named .npy) as a tensor.
+    let zero_npy = d.join("zero.npy");
+    std::os::unix::fs::symlink("/dev/zero", &zero_npy).unwrap();
+    for dev in [Path::new("/dev/zero"), &zero_npy] {
+        let (code, err) = run(classify().arg(dev), "device input");
+        assert_eq!(code, 1, "{}: {err}", dev.display());
+        assert!(err.contains("not a regular file"), "{}: {err}", dev.display());
+    }
+    assert_eq!(run(classify().arg(&ok_npy), "ok.npy").0, 0);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn forcing_an_unsupported_isa_fails_cleanly() {
+    let d = own_dir("isa");
+    let weights = model_in(&d);
+    let input = d.join("x.npy");
+    alexnet::npy::write(&input, &[1, 3, 35, 35], &alexnet::synthetic::input(&plan(), 1, 1)).unwrap();
+    let bench = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"));
+        c.arg("--weights").arg(&weights).args(["--iters", "1", "--warmup", "0", "--no-profile", "--threads", "1"]);
+        c
+    };
+    let classify = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alexnet-classify"));
+        c.arg("--weights").arg(&weights).arg(&input);
+        c
+    };
+    let mut names = vec!["sse9"];
+    // An ISA this CPU lacks (neon on x86-64, the x86 ones on aarch64): an error, not SIGILL.
+    if let Some(isa) = alexnet::Isa::ALL.into_iter().find(|i| !i.is_supported()) {
+        names.push(isa.name());
+        let (code, err) = run(bench().args(["--isa", isa.name()]), &format!("bench --isa {isa}"));
+        assert_eq!(code, 1, "bench --isa {isa}: {err}");
+    }
+    for name in names {
+        let (code, err) = run(bench().env("ALEXNET_ISA", name), &format!("bench ALEXNET_ISA={name}"));
+        assert_eq!(code, 1, "bench ALEXNET_ISA={name}: {err}");
+        assert!(err.contains(name), "{err}");
+        let (code, err) = run(classify().env("ALEXNET_ISA", name), &format!("classify ALEXNET_ISA={name}"));
+        assert_eq!(code, 1, "classify ALEXNET_ISA={name}: {err}");
+        assert!(err.contains(name), "{err}");
+    }
+    // Every supported ISA runs.
+    for isa in alexnet::Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        assert_eq!(run(classify().env("ALEXNET_ISA", isa.name()), isa.name()).0, 0, "{isa}");
     }
     std::fs::remove_dir_all(&d).ok();
 }

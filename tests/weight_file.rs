@@ -107,6 +107,78 @@ fn item3_huge_lengths_and_counts_are_capped() {
     assert!(open(b).is_err());
 }
 
+/// Offset of the tensor count in `good_bytes()`: just before the first table entry
+/// (a u16 name length, then "conv1.weight"); the label count is the u32 before it.
+fn tensor_count_at(b: &[u8]) -> usize {
+    b.windows(14).position(|w| w == b"\x0c\x00conv1.weight").unwrap() - 4
+}
+
+#[test]
+fn item3_huge_tensor_label_and_layer_counts_are_capped() {
+    let at = tensor_count_at(&good_bytes());
+    let mut b = good_bytes();
+    assert_eq!(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()), 4, "tensor count located");
+    b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::TooLarge { what: "tensor count", value: 0xffff_ffff, .. })));
+    // Under the cap but more entries than the metadata could hold.
+    let mut b = good_bytes();
+    b[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::Truncated { what: "tensor count", .. })));
+    let mut b = good_bytes();
+    b[at - 4..at].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::TooLarge { what: "label count", .. })));
+    let mut b = good_bytes();
+    b[at - 4..at].copy_from_slice(&(1u32 << 19).to_le_bytes());
+    assert!(matches!(open(b), Err(Error::Truncated { what: "label count", .. })));
+    // The layer cap is exact: 257 is refused as too large, 256 gets as far as parsing.
+    let mut b = good_bytes();
+    b[64 + 45..64 + 49].copy_from_slice(&257u32.to_le_bytes());
+    assert!(matches!(open(b), Err(Error::TooLarge { what: "layer count", value: 257, limit: 256 })));
+    let mut b = good_bytes();
+    b[64 + 45..64 + 49].copy_from_slice(&256u32.to_le_bytes());
+    let r = open(b);
+    assert!(r.is_err() && !matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
+    // Tensor rank above the cap (the rank byte follows the name, dtype and layout).
+    let mut b = good_bytes();
+    let rank_at = at + 4 + 2 + 12 + 2;
+    assert_eq!(b[rank_at], 4, "rank located");
+    b[rank_at] = 200;
+    assert!(matches!(open(b), Err(Error::TooLarge { what: "tensor rank", value: 200, .. })));
+}
+
+/// An edit of a valid file's bytes.
+type ByteEdit = dyn Fn(&mut Vec<u8>);
+
+#[test]
+fn path_and_bytes_share_one_validation() {
+    // The same hostile bytes give the same error variant from memory, mapped and owned.
+    let dir = temp_dir("same");
+    let path = dir.join("w.alexnet");
+    let at = tensor_count_at(&good_bytes());
+    let edits: Vec<(&str, Box<ByteEdit>)> = vec![
+        ("empty", Box::new(|b| b.clear())),
+        ("short header", Box::new(|b| b.truncate(40))),
+        ("magic", Box::new(|b| b[1] = b'x')),
+        ("version", Box::new(|b| b[8] = 9)),
+        ("byte order", Box::new(|b| b[12..16].reverse())),
+        ("metadata length", Box::new(|b| b[16..24].copy_from_slice(&u64::MAX.to_le_bytes()))),
+        ("tensor count", Box::new(move |b| b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes()))),
+        ("trailing byte", Box::new(|b| b.push(0))),
+        ("cut data", Box::new(|b| b.truncate(b.len() - 4))),
+    ];
+    for (what, edit) in edits {
+        let mut b = good_bytes();
+        edit(&mut b);
+        std::fs::write(&path, &b).unwrap();
+        let from_bytes = std::mem::discriminant(&open(b).unwrap_err());
+        let mapped = std::mem::discriminant(&Model::open(&path).unwrap_err());
+        let owned = std::mem::discriminant(&Model::open_owned(&path).unwrap_err());
+        assert_eq!(from_bytes, mapped, "{what}: mapped open differs from bytes");
+        assert_eq!(from_bytes, owned, "{what}: owned open differs from bytes");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn item4_malformed_plan_or_table() {
     // Not UTF-8.
@@ -263,6 +335,35 @@ fn item12_mapped_and_owned_open_the_same_file() {
     assert_eq!(mapped.infer(&x).unwrap(), owned.infer(&x).unwrap());
     // The writer replaced the file atomically: no temp file is left behind.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn item12_owned_model_survives_the_file_changing() {
+    // The documented escape from "a mapped file must not change": an owned model keeps
+    // working, with the same results, after its file is truncated and then rewritten.
+    let dir = temp_dir("owned");
+    let path = dir.join("m.alexnet");
+    std::fs::write(&path, good_bytes()).unwrap();
+    let owned = Model::open_owned(&path).unwrap();
+    let x = synthetic::input(&small_plan(), 8, 2);
+    let before = owned.infer(&x).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    assert_eq!(owned.infer(&x).unwrap(), before);
+    std::fs::write(&path, vec![0xA5u8; good_bytes().len()]).unwrap();
+    assert_eq!(owned.infer(&x).unwrap(), before);
+    assert!(matches!(Model::open(&path), Err(Error::BadMagic)));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn item11_path_through_a_file_is_an_io_error() {
+    let dir = temp_dir("notdir");
+    let file = dir.join("plain");
+    std::fs::write(&file, good_bytes()).unwrap();
+    assert!(matches!(Model::open(file.join("child")), Err(Error::Io { .. })));
+    assert!(matches!(Model::open_owned(file.join("child")), Err(Error::Io { .. })));
+    assert!(matches!(WeightFile::open(file.join("child"), alexnet::OpenMode::Mapped), Err(Error::Io { .. })));
     std::fs::remove_dir_all(&dir).ok();
 }
 

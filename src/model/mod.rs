@@ -376,9 +376,26 @@ impl Model {
     /// `[N, classes]`. A softmax is applied when the network itself ends in logits.
     pub fn infer(&self, input: &[f32]) -> Result<Vec<f32>> {
         let batch = self.batch_of(input)?;
-        let mut out = vec![0.0f32; batch * self.num_classes()];
+        // The result counts against the cap too, and is checked before it is allocated.
+        let len = self.admit(batch, true)?;
+        let mut out = vec![0.0f32; len];
         self.infer_into(input, &mut out)?;
         Ok(out)
+    }
+
+    /// Check a batch against the workspace cap (plus the `[N, classes]` result when the
+    /// call allocates it) before anything sized by it is allocated; the output length.
+    fn admit(&self, batch: usize, owned_output: bool) -> Result<usize> {
+        let expected = batch.checked_mul(self.num_classes()).ok_or(Error::Overflow("output length"))?;
+        let mut bytes = self.size.bytes(batch).ok_or(Error::Overflow("workspace size"))?;
+        if owned_output {
+            let out = (expected as u64).checked_mul(4).ok_or(Error::Overflow("output length"))?;
+            bytes = bytes.checked_add(out).ok_or(Error::Overflow("workspace size"))?;
+        }
+        if bytes > self.max_workspace_bytes {
+            return Err(Error::BatchTooLarge { batch, limit_bytes: self.max_workspace_bytes });
+        }
+        Ok(expected)
     }
 
     /// [`Model::infer`] into a caller's buffer of `N * classes` values.
@@ -453,10 +470,7 @@ impl Model {
         if output.len() != expected {
             return Err(Error::OutputLength { expected, found: output.len() });
         }
-        let bytes = self.size.bytes(batch).ok_or(Error::Overflow("workspace size"))?;
-        if bytes > self.max_workspace_bytes {
-            return Err(Error::BatchTooLarge { batch, limit_bytes: self.max_workspace_bytes });
-        }
+        self.admit(batch, false)?;
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
         self.pool.install(|| self.forward(input, batch, &mut ws, times));

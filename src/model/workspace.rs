@@ -35,9 +35,15 @@ impl WorkspaceSize {
     }
 
     /// Total bytes for `batch` images, or `None` on overflow.
+    /// Everything [`Workspace::ensure`] may allocate is counted: both activation buffers,
+    /// the conv scratch and the phased input of a strided convolution.
     pub(crate) fn bytes(&self, batch: usize) -> Option<u64> {
-        let values =
-            self.max_act.checked_mul(batch)?.checked_mul(2)?.checked_add(self.conv_scratch.checked_mul(batch)?)?;
+        let values = self
+            .max_act
+            .checked_mul(batch)?
+            .checked_mul(2)?
+            .checked_add(self.conv_scratch.checked_mul(batch)?)?
+            .checked_add(self.phased.checked_mul(batch)?)?;
         (values as u64).checked_mul(4)
     }
 }
