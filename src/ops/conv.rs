@@ -8,7 +8,7 @@
 //! the kernel runs full tiles; C then lands in scratch and its rows are copied to each
 //! image's CHW output (a copy of one activation, small next to the GEMM).
 
-use super::im2col::{phase_split, ConvGeom, Im2col};
+use super::im2col::{prepare, ConvGeom, Im2col};
 use crate::gemm::{sgemm_tasks, Bias, Epilogue, Kernel, PackedA};
 
 /// Output maps smaller than this are batched into one GEMM per group.
@@ -23,14 +23,10 @@ pub fn scratch_len(g: &ConvGeom, out_channels: usize, batch: usize) -> usize {
     }
 }
 
-/// Values per image of the phased input a strided convolution packs from (0 at stride 1,
-/// which packs straight from the input); see [`phase_split`].
+/// Values per image of the prepared input every convolution packs from (padding
+/// explicit, rows phased at a stride above 1); see [`prepare`].
 pub fn phased_len(g: &ConvGeom, in_channels: usize) -> usize {
-    if g.sw > 1 {
-        in_channels * g.h * g.row_len()
-    } else {
-        0
-    }
+    in_channels * g.plane()
 }
 
 /// Convolve `batch` images: `input` is `[batch, groups * cg, h, w]`, `out` is
@@ -55,18 +51,18 @@ pub fn conv2d(
     let o = bias.len();
     let og = o / groups;
     let (in_len, out_len) = (g.cg * g.h * g.w * groups, o * n);
-    // Strided convolutions pack from a phased copy of the input (one pass over it), so
-    // every im2col run is a contiguous copy.
+    // Every convolution packs from a prepared copy of its input (one pass over it), so
+    // every im2col run is a plain copy.
     let per_image = phased_len(g, g.cg * groups);
-    let (input, in_len, plane) = if per_image > 0 {
-        for b in 0..batch {
-            let dst = &mut phased[b * per_image..(b + 1) * per_image];
-            phase_split(&input[b * in_len..(b + 1) * in_len], g.cg * groups, g, dst);
-        }
-        (&phased[..batch * per_image], per_image, g.cg * g.h * g.row_len())
-    } else {
-        (input, in_len, g.cg * g.h * g.w)
-    };
+    for b in 0..batch {
+        prepare(
+            &input[b * in_len..(b + 1) * in_len],
+            g.cg * groups,
+            g,
+            &mut phased[b * per_image..(b + 1) * per_image],
+        );
+    }
+    let (input, in_len, plane) = (&phased[..batch * per_image], per_image, g.cg * g.plane());
     let batched = scratch_len(g, o, batch) > 0;
     let ep = |grp: usize| Epilogue { bias: Bias::Row(&bias[grp * og..(grp + 1) * og]), relu };
     let tasks = rayon::current_num_threads();

@@ -5,6 +5,14 @@
 //! `K = cg * kh * kw` rows, `N = oh * ow` columns, matching OIHW weights as A. The full
 //! matrix is never formed: [`Im2col`] implements [`PackB`], so the GEMM asks for exactly
 //! the `KC x NC` blocks it packs, and they are written once, in panel order.
+//!
+//! The input is first rewritten once per layer ([`prepare`]): padding made explicit, and
+//! at a horizontal stride `sw > 1` each row split into `sw` phases (columns `f, f + sw,
+//! ...`). Then every element of B is one load, `B[k][j] = X[off(k) + col(j)]`, with
+//! `off(k)` depending on the tap alone and `col(j)` on the pixel alone; an output row's
+//! pixels are consecutive values. Packing is therefore a copy of short runs whose
+//! layout is the same for every k: each run is found once per panel and copied for all
+//! the KC rows, with no bounds or padding logic in the inner loop.
 
 use crate::gemm::PackB;
 use crate::plan::Pads;
@@ -43,26 +51,53 @@ impl ConvGeom {
     pub fn n(&self) -> usize {
         self.oh * self.ow
     }
-    /// Values per phase of an input row in the phased layout (see [`phase_split`]).
-    pub fn phase_w(&self) -> usize {
-        self.w.div_ceil(self.sw)
+    /// Rows of a prepared channel: the input's plus the padding above and below.
+    pub fn padded_h(&self) -> usize {
+        self.h + self.pads.top as usize + self.pads.bottom as usize
     }
-    /// Values per input row in the phased layout: `sw * phase_w()`, `w` at stride 1.
+    /// Values per phase of a prepared row (the padded row split `sw` ways).
+    pub fn phase_w(&self) -> usize {
+        (self.w + self.pads.left as usize + self.pads.right as usize).div_ceil(self.sw)
+    }
+    /// Values per prepared row: `sw * phase_w()`.
     pub fn row_len(&self) -> usize {
         self.sw * self.phase_w()
     }
+    /// Values per prepared channel.
+    pub fn plane(&self) -> usize {
+        self.padded_h() * self.row_len()
+    }
+    /// Offset of tap `(ic, ky, kx)` in the prepared input.
+    fn tap(&self, ic: usize, ky: usize, kx: usize) -> usize {
+        ic * self.plane() + ky * self.row_len() + (kx % self.sw) * self.phase_w() + kx / self.sw
+    }
 }
 
-/// Rewrite `channels` channels of `[h, w]` rows (`input`) into the phased layout the
-/// packer reads: each row becomes `sw` phases of `phase_w` values, phase `f` holding
-/// columns `f, f + sw, f + 2 sw, ...` (zero past the row's end). Every strided im2col run
-/// then reads one contiguous slice. At stride 1 the phased layout is the input itself.
-pub fn phase_split(input: &[f32], channels: usize, g: &ConvGeom, out: &mut [f32]) {
-    let (w, sw, pw) = (g.w, g.sw, g.phase_w());
-    for (src, dst) in input[..channels * g.h * w].chunks_exact(w).zip(out.chunks_exact_mut(sw * pw)) {
-        for (f, phase) in dst.chunks_exact_mut(pw).enumerate() {
-            for (j, d) in phase.iter_mut().enumerate() {
-                *d = src.get(j * sw + f).copied().unwrap_or(0.0);
+/// Rewrite `channels` channels of `[h, w]` rows (`input`) into the prepared layout the
+/// packer reads (`out`: `channels * plane()` values): the padding written out as zeros,
+/// and each padded row as `sw` phases of `phase_w` values, phase `f` holding the padded
+/// columns `f, f + sw, f + 2 sw, ...` (zero past the row's end).
+pub fn prepare(input: &[f32], channels: usize, g: &ConvGeom, out: &mut [f32]) {
+    let (w, sw, pw, row_len) = (g.w, g.sw, g.phase_w(), g.row_len());
+    let (top, left) = (g.pads.top as usize, g.pads.left as usize);
+    let src_planes = input[..channels * g.h * w].chunks_exact(g.h * w);
+    for (src, dst) in src_planes.zip(out[..channels * g.plane()].chunks_exact_mut(g.plane())) {
+        for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
+            let Some(line) = r.checked_sub(top).filter(|&iy| iy < g.h).map(|iy| &src[iy * w..(iy + 1) * w]) else {
+                row.fill(0.0);
+                continue;
+            };
+            if sw == 1 {
+                row[..left].fill(0.0);
+                row[left..left + w].copy_from_slice(line);
+                row[left + w..].fill(0.0);
+                continue;
+            }
+            for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
+                for (i, d) in phase.iter_mut().enumerate() {
+                    let x = i * sw + f;
+                    *d = x.checked_sub(left).and_then(|ix| line.get(ix)).copied().unwrap_or(0.0);
+                }
             }
         }
     }
@@ -70,11 +105,11 @@ pub fn phase_split(input: &[f32], channels: usize, g: &ConvGeom, out: &mut [f32]
 
 /// The B matrix of one group over `images` images: columns `b * n .. (b + 1) * n` are
 /// image `b`'s output pixels (`n = oh * ow`), so one GEMM can cover a whole batch.
-/// `input` is in the phased layout of [`phase_split`] (the plain layout at stride 1).
+/// `input` is in the layout of [`prepare`].
 #[derive(Clone, Copy, Debug)]
 pub struct Im2col<'a> {
-    /// The images, `image_stride` values apart; the group's `cg` channels of image `b`
-    /// start at `b * image_stride + offset`.
+    /// The prepared images, `image_stride` values apart; the group's `cg` channels of
+    /// image `b` start at `b * image_stride + offset`.
     pub input: &'a [f32],
     /// Start of the group's channels within an image.
     pub offset: usize,
@@ -87,8 +122,8 @@ pub struct Im2col<'a> {
 }
 
 impl<'a> Im2col<'a> {
-    /// The B matrix of a single image whose group channels are `input` (`[cg, h, w]`,
-    /// phased when the stride is above 1).
+    /// The B matrix of a single image whose group channels are `input` (`[cg, ...]`,
+    /// prepared).
     pub fn single(input: &'a [f32], geom: &'a ConvGeom) -> Self {
         Im2col { input, offset: 0, image_stride: 0, images: 1, geom }
     }
@@ -99,94 +134,73 @@ impl<'a> Im2col<'a> {
     }
 }
 
+/// K rows whose tap offsets are computed at a time (a stack table).
+const TAPS: usize = 256;
+
 impl PackB for Im2col<'_> {
-    /// Row by row of B (k outermost), each row walked one output-row run at a time with
-    /// every index advanced incrementally: no division in the loops. For a run, the
-    /// valid input columns (the rest is padding) are found once; the run is then written
-    /// in pieces that end at panel boundaries, each a copy (stride 1), a strided gather,
-    /// or zeros.
-    /// Fitted from conv3 and conv4 at two threads (an M split, which makes each thread
-    /// gather all of B, ran 6% and 12% slower than the N split): about 5. Short rows of
-    /// 13 or 27 values make the gather far costlier than a plain copy.
+    /// Fitted from conv3 and conv4 at two threads, with the packer of an earlier
+    /// version (an M split, which makes each thread gather all of B, ran 6% and 12%
+    /// slower than the N split): at most 5.
     const PACK_COST_IN_TILES: f64 = 5.0;
 
+    /// Panel by panel: the runs of consecutive pixels in the panel (pieces of output
+    /// rows, cut at panel edges) are found once, then each is copied for every k row,
+    /// from `X[off(k) + col]` to the panel's row k.
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         let g = self.geom;
         let (kc, width) = (k1 - k0, j1 - j0);
         if kc == 0 || width == 0 {
             return;
         }
-        let panels = width.div_ceil(nr);
-        // Columns past j1 in the last panel are zero for every row.
-        let tail = width - (panels - 1) * nr;
-        if tail < nr {
-            for p in 0..kc {
-                let at = ((panels - 1) * kc + p) * nr;
-                out[at + tail..at + nr].fill(0.0);
-            }
-        }
-        let (n, row_len, pw) = (g.n(), g.row_len(), g.phase_w());
-        let plane = g.h * row_len;
-        let (b0, pix0) = (j0 / n, j0 % n);
-        let (y0, x0) = (pix0 / g.ow, pix0 % g.ow);
-        let (mut ic, mut ky, mut kx) = (k0 / (g.kh * g.kw), (k0 / g.kw) % g.kh, k0 % g.kw);
-        let (pt, pl) = (g.pads.top as isize, g.pads.left as isize);
-        for p in 0..kc {
-            let (mut b, mut y, mut x) = (b0, y0, x0);
-            let (mut q, mut off) = (0usize, 0usize); // panel, and column within it
-            let mut c = 0;
-            while c < width {
-                let run = (g.ow - x).min(width - c);
-                let iy = (y * g.sh + ky) as isize - pt;
-                // The valid part [lo, hi) of the run and the input column of its start.
-                let (row, lo, hi, first) = if iy < 0 || iy >= g.h as isize {
-                    (&[][..], 0, 0, 0)
-                } else {
-                    let base = b * self.image_stride + self.offset + ic * plane + iy as usize * row_len;
-                    let first = (x * g.sw + kx) as isize - pl;
-                    let lo = if first >= 0 { 0 } else { ((-first) as usize).div_ceil(g.sw).min(run) };
-                    let last = g.w as isize - 1 - first;
-                    let hi = if last < 0 { lo } else { (last as usize / g.sw + 1).clamp(lo, run) };
-                    (&self.input[base..base + row_len], lo, hi, first)
-                };
-                let mut t = 0;
-                while t < run {
-                    let len = (run - t).min(nr - off);
-                    let at = (q * kc + p) * nr + off;
-                    let dst = &mut out[at..at + len];
-                    // Overlap of this piece [t, t + len) with the valid [lo, hi).
-                    let (v0, v1) = (lo.clamp(t, t + len), hi.clamp(t, t + len));
-                    dst[..v0 - t].fill(0.0);
-                    dst[v1 - t..].fill(0.0);
-                    if v1 > v0 {
-                        // Input column `col` sits in phase col % sw at index col / sw, and
-                        // consecutive outputs step one index within that phase.
-                        let col = (first + (v0 * g.sw) as isize) as usize;
-                        let start = if g.sw == 1 { col } else { (col % g.sw) * pw + col / g.sw };
-                        dst[v0 - t..v1 - t].copy_from_slice(&row[start..start + (v1 - v0)]);
-                    }
-                    t += len;
-                    off += len;
-                    if off == nr {
-                        off = 0;
-                        q += 1;
+        let (n, ystep) = (g.n(), g.sh * g.row_len());
+        let mut taps = [0usize; TAPS];
+        for t0 in (0..kc).step_by(TAPS) {
+            let tn = TAPS.min(kc - t0);
+            let k = k0 + t0;
+            let (mut ic, mut ky, mut kx) = (k / (g.kh * g.kw), (k / g.kw) % g.kh, k % g.kw);
+            for off in &mut taps[..tn] {
+                *off = g.tap(ic, ky, kx);
+                kx += 1;
+                if kx == g.kw {
+                    kx = 0;
+                    ky += 1;
+                    if ky == g.kh {
+                        ky = 0;
+                        ic += 1;
                     }
                 }
-                c += run;
-                x = 0;
-                y += 1;
-                if y == g.oh {
-                    y = 0;
-                    b += 1;
-                }
             }
-            kx += 1;
-            if kx == g.kw {
-                kx = 0;
-                ky += 1;
-                if ky == g.kh {
-                    ky = 0;
-                    ic += 1;
+            let taps = &taps[..tn];
+            for (q, j) in (j0..j1).step_by(nr).enumerate() {
+                let cols = nr.min(j1 - j);
+                // Row p of this panel (within the tap chunk) starts at `base + p * nr`.
+                let base = (q * kc + t0) * nr;
+                let (mut b, mut pix) = (j / n, j % n);
+                let (mut y, mut x) = (pix / g.ow, pix % g.ow);
+                let mut at = 0;
+                while at < cols {
+                    let len = (g.ow - x).min(cols - at);
+                    let src = b * self.image_stride + self.offset + y * ystep + x;
+                    for (p, &off) in taps.iter().enumerate() {
+                        let d = base + p * nr + at;
+                        out[d..d + len].copy_from_slice(&self.input[src + off..src + off + len]);
+                    }
+                    at += len;
+                    pix += len;
+                    x += len;
+                    if x == g.ow {
+                        x = 0;
+                        y += 1;
+                        if pix == n {
+                            (pix, y) = (0, 0);
+                            b += 1;
+                        }
+                    }
+                }
+                if cols < nr {
+                    for p in 0..tn {
+                        out[base + p * nr + cols..base + (p + 1) * nr].fill(0.0);
+                    }
                 }
             }
         }
@@ -217,14 +231,14 @@ mod tests {
         // phased one by one into a buffer with some slack between them.
         let (channels, images, slack) = (3, 3, 7);
         let plain_len = channels * g.h * g.w;
-        let phased_len = channels * g.h * g.row_len() + slack;
+        let phased_len = channels * g.plane() + slack;
         let plain: Vec<f32> = (0..plain_len * images).map(|i| i as f32).collect();
         let mut phased = vec![f32::NAN; phased_len * images];
         for b in 0..images {
-            let dst = &mut phased[b * phased_len..b * phased_len + channels * g.h * g.row_len()];
-            phase_split(&plain[b * plain_len..(b + 1) * plain_len], channels, &g, dst);
+            let dst = &mut phased[b * phased_len..b * phased_len + channels * g.plane()];
+            prepare(&plain[b * plain_len..(b + 1) * plain_len], channels, &g, dst);
         }
-        let offset = g.h * g.row_len();
+        let offset = g.plane();
         let src = Im2col { input: &phased, offset, image_stride: phased_len, images, geom: &g };
         let (k, n) = (g.k(), g.n());
         let mut all = vec![0.0; (images * n).div_ceil(8) * 8 * k];
@@ -254,8 +268,8 @@ mod tests {
             let ow = (w + pads.left as usize + pads.right as usize - kw) / sw + 1;
             let g = ConvGeom { cg, h, w, kh, kw, sh, sw, pads, oh, ow };
             let input: Vec<f32> = (0..cg * h * w).map(|i| i as f32 + 1.0).collect();
-            let mut phased = vec![f32::NAN; cg * h * g.row_len()];
-            phase_split(&input, cg, &g, &mut phased);
+            let mut phased = vec![f32::NAN; cg * g.plane()];
+            prepare(&input, cg, &g, &mut phased);
             let src = Im2col::single(&phased, &g);
             for nr in [4, 8, 32] {
                 for (k0, k1, j0, j1) in [(0, g.k(), 0, g.n()), (1, g.k().min(5), 3.min(g.n() - 1), g.n())] {
