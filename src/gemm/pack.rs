@@ -128,3 +128,52 @@ pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
         *x = *y;
     }
 }
+
+/// `dst.copy_from_slice(src)` for the short runs of an im2col panel (13 or 27 values,
+/// cut at panel edges), as fixed-size moves: 8-value chunks and one overlapping last
+/// chunk, or two overlapping 4-value moves, instead of a call to `memmove` per run.
+#[inline(always)]
+pub(crate) fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    assert_eq!(n, src.len(), "copy_run: lengths differ");
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            move_n::<8>(&mut dst[i..i + 8], &src[i..i + 8]);
+            i += 8;
+        }
+        if i < n {
+            move_n::<8>(&mut dst[n - 8..], &src[n - 8..]);
+        }
+    } else if n >= 4 {
+        move_n::<4>(&mut dst[..4], &src[..4]);
+        move_n::<4>(&mut dst[n - 4..], &src[n - 4..]);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    }
+}
+
+#[inline(always)]
+fn move_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    if let (Ok(d), Ok(s)) = (<&mut [f32; N]>::try_from(dst), <&[f32; N]>::try_from(src)) {
+        *d = *s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_run_every_length() {
+        for n in 0..40 {
+            let src: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+            let mut dst = vec![f32::NAN; n + 2];
+            copy_run(&mut dst[1..n + 1], &src);
+            assert_eq!(&dst[1..n + 1], &src[..], "length {n}");
+            assert!(dst[0].is_nan() && dst[n + 1].is_nan(), "length {n} wrote outside");
+        }
+    }
+}

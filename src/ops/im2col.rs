@@ -14,6 +14,7 @@
 //! layout is the same for every k: each run is found once per panel and copied for all
 //! the KC rows, with no bounds or padding logic in the inner loop.
 
+use crate::gemm::pack::copy_run;
 use crate::gemm::PackB;
 use crate::plan::Pads;
 
@@ -183,7 +184,7 @@ impl PackB for Im2col<'_> {
                     let src = b * self.image_stride + self.offset + y * ystep + x;
                     for (p, &off) in taps.iter().enumerate() {
                         let d = base + p * nr + at;
-                        out[d..d + len].copy_from_slice(&self.input[src + off..src + off + len]);
+                        copy_run(&mut out[d..d + len], &self.input[src + off..src + off + len]);
                     }
                     at += len;
                     pix += len;
