@@ -77,30 +77,43 @@ impl ConvGeom {
 /// Rewrite `channels` channels of `[h, w]` rows (`input`) into the prepared layout the
 /// packer reads (`out`: `channels * plane()` values): the padding written out as zeros,
 /// and each padded row as `sw` phases of `phase_w` values, phase `f` holding the padded
-/// columns `f, f + sw, f + 2 sw, ...` (zero past the row's end).
+/// columns `f, f + sw, f + 2 sw, ...` (zero past the row's end). Rows are shared out
+/// over the current rayon pool (a pure copy: the result cannot depend on it).
 pub fn prepare(input: &[f32], channels: usize, g: &ConvGeom, out: &mut [f32]) {
-    let (w, sw, pw, row_len) = (g.w, g.sw, g.phase_w(), g.row_len());
-    let (top, left) = (g.pads.top as usize, g.pads.left as usize);
-    let src_planes = input[..channels * g.h * w].chunks_exact(g.h * w);
-    for (src, dst) in src_planes.zip(out[..channels * g.plane()].chunks_exact_mut(g.plane())) {
-        for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
-            let Some(line) = r.checked_sub(top).filter(|&iy| iy < g.h).map(|iy| &src[iy * w..(iy + 1) * w]) else {
-                row.fill(0.0);
-                continue;
-            };
-            if sw == 1 {
-                row[..left].fill(0.0);
-                row[left..left + w].copy_from_slice(line);
-                row[left + w..].fill(0.0);
-                continue;
-            }
-            for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
-                for (i, d) in phase.iter_mut().enumerate() {
-                    let x = i * sw + f;
-                    *d = x.checked_sub(left).and_then(|ix| line.get(ix)).copied().unwrap_or(0.0);
-                }
+    use rayon::prelude::*;
+    let (hp, row_len) = (g.padded_h(), g.row_len());
+    let input = &input[..channels * g.h * g.w];
+    out[..channels * g.plane()].par_chunks_mut(row_len).with_min_len(32).enumerate().for_each(|(at, row)| {
+        let (c, r) = (at / hp, at % hp);
+        match r.checked_sub(g.pads.top as usize).filter(|&iy| iy < g.h) {
+            Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row),
+            None => row.fill(0.0),
+        }
+    });
+}
+
+/// One input row into one prepared row (see [`prepare`]).
+fn prepare_row(line: &[f32], g: &ConvGeom, row: &mut [f32]) {
+    let (w, sw, pw, left) = (g.w, g.sw, g.phase_w(), g.pads.left as usize);
+    if sw == 1 {
+        row[..left].fill(0.0);
+        row[left..left + w].copy_from_slice(line);
+        row[left + w..].fill(0.0);
+        return;
+    }
+    for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
+        // Phase f holds padded columns x = i * sw + f, i.e. input columns x - left: the
+        // valid i are those with left <= i * sw + f < left + w.
+        let lo = left.saturating_sub(f).div_ceil(sw).min(pw);
+        let hi = (left + w).saturating_sub(f).div_ceil(sw).clamp(lo, pw);
+        phase[..lo].fill(0.0);
+        if hi > lo {
+            let first = lo * sw + f - left;
+            for (d, s) in phase[lo..hi].iter_mut().zip(line[first..].iter().step_by(sw)) {
+                *d = *s;
             }
         }
+        phase[hi..].fill(0.0);
     }
 }
 
