@@ -152,10 +152,10 @@ impl<'a> Im2col<'a> {
 const TAPS: usize = 256;
 
 impl PackB for Im2col<'_> {
-    /// Fitted from conv3 and conv4 at two threads, with the packer of an earlier
-    /// version (an M split, which makes each thread gather all of B, ran 6% and 12%
-    /// slower than the N split): at most 5.
-    const PACK_COST_IN_TILES: f64 = 5.0;
+    /// About 2 since packing copies runs from the prepared input (it was about 5 when
+    /// every run worked out its own padding): conv3 at two threads then splits M, 1%
+    /// faster than the N split.
+    const PACK_COST_IN_TILES: f64 = 2.0;
 
     /// Panel by panel: the runs of consecutive pixels in the panel (pieces of output
     /// rows, cut at panel edges) are found once, then each is copied for every k row,
