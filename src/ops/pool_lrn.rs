@@ -78,7 +78,7 @@ pub fn pool_lrn(kernel: Kernel, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
             match p.order {
                 Order::PoolThenLrn => {
                     let np = (y1 - y0) * ow;
-                    grow(buf, 2 * c * np + w);
+                    grow(buf, 2 * c * np + 2 * w);
                     let (pooled, rest) = buf.split_at_mut(c * np);
                     let (squares, colmax) = rest.split_at_mut(c * np);
                     for ch in 0..c {
@@ -92,7 +92,7 @@ pub fn pool_lrn(kernel: Kernel, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
                     let iy0 = (y0 * sh).saturating_sub(pt);
                     let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
                     let np = (iy1 - iy0) * w;
-                    grow(buf, 2 * c * np + w);
+                    grow(buf, 2 * c * np + 2 * w);
                     let (normed, rest) = buf.split_at_mut(c * np);
                     let (squares, colmax) = rest.split_at_mut(c * np);
                     let src = |ch: usize| &input[ch * h * w + iy0 * w..ch * h * w + iy1 * w];
@@ -115,7 +115,7 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
 
 /// Max-pool output rows `y0..y1` of one channel into `dst` (`(y1 - y0) * ow` values).
 /// `rows` holds input rows `row0..` of the channel (`h` is the full height); `colmax` is
-/// scratch of `w` values. Separable: the window's rows are first reduced element-wise
+/// scratch of `2 w` values. Separable: the window's rows are first reduced element-wise
 /// (a vectorisable pass), then each output takes the max over its columns of that row.
 /// Padded cells never win; NaN is sticky in both passes, so any NaN in a window wins.
 #[allow(clippy::too_many_arguments)]
@@ -134,7 +134,7 @@ fn pool_rows(
     let (kh, kw) = (p.kernel[0] as usize, p.kernel[1] as usize);
     let (sh, sw) = (p.stride[0] as usize, p.stride[1] as usize);
     let (pt, pl) = (p.pads.top as usize, p.pads.left as usize);
-    let colmax = &mut colmax[..w];
+    let (colmax, winmax) = colmax[..2 * w].split_at_mut(w);
     for (oy, y) in (y0..y1).enumerate() {
         let r0 = (y * sh).saturating_sub(pt);
         let r1 = (y * sh + kh).saturating_sub(pt).min(h);
@@ -144,10 +144,27 @@ fn pool_rows(
                 *m = max_nan(*m, v);
             }
         }
+        // winmax[i] = max of colmax[i .. i + kw], for every full window: kw passes over
+        // shifted slices (vectorised), then each output picks its window's start.
+        let full = (w + 1).saturating_sub(kw);
+        let winmax = &mut winmax[..full];
+        winmax.copy_from_slice(&colmax[..full]);
+        for t in 1..kw {
+            for (m, &v) in winmax.iter_mut().zip(&colmax[t..t + full]) {
+                *m = max_nan(*m, v);
+            }
+        }
         for (x, out) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
-            let c0 = (x * sw).saturating_sub(pl);
-            let c1 = (x * sw + kw).saturating_sub(pl).min(w);
-            *out = colmax[c0..c1].iter().copied().fold(f32::NEG_INFINITY, max_nan);
+            let start = (x * sw).checked_sub(pl);
+            *out = match start {
+                Some(c0) if c0 < full => winmax[c0],
+                // A window cut by the padding.
+                _ => {
+                    let c0 = (x * sw).saturating_sub(pl);
+                    let c1 = (x * sw + kw).saturating_sub(pl).min(w);
+                    colmax[c0..c1].iter().copied().fold(f32::NEG_INFINITY, max_nan)
+                }
+            };
         }
     }
 }
