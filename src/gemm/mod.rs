@@ -86,14 +86,31 @@ pub fn sgemm_tasks<B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
+    sgemm_view(kernel, a, b, n, MatMut::new(c, a.m(), n, ldc), ep, tasks);
+}
+
+/// [`sgemm_tasks`] into a view of C (`a.m() x n`), e.g. one column block of a wider
+/// matrix whose other blocks other products fill at the same time.
+///
+/// # Panics
+/// As [`sgemm`], or if the view is not `a.m() x n`.
+pub fn sgemm_view<B: PackB>(
+    kernel: Kernel,
+    a: &PackedA,
+    b: &B,
+    n: usize,
+    c: MatMut<'_>,
+    ep: Epilogue<'_>,
+    tasks: usize,
+) {
     let (m, k) = (a.m(), a.k());
     assert_eq!(a.mr(), kernel.blocks().mr, "A packed for another kernel");
+    assert!(c.rows() == m && c.cols() == n, "C view is {}x{}, product is {m}x{n}", c.rows(), c.cols());
     match ep.bias {
         Bias::Row(r) => assert!(r.len() >= m),
         Bias::Col(cb) => assert!(cb.len() >= n),
         Bias::None => {}
     }
-    let c = MatMut::new(c, m, n, ldc);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),

@@ -143,25 +143,17 @@ impl ModelBuilder {
         let kernel = Kernel::new(isa)?;
         let shapes = weights.plan().shapes()?;
         let steps = compile(&weights, &shapes, kernel)?;
-        let conv_scratch = steps
-            .iter()
-            .map(|s| match s {
-                Step::Conv { geom, weights, .. } => {
-                    ops::conv::scratch_len(geom, weights.iter().map(PackedA::m).sum(), 2) / 2
-                }
-                _ => 0,
+        // Per conv step: (channels in, channels out) alongside its geometry.
+        let convs = || {
+            steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
+                (Step::Conv { geom, bias, .. }, Shape::Spatial { c, .. }) => Some((geom, *c, bias.len())),
+                _ => None,
             })
-            .max()
-            .unwrap_or(0);
-        let phased = steps
-            .iter()
-            .map(|s| match s {
-                Step::Conv { geom, weights, .. } => ops::conv::phased_len(geom, geom.cg * weights.len()),
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        let size = WorkspaceSize::of(&shapes, conv_scratch, phased);
+        };
+        let conv_scratch = convs().map(|(g, _, o)| ops::conv::scratch_len(g, o, 2) / 2).max().unwrap_or(0);
+        let conv_fixed = convs().map(|(g, c, o)| ops::conv::fixed_scratch_len(g, c, o)).max().unwrap_or(0);
+        let phased = convs().map(|(g, c, _)| ops::conv::phased_len(g, c)).max().unwrap_or(0);
+        let size = WorkspaceSize::of(&shapes, conv_scratch, conv_fixed, phased);
         Ok(Model {
             weights,
             shapes,
@@ -209,17 +201,8 @@ fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec
     for (i, layer) in plan.layers.iter().enumerate() {
         let (inp, out) = (shapes[i], shapes[i + 1]);
         let step = match (layer, inp, out) {
-            (Layer::Conv(cv), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => Step::Conv {
-                weights: {
-                    // Pack each group's OIHW weights (og x cg*kh*kw) into MR panels.
-                    let wt = weights.tensor(&format!("{}.weight", cv.name))?;
-                    let groups = cv.groups as usize;
-                    let og = cv.out_channels as usize / groups;
-                    let kk = (c / groups) * (cv.kernel[0] * cv.kernel[1]) as usize;
-                    wt.chunks_exact(og * kk).map(|g| PackedA::pack(g, og, kk, mr)).collect()
-                },
-                bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
-                geom: ConvGeom {
+            (Layer::Conv(cv), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
+                let geom = ConvGeom {
                     cg: c / cv.groups as usize,
                     h,
                     w,
@@ -230,9 +213,19 @@ fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec
                     pads: cv.pads,
                     oh,
                     ow,
-                },
-                relu: cv.relu,
-            },
+                };
+                // Each group's OIHW weights packed into MR panels (Winograd-transformed
+                // first for a 3x3 stride-1 layer).
+                let wt = weights.tensor(&format!("{}.weight", cv.name))?;
+                let groups = cv.groups as usize;
+                let og = cv.out_channels as usize / groups;
+                Step::Conv {
+                    weights: ops::conv::pack_weights(wt, &geom, groups, og, mr),
+                    bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
+                    geom,
+                    relu: cv.relu,
+                }
+            }
             (Layer::Relu, ..) => {
                 // Fuse into the producer's epilogue when there is one.
                 match steps.last_mut() {
@@ -443,8 +436,9 @@ impl Model {
         self.steps
             .iter()
             .map(|s| match s {
-                Step::Conv { weights, geom, .. } => {
-                    let m: usize = weights.iter().map(PackedA::m).sum();
+                Step::Conv { bias, geom, .. } => {
+                    // FLOPs of the direct convolution, whatever the algorithm.
+                    let m = bias.len();
                     (2 * (m * geom.k() * geom.n()) as u64, (m * geom.k() * 4) as u64)
                 }
                 Step::Linear { m, k, .. } => (2 * (m * k) as u64, (4 * m * k) as u64),

@@ -15,23 +15,23 @@ pub(crate) struct WorkspaceSize {
     max_act: usize,
     /// Largest batched-convolution output (values per image), for the GEMM's scratch.
     conv_scratch: usize,
-    /// Largest phased input of a strided convolution (values per image).
+    /// Largest scratch a convolution needs whatever the batch (Winograd tiles).
+    conv_fixed: usize,
+    /// Largest prepared (padded, phased) convolution input (values per image).
     phased: usize,
 }
 
 impl WorkspaceSize {
     /// From the plan's activation shapes.
-    pub(crate) fn of(shapes: &[Shape], conv_scratch: usize, phased: usize) -> Self {
-        WorkspaceSize { max_act: shapes.iter().map(Shape::len).max().unwrap_or(0), conv_scratch, phased }
+    pub(crate) fn of(shapes: &[Shape], conv_scratch: usize, conv_fixed: usize, phased: usize) -> Self {
+        let max_act = shapes.iter().map(Shape::len).max().unwrap_or(0);
+        WorkspaceSize { max_act, conv_scratch, conv_fixed, phased }
     }
 
-    /// Scratch values for `batch` images.
+    /// Scratch values for `batch` images (the caller has checked [`Self::bytes`]).
     fn scratch(&self, batch: usize) -> usize {
-        if batch > 1 {
-            self.conv_scratch * batch
-        } else {
-            0
-        }
+        let batched = if batch > 1 { self.conv_scratch * batch } else { 0 };
+        batched.max(self.conv_fixed)
     }
 
     /// Total bytes for `batch` images, or `None` on overflow.
@@ -43,7 +43,8 @@ impl WorkspaceSize {
             .checked_mul(batch)?
             .checked_mul(2)?
             .checked_add(self.conv_scratch.checked_mul(batch)?)?
-            .checked_add(self.phased.checked_mul(batch)?)?;
+            .checked_add(self.phased.checked_mul(batch)?)?
+            .checked_add(self.conv_fixed)?;
         (values as u64).checked_mul(4)
     }
 }

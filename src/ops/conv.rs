@@ -9,6 +9,7 @@
 //! image's CHW output (a copy of one activation, small next to the GEMM).
 
 use super::im2col::{prepare, ConvGeom, Im2col};
+use super::winograd;
 use crate::gemm::{sgemm_tasks, Bias, Epilogue, Kernel, PackedA};
 
 /// Output maps smaller than this are batched into one GEMM per group.
@@ -16,7 +17,7 @@ pub const BATCH_COLUMNS_BELOW: usize = 1000;
 
 /// Scratch values [`conv2d`] needs for `batch` images of this layer (0 if none).
 pub fn scratch_len(g: &ConvGeom, out_channels: usize, batch: usize) -> usize {
-    if batch > 1 && g.n() < BATCH_COLUMNS_BELOW {
+    if batch > 1 && g.n() < BATCH_COLUMNS_BELOW && !winograd::applies(g) {
         out_channels * g.n() * batch
     } else {
         0
@@ -26,7 +27,32 @@ pub fn scratch_len(g: &ConvGeom, out_channels: usize, batch: usize) -> usize {
 /// Values per image of the prepared input every convolution packs from (padding
 /// explicit, rows phased at a stride above 1); see [`prepare`].
 pub fn phased_len(g: &ConvGeom, in_channels: usize) -> usize {
-    in_channels * g.plane()
+    if winograd::applies(g) {
+        winograd::padded_len(g, in_channels)
+    } else {
+        in_channels * g.plane()
+    }
+}
+
+/// Scratch values a convolution needs whatever the batch (a Winograd layer's transformed
+/// tiles; 0 for the others).
+pub fn fixed_scratch_len(g: &ConvGeom, in_channels: usize, out_channels: usize) -> usize {
+    if winograd::applies(g) {
+        winograd::scratch_len(in_channels, out_channels)
+    } else {
+        0
+    }
+}
+
+/// The weights of one convolution as [`conv2d`] takes them: OIHW (`groups` blocks of
+/// `og x cg*kh*kw`) packed per group, or for a 3x3 stride-1 layer the 16 Winograd
+/// transforms per group ([`winograd::pack_weights`]).
+pub fn pack_weights(w: &[f32], g: &ConvGeom, groups: usize, og: usize, mr: usize) -> Vec<PackedA> {
+    if winograd::applies(g) {
+        winograd::pack_weights(w, groups, og, g.cg, mr)
+    } else {
+        w.chunks_exact(og * g.k()).take(groups).map(|gw| PackedA::pack(gw, og, g.k(), mr)).collect()
+    }
 }
 
 /// Convolve `batch` images: `input` is `[batch, groups * cg, h, w]`, `out` is
@@ -46,6 +72,9 @@ pub fn conv2d(
     scratch: &mut [f32],
     phased: &mut [f32],
 ) {
+    if winograd::applies(g) {
+        return winograd::conv3x3(kernel, input, batch, g, weights, bias, relu, out, phased, scratch);
+    }
     let n = g.n();
     let groups = weights.len();
     let o = bias.len();

@@ -11,3 +11,4 @@ pub mod maxpool;
 pub mod pool_lrn;
 pub mod reference;
 pub mod softmax;
+pub mod winograd;

@@ -1,0 +1,359 @@
+//! 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! Each 2x2 block of outputs comes from a 4x4 tile of input `d`: `Y = A^T [U . V] A` with
+//! `V = B^T d B` (per input channel and tile), `U = G g G^T` (per filter, at open). For
+//! every one of the 16 positions `xi` of the 4x4 transformed tile, the channel sums are
+//! one GEMM: `M_xi [O, T] = U_xi [O, C] V_xi [C, T]` over the tiles `T` of every image.
+//! That is 16 multiply-adds per 2x2 output block and channel pair instead of 4 * 9 = 36:
+//! 2.25x fewer, at the price of the transforms (additions only: `B` and `A` hold 0 and
+//! +-1; `G`'s halves are applied to the weights once, at open).
+//!
+//! Tiles are processed in blocks (at most [`MAX_TILES`] columns) so that `V` and `M` stay
+//! in cache and the workspace does not grow with the batch. The 16 products of every
+//! group run side by side on the pool, each on its share of the threads. Every output's
+//! arithmetic is fixed by the geometry alone (its tile, the GEMM's K slices), so results
+//! are bitwise identical for any thread count and any batch. Rounding differs slightly
+//! from a direct convolution's (the transforms add and subtract), and so does one corner
+//! case: an Inf or NaN input spreads to the whole 2x2 output block of its tile.
+
+use rayon::prelude::*;
+
+use super::im2col::{prepare, ConvGeom};
+use crate::gemm::{sgemm_view, Epilogue, Kernel, MatMut, PackedA, RowMajor};
+use crate::plan::Pads;
+
+/// Positions of a transformed tile.
+const XI: usize = 16;
+
+/// Most tiles (GEMM columns) per block.
+pub const MAX_TILES: usize = 256;
+
+/// Whether a group of this geometry runs here: a 3x3 kernel at stride 1.
+pub fn applies(g: &ConvGeom) -> bool {
+    g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
+}
+
+/// Tiles per image: rows and columns of 2x2 output blocks.
+fn tiles(g: &ConvGeom) -> (usize, usize) {
+    (g.oh.div_ceil(2), g.ow.div_ceil(2))
+}
+
+/// The geometry whose prepared input ([`prepare`]) covers every tile's 4x4 window: the
+/// padding below and to the right grown to `2 * tiles + 2` rows and columns.
+fn tiled(g: &ConvGeom) -> ConvGeom {
+    let (th, tw) = tiles(g);
+    let (top, left) = (g.pads.top as usize, g.pads.left as usize);
+    let bottom = (2 * th + 2).saturating_sub(g.h + top);
+    let right = (2 * tw + 2).saturating_sub(g.w + left);
+    let pads = Pads { top: g.pads.top, left: g.pads.left, bottom: bottom as u32, right: right as u32 };
+    ConvGeom { pads, ..*g }
+}
+
+/// Values per image of the padded input ([`conv3x3`]'s `padded`), for `in_channels`.
+pub fn padded_len(g: &ConvGeom, in_channels: usize) -> usize {
+    in_channels * tiled(g).plane()
+}
+
+/// Scratch values [`conv3x3`] needs, whatever the batch: `V` and `M` of one block.
+pub fn scratch_len(in_channels: usize, out_channels: usize) -> usize {
+    XI * (in_channels + out_channels) * MAX_TILES
+}
+
+/// Transform the OIHW weights of every group (`groups` blocks of `og x cg x 3 x 3`) into
+/// `groups * 16` packed matrices `U_xi` (`og x cg`), group-major.
+pub fn pack_weights(w: &[f32], groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
+    let mut out = Vec::with_capacity(groups * XI);
+    let mut u = vec![0.0f32; XI * og * cg];
+    for gw in w.chunks_exact(og * cg * 9).take(groups) {
+        for (oc, g) in gw.chunks_exact(9).enumerate() {
+            // G g (4x3), then (G g) G^T (4x4), in f64.
+            let g: [f64; 9] = std::array::from_fn(|i| f64::from(g[i]));
+            let mut gg = [[0.0f64; 3]; 4];
+            for c in 0..3 {
+                let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
+                gg[0][c] = a;
+                gg[1][c] = (a + b + d) / 2.0;
+                gg[2][c] = (a - b + d) / 2.0;
+                gg[3][c] = d;
+            }
+            for (r, row) in gg.iter().enumerate() {
+                let (a, b, d) = (row[0], row[1], row[2]);
+                let t = [a, (a + b + d) / 2.0, (a - b + d) / 2.0, d];
+                for (c, v) in t.into_iter().enumerate() {
+                    // u[xi][o][c], xi = 4 r + c; `oc` runs over (o, c) pairs.
+                    u[(r * 4 + c) * og * cg + oc] = v as f32;
+                }
+            }
+        }
+        out.extend(u.chunks_exact(og * cg).map(|m| PackedA::pack(m, og, cg, mr)));
+    }
+    out
+}
+
+/// Convolve `batch` images (`input` `[batch, groups * cg, h, w]`, `out` `[batch, o, oh,
+/// ow]`) with the transformed weights `u` of [`pack_weights`]; `padded` holds at least
+/// `batch *` [`padded_len`] values, `scratch` at least [`scratch_len`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3(
+    kernel: Kernel,
+    input: &[f32],
+    batch: usize,
+    g: &ConvGeom,
+    u: &[PackedA],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+    padded: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let groups = u.len() / XI;
+    let (o, og, cg) = (bias.len(), bias.len() / groups.max(1), g.cg);
+    let c = cg * groups;
+    let tg = tiled(g);
+    let (th, tw) = tiles(g);
+    let (plane, row) = (tg.plane(), tg.row_len());
+    let per_image = c * plane;
+    let in_len = c * g.h * g.w;
+    for b in 0..batch {
+        prepare(&input[b * in_len..(b + 1) * in_len], c, &tg, &mut padded[b * per_image..(b + 1) * per_image]);
+    }
+    let padded = &padded[..batch * per_image];
+    let total = batch * th * tw;
+    let blocks = total.div_ceil(MAX_TILES);
+    let tb_max = total.div_ceil(blocks.max(1));
+    let (v, m) = scratch[..XI * (c + o) * MAX_TILES].split_at_mut(XI * c * MAX_TILES);
+    let out_len = o * g.oh * g.ow;
+    let tasks = rayon::current_num_threads();
+    for t0 in (0..total).step_by(tb_max.max(1)) {
+        let tb = tb_max.min(total - t0);
+        // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
+        let v = &mut v[..c * XI * tb];
+        v.par_chunks_mut(XI * tb).enumerate().for_each(|(ch, vc)| {
+            // Walk the block's tiles with counters (no division per tile).
+            let (mut b, mut ty, mut tx) = (t0 / (th * tw), (t0 % (th * tw)) / tw, t0 % tw);
+            for t in 0..tb {
+                let at = b * per_image + ch * plane + 2 * ty * row + 2 * tx;
+                let win = &padded[at..at + 3 * row + 4];
+                let d: [[f32; 4]; 4] = std::array::from_fn(|i| {
+                    let r = &win[i * row..i * row + 4];
+                    [r[0], r[1], r[2], r[3]]
+                });
+                for (xi, val) in input_transform(&d).into_iter().enumerate() {
+                    vc[xi * tb + t] = val;
+                }
+                tx += 1;
+                if tx == tw {
+                    tx = 0;
+                    ty += 1;
+                    if ty == th {
+                        ty = 0;
+                        b += 1;
+                    }
+                }
+            }
+        });
+        // M: [o][xi][tile]; product (group, xi) owns rows of its group, columns of its xi.
+        let mview = MatMut::new(&mut m[..o * XI * tb], o, XI * tb, XI * tb);
+        let v: &[f32] = v;
+        products(mview, 0, groups, 0, XI, og, tb, tasks, &|grp, xi, c_view, t| {
+            let b_src = RowMajor { data: &v[grp * cg * XI * tb + xi * tb..], ld: XI * tb };
+            sgemm_view(kernel, &u[grp * XI + xi], &b_src, tb, c_view, Epilogue::default(), t);
+        });
+        // Y = A^T M A (+ bias, ReLU) into each image's output planes.
+        let m: &[f32] = m;
+        let b_first = t0 / (th * tw);
+        let b_last = (t0 + tb - 1) / (th * tw);
+        for b in b_first..=b_last {
+            let img = &mut out[b * out_len..(b + 1) * out_len];
+            img.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| {
+                let mrow = &m[oc * XI * tb..(oc + 1) * XI * tb];
+                let lo = (b * th * tw).max(t0);
+                let hi = ((b + 1) * th * tw).min(t0 + tb);
+                let (mut ty, mut tx) = ((lo - b * th * tw) / tw, (lo - b * th * tw) % tw);
+                let bias = bias[oc];
+                for t in lo - t0..hi - t0 {
+                    let mm: [f32; XI] = std::array::from_fn(|xi| mrow[xi * tb + t]);
+                    let y = output_transform(&mm);
+                    let (oy, ox) = (2 * ty, 2 * tx);
+                    let (rows, cols) = ((g.oh - oy).min(2), (g.ow - ox).min(2));
+                    for (i, yr) in y.iter().enumerate().take(rows) {
+                        let dst = &mut plane_out[(oy + i) * g.ow + ox..(oy + i) * g.ow + ox + cols];
+                        for (d, &val) in dst.iter_mut().zip(yr) {
+                            let val = val + bias;
+                            *d = if relu { super::reference::relu1(val) } else { val };
+                        }
+                    }
+                    tx += 1;
+                    if tx == tw {
+                        tx = 0;
+                        ty += 1;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// `V = B^T d B` for `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, row-major (xi = 4 i + j).
+#[inline(always)]
+fn input_transform(d: &[[f32; 4]; 4]) -> [f32; XI] {
+    let col = |a: [f32; 4]| [a[0] - a[2], a[1] + a[2], a[2] - a[1], a[1] - a[3]];
+    let rows: [[f32; 4]; 4] = std::array::from_fn(|j| col([d[0][j], d[1][j], d[2][j], d[3][j]]));
+    // rows[j][i] = (B^T d)[i][j]; now the same along j.
+    let mut v = [0.0f32; XI];
+    for i in 0..4 {
+        let t = col([rows[0][i], rows[1][i], rows[2][i], rows[3][i]]);
+        v[i * 4..i * 4 + 4].copy_from_slice(&t);
+    }
+    v
+}
+
+/// `Y = A^T M A` for `A^T = [1 1 1 0; 0 1 -1 -1]`.
+#[inline(always)]
+fn output_transform(m: &[f32; XI]) -> [[f32; 2]; 2] {
+    let red = |a: [f32; 4]| [a[0] + a[1] + a[2], a[1] - a[2] - a[3]];
+    let cols: [[f32; 2]; 4] = std::array::from_fn(|j| red([m[j], m[4 + j], m[8 + j], m[12 + j]]));
+    let y0 = red([cols[0][0], cols[1][0], cols[2][0], cols[3][0]]);
+    let y1 = red([cols[0][1], cols[1][1], cols[2][1], cols[3][1]]);
+    [y0, y1]
+}
+
+/// Run `f(group, xi, block, tasks)` for the products `(group, xi)`, groups `g0..g0 +
+/// groups`, positions `x0..x0 + xis`, on their blocks of `c` (rows `og` per group, columns
+/// `tb` per position), side by side on `tasks` threads by recursive halving.
+#[allow(clippy::too_many_arguments)]
+fn products(
+    c: MatMut<'_>,
+    g0: usize,
+    groups: usize,
+    x0: usize,
+    xis: usize,
+    og: usize,
+    tb: usize,
+    tasks: usize,
+    f: &(dyn Fn(usize, usize, MatMut<'_>, usize) + Sync),
+) {
+    let count = groups * xis;
+    if count == 1 {
+        return f(g0, x0, c, tasks);
+    }
+    let (lt, rt) = if tasks > 1 {
+        let half = count / 2;
+        let left = (tasks * half / count).clamp(1, tasks - 1);
+        (left, tasks - left)
+    } else {
+        (1, 1)
+    };
+    if groups > 1 {
+        let gl = groups / 2;
+        let (top, bottom) = c.split_rows(gl * og);
+        let go_l = || products(top, g0, gl, x0, xis, og, tb, lt, f);
+        let go_r = || products(bottom, g0 + gl, groups - gl, x0, xis, og, tb, rt, f);
+        if tasks > 1 {
+            rayon::join(go_l, go_r);
+        } else {
+            go_l();
+            go_r();
+        }
+    } else {
+        let xl = xis / 2;
+        let (left, right) = c.split_cols(xl * tb);
+        let go_l = || products(left, g0, groups, x0, xl, og, tb, lt, f);
+        let go_r = || products(right, g0, groups, x0 + xl, xis - xl, og, tb, rt, f);
+        if tasks > 1 {
+            rayon::join(go_l, go_r);
+        } else {
+            go_l();
+            go_r();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Isa;
+
+    /// Direct convolution, one output at a time, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn direct(x: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom, groups: usize, relu: bool) -> Vec<f32> {
+        let o = bias.len();
+        let og = o / groups;
+        let mut y = vec![0.0f32; o * g.oh * g.ow];
+        for oc in 0..o {
+            let grp = oc / og;
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut s = f64::from(bias[oc]);
+                    for ci in 0..g.cg {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy + ky) as isize - g.pads.top as isize;
+                                let ix = (ox + kx) as isize - g.pads.left as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xv = x[((grp * g.cg + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                let wv = w[((oc * g.cg + ci) * 3 + ky) * 3 + kx];
+                                s += f64::from(xv) * f64::from(wv);
+                            }
+                        }
+                    }
+                    let v = s as f32;
+                    y[(oc * g.oh + oy) * g.ow + ox] = if relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_direct_convolution_on_odd_shapes() {
+        let cases = [
+            // (cg, h, w, pads, groups, o, batch)
+            (3, 7, 5, Pads::uniform(1), 1, 5, 1),
+            (4, 13, 13, Pads::uniform(1), 2, 6, 3),
+            (2, 6, 9, Pads { top: 0, left: 2, bottom: 1, right: 0 }, 1, 13, 2),
+            (1, 3, 3, Pads::default(), 1, 1, 1),
+            (5, 4, 11, Pads::uniform(2), 1, 3, 40),
+        ];
+        let kernels: Vec<Kernel> = Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect();
+        for (cg, h, w, pads, groups, o, batch) in cases {
+            let oh = h + pads.top as usize + pads.bottom as usize - 2;
+            let ow = w + pads.left as usize + pads.right as usize - 2;
+            let g = ConvGeom { cg, h, w, kh: 3, kw: 3, sh: 1, sw: 1, pads, oh, ow };
+            let c = cg * groups;
+            let x: Vec<f32> = (0..batch * c * h * w).map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0).collect();
+            let wt: Vec<f32> = (0..o * cg * 9).map(|i| ((i * 104_729) % 19) as f32 / 9.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..o).map(|i| i as f32 / 4.0 - 0.5).collect();
+            for kernel in &kernels {
+                let u = pack_weights(&wt, groups, o / groups, cg, kernel.blocks().mr);
+                let mut results = Vec::new();
+                for threads in [1, 2, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut out = vec![f32::NAN; batch * o * oh * ow];
+                    let mut padded = vec![f32::NAN; batch * padded_len(&g, c)];
+                    let mut scratch = vec![f32::NAN; scratch_len(c, o)];
+                    pool.install(|| {
+                        conv3x3(*kernel, &x, batch, &g, &u, &bias, true, &mut out, &mut padded, &mut scratch)
+                    });
+                    for b in 0..batch {
+                        let want = direct(&x[b * c * h * w..(b + 1) * c * h * w], &wt, &bias, &g, groups, true);
+                        let got = &out[b * o * oh * ow..(b + 1) * o * oh * ow];
+                        for (i, (a, e)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                                "{:?} {g:?} b{b} at {i}: {a} vs {e}",
+                                kernel.isa()
+                            );
+                        }
+                    }
+                    results.push(out);
+                }
+                // Bitwise identical for any thread count.
+                assert!(results.windows(2).all(|p| p[0].iter().zip(&p[1]).all(|(a, b)| a.to_bits() == b.to_bits())));
+            }
+        }
+    }
+}
