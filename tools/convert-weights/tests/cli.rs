@@ -97,3 +97,54 @@ fn help() {
     assert!(r.status.success());
     assert!(String::from_utf8_lossy(&r.stdout).contains("USAGE"));
 }
+
+/// Hostile model files through the binary: truncations at every byte of the first 256
+/// and at every 97th byte after, and bits flipped across the file, for each importer.
+/// Every run ends in success (a flip inside weight data can leave a valid model, which
+/// must then open) or in status 1 with one stderr line and no output file; never a
+/// panic or a signal (a hang would stall this test).
+#[test]
+fn hostile_model_files_fail_cleanly() {
+    let dir = TempDir::new("cli-hostile");
+    let out = dir.path("h.alexnet");
+    let files = [
+        ("onnx/zoo_small/model.onnx", "onnx"),
+        ("state_dict/tv_small.safetensors", "safetensors"),
+        ("state_dict/tv_small.npz", "npz"),
+    ];
+    let mut refused = 0;
+    for (file, ext) in files {
+        let original = std::fs::read(fixture(file)).unwrap();
+        let path = dir.path(&format!("h.{ext}"));
+        let mut check = |bytes: &[u8], what: &str| {
+            std::fs::write(&path, bytes).unwrap();
+            let r = run(&[path.as_os_str(), os("-o"), out.as_os_str()]);
+            if r.status.success() {
+                alexnet::Model::open(&out)
+                    .unwrap_or_else(|e| panic!("{file} {what}: wrote a file that does not open: {e}"));
+                std::fs::remove_file(&out).unwrap();
+            } else {
+                assert_one_line_error(&r);
+                assert!(!out.exists(), "{file} {what}: failed but left an output");
+                refused += 1;
+            }
+        };
+        let cuts = (0..original.len().min(256)).chain((256..original.len()).step_by(97));
+        for cut in cuts {
+            check(&original[..cut], &format!("cut at {cut}"));
+        }
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..64 {
+            let mut bytes = original.clone();
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let span = if round % 2 == 0 { bytes.len().min(1024) } else { bytes.len() };
+            let pos = (rng % span as u64) as usize;
+            bytes[pos] ^= 1 << (round % 8);
+            check(&bytes, &format!("bit {} of byte {pos} flipped", round % 8));
+        }
+    }
+    // Truncations alone guarantee many refusals; a test that refused nothing is broken.
+    assert!(refused > 500, "only {refused} hostile files refused");
+}
