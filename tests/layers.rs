@@ -3,7 +3,7 @@
 //! even LRN windows, other betas, non-square inputs, standalone ReLU, batches.
 
 use alexnet::ops::reference;
-use alexnet::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+use alexnet::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess, Shape};
 use alexnet::{synthetic, Model, WeightFile};
 
 fn conv(name: &str, out: u32, k: u32, s: u32, pads: Pads, groups: u32, relu: bool) -> Layer {
@@ -200,4 +200,29 @@ fn nan_input_flows_through_without_panic() {
     let out = m.infer(&input).unwrap();
     assert_eq!(out.len(), m.num_classes());
     assert!(out.iter().any(|v| v.is_nan()), "NaN should reach the output");
+}
+
+#[test]
+fn layer_costs_count_the_direct_convolution_and_the_weights() {
+    for (name, plan) in plans() {
+        let model = model(&plan, 1);
+        let shapes = plan.shapes().unwrap();
+        let costs = model.layer_costs();
+        assert_eq!(costs.len(), plan.layers.len(), "{name}");
+        for (i, layer) in plan.layers.iter().enumerate() {
+            let want = match (layer, shapes[i], shapes[i + 1]) {
+                (Layer::Conv(cv), Shape::Spatial { c, .. }, Shape::Spatial { h, w, .. }) => {
+                    let k = c / cv.groups as usize * (cv.kernel[0] * cv.kernel[1]) as usize;
+                    let o = cv.out_channels as usize;
+                    (2 * (o * k * h * w) as u64, (4 * o * k) as u64)
+                }
+                (Layer::Linear(l), Shape::Flat(k), _) => {
+                    let m = l.out_features as usize;
+                    (2 * (m * k) as u64, (4 * m * k) as u64)
+                }
+                _ => (0, 0),
+            };
+            assert_eq!(costs[i], want, "{name}: layer {i}");
+        }
+    }
 }

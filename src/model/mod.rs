@@ -31,7 +31,10 @@ enum Step {
     /// Weights packed per group for the model's kernel at open.
     Conv {
         weights: Vec<PackedA>,
+        /// Byte range of the bias in the file.
         bias: Range<usize>,
+        /// Output channels (all groups).
+        out: usize,
         geom: ConvGeom,
         relu: bool,
     },
@@ -146,7 +149,7 @@ impl ModelBuilder {
         // Per conv step: (channels in, channels out) alongside its geometry.
         let convs = || {
             steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
-                (Step::Conv { geom, bias, .. }, Shape::Spatial { c, .. }) => Some((geom, *c, bias.len())),
+                (Step::Conv { geom, out, .. }, Shape::Spatial { c, .. }) => Some((geom, *c, *out)),
                 _ => None,
             })
         };
@@ -222,6 +225,7 @@ fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec
                 Step::Conv {
                     weights: ops::conv::pack_weights(wt, &geom, groups, og, mr),
                     bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
+                    out: cv.out_channels as usize,
                     geom,
                     relu: cv.relu,
                 }
@@ -436,9 +440,9 @@ impl Model {
         self.steps
             .iter()
             .map(|s| match s {
-                Step::Conv { bias, geom, .. } => {
+                Step::Conv { out, geom, .. } => {
                     // FLOPs of the direct convolution, whatever the algorithm.
-                    let m = bias.len();
+                    let m = *out;
                     (2 * (m * geom.k() * geom.n()) as u64, (m * geom.k() * 4) as u64)
                 }
                 Step::Linear { m, k, .. } => (2 * (m * k) as u64, (4 * m * k) as u64),
@@ -497,7 +501,7 @@ impl Model {
             let cur = &mut cur[..batch * in_len];
             let (src, dst) = (&*cur, &mut other[..batch * out_len]);
             match step {
-                Step::Conv { weights, bias, geom, relu } => {
+                Step::Conv { weights, bias, geom, relu, .. } => {
                     let b = self.weights.f32s(bias.clone());
                     ops::conv::conv2d(self.kernel, src, batch, geom, weights, b, *relu, dst, scratch, phased);
                 }
