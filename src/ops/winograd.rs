@@ -26,8 +26,12 @@ use crate::plan::Pads;
 /// Positions of a transformed tile.
 const XI: usize = 16;
 
-/// Most tiles (GEMM columns) per block.
+/// Most tiles (GEMM columns) per block; a multiple of [`PAD`].
 pub const MAX_TILES: usize = 256;
+
+/// V's and M's rows are padded to a multiple of this many tiles (a multiple of every
+/// kernel's narrow panel width).
+const PAD: usize = 16;
 
 /// Whether a group of this geometry runs here: a 3x3 kernel at stride 1.
 pub fn applies(g: &ConvGeom) -> bool {
@@ -127,9 +131,12 @@ pub fn conv3x3(
     let tasks = rayon::current_num_threads();
     for t0 in (0..total).step_by(tb_max.max(1)) {
         let tb = tb_max.min(total - t0);
+        // Rows of V and M are padded to whole narrow panels: the GEMMs then run full
+        // tiles only (columns past `tb` hold stale values whose products are never read).
+        let ld = tb.next_multiple_of(PAD);
         // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
-        let v = &mut v[..c * XI * tb];
-        v.par_chunks_mut(XI * tb).enumerate().for_each(|(ch, vc)| {
+        let v = &mut v[..c * XI * ld];
+        v.par_chunks_mut(XI * ld).enumerate().for_each(|(ch, vc)| {
             // Walk the block's tiles with counters (no division per tile).
             let (mut b, mut ty, mut tx) = (t0 / (th * tw), (t0 % (th * tw)) / tw, t0 % tw);
             for t in 0..tb {
@@ -140,7 +147,7 @@ pub fn conv3x3(
                     [r[0], r[1], r[2], r[3]]
                 });
                 for (xi, val) in input_transform(&d).into_iter().enumerate() {
-                    vc[xi * tb + t] = val;
+                    vc[xi * ld + t] = val;
                 }
                 tx += 1;
                 if tx == tw {
@@ -154,11 +161,11 @@ pub fn conv3x3(
             }
         });
         // M: [o][xi][tile]; product (group, xi) owns rows of its group, columns of its xi.
-        let mview = MatMut::new(&mut m[..o * XI * tb], o, XI * tb, XI * tb);
+        let mview = MatMut::new(&mut m[..o * XI * ld], o, XI * ld, XI * ld);
         let v: &[f32] = v;
-        products(mview, 0, groups, 0, XI, og, tb, tasks, &|grp, xi, c_view, t| {
-            let b_src = RowMajor { data: &v[grp * cg * XI * tb + xi * tb..], ld: XI * tb };
-            sgemm_view(kernel, &u[grp * XI + xi], &b_src, tb, c_view, Epilogue::default(), t);
+        products(mview, 0, groups, 0, XI, og, ld, tasks, &|grp, xi, c_view, t| {
+            let b_src = RowMajor { data: &v[grp * cg * XI * ld + xi * ld..], ld: XI * ld };
+            sgemm_view(kernel, &u[grp * XI + xi], &b_src, ld, c_view, Epilogue::default(), t);
         });
         // Y = A^T M A (+ bias, ReLU) into each image's output planes.
         let m: &[f32] = m;
@@ -167,13 +174,13 @@ pub fn conv3x3(
         for b in b_first..=b_last {
             let img = &mut out[b * out_len..(b + 1) * out_len];
             img.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| {
-                let mrow = &m[oc * XI * tb..(oc + 1) * XI * tb];
+                let mrow = &m[oc * XI * ld..(oc + 1) * XI * ld];
                 let lo = (b * th * tw).max(t0);
                 let hi = ((b + 1) * th * tw).min(t0 + tb);
                 let (mut ty, mut tx) = ((lo - b * th * tw) / tw, (lo - b * th * tw) % tw);
                 let bias = bias[oc];
                 for t in lo - t0..hi - t0 {
-                    let mm: [f32; XI] = std::array::from_fn(|xi| mrow[xi * tb + t]);
+                    let mm: [f32; XI] = std::array::from_fn(|xi| mrow[xi * ld + t]);
                     let y = output_transform(&mm);
                     let (oy, ox) = (2 * ty, 2 * tx);
                     let (rows, cols) = ((g.oh - oy).min(2), (g.ow - ox).min(2));
