@@ -13,6 +13,8 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 use crate::cpu::Isa;
 use crate::error::{Error, Result};
 use crate::gemm::{Kernel, PackedA};
@@ -505,27 +507,14 @@ impl Model {
                     let b = self.weights.f32s(bias.clone());
                     ops::conv::conv2d(self.kernel, src, batch, geom, weights, b, *relu, dst, scratch, phased);
                 }
+                // Standalone pooling and LRN: whole images shared out over the pool.
                 Step::MaxPool { pool, input, out } => {
-                    for n in 0..batch {
-                        ops::maxpool::maxpool(
-                            &src[n * in_len..(n + 1) * in_len],
-                            *input,
-                            pool,
-                            *out,
-                            &mut dst[n * out_len..(n + 1) * out_len],
-                        );
-                    }
+                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                    pairs.for_each(|(y, x)| ops::maxpool::maxpool(x, *input, pool, *out, y));
                 }
                 Step::Lrn { lrn, c, hw } => {
-                    for n in 0..batch {
-                        ops::lrn::lrn(
-                            &src[n * in_len..(n + 1) * in_len],
-                            *c,
-                            *hw,
-                            lrn,
-                            &mut dst[n * out_len..(n + 1) * out_len],
-                        );
-                    }
+                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                    pairs.for_each(|(y, x)| ops::lrn::lrn(x, *c, *hw, lrn, y));
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
@@ -533,13 +522,8 @@ impl Model {
                 }
                 Step::Relu => cur.iter_mut().for_each(|v| *v = ops::reference::relu1(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),
-                Step::PoolLrn(p) => {
-                    let out_len = self.shapes[i + 2].len();
-                    for n in 0..batch {
-                        let (x, y) = (&src[n * in_len..(n + 1) * in_len], &mut dst[n * out_len..(n + 1) * out_len]);
-                        ops::pool_lrn::pool_lrn(self.kernel, x, p, y);
-                    }
-                }
+                Step::PoolLrn(p) if batch > 1 => ops::pool_lrn::pool_lrn_batch(self.kernel, src, batch, p, dst),
+                Step::PoolLrn(p) => ops::pool_lrn::pool_lrn(self.kernel, src, p, dst),
                 Step::Flatten | Step::Fused => {}
             }
             if step.swaps() {

@@ -63,47 +63,74 @@ thread_local! {
     static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`.
+/// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`, its bands of
+/// output rows shared out over the current pool.
 pub fn pool_lrn(kernel: Kernel, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
-    let [c, h, w] = p.input;
+    let [c, _, _] = p.input;
     let [oh, ow] = p.out;
     let view = MatMut::new(&mut out[..c * oh * ow], c, oh * ow, oh * ow);
-    par_column_blocks(view, BAND_ROWS * ow, &|col0, mut band| {
-        let (y0, y1) = (col0 / ow, col0 / ow + band.cols() / ow);
-        BAND.with(|cell| {
-            // No rayon call happens inside, so the borrow cannot nest; never panic anyway.
-            let mut fallback = Vec::new();
-            let mut guard = cell.try_borrow_mut().ok();
-            let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
-            match p.order {
-                Order::PoolThenLrn => {
-                    let np = (y1 - y0) * ow;
-                    grow(buf, 2 * c * np + 2 * w);
-                    let (pooled, rest) = buf.split_at_mut(c * np);
-                    let (squares, colmax) = rest.split_at_mut(c * np);
-                    for ch in 0..c {
-                        let dst = &mut pooled[ch * np..(ch + 1) * np];
-                        pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, colmax);
-                    }
-                    lrn_band(kernel, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
+    par_column_blocks(view, BAND_ROWS * ow, &|col0, band| run_band(kernel, input, p, col0, band));
+}
+
+/// Run `p` on a batch (`[n, c, h, w]` into `[n, c, oh, ow]`): whole images shared out
+/// over the current pool, each one's bands in order (the same bands as [`pool_lrn`], so
+/// the same results, with no imbalance from a band count that does not divide evenly).
+pub fn pool_lrn_batch(kernel: Kernel, input: &[f32], batch: usize, p: &PoolLrn, out: &mut [f32]) {
+    use rayon::prelude::*;
+    let [c, h, w] = p.input;
+    let [oh, ow] = p.out;
+    let (in_len, out_len) = (c * h * w, c * oh * ow);
+    let out = &mut out[..batch * out_len];
+    out.par_chunks_mut(out_len).zip(input[..batch * in_len].par_chunks(in_len)).for_each(|(y, x)| {
+        let mut rest = MatMut::new(y, c, oh * ow, oh * ow);
+        let mut col0 = 0;
+        while rest.cols() > 0 {
+            let width = (BAND_ROWS * ow).min(rest.cols());
+            let (band, r) = rest.split_cols(width);
+            run_band(kernel, x, p, col0, band);
+            (rest, col0) = (r, col0 + width);
+        }
+    });
+}
+
+/// One band: output columns `col0 ..` (whole rows) of every channel.
+fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<'_>) {
+    let [c, h, w] = p.input;
+    let [_, ow] = p.out;
+    let (y0, y1) = (col0 / ow, col0 / ow + band.cols() / ow);
+    BAND.with(|cell| {
+        // No rayon call happens inside, so the borrow cannot nest; never panic anyway.
+        let mut fallback = Vec::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
+        match p.order {
+            Order::PoolThenLrn => {
+                let np = (y1 - y0) * ow;
+                grow(buf, 2 * c * np + 2 * w);
+                let (pooled, rest) = buf.split_at_mut(c * np);
+                let (squares, colmax) = rest.split_at_mut(c * np);
+                for ch in 0..c {
+                    let dst = &mut pooled[ch * np..(ch + 1) * np];
+                    pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, colmax);
                 }
-                Order::LrnThenPool => {
-                    let (kh, sh, pt) = (p.pool.kernel[0] as usize, p.pool.stride[0] as usize, p.pool.pads.top as usize);
-                    let iy0 = (y0 * sh).saturating_sub(pt);
-                    let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
-                    let np = (iy1 - iy0) * w;
-                    grow(buf, 2 * c * np + 2 * w);
-                    let (normed, rest) = buf.split_at_mut(c * np);
-                    let (squares, colmax) = rest.split_at_mut(c * np);
-                    let src = |ch: usize| &input[ch * h * w + iy0 * w..ch * h * w + iy1 * w];
-                    lrn_band(kernel, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
-                    for ch in 0..c {
-                        let rows = &normed[ch * np..(ch + 1) * np];
-                        pool_rows(rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), colmax);
-                    }
+                lrn_band(kernel, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
+            }
+            Order::LrnThenPool => {
+                let (kh, sh, pt) = (p.pool.kernel[0] as usize, p.pool.stride[0] as usize, p.pool.pads.top as usize);
+                let iy0 = (y0 * sh).saturating_sub(pt);
+                let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
+                let np = (iy1 - iy0) * w;
+                grow(buf, 2 * c * np + 2 * w);
+                let (normed, rest) = buf.split_at_mut(c * np);
+                let (squares, colmax) = rest.split_at_mut(c * np);
+                let src = |ch: usize| &input[ch * h * w + iy0 * w..ch * h * w + iy1 * w];
+                lrn_band(kernel, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
+                for ch in 0..c {
+                    let rows = &normed[ch * np..(ch + 1) * np];
+                    pool_rows(rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), colmax);
                 }
             }
-        });
+        }
     });
 }
 
