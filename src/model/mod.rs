@@ -147,7 +147,8 @@ impl ModelBuilder {
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
         let kernel = Kernel::new(isa)?;
         let shapes = weights.plan().shapes()?;
-        let steps = compile(&weights, &shapes, kernel)?;
+        // Packing (and Winograd-transforming) the conv weights uses the model's threads.
+        let steps = pool.install(|| compile(&weights, &shapes, kernel))?;
         // Per conv step: (channels in, channels out) alongside its geometry.
         let convs = || {
             steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {

@@ -67,34 +67,55 @@ pub fn scratch_len(in_channels: usize, out_channels: usize) -> usize {
 }
 
 /// Transform the OIHW weights of every group (`groups` blocks of `og x cg x 3 x 3`) into
-/// `groups * 16` packed matrices `U_xi` (`og x cg`), group-major.
+/// `groups * 16` packed matrices `U_xi` (`og x cg`), group-major. Filters are transformed
+/// in parallel on the current pool (this runs at open, where it was most of the time).
 pub fn pack_weights(w: &[f32], groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
     let mut out = Vec::with_capacity(groups * XI);
-    let mut u = vec![0.0f32; XI * og * cg];
+    // u[o][xi][c]: each output channel's transformed filters, one parallel task per o.
+    let mut u = vec![0.0f32; og * XI * cg];
     for gw in w.chunks_exact(og * cg * 9).take(groups) {
-        for (oc, g) in gw.chunks_exact(9).enumerate() {
-            // G g (4x3), then (G g) G^T (4x4), in f64.
-            let g: [f64; 9] = std::array::from_fn(|i| f64::from(g[i]));
-            let mut gg = [[0.0f64; 3]; 4];
-            for c in 0..3 {
-                let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
-                gg[0][c] = a;
-                gg[1][c] = (a + b + d) / 2.0;
-                gg[2][c] = (a - b + d) / 2.0;
-                gg[3][c] = d;
-            }
-            for (r, row) in gg.iter().enumerate() {
-                let (a, b, d) = (row[0], row[1], row[2]);
-                let t = [a, (a + b + d) / 2.0, (a - b + d) / 2.0, d];
-                for (c, v) in t.into_iter().enumerate() {
-                    // u[xi][o][c], xi = 4 r + c; `oc` runs over (o, c) pairs.
-                    u[(r * 4 + c) * og * cg + oc] = v as f32;
+        u.par_chunks_mut(XI * cg).zip(gw.par_chunks(cg * 9)).for_each(|(uo, wo)| {
+            for (c, f) in wo.chunks_exact(9).enumerate() {
+                for (xi, v) in filter_transform(f).into_iter().enumerate() {
+                    uo[xi * cg + c] = v;
                 }
             }
-        }
-        out.extend(u.chunks_exact(og * cg).map(|m| PackedA::pack(m, og, cg, mr)));
+        });
+        let u = &u;
+        let packed: Vec<PackedA> = (0..XI)
+            .into_par_iter()
+            .map(|xi| {
+                let m: Vec<f32> =
+                    (0..og).flat_map(|o| &u[(o * XI + xi) * cg..(o * XI + xi + 1) * cg]).copied().collect();
+                PackedA::pack(&m, og, cg, mr)
+            })
+            .collect();
+        out.extend(packed);
     }
     out
+}
+
+/// `U = G g G^T` of one 3x3 filter (row-major), in f64, for
+/// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`.
+fn filter_transform(f: &[f32]) -> [f32; XI] {
+    let g: [f64; 9] = std::array::from_fn(|i| f64::from(f[i]));
+    let mut gg = [[0.0f64; 3]; 4];
+    for c in 0..3 {
+        let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
+        gg[0][c] = a;
+        gg[1][c] = (a + b + d) / 2.0;
+        gg[2][c] = (a - b + d) / 2.0;
+        gg[3][c] = d;
+    }
+    let mut u = [0.0f32; XI];
+    for (r, row) in gg.iter().enumerate() {
+        let (a, b, d) = (row[0], row[1], row[2]);
+        let t = [a, (a + b + d) / 2.0, (a - b + d) / 2.0, d];
+        for (c, v) in t.into_iter().enumerate() {
+            u[r * 4 + c] = v as f32;
+        }
+    }
+    u
 }
 
 /// Convolve `batch` images (`input` `[batch, groups * cg, h, w]`, `out` `[batch, o, oh,
