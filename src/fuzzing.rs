@@ -149,3 +149,47 @@ pub fn pool_lrn_diff(data: &[u8]) {
         }
     }
 }
+
+/// One convolution (im2col + SGEMM, or Winograd for a 3x3 stride-1 kernel, which half the
+/// inputs take) on every ISA against the reference convolution, on a geometry, groups,
+/// batch and values taken from the bytes. Runs on the global rayon pool.
+pub fn conv_diff(data: &[u8]) {
+    use crate::ops::{conv, im2col::ConvGeom, reference};
+    let b = |i| byte(data, i) as usize;
+    let (kh, kw, sh, sw) =
+        if b(0) % 2 == 0 { (3, 3, 1, 1) } else { (1 + b(1) % 5, 1 + b(2) % 5, 1 + b(3) % 3, 1 + b(4) % 3) };
+    let side = |i| (b(i) % 3) as u32;
+    let pads = Pads { top: side(5), left: side(6), bottom: side(7), right: side(8) };
+    let (groups, cg, og) = (1 + b(9) % 2, 1 + b(10) % 4, 1 + b(11) % 6);
+    let (h, w, batch, relu) = (1 + b(12) % 12, 1 + b(13) % 12, 1 + b(14) % 3, b(15) % 2 == 1);
+    let (hp, wp) = (h + (pads.top + pads.bottom) as usize, w + (pads.left + pads.right) as usize);
+    if hp < kh || wp < kw {
+        return;
+    }
+    let (oh, ow) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
+    let vals = data.get(16..).unwrap_or(&[]);
+    let at = |i: usize| vals.get(i % vals.len().max(1)).map_or(0.5, |&v| (v as f32 - 128.0) / 64.0);
+    let (c, o) = (cg * groups, og * groups);
+    let x: Vec<f32> = (0..batch * c * h * w).map(at).collect();
+    let wt: Vec<f32> = (0..o * cg * kh * kw).map(|i| at(i * 7 + 3)).collect();
+    let bias: Vec<f32> = (0..o).map(|i| at(i * 13 + 1)).collect();
+    let g = ConvGeom { cg, h, w, kh, kw, sh, sw, pads, oh, ow };
+    let want: Vec<f32> = (0..batch)
+        .flat_map(|n| {
+            let img = &x[n * c * h * w..(n + 1) * c * h * w];
+            reference::conv2d(img, [c, h, w], &wt, &bias, o, [kh, kw], [sh, sw], pads, groups, [oh, ow], relu)
+        })
+        .collect();
+    let tol = 4e-4 * (cg * kh * kw + 1) as f32;
+    for isa in Isa::ALL {
+        let Ok(kernel) = Kernel::new(isa) else { continue };
+        let weights = conv::pack_weights(&wt, &g, groups, og, kernel.blocks().mr);
+        let mut scratch = vec![0.0f32; conv::scratch_len(&g, o, batch) + conv::fixed_scratch_len(&g, c, o)];
+        let mut phased = vec![0.0f32; batch * conv::phased_len(&g, c)];
+        let mut out = vec![f32::NAN; batch * o * oh * ow];
+        conv::conv2d(kernel, &x, batch, &g, &weights, &bias, relu, &mut out, &mut scratch, &mut phased);
+        for (i, (got, e)) in out.iter().zip(&want).enumerate() {
+            assert!((got - e).abs() <= tol, "{isa} {g:?} groups {groups} batch {batch} at {i}: {got} vs {e}");
+        }
+    }
+}

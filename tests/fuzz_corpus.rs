@@ -35,6 +35,11 @@ fn gemm_diff_corpus() {
 }
 
 #[test]
+fn conv_diff_corpus() {
+    replay("conv_diff", alexnet::fuzzing::conv_diff);
+}
+
+#[test]
 fn pool_lrn_diff_corpus() {
     replay("pool_lrn_diff", alexnet::fuzzing::pool_lrn_diff);
 }
