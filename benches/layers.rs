@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use alexnet::gemm::{Kernel, PackedA};
+use alexnet::gemm::Kernel;
 use alexnet::ops::im2col::ConvGeom;
 use alexnet::ops::pool_lrn::{pool_lrn, Order, PoolLrn};
 use alexnet::ops::{conv, linear};
@@ -44,13 +44,12 @@ fn convs(c: &mut Criterion) {
         };
         let w = synthetic::fill(1, co * g.k(), 0.1);
         let og = co / groups;
-        let packed: Vec<PackedA> =
-            w.chunks_exact(og * g.k()).map(|a| PackedA::pack(a, og, g.k(), kernel.blocks().mr)).collect();
+        let packed = conv::pack_weights(&w, &g, groups, og, kernel.blocks().mr);
         let bias = synthetic::fill(2, co, 0.1);
         for batch in [1, 16] {
             let input = synthetic::fill(3, batch * ci * side * side, 1.0);
             let mut out = vec![0.0; batch * co * g.n()];
-            let mut scratch = vec![0.0; conv::scratch_len(&g, co, batch)];
+            let mut scratch = vec![0.0; conv::scratch_len(&g, co, batch).max(conv::fixed_scratch_len(&g, ci, co))];
             let mut phased = vec![0.0; batch * conv::phased_len(&g, ci)];
             for (t, pool) in pools() {
                 group.throughput(Throughput::Elements((2 * co * g.k() * g.n() * batch) as u64));

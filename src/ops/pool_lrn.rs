@@ -19,14 +19,15 @@
 //! the direct sum matches the ONNX definition and the reference exactly in which values
 //! meet. The arithmetic (`x / (k + alpha/size * sum)^beta`, with `beta = 0.75` as
 //! `x / sqrt(t * sqrt(t))`, no `powf`) is SIMD for every ISA through [`SimdF32`]; other
-//! betas use `powf` per value. Pooling is scalar (its windows stride across lanes).
+//! betas use `powf` per value. Pooling is [`pool_rows`]: separable, in whole-row passes
+//! that the compiler vectorises, NaN handled exactly on a slower path only where one occurs.
 //!
 //! Bands are a fixed number of rows, so results do not depend on the thread count.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
 
-use super::reference::max_nan;
+use super::maxpool::pool_rows;
 use crate::gemm::{par_column_blocks, Kernel, MatMut};
 use crate::plan::{Lrn, MaxPool};
 use crate::simd::SimdF32;
@@ -140,62 +141,6 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
     }
 }
 
-/// Max-pool output rows `y0..y1` of one channel into `dst` (`(y1 - y0) * ow` values).
-/// `rows` holds input rows `row0..` of the channel (`h` is the full height); `colmax` is
-/// scratch of `2 w` values. Separable: the window's rows are first reduced element-wise
-/// (a vectorisable pass), then each output takes the max over its columns of that row.
-/// Padded cells never win; NaN is sticky in both passes, so any NaN in a window wins.
-#[allow(clippy::too_many_arguments)]
-fn pool_rows(
-    rows: &[f32],
-    row0: usize,
-    h: usize,
-    w: usize,
-    p: &MaxPool,
-    y0: usize,
-    y1: usize,
-    ow: usize,
-    dst: &mut [f32],
-    colmax: &mut [f32],
-) {
-    let (kh, kw) = (p.kernel[0] as usize, p.kernel[1] as usize);
-    let (sh, sw) = (p.stride[0] as usize, p.stride[1] as usize);
-    let (pt, pl) = (p.pads.top as usize, p.pads.left as usize);
-    let (colmax, winmax) = colmax[..2 * w].split_at_mut(w);
-    for (oy, y) in (y0..y1).enumerate() {
-        let r0 = (y * sh).saturating_sub(pt);
-        let r1 = (y * sh + kh).saturating_sub(pt).min(h);
-        colmax.copy_from_slice(&rows[(r0 - row0) * w..(r0 - row0 + 1) * w]);
-        for r in r0 + 1..r1 {
-            for (m, &v) in colmax.iter_mut().zip(&rows[(r - row0) * w..(r - row0 + 1) * w]) {
-                *m = max_nan(*m, v);
-            }
-        }
-        // winmax[i] = max of colmax[i .. i + kw], for every full window: kw passes over
-        // shifted slices (vectorised), then each output picks its window's start.
-        let full = (w + 1).saturating_sub(kw);
-        let winmax = &mut winmax[..full];
-        winmax.copy_from_slice(&colmax[..full]);
-        for t in 1..kw {
-            for (m, &v) in winmax.iter_mut().zip(&colmax[t..t + full]) {
-                *m = max_nan(*m, v);
-            }
-        }
-        for (x, out) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
-            let start = (x * sw).checked_sub(pl);
-            *out = match start {
-                Some(c0) if c0 < full => winmax[c0],
-                // A window cut by the padding.
-                _ => {
-                    let c0 = (x * sw).saturating_sub(pl);
-                    let c1 = (x * sw + kw).saturating_sub(pl).min(w);
-                    colmax[c0..c1].iter().copied().fold(f32::NEG_INFINITY, max_nan)
-                }
-            };
-        }
-    }
-}
-
 /// Normalise `c` channels of `np` values each across channels: `src(ch)` gives channel
 /// `ch`'s input, row `ch` of `dst` receives its output; `squares` is scratch of `c * np`.
 fn lrn_band<'s>(
@@ -260,18 +205,26 @@ fn dispatch(kernel: Kernel, f: &mut dyn FnMut(&dyn LrnBody)) {
 /// The CPU supports `V`; `x` and `out` have equal lengths.
 #[inline(always)]
 unsafe fn square_body<V: SimdF32>(x: &[f32], out: &mut [f32]) {
-    let (n, l) = (x.len(), V::LANES);
+    let (n, l) = (x.len().min(out.len()), V::LANES);
+    if n < l {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v * v;
+        }
+        return;
+    }
+    // Whole vectors, the last one ending at `n` (overlapping the one before it when `l`
+    // does not divide `n`: those values are computed twice, identically).
     let mut i = 0;
-    // SAFETY: i + l <= n for every vector access; the CPU supports V (caller).
+    // SAFETY: every access is at i + l <= n; the CPU supports V (caller).
     unsafe {
-        while i + l <= n {
+        loop {
             let v = V::load(x.as_ptr().add(i));
             v.mul(v).store(out.as_mut_ptr().add(i));
-            i += l;
+            if i + l == n {
+                break;
+            }
+            i = (i + l).min(n - l);
         }
-    }
-    for j in i..n {
-        out[j] = x[j] * x[j];
     }
 }
 
@@ -292,12 +245,23 @@ unsafe fn normalise_body<V: SimdF32>(
 ) {
     let (l, rows) = (V::LANES, window.len() / np.max(1));
     let fast = beta == 0.75;
+    if np < l {
+        for j in 0..np {
+            let s: f32 = (0..rows).map(|r| window[r * np + j]).sum();
+            let t = s * scale + bias;
+            out[j] = if fast { x[j] / (t * t.sqrt()).sqrt() } else { x[j] * t.powf(-beta) };
+        }
+        return;
+    }
+    // Whole vectors, the last one ending at `np` (overlapping the one before it when `l`
+    // does not divide `np`: those values are computed twice, identically, as `out` and
+    // `x` are distinct).
     let mut i = 0;
     // SAFETY: every vector access is at i + l <= np within a row of np values; the CPU
     // supports V (caller).
     unsafe {
         let (vb, vs) = (V::splat(bias), V::splat(scale));
-        while i + l <= np {
+        loop {
             let mut s = V::load(window.as_ptr().add(i));
             for r in 1..rows {
                 s = s.add(V::load(window.as_ptr().add(r * np + i)));
@@ -312,13 +276,11 @@ unsafe fn normalise_body<V: SimdF32>(
                     out[j] = x[j] * out[j].powf(-beta);
                 }
             }
-            i += l;
+            if i + l == np {
+                break;
+            }
+            i = (i + l).min(np - l);
         }
-    }
-    for j in i..np {
-        let s: f32 = (0..rows).map(|r| window[r * np + j]).sum();
-        let t = s * scale + bias;
-        out[j] = if fast { x[j] / (t * t.sqrt()).sqrt() } else { x[j] * t.powf(-beta) };
     }
 }
 
