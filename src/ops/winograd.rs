@@ -20,6 +20,7 @@
 use rayon::prelude::*;
 
 use super::im2col::{prepare, ConvGeom};
+use crate::gemm::pack::copy_run;
 use crate::gemm::{sgemm_view, Epilogue, Kernel, MatMut, PackedA, RowMajor};
 use crate::plan::Pads;
 
@@ -160,19 +161,18 @@ pub fn conv3x3(
         // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
         let v = &mut v[..c * XI * ld];
         v.par_chunks_mut(XI * ld).enumerate().for_each(|(ch, vc)| {
-            // Walk the block's tiles with counters (no division per tile).
+            // Runs of up to TW tiles along a tile row, transformed together.
             let (mut b, mut ty, mut tx) = (t0 / (th * tw), (t0 % (th * tw)) / tw, t0 % tw);
-            for t in 0..tb {
+            let mut t = 0;
+            while t < tb {
+                let n = TW.min(tw - tx).min(tb - t);
                 let at = b * per_image + ch * plane + 2 * ty * row + 2 * tx;
-                let win = &padded[at..at + 3 * row + 4];
-                let d: [[f32; 4]; 4] = std::array::from_fn(|i| {
-                    let r = &win[i * row..i * row + 4];
-                    [r[0], r[1], r[2], r[3]]
-                });
-                for (xi, val) in input_transform(&d).into_iter().enumerate() {
-                    vc[xi * ld + t] = val;
+                let vt = input_tiles(&padded[at..], row, n);
+                for (xi, vals) in vt.iter().enumerate() {
+                    copy_run(&mut vc[xi * ld + t..xi * ld + t + n], &vals[..n]);
                 }
-                tx += 1;
+                t += n;
+                tx += n;
                 if tx == tw {
                     tx = 0;
                     ty += 1;
@@ -201,20 +201,29 @@ pub fn conv3x3(
                 let lo = (b * th * tw).max(t0);
                 let hi = ((b + 1) * th * tw).min(t0 + tb);
                 let (mut ty, mut tx) = ((lo - b * th * tw) / tw, (lo - b * th * tw) % tw);
-                let bias = bias[oc];
-                for t in lo - t0..hi - t0 {
-                    let mm: [f32; XI] = std::array::from_fn(|xi| mrow[xi * ld + t]);
-                    let y = output_transform(&mm);
-                    let (oy, ox) = (2 * ty, 2 * tx);
-                    let (rows, cols) = ((g.oh - oy).min(2), (g.ow - ox).min(2));
-                    for (i, yr) in y.iter().enumerate().take(rows) {
-                        let dst = &mut plane_out[(oy + i) * g.ow + ox..(oy + i) * g.ow + ox + cols];
-                        for (d, &val) in dst.iter_mut().zip(yr) {
-                            let val = val + bias;
-                            *d = if relu { super::reference::relu1(val) } else { val };
+                // M is several MiB and each channel reads 16 rows of it: fetch the next
+                // channel's lines while this one is transformed (the reads below would
+                // otherwise wait on them one run at a time).
+                if let Some(next) = m.get((oc + 1) * XI * ld..(oc + 2) * XI * ld) {
+                    for xi in 0..XI {
+                        for x in next[xi * ld + lo - t0..xi * ld + hi - t0].iter().step_by(16) {
+                            crate::simd::prefetch_read(x);
                         }
                     }
-                    tx += 1;
+                }
+                let bias = bias[oc];
+                let mut t = lo - t0;
+                while t < hi - t0 {
+                    let n = TW.min(tw - tx).min(hi - t0 - t);
+                    let y = output_tiles(mrow, ld, t, bias, relu);
+                    // Output rows 2ty and 2ty + 1 (if inside), columns 2tx .. 2(tx + n).
+                    let (ox, cols) = (2 * tx, (2 * n).min(g.ow - 2 * tx));
+                    for (i, yr) in y.iter().enumerate().take((g.oh - 2 * ty).min(2)) {
+                        let at = (2 * ty + i) * g.ow + ox;
+                        copy_run(&mut plane_out[at..at + cols], &yr[..cols]);
+                    }
+                    t += n;
+                    tx += n;
                     if tx == tw {
                         tx = 0;
                         ty += 1;
@@ -225,28 +234,90 @@ pub fn conv3x3(
     }
 }
 
-/// `V = B^T d B` for `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, row-major (xi = 4 i + j).
-#[inline(always)]
-fn input_transform(d: &[[f32; 4]; 4]) -> [f32; XI] {
-    let col = |a: [f32; 4]| [a[0] - a[2], a[1] + a[2], a[2] - a[1], a[1] - a[3]];
-    let rows: [[f32; 4]; 4] = std::array::from_fn(|j| col([d[0][j], d[1][j], d[2][j], d[3][j]]));
-    // rows[j][i] = (B^T d)[i][j]; now the same along j.
-    let mut v = [0.0f32; XI];
+/// Tiles transformed together along a tile row: a vector's worth for the compiler.
+const TW: usize = 8;
+
+/// `V = B^T d B` (`B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`) for `TW` neighbouring
+/// tiles whose 4x4 windows start at `x[0]`, `x[2]`, ... (rows `row` apart); lanes past
+/// the first `n` tiles hold whatever follows (or zeros at the end of `x`): never stored. Returns `v[xi][tile]`
+/// (`xi = 4 i + j`). The column pass runs once per input column (neighbouring windows
+/// share two), then the row pass over the even and odd columns; every lane does the
+/// same operations in the same order as [`tests::input_transform`], the one-tile form.
+#[inline]
+fn input_tiles(x: &[f32], row: usize, n: usize) -> [[f32; TW]; XI] {
+    const COLS: usize = 2 * TW + 2;
+    let mut d = [[0.0f32; COLS]; 4];
+    for (i, di) in d.iter_mut().enumerate() {
+        match x.get(i * row..i * row + COLS) {
+            // Whole rows when the buffer has them (lanes past `n` then read neighbours).
+            Some(src) => *di = <[f32; COLS]>::try_from(src).unwrap_or([0.0; COLS]),
+            None => copy_run(&mut di[..2 * n + 2], &x[i * row..i * row + 2 * n + 2]),
+        }
+    }
+    // B^T along the window's rows, for every column.
+    let mut c = [[0.0f32; COLS]; 4];
+    for k in 0..COLS {
+        c[0][k] = d[0][k] - d[2][k];
+        c[1][k] = d[1][k] + d[2][k];
+        c[2][k] = d[2][k] - d[1][k];
+        c[3][k] = d[1][k] - d[3][k];
+    }
+    // Then along the columns: tile t's window columns are c[2t .. 2t + 4].
+    let mut v = [[0.0f32; TW]; XI];
     for i in 0..4 {
-        let t = col([rows[0][i], rows[1][i], rows[2][i], rows[3][i]]);
-        v[i * 4..i * 4 + 4].copy_from_slice(&t);
+        let mut e = [0.0f32; TW + 1];
+        let mut o = [0.0f32; TW + 1];
+        for k in 0..TW + 1 {
+            e[k] = c[i][2 * k];
+            o[k] = c[i][2 * k + 1];
+        }
+        for t in 0..TW {
+            v[4 * i][t] = e[t] - e[t + 1];
+            v[4 * i + 1][t] = o[t] + e[t + 1];
+            v[4 * i + 2][t] = e[t + 1] - o[t];
+            v[4 * i + 3][t] = o[t] - o[t + 1];
+        }
     }
     v
 }
 
-/// `Y = A^T M A` for `A^T = [1 1 1 0; 0 1 -1 -1]`.
-#[inline(always)]
-fn output_transform(m: &[f32; XI]) -> [[f32; 2]; 2] {
-    let red = |a: [f32; 4]| [a[0] + a[1] + a[2], a[1] - a[2] - a[3]];
-    let cols: [[f32; 2]; 4] = std::array::from_fn(|j| red([m[j], m[4 + j], m[8 + j], m[12 + j]]));
-    let y0 = red([cols[0][0], cols[1][0], cols[2][0], cols[3][0]]);
-    let y1 = red([cols[0][1], cols[1][1], cols[2][1], cols[3][1]]);
-    [y0, y1]
+/// `Y = A^T M A` (`A^T = [1 1 1 0; 0 1 -1 -1]`), plus `bias`, then ReLU if asked, for the
+/// `TW` tiles at columns `t ..` of `m` (`[xi][tile]`, rows `ld` apart; lanes past the
+/// block read stale values that are never stored). Returns the two output rows of the
+/// run, each tile's pair of columns side by side. The same operations per lane as
+/// [`tests::output_transform`].
+#[inline]
+fn output_tiles(m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> [[f32; 2 * TW]; 2] {
+    let mut mm = [[0.0f32; TW]; XI];
+    for (xi, r) in mm.iter_mut().enumerate() {
+        let at = xi * ld + t;
+        match m.get(at..at + TW) {
+            Some(src) => *r = <[f32; TW]>::try_from(src).unwrap_or([0.0; TW]),
+            None => {
+                let n = m.len().saturating_sub(at).min(TW);
+                copy_run(&mut r[..n], &m[at..at + n]);
+            }
+        }
+    }
+    let mut y = [[0.0f32; TW]; 4];
+    for l in 0..TW {
+        let a: [f32; 4] = std::array::from_fn(|j| mm[j][l] + mm[4 + j][l] + mm[8 + j][l]);
+        let b: [f32; 4] = std::array::from_fn(|j| mm[4 + j][l] - mm[8 + j][l] - mm[12 + j][l]);
+        y[0][l] = a[0] + a[1] + a[2];
+        y[1][l] = a[1] - a[2] - a[3];
+        y[2][l] = b[0] + b[1] + b[2];
+        y[3][l] = b[1] - b[2] - b[3];
+    }
+    let mut rows = [[0.0f32; 2 * TW]; 2];
+    for (r, out) in rows.iter_mut().enumerate() {
+        for l in 0..TW {
+            for (k, &val) in [y[2 * r][l], y[2 * r + 1][l]].iter().enumerate() {
+                let val = val + bias;
+                out[2 * l + k] = if relu { super::reference::relu1(val) } else { val };
+            }
+        }
+    }
+    rows
 }
 
 /// Run `f(group, xi, block, tasks)` for the products `(group, xi)`, groups `g0..g0 +
@@ -305,6 +376,28 @@ mod tests {
     use super::*;
     use crate::cpu::Isa;
 
+    /// `V = B^T d B` for `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, row-major (xi = 4 i + j).
+    pub(super) fn input_transform(d: &[[f32; 4]; 4]) -> [f32; XI] {
+        let col = |a: [f32; 4]| [a[0] - a[2], a[1] + a[2], a[2] - a[1], a[1] - a[3]];
+        let rows: [[f32; 4]; 4] = std::array::from_fn(|j| col([d[0][j], d[1][j], d[2][j], d[3][j]]));
+        // rows[j][i] = (B^T d)[i][j]; now the same along j.
+        let mut v = [0.0f32; XI];
+        for i in 0..4 {
+            let t = col([rows[0][i], rows[1][i], rows[2][i], rows[3][i]]);
+            v[i * 4..i * 4 + 4].copy_from_slice(&t);
+        }
+        v
+    }
+
+    /// `Y = A^T M A` for `A^T = [1 1 1 0; 0 1 -1 -1]`.
+    pub(super) fn output_transform(m: &[f32; XI]) -> [[f32; 2]; 2] {
+        let red = |a: [f32; 4]| [a[0] + a[1] + a[2], a[1] - a[2] - a[3]];
+        let cols: [[f32; 2]; 4] = std::array::from_fn(|j| red([m[j], m[4 + j], m[8 + j], m[12 + j]]));
+        let y0 = red([cols[0][0], cols[1][0], cols[2][0], cols[3][0]]);
+        let y1 = red([cols[0][1], cols[1][1], cols[2][1], cols[3][1]]);
+        [y0, y1]
+    }
+
     /// Direct convolution, one output at a time, in f64.
     #[allow(clippy::too_many_arguments)]
     fn direct(x: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom, groups: usize, relu: bool) -> Vec<f32> {
@@ -339,6 +432,38 @@ mod tests {
     }
 
     #[test]
+    fn tile_runs_match_the_one_tile_transforms_bitwise() {
+        let row = 2 * TW + 5;
+        let x: Vec<f32> = (0..4 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
+        for n in 1..=TW {
+            let v = input_tiles(&x, row, n);
+            for t in 0..n {
+                let d: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| x[i * row + 2 * t + j]));
+                let want = input_transform(&d);
+                for xi in 0..XI {
+                    assert_eq!(v[xi][t].to_bits(), want[xi].to_bits(), "n {n} tile {t} xi {xi}");
+                }
+            }
+        }
+        let ld = 3 * TW;
+        let m: Vec<f32> = (0..XI * ld).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
+        for (t, bias, relu) in [(0, 0.5, true), (5, -1.25, false), (ld - TW, 0.0, true)] {
+            let y = output_tiles(&m, ld, t, bias, relu);
+            for l in 0..TW {
+                let mm: [f32; XI] = std::array::from_fn(|xi| m[xi * ld + t + l]);
+                let want = output_transform(&mm);
+                for (r, wr) in want.iter().enumerate() {
+                    for (k, &w) in wr.iter().enumerate() {
+                        let w = w + bias;
+                        let w = if relu { crate::ops::reference::relu1(w) } else { w };
+                        assert_eq!(y[r][2 * l + k].to_bits(), w.to_bits(), "t {t} lane {l} ({r}, {k})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn matches_direct_convolution_on_odd_shapes() {
         let cases = [
             // (cg, h, w, pads, groups, o, batch)
@@ -347,6 +472,9 @@ mod tests {
             (2, 6, 9, Pads { top: 0, left: 2, bottom: 1, right: 0 }, 1, 13, 2),
             (1, 3, 3, Pads::default(), 1, 1, 1),
             (5, 4, 11, Pads::uniform(2), 1, 3, 40),
+            // Tile rows longer than one run of TW tiles.
+            (2, 5, 21, Pads::uniform(1), 1, 4, 2),
+            (3, 9, 2 * TW + 3, Pads { top: 1, left: 0, bottom: 0, right: 1 }, 1, 2, 3),
         ];
         let kernels: Vec<Kernel> = Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect();
         for (cg, h, w, pads, groups, o, batch) in cases {
