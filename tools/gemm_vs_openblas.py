@@ -6,10 +6,11 @@ Usage (from the repository root):
 
 Unsetting OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set on some machines of this workplace
 to work around old OpenBLAS builds) lets a current OpenBLAS pick its best kernel; do it
-for this command only. The script builds `examples/gemm_shapes`, then alternates rounds:
-OpenBLAS (threadpoolctl pinned to 1 and 2 threads) and our kernels, per shape, so machine
-drift hits both alike. It prints the median over rounds of each figure and the ratios,
-plus the measured FMA peak of each ISA, as a Markdown table.
+for this command only. The script builds `examples/gemm_shapes`, then, every round, runs
+each shape at 1 and 2 threads as a pair: OpenBLAS (threadpoolctl pinned to the thread
+count) and our kernels back to back, in alternating order from round to round, so machine
+drift hits both alike. It prints the median over rounds of each figure and of each pair's
+ratio, plus the measured FMA peak of each ISA, as a Markdown table.
 """
 import argparse
 import json
@@ -42,11 +43,15 @@ def openblas(m, k, n, threads, reps):
     return 2.0 * m * n * k / statistics.median(times) / 1e9
 
 
-def ours(isas, reps, peak):
+def ours(isas, reps, peak, shape=None, threads=None):
     # OpenBLAS's worker threads spin-wait for a while after each call; let them go idle
     # so they do not steal the second core from our run.
     time.sleep(1.0)
     cmd = ["target/release/examples/gemm_shapes", "--isa", ",".join(isas), "--reps", str(reps)]
+    if shape:
+        cmd += ["--shape", shape]
+    if threads:
+        cmd += ["--threads", str(threads)]
     if peak:
         cmd.append("--peak")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -64,16 +69,25 @@ def main():
     blas = [i for i in info if i.get("user_api") == "blas"]
     print(f"# numpy {np.__version__}; BLAS: " + ", ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture')})" for i in blas), file=sys.stderr)
     isas = args.isa.split(",")
-    theirs, mine, peaks = {}, {}, {}
+    # Each (shape, threads) cell is measured as a pair, OpenBLAS and ours back to back
+    # (in alternating order from round to round), and its ratio taken within the pair:
+    # the machine's drift over a round then cancels out of the ratios.
+    theirs, mine, ratios, peaks = {}, {}, {}, {}
     for r in range(args.rounds):
+        for row in ours(isas, args.reps, peak=True, shape="none"):
+            peaks.setdefault((row["isa"], row["threads"]), []).append(row["peak_gflops"])
         for name, m, k, n in SHAPES:
             for t in (1, 2):
-                theirs.setdefault((name, t), []).append(openblas(m, k, n, t, args.reps))
-        for row in ours(isas, args.reps, peak=True):
-            if "peak_gflops" in row:
-                peaks.setdefault((row["isa"], row["threads"]), []).append(row["peak_gflops"])
-            else:
-                mine.setdefault((row["isa"], row["shape"], row["threads"]), []).append(row["gflops"])
+                def run_ours():
+                    return {row["isa"]: row["gflops"] for row in ours(isas, args.reps, False, name, t)}
+                if r % 2 == 0:
+                    ob, got = openblas(m, k, n, t, args.reps), run_ours()
+                else:
+                    got, ob = run_ours(), openblas(m, k, n, t, args.reps)
+                theirs.setdefault((name, t), []).append(ob)
+                for i, g in got.items():
+                    mine.setdefault((i, name, t), []).append(g)
+                    ratios.setdefault((i, name, t), []).append(g / ob)
         print(f"# round {r + 1}/{args.rounds} done", file=sys.stderr)
     med = statistics.median
     print("| shape | threads | OpenBLAS GFLOP/s | " + " | ".join(f"{i} GFLOP/s | {i}/OpenBLAS | {i} % peak" for i in isas) + " |")
@@ -85,8 +99,10 @@ def main():
             for i in isas:
                 g = med(mine[(i, name, t)])
                 p = med(peaks[(i, t)])
-                cells.append(f"{g:.1f} | {g / ob:.2f} | {100 * g / p:.0f}%")
+                cells.append(f"{g:.1f} | {med(ratios[(i, name, t)]):.2f} | {100 * g / p:.0f}%")
             print(f"| {name} ({m}x{k}x{n}) | {t} | {ob:.1f} | " + " | ".join(cells) + " |")
+    print()
+    print("GFLOP/s: medians over rounds; ratios: medians of the per-round ratios of each pair.")
     print()
     print("| ISA | threads | FMA peak GFLOP/s (median of rounds) |")
     print("|---|---:|---:|")

@@ -97,8 +97,9 @@ pub unsafe fn gemv_f32(
 // SAFETY: an `Avx2` value exists only after a successful feature check, so it proves
 // the CPU runs every function below.
 unsafe impl MicroKernel for Avx2 {
-    /// KC: the 16 x KC micro-panel of B (16 KiB at 256) in L1; MC: 120 x KC of A
-    /// (120 KiB) in L2; NC: KC x 1024 of B (1 MiB) in L2.
+    /// KC 384: the 16 x KC micro-panel of B (24 KiB) in L1; MC 120: a 120 x KC block
+    /// of A (180 KiB) in L2; NC 512: the KC x 512 packed block of B (768 KiB) in L2 (the
+    /// same blocks as AVX-512's).
     const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: 120, kc: 384, nc: 512 };
     const NARROW_NR: usize = 8;
     const PEAK_FLOPS_PER_ITER: usize = 12 * 8 * 2;
