@@ -40,6 +40,7 @@ mod model;
 pub mod npy;
 pub mod ops;
 pub mod plan;
+mod scratch;
 pub mod simd;
 pub mod synthetic;
 pub mod weights;

@@ -26,13 +26,13 @@ pub mod pack;
 pub mod peak;
 pub mod reference;
 
-use std::cell::RefCell;
-
 pub use blocking::BlockSizes;
 pub use kernel::{Kernel, MatMut};
 pub use pack::{PackB, PackedA, RowMajor};
 
 use kernel::{MicroKernel, Store, MAX_MR, MAX_NR};
+
+use crate::scratch::{self, Scratch};
 
 /// A bias added as C is stored.
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,7 +57,7 @@ pub struct Epilogue<'a> {
 
 thread_local! {
     /// Each thread's buffer for packed blocks of B; grows to the largest block once.
-    static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK_B: Scratch = const { Scratch::new() };
 }
 
 /// `C[m, n] = epilogue(A B)` on the current rayon pool, with `A` packed for `kernel`
@@ -264,15 +264,7 @@ fn serial<K: MicroKernel, B: PackB>(
     }
     let kc = balanced_kc(k, kc);
     let need = nc.min(n.next_multiple_of(nr)) * kc.min(k);
-    PACK_B.with(|cell| {
-        // A nested borrow cannot happen (no rayon call inside this closure), but fall
-        // back to a fresh buffer rather than panic if it ever did.
-        let mut fallback = Vec::new();
-        let mut guard = cell.try_borrow_mut().ok();
-        let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
-        if buf.len() < need {
-            buf.resize(need, 0.0);
-        }
+    scratch::with(&PACK_B, need, |buf| {
         let mut tile = [0.0f32; MAX_MR * MAX_NR];
         let mut rbias = [0.0f32; MAX_MR];
         let mut cbias = [0.0f32; MAX_NR];

@@ -1,19 +1,18 @@
 //! Max pooling of one CHW image, channels split across the pool, and the row pooling that
 //! the fused pool + LRN step shares.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
 use super::reference::max_nan;
 use crate::plan::MaxPool;
+use crate::scratch::{self, Scratch};
 
 /// Channels per parallel task of [`maxpool`].
 const CHANNELS_PER_TASK: usize = 8;
 
 thread_local! {
     /// Each thread's row scratch for [`maxpool`]; grows once to the widest row.
-    static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static ROWS: Scratch = const { Scratch::new() };
 }
 
 /// Pool `[c, h, w]` into `[c, oh, ow]`; padded cells never win, NaN is sticky.
@@ -21,27 +20,13 @@ pub fn maxpool(input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usi
     let plane = h * w;
     let out = &mut out[..c * oh * ow];
     out.par_chunks_mut((oh * ow * CHANNELS_PER_TASK).max(1)).enumerate().for_each(|(task, dst)| {
-        with_row_scratch(2 * w, &mut |scratch| {
+        scratch::with(&ROWS, 2 * w, |rows| {
             for (i, d) in dst.chunks_exact_mut(oh * ow).enumerate() {
                 let ch = task * CHANNELS_PER_TASK + i;
-                pool_rows(&input[ch * plane..(ch + 1) * plane], 0, h, w, p, 0, oh, ow, d, scratch);
+                pool_rows(&input[ch * plane..(ch + 1) * plane], 0, h, w, p, 0, oh, ow, d, rows);
             }
         })
     });
-}
-
-/// Run `f` on this thread's scratch of at least `len` values.
-fn with_row_scratch(len: usize, f: &mut dyn FnMut(&mut [f32])) {
-    ROWS.with(|cell| {
-        // No rayon call happens inside, so the borrow cannot nest; never panic anyway.
-        let mut fallback = Vec::new();
-        let mut guard = cell.try_borrow_mut().ok();
-        let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
-        if buf.len() < len {
-            buf.resize(len, 0.0);
-        }
-        f(&mut buf[..len])
-    })
 }
 
 /// Max-pool output rows `y0..y1` of one channel into `dst` (`(y1 - y0) * ow` values).

@@ -25,11 +25,10 @@
 //! Bands are a fixed number of rows, so results do not depend on the thread count.
 #![allow(unsafe_code)]
 
-use std::cell::RefCell;
-
 use super::maxpool::pool_rows;
 use crate::gemm::{par_column_blocks, Kernel, MatMut};
 use crate::plan::{Lrn, MaxPool};
+use crate::scratch::{self, Scratch};
 use crate::simd::SimdF32;
 
 /// Which of the two runs first.
@@ -61,7 +60,7 @@ const BAND_ROWS: usize = 4;
 
 thread_local! {
     /// Each thread's band buffer; grows once to the largest band.
-    static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BAND: Scratch = const { Scratch::new() };
 }
 
 /// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`, its bands of
@@ -99,46 +98,37 @@ fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: M
     let [c, h, w] = p.input;
     let [_, ow] = p.out;
     let (y0, y1) = (col0 / ow, col0 / ow + band.cols() / ow);
-    BAND.with(|cell| {
-        // No rayon call happens inside, so the borrow cannot nest; never panic anyway.
-        let mut fallback = Vec::new();
-        let mut guard = cell.try_borrow_mut().ok();
-        let buf: &mut Vec<f32> = guard.as_deref_mut().unwrap_or(&mut fallback);
+    // LRN then pool normalises the input rows the band's windows cover.
+    let (kh, sh, pt) = (p.pool.kernel[0] as usize, p.pool.stride[0] as usize, p.pool.pads.top as usize);
+    let iy0 = (y0 * sh).saturating_sub(pt);
+    let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
+    let np = match p.order {
+        Order::PoolThenLrn => (y1 - y0) * ow,
+        Order::LrnThenPool => (iy1 - iy0) * w,
+    };
+    scratch::with(&BAND, 2 * c * np + 2 * w, |buf| {
+        let (first, rest) = buf.split_at_mut(c * np);
+        let (squares, rows) = rest.split_at_mut(c * np);
         match p.order {
             Order::PoolThenLrn => {
-                let np = (y1 - y0) * ow;
-                grow(buf, 2 * c * np + 2 * w);
-                let (pooled, rest) = buf.split_at_mut(c * np);
-                let (squares, colmax) = rest.split_at_mut(c * np);
+                let pooled = first;
                 for ch in 0..c {
                     let dst = &mut pooled[ch * np..(ch + 1) * np];
-                    pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, colmax);
+                    pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, rows);
                 }
                 lrn_band(kernel, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
             }
             Order::LrnThenPool => {
-                let (kh, sh, pt) = (p.pool.kernel[0] as usize, p.pool.stride[0] as usize, p.pool.pads.top as usize);
-                let iy0 = (y0 * sh).saturating_sub(pt);
-                let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
-                let np = (iy1 - iy0) * w;
-                grow(buf, 2 * c * np + 2 * w);
-                let (normed, rest) = buf.split_at_mut(c * np);
-                let (squares, colmax) = rest.split_at_mut(c * np);
+                let normed = first;
                 let src = |ch: usize| &input[ch * h * w + iy0 * w..ch * h * w + iy1 * w];
                 lrn_band(kernel, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
                 for ch in 0..c {
-                    let rows = &normed[ch * np..(ch + 1) * np];
-                    pool_rows(rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), colmax);
+                    let band_rows = &normed[ch * np..(ch + 1) * np];
+                    pool_rows(band_rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), rows);
                 }
             }
         }
     });
-}
-
-fn grow(buf: &mut Vec<f32>, len: usize) {
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
 }
 
 /// Normalise `c` channels of `np` values each across channels: `src(ch)` gives channel
