@@ -38,7 +38,7 @@ pub fn fma_peak_gflops(kernel: Kernel, threads: usize, millis: u64) -> f64 {
     best
 }
 
-/// Measured read bandwidth in GB/s: `threads` threads summing disjoint parts of `data`
+/// Measured read bandwidth in GB/s: `threads` threads summing disjoint parts of `data`.
 /// Pass memory that is larger than the caches (e.g. the largest
 /// FC weight tensor, read in place from the map) to measure DRAM / page-cache bandwidth.
 /// Best of seven passes: on a shared host a pass can lose a core to a neighbour.
