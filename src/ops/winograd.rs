@@ -239,10 +239,11 @@ const TW: usize = 8;
 
 /// `V = B^T d B` (`B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`) for `TW` neighbouring
 /// tiles whose 4x4 windows start at `x[0]`, `x[2]`, ... (rows `row` apart); lanes past
-/// the first `n` tiles hold whatever follows (or zeros at the end of `x`): never stored. Returns `v[xi][tile]`
-/// (`xi = 4 i + j`). The column pass runs once per input column (neighbouring windows
-/// share two), then the row pass over the even and odd columns; every lane does the
-/// same operations in the same order as [`tests::input_transform`], the one-tile form.
+/// the first `n` tiles hold whatever follows (or zeros at the end of `x`) and are never
+/// stored. Returns `v[xi][tile]` (`xi = 4 i + j`). The column pass runs once per input
+/// column (neighbouring windows share two), then the row pass over the even and odd
+/// columns; every lane does the same operations in the same order as the one-tile form
+/// (`input_transform`, kept in the tests as the oracle).
 #[inline]
 fn input_tiles(x: &[f32], row: usize, n: usize) -> [[f32; TW]; XI] {
     const COLS: usize = 2 * TW + 2;
@@ -284,8 +285,8 @@ fn input_tiles(x: &[f32], row: usize, n: usize) -> [[f32; TW]; XI] {
 /// `Y = A^T M A` (`A^T = [1 1 1 0; 0 1 -1 -1]`), plus `bias`, then ReLU if asked, for the
 /// `TW` tiles at columns `t ..` of `m` (`[xi][tile]`, rows `ld` apart; lanes past the
 /// block read stale values that are never stored). Returns the two output rows of the
-/// run, each tile's pair of columns side by side. The same operations per lane as
-/// [`tests::output_transform`].
+/// run, each tile's pair of columns side by side. The same operations per lane as the
+/// one-tile form (`output_transform`, kept in the tests as the oracle).
 #[inline]
 fn output_tiles(m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> [[f32; 2 * TW]; 2] {
     let mut mm = [[0.0f32; TW]; XI];
