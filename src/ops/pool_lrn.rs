@@ -108,13 +108,13 @@ fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: M
     };
     scratch::with(&BAND, 2 * c * np + 2 * w, |buf| {
         let (first, rest) = buf.split_at_mut(c * np);
-        let (squares, rows) = rest.split_at_mut(c * np);
+        let (squares, pool_scratch) = rest.split_at_mut(c * np);
         match p.order {
             Order::PoolThenLrn => {
                 let pooled = first;
                 for ch in 0..c {
                     let dst = &mut pooled[ch * np..(ch + 1) * np];
-                    pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, rows);
+                    pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, pool_scratch);
                 }
                 lrn_band(kernel, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
             }
@@ -124,7 +124,7 @@ fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: M
                 lrn_band(kernel, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
                 for ch in 0..c {
                     let band_rows = &normed[ch * np..(ch + 1) * np];
-                    pool_rows(band_rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), rows);
+                    pool_rows(band_rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), pool_scratch);
                 }
             }
         }
