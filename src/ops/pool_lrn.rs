@@ -19,7 +19,7 @@
 //! the direct sum matches the ONNX definition and the reference exactly in which values
 //! meet. The arithmetic (`x / (k + alpha/size * sum)^beta`, with `beta = 0.75` as
 //! `x / sqrt(t * sqrt(t))`, no `powf`) is SIMD for every ISA through [`SimdF32`]; other
-//! betas use `powf` per value. Pooling is [`pool_rows`]: separable, in whole-row passes
+//! betas use `powf` per value. Pooling is `pool_rows`: separable, in whole-row passes
 //! that the compiler vectorises, NaN handled exactly on a slower path only where one occurs.
 //!
 //! Bands are a fixed number of rows, so results do not depend on the thread count.

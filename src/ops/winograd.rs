@@ -27,7 +27,7 @@ use crate::plan::Pads;
 /// Positions of a transformed tile.
 const XI: usize = 16;
 
-/// Most tiles (GEMM columns) per block; a multiple of [`PAD`]. 128 keeps V and M of
+/// Most tiles (GEMM columns) per block; a multiple of `PAD`. 128 keeps V and M of
 /// conv3 (16 x (256 + 384) x 128 values, 5 MiB) near the caches; 256 ran 10-20% slower
 /// at batch 16, 64 no faster.
 pub const MAX_TILES: usize = 128;

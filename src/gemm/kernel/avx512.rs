@@ -20,10 +20,10 @@ pub const MR: usize = 12;
 /// Micro-tile columns.
 pub const NR: usize = 32;
 
-/// The raw kernel; see [`super::tile`].
+/// The raw kernel; see `super::tile`.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+/// The CPU supports AVX-512F, and the pointer contract of `super::tile` holds.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_12x32(
@@ -41,10 +41,10 @@ pub unsafe fn sgemm_12x32(
     unsafe { tile::<F32x16, MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
-/// The narrow kernel: the left 16 columns of full-width panels; see [`super::tile`].
+/// The narrow kernel: the left 16 columns of full-width panels; see `super::tile`.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+/// The CPU supports AVX-512F, and the pointer contract of `super::tile` holds.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_12x16(
@@ -66,11 +66,11 @@ pub unsafe fn sgemm_12x16(
 pub const SHORT_MR: usize = 8;
 
 /// The short kernel: the top 8 rows of full-height A panels, 32 columns; see
-/// [`super::tile`]. M = 128 (conv2 and conv5 per group) ends in a panel of 8 rows, which
+/// `super::tile`. M = 128 (conv2 and conv5 per group) ends in a panel of 8 rows, which
 /// the full kernel would compute as 12.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+/// The CPU supports AVX-512F, and the pointer contract of `super::tile` holds.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_8x32(
@@ -88,10 +88,10 @@ pub unsafe fn sgemm_8x32(
     unsafe { tile::<F32x16, SHORT_MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
-/// The short and narrow kernel: 8 rows x 16 columns; see [`super::tile`].
+/// The short and narrow kernel: 8 rows x 16 columns; see `super::tile`.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, and the pointer contract of [`super::tile`] holds.
+/// The CPU supports AVX-512F, and the pointer contract of `super::tile` holds.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_8x16(
@@ -119,10 +119,10 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x16, 16>(iters) }
 }
 
-/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see [`super::gemv_block`].
+/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see `super::gemv_block`.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, and the pointer contract of [`super::gemv_block`] holds.
+/// The CPU supports AVX-512F, and the pointer contract of `super::gemv_block` holds.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemv_f32(

@@ -312,8 +312,8 @@ pub(crate) unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
     }
 }
 
-/// A raw tile kernel (a `#[target_feature]` instantiation of [`tile`]); its contract is
-/// [`tile`]'s, for the kernel's tile width.
+/// A raw tile kernel (a `#[target_feature]` instantiation of `tile`); its contract is
+/// `tile`'s, for the kernel's tile width.
 pub type TileFn = unsafe fn(
     k: usize,
     a: *const f32,
@@ -326,7 +326,7 @@ pub type TileFn = unsafe fn(
     relu: bool,
 );
 
-/// A raw GEMV kernel: [`gemv_block`] for `rows` and `vecs` each 4 or 1, same contract.
+/// A raw GEMV kernel: `gemv_block` for `rows` and `vecs` each 4 or 1, same contract.
 pub type GemvFn = unsafe fn(
     rows: usize,
     vecs: usize,
@@ -339,7 +339,7 @@ pub type GemvFn = unsafe fn(
     ldo: usize,
 );
 
-/// The FMA-peak probe ([`fma_chains`]) of an ISA.
+/// The FMA-peak probe (`fma_chains`) of an ISA.
 pub type PeakFn = unsafe fn(iters: usize) -> f32;
 
 /// What every ISA's kernel offers the driver: its sizes and its raw `#[target_feature]`

@@ -14,10 +14,10 @@ pub const MR: usize = 8;
 /// Micro-tile columns.
 pub const NR: usize = 12;
 
-/// The raw kernel; see [`super::tile`].
+/// The raw kernel; see `super::tile`.
 ///
 /// # Safety
-/// The CPU supports NEON, and the pointer contract of [`super::tile`] holds.
+/// The CPU supports NEON, and the pointer contract of `super::tile` holds.
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_8x12(
@@ -35,10 +35,10 @@ pub unsafe fn sgemm_8x12(
     unsafe { tile::<F32x4, MR, 3>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
-/// The narrow kernel: the left 4 columns of full-width panels; see [`super::tile`].
+/// The narrow kernel: the left 4 columns of full-width panels; see `super::tile`.
 ///
 /// # Safety
-/// The CPU supports NEON, and the pointer contract of [`super::tile`] holds.
+/// The CPU supports NEON, and the pointer contract of `super::tile` holds.
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_8x4(
@@ -66,10 +66,10 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x4, 24>(iters) }
 }
 
-/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see [`super::gemv_block`].
+/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see `super::gemv_block`.
 ///
 /// # Safety
-/// The CPU supports NEON, and the pointer contract of [`super::gemv_block`] holds.
+/// The CPU supports NEON, and the pointer contract of `super::gemv_block` holds.
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemv_f32(

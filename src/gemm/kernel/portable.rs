@@ -17,10 +17,10 @@ pub const NR: usize = 8;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Portable;
 
-/// The raw kernel; see [`super::tile`].
+/// The raw kernel; see `super::tile`.
 ///
 /// # Safety
-/// The pointer contract of [`super::tile`] holds.
+/// The pointer contract of `super::tile` holds.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_4x8(
     k: usize,
@@ -46,10 +46,10 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     unsafe { fma_chains::<F32x8, 6>(iters) }
 }
 
-/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see [`super::gemv_block`].
+/// `gemv_f32`: 4 or 1 rows of W times 4 or 1 vectors; see `super::gemv_block`.
 ///
 /// # Safety
-/// The pointer contract of [`super::gemv_block`] holds.
+/// The pointer contract of `super::gemv_block` holds.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemv_f32(
     rows: usize,
