@@ -37,19 +37,15 @@ pub fn phased_len(g: &ConvGeom, in_channels: usize) -> usize {
 /// Scratch values a convolution needs whatever the batch (a Winograd layer's transformed
 /// tiles; 0 for the others).
 pub fn fixed_scratch_len(g: &ConvGeom, in_channels: usize, out_channels: usize) -> usize {
-    if winograd::applies(g) {
-        winograd::scratch_len(in_channels, out_channels)
-    } else {
-        0
-    }
+    winograd::scratch_len(g, in_channels, out_channels)
 }
 
 /// The weights of one convolution as [`conv2d`] takes them: OIHW (`groups` blocks of
-/// `og x cg*kh*kw`) packed per group, or for a 3x3 stride-1 layer the 16 Winograd
+/// `og x cg*kh*kw`) packed per group, or for a 3x3 or 5x5 stride-1 layer the Winograd
 /// transforms per group ([`winograd::pack_weights`]).
 pub fn pack_weights(w: &[f32], g: &ConvGeom, groups: usize, og: usize, mr: usize) -> Vec<PackedA> {
-    if winograd::applies(g) {
-        winograd::pack_weights(w, groups, og, g.cg, mr)
+    if let Some(v) = winograd::variant(g) {
+        winograd::pack_weights(w, v, groups, og, g.cg, mr)
     } else {
         w.chunks_exact(og * g.k()).take(groups).map(|gw| PackedA::pack(gw, og, g.k(), mr)).collect()
     }
@@ -73,7 +69,7 @@ pub fn conv2d(
     phased: &mut [f32],
 ) {
     if winograd::applies(g) {
-        return winograd::conv3x3(kernel, input, batch, g, weights, bias, relu, out, phased, scratch);
+        return winograd::conv(kernel, input, batch, g, weights, bias, relu, out, phased, scratch);
     }
     let n = g.n();
     let groups = weights.len();

@@ -9,7 +9,7 @@
 //! 2.25x fewer, at the price of the transforms (additions only: `B` and `A` hold 0 and
 //! +-1; `G`'s halves are applied to the weights once, at open).
 //!
-//! Tiles are processed in blocks (at most [`MAX_TILES`] columns) so that `V` and `M` stay
+//! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
 //! in cache and the workspace does not grow with the batch. The 16 products of every
 //! group run side by side on the pool, each on its share of the threads. Every output's
 //! arithmetic is fixed by the geometry alone (its tile, the GEMM's K slices), so results
@@ -20,74 +20,133 @@
 use rayon::prelude::*;
 
 use super::im2col::{prepare, ConvGeom};
+use super::reference::relu1;
+use crate::cpu::Isa;
 use crate::gemm::pack::copy_run;
 use crate::gemm::{sgemm_view, Epilogue, Kernel, MatMut, PackedA, RowMajor};
 use crate::plan::Pads;
+use crate::simd::winograd6::{self, Simd6};
 
-/// Positions of a transformed tile.
-const XI: usize = 16;
+/// Which minimal filtering algorithm a layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// F(2x2, 3x3): 4x4 tiles, 2x2 outputs each.
+    F2x3,
+    /// F(2x2, 5x5): 6x6 tiles, 2x2 outputs each.
+    F2x5,
+}
 
-/// Most tiles (GEMM columns) per block; a multiple of `PAD`. 128 keeps V and M of
-/// conv3 (16 x (256 + 384) x 128 values, 5 MiB) near the caches; 256 ran 10-20% slower
-/// at batch 16, 64 no faster.
-pub const MAX_TILES: usize = 128;
+impl Variant {
+    /// Side of an input tile.
+    const fn n(self) -> usize {
+        match self {
+            Variant::F2x3 => 4,
+            Variant::F2x5 => 6,
+        }
+    }
+    /// Side of an output block (the stride between tiles).
+    const fn m(self) -> usize {
+        2
+    }
+    /// Side of the kernel.
+    const fn r(self) -> usize {
+        self.n() - self.m() + 1
+    }
+    /// Positions of a transformed tile: one GEMM each.
+    const fn xi(self) -> usize {
+        self.n() * self.n()
+    }
+    /// Most tiles (GEMM columns) per block, a multiple of `PAD`, so that `V` and `M` stay
+    /// near the caches. F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128
+    /// values, are 5 MiB; 256 ran 10-20% slower at batch 16, 64 no faster). F(2x2, 5x5):
+    /// 32 (conv2's M alone is 36 x 256 x 32 values, 1.2 MiB; at batch 16, 128 ran 10-20%
+    /// slower than 16, 32 or 64).
+    const fn max_tiles(self) -> usize {
+        match self {
+            Variant::F2x3 => 128,
+            Variant::F2x5 => 32,
+        }
+    }
+}
+
+/// The algorithm for this geometry, if any: a 3x3 or 5x5 kernel at stride 1.
+pub fn variant(g: &ConvGeom) -> Option<Variant> {
+    match (g.kh, g.kw, g.sh, g.sw) {
+        (3, 3, 1, 1) => Some(Variant::F2x3),
+        (5, 5, 1, 1) => Some(Variant::F2x5),
+        _ => None,
+    }
+}
+
+/// Whether a group of this geometry runs here.
+pub fn applies(g: &ConvGeom) -> bool {
+    variant(g).is_some()
+}
+
+/// Most positions of any variant.
+const MAX_XI: usize = 36;
 
 /// V's and M's rows are padded to a multiple of this many tiles (a multiple of every
 /// kernel's narrow panel width).
 const PAD: usize = 16;
 
-/// Whether a group of this geometry runs here: a 3x3 kernel at stride 1.
-pub fn applies(g: &ConvGeom) -> bool {
-    g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
+/// Tiles per image: rows and columns of output blocks.
+fn tiles(g: &ConvGeom, v: Variant) -> (usize, usize) {
+    (g.oh.div_ceil(v.m()), g.ow.div_ceil(v.m()))
 }
 
-/// Tiles per image: rows and columns of 2x2 output blocks.
-fn tiles(g: &ConvGeom) -> (usize, usize) {
-    (g.oh.div_ceil(2), g.ow.div_ceil(2))
-}
-
-/// The geometry whose prepared input ([`prepare`]) covers every tile's 4x4 window: the
-/// padding below and to the right grown to `2 * tiles + 2` rows and columns.
-fn tiled(g: &ConvGeom) -> ConvGeom {
-    let (th, tw) = tiles(g);
+/// The geometry whose prepared input ([`prepare`]) covers every tile's window: the
+/// padding below and to the right grown to `m * tiles + n - m` rows and columns.
+fn tiled(g: &ConvGeom, v: Variant) -> ConvGeom {
+    let (th, tw) = tiles(g, v);
     let (top, left) = (g.pads.top as usize, g.pads.left as usize);
-    let bottom = (2 * th + 2).saturating_sub(g.h + top);
-    let right = (2 * tw + 2).saturating_sub(g.w + left);
+    let bottom = (v.m() * th + v.n() - v.m()).saturating_sub(g.h + top);
+    let right = (v.m() * tw + v.n() - v.m()).saturating_sub(g.w + left);
     let pads = Pads { top: g.pads.top, left: g.pads.left, bottom: bottom as u32, right: right as u32 };
     ConvGeom { pads, ..*g }
 }
 
-/// Values per image of the padded input ([`conv3x3`]'s `padded`), for `in_channels`.
+/// The geometry the input is prepared in: [`tiled`], for 6x6 tiles in two phases per
+/// row (even and odd columns).
+fn prepared(g: &ConvGeom, v: Variant) -> ConvGeom {
+    let sw = if v.n() == 6 { 2 } else { 1 };
+    ConvGeom { sw, ..tiled(g, v) }
+}
+
+/// Values per image of the padded input ([`conv`]'s `padded`), for `in_channels`
+/// (0 if the geometry does not run here).
 pub fn padded_len(g: &ConvGeom, in_channels: usize) -> usize {
-    in_channels * tiled(g).plane()
+    variant(g).map_or(0, |v| in_channels * prepared(g, v).plane())
 }
 
-/// Scratch values [`conv3x3`] needs, whatever the batch: `V` and `M` of one block.
-pub fn scratch_len(in_channels: usize, out_channels: usize) -> usize {
-    XI * (in_channels + out_channels) * MAX_TILES
+/// Scratch values [`conv`] needs, whatever the batch: `V` and `M` of one block (0 if the
+/// geometry does not run here).
+pub fn scratch_len(g: &ConvGeom, in_channels: usize, out_channels: usize) -> usize {
+    variant(g).map_or(0, |v| v.xi() * (in_channels + out_channels) * v.max_tiles())
 }
 
-/// Transform the OIHW weights of every group (`groups` blocks of `og x cg x 3 x 3`) into
-/// `groups * 16` packed matrices `U_xi` (`og x cg`), group-major. Filters are transformed
+/// Transform the OIHW weights of every group (`groups` blocks of `og x cg x r x r`) into
+/// `groups * n^2` packed matrices `U_xi` (`og x cg`), group-major. Filters are transformed
 /// in parallel on the current pool (this runs at open, where it was most of the time).
-pub fn pack_weights(w: &[f32], groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
-    let mut out = Vec::with_capacity(groups * XI);
+pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
+    let (xis, taps) = (v.xi(), v.r() * v.r());
+    let mut out = Vec::with_capacity(groups * xis);
     // u[o][xi][c]: each output channel's transformed filters, one parallel task per o.
-    let mut u = vec![0.0f32; og * XI * cg];
-    for gw in w.chunks_exact(og * cg * 9).take(groups) {
-        u.par_chunks_mut(XI * cg).zip(gw.par_chunks(cg * 9)).for_each(|(uo, wo)| {
-            for (c, f) in wo.chunks_exact(9).enumerate() {
-                for (xi, v) in filter_transform(f).into_iter().enumerate() {
-                    uo[xi * cg + c] = v;
+    let mut u = vec![0.0f32; og * xis * cg];
+    for gw in w.chunks_exact(og * cg * taps).take(groups) {
+        u.par_chunks_mut(xis * cg).zip(gw.par_chunks(cg * taps)).for_each(|(uo, wo)| {
+            for (c, f) in wo.chunks_exact(taps).enumerate() {
+                for (xi, val) in filter_transform(v, f).into_iter().take(xis).enumerate() {
+                    uo[xi * cg + c] = val;
                 }
             }
         });
         let u = &u;
-        let packed: Vec<PackedA> = (0..XI)
+        let packed: Vec<PackedA> = (0..xis)
             .into_par_iter()
             .map(|xi| {
                 let m: Vec<f32> =
-                    (0..og).flat_map(|o| &u[(o * XI + xi) * cg..(o * XI + xi + 1) * cg]).copied().collect();
+                    (0..og).flat_map(|o| &u[(o * xis + xi) * cg..(o * xis + xi + 1) * cg]).copied().collect();
                 PackedA::pack(&m, og, cg, mr)
             })
             .collect();
@@ -96,24 +155,42 @@ pub fn pack_weights(w: &[f32], groups: usize, og: usize, cg: usize, mr: usize) -
     out
 }
 
-/// `U = G g G^T` of one 3x3 filter (row-major), in f64, for
-/// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`.
-fn filter_transform(f: &[f32]) -> [f32; XI] {
-    let g: [f64; 9] = std::array::from_fn(|i| f64::from(f[i]));
-    let mut gg = [[0.0f64; 3]; 4];
-    for c in 0..3 {
-        let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
-        gg[0][c] = a;
-        gg[1][c] = (a + b + d) / 2.0;
-        gg[2][c] = (a - b + d) / 2.0;
-        gg[3][c] = d;
+/// Row `i`, column `k` of `G` (`n x r`): `p_i^k / s_i` at the finite points `p` (0, 1, -1,
+/// then 2, -2), the last row picking the highest coefficient (the point at infinity).
+/// The scales `s` make `B` integral (`B^T = S^-1 V^-T` for the Vandermonde matrix `V` of
+/// the points).
+fn g_entry(v: Variant, i: usize, k: usize) -> f64 {
+    const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
+    let scales: &[f64] = match v {
+        Variant::F2x3 => &[1.0, 2.0, 2.0],
+        Variant::F2x5 => &[4.0, -6.0, -6.0, 24.0, 24.0],
+    };
+    if i + 1 == v.n() {
+        if k + 1 == v.r() {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        POINTS[i].powi(k as i32) / scales[i]
     }
-    let mut u = [0.0f32; XI];
-    for (r, row) in gg.iter().enumerate() {
-        let (a, b, d) = (row[0], row[1], row[2]);
-        let t = [a, (a + b + d) / 2.0, (a - b + d) / 2.0, d];
-        for (c, v) in t.into_iter().enumerate() {
-            u[r * 4 + c] = v as f32;
+}
+
+/// `U = G g G^T` of one `r x r` filter (row-major), in f64; the first `n^2` values are
+/// the tile, row-major (`xi = n i + j`).
+fn filter_transform(v: Variant, f: &[f32]) -> [f32; MAX_XI] {
+    let (n, r) = (v.n(), v.r());
+    // G g: n x r.
+    let mut gg = [[0.0f64; 5]; 6];
+    for (i, row) in gg.iter_mut().enumerate().take(n) {
+        for (c, x) in row.iter_mut().enumerate().take(r) {
+            *x = (0..r).map(|k| g_entry(v, i, k) * f64::from(f[k * r + c])).sum();
+        }
+    }
+    let mut u = [0.0f32; MAX_XI];
+    for i in 0..n {
+        for j in 0..n {
+            u[i * n + j] = (0..r).map(|c| gg[i][c] * g_entry(v, j, c)).sum::<f64>() as f32;
         }
     }
     u
@@ -121,9 +198,10 @@ fn filter_transform(f: &[f32]) -> [f32; XI] {
 
 /// Convolve `batch` images (`input` `[batch, groups * cg, h, w]`, `out` `[batch, o, oh,
 /// ow]`) with the transformed weights `u` of [`pack_weights`]; `padded` holds at least
-/// `batch *` [`padded_len`] values, `scratch` at least [`scratch_len`].
+/// `batch *` [`padded_len`] values, `scratch` at least [`scratch_len`]. The geometry must
+/// be one [`variant`] accepts.
 #[allow(clippy::too_many_arguments)]
-pub fn conv3x3(
+pub fn conv(
     kernel: Kernel,
     input: &[f32],
     batch: usize,
@@ -135,12 +213,60 @@ pub fn conv3x3(
     padded: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let groups = u.len() / XI;
+    let args = Args { kernel, input, batch, g, u, bias, relu };
+    match variant(g) {
+        Some(Variant::F2x3) => run(Tiles4, args, out, padded, scratch),
+        Some(Variant::F2x5) => {
+            let simd = Simd6::new(kernel.isa() == Isa::Portable);
+            run(Tiles6 { simd }, args, out, padded, scratch)
+        }
+        None => debug_assert!(false, "winograd::conv on {g:?}"),
+    }
+}
+
+/// [`conv`]'s read-only arguments.
+struct Args<'a> {
+    kernel: Kernel,
+    input: &'a [f32],
+    batch: usize,
+    g: &'a ConvGeom,
+    u: &'a [PackedA],
+    bias: &'a [f32],
+    relu: bool,
+}
+
+/// The transforms of one tile size, over runs of up to [`TW`] tiles along a tile row.
+trait Tiles {
+    /// The algorithm.
+    const VARIANT: Variant;
+    /// Whether the input is prepared in two phases per row (even columns, odd columns).
+    const PHASED: bool;
+    /// One output row of a run: at least `m * TW` values.
+    type Row: AsRef<[f32]>;
+    /// The `m` output rows of a run.
+    type Y: AsRef<[Self::Row]>;
+    /// `V = B^T d B` for the `n` tiles (`1 <= n <= TW`) of a run along a tile row, whose
+    /// first window starts at `x[0]` (rows `row` apart; if phased, its odd columns at
+    /// `x[phase]`): position `xi` of tile `l` goes to `v[xi * ld + l]`. Lanes `n ..
+    /// room` of each position may be written too (with values a later run replaces).
+    #[allow(clippy::too_many_arguments)]
+    fn input_tiles(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize);
+    /// `Y = A^T M A`, plus `bias`, then ReLU if asked, for the `TW` tiles at columns `t
+    /// ..` of `m` (`[xi][tile]`, rows `ld` apart); lanes past the block read stale values
+    /// that are never stored. Each output row holds the tiles' columns side by side.
+    fn output_tiles(&self, m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> Self::Y;
+}
+
+fn run<T: Tiles + Sync>(tf: T, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut [f32]) {
+    let Args { kernel, input, batch, g, u, bias, relu } = a;
+    let v = T::VARIANT;
+    let (xis, step) = (v.xi(), v.m());
+    let groups = u.len() / xis;
     let (o, og, cg) = (bias.len(), bias.len() / groups.max(1), g.cg);
     let c = cg * groups;
-    let tg = tiled(g);
-    let (th, tw) = tiles(g);
-    let (plane, row) = (tg.plane(), tg.row_len());
+    let tg = prepared(g, v);
+    let (th, tw) = tiles(g, v);
+    let (plane, row, phase) = (tg.plane(), tg.row_len(), tg.phase_w());
     let per_image = c * plane;
     let in_len = c * g.h * g.w;
     for b in 0..batch {
@@ -148,9 +274,9 @@ pub fn conv3x3(
     }
     let padded = &padded[..batch * per_image];
     let total = batch * th * tw;
-    let blocks = total.div_ceil(MAX_TILES);
+    let blocks = total.div_ceil(v.max_tiles());
     let tb_max = total.div_ceil(blocks.max(1));
-    let (v, m) = scratch[..XI * (c + o) * MAX_TILES].split_at_mut(XI * c * MAX_TILES);
+    let (vs, ms) = scratch[..xis * (c + o) * v.max_tiles()].split_at_mut(xis * c * v.max_tiles());
     let out_len = o * g.oh * g.ow;
     let tasks = rayon::current_num_threads();
     for t0 in (0..total).step_by(tb_max.max(1)) {
@@ -159,18 +285,15 @@ pub fn conv3x3(
         // tiles only (columns past `tb` hold stale values whose products are never read).
         let ld = tb.next_multiple_of(PAD);
         // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
-        let v = &mut v[..c * XI * ld];
-        v.par_chunks_mut(XI * ld).enumerate().for_each(|(ch, vc)| {
+        let vs = &mut vs[..c * xis * ld];
+        vs.par_chunks_mut(xis * ld).enumerate().for_each(|(ch, vc)| {
             // Runs of up to TW tiles along a tile row, transformed together.
             let (mut b, mut ty, mut tx) = (t0 / (th * tw), (t0 % (th * tw)) / tw, t0 % tw);
             let mut t = 0;
             while t < tb {
                 let n = TW.min(tw - tx).min(tb - t);
-                let at = b * per_image + ch * plane + 2 * ty * row + 2 * tx;
-                let vt = input_tiles(&padded[at..], row, n);
-                for (xi, vals) in vt.iter().enumerate() {
-                    copy_run(&mut vc[xi * ld + t..xi * ld + t + n], &vals[..n]);
-                }
+                let at = b * per_image + ch * plane + step * ty * row + if T::PHASED { tx } else { step * tx };
+                tf.input_tiles(&padded[at..], row, phase, n, ld - t, &mut vc[t..], ld);
                 t += n;
                 tx += n;
                 if tx == tw {
@@ -184,28 +307,29 @@ pub fn conv3x3(
             }
         });
         // M: [o][xi][tile]; product (group, xi) owns rows of its group, columns of its xi.
-        let mview = MatMut::new(&mut m[..o * XI * ld], o, XI * ld, XI * ld);
-        let v: &[f32] = v;
-        products(mview, 0, groups, 0, XI, og, ld, tasks, &|grp, xi, c_view, t| {
-            let b_src = RowMajor { data: &v[grp * cg * XI * ld + xi * ld..], ld: XI * ld };
-            sgemm_view(kernel, &u[grp * XI + xi], &b_src, ld, c_view, Epilogue::default(), t);
+        let mview = MatMut::new(&mut ms[..o * xis * ld], o, xis * ld, xis * ld);
+        let vs: &[f32] = vs;
+        products(mview, 0, groups, 0, xis, og, ld, tasks, &|grp, xi, c_view, t| {
+            let b_src = RowMajor { data: &vs[grp * cg * xis * ld + xi * ld..], ld: xis * ld };
+            sgemm_view(kernel, &u[grp * xis + xi], &b_src, ld, c_view, Epilogue::default(), t);
         });
         // Y = A^T M A (+ bias, ReLU) into each image's output planes.
-        let m: &[f32] = m;
+        let ms: &[f32] = ms;
         let b_first = t0 / (th * tw);
         let b_last = (t0 + tb - 1) / (th * tw);
         for b in b_first..=b_last {
             let img = &mut out[b * out_len..(b + 1) * out_len];
             img.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| {
-                let mrow = &m[oc * XI * ld..(oc + 1) * XI * ld];
+                // Open-ended: a run near the end of a row reads on (lanes never stored).
+                let mrow = &ms[oc * xis * ld..];
                 let lo = (b * th * tw).max(t0);
                 let hi = ((b + 1) * th * tw).min(t0 + tb);
                 let (mut ty, mut tx) = ((lo - b * th * tw) / tw, (lo - b * th * tw) % tw);
-                // M is several MiB and each channel reads 16 rows of it: fetch the next
+                // M is several MiB and each channel reads n^2 rows of it: fetch the next
                 // channel's lines while this one is transformed (the reads below would
                 // otherwise wait on them one run at a time).
-                if let Some(next) = m.get((oc + 1) * XI * ld..(oc + 2) * XI * ld) {
-                    for xi in 0..XI {
+                if let Some(next) = ms.get((oc + 1) * xis * ld..(oc + 2) * xis * ld) {
+                    for xi in 0..xis {
                         for x in next[xi * ld + lo - t0..xi * ld + hi - t0].iter().step_by(16) {
                             crate::simd::prefetch_read(x);
                         }
@@ -215,12 +339,12 @@ pub fn conv3x3(
                 let mut t = lo - t0;
                 while t < hi - t0 {
                     let n = TW.min(tw - tx).min(hi - t0 - t);
-                    let y = output_tiles(mrow, ld, t, bias, relu);
-                    // Output rows 2ty and 2ty + 1 (if inside), columns 2tx .. 2(tx + n).
-                    let (ox, cols) = (2 * tx, (2 * n).min(g.ow - 2 * tx));
-                    for (i, yr) in y.iter().enumerate().take((g.oh - 2 * ty).min(2)) {
-                        let at = (2 * ty + i) * g.ow + ox;
-                        copy_run(&mut plane_out[at..at + cols], &yr[..cols]);
+                    let y = tf.output_tiles(mrow, ld, t, bias, relu);
+                    // Output rows step * ty .. (those inside), columns step * tx ...
+                    let (ox, cols) = (step * tx, (step * n).min(g.ow - step * tx));
+                    for (i, yr) in y.as_ref().iter().enumerate().take((g.oh - step * ty).min(step)) {
+                        let at = (step * ty + i) * g.ow + ox;
+                        copy_run(&mut plane_out[at..at + cols], &yr.as_ref()[..cols]);
                     }
                     t += n;
                     tx += n;
@@ -234,62 +358,177 @@ pub fn conv3x3(
     }
 }
 
-/// Tiles transformed together along a tile row: a vector's worth for the compiler.
-const TW: usize = 8;
+/// Tiles transformed together along a tile row: a vector's worth.
+const TW: usize = winograd6::TW;
 
-/// `V = B^T d B` (`B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`) for `TW` neighbouring
-/// tiles whose 4x4 windows start at `x[0]`, `x[2]`, ... (rows `row` apart); lanes past
-/// the first `n` tiles hold whatever follows (or zeros at the end of `x`) and are never
-/// stored. Returns `v[xi][tile]` (`xi = 4 i + j`). The column pass runs once per input
-/// column (neighbouring windows share two), then the row pass over the even and odd
-/// columns; every lane does the same operations in the same order as the one-tile form
-/// (`input_transform`, kept in the tests as the oracle).
-#[inline]
-fn input_tiles(x: &[f32], row: usize, n: usize) -> [[f32; TW]; XI] {
-    const COLS: usize = 2 * TW + 2;
-    let mut d = [[0.0f32; COLS]; 4];
-    for (i, di) in d.iter_mut().enumerate() {
-        match x.get(i * row..i * row + COLS) {
-            // Whole rows when the buffer has them (lanes past `n` then read neighbours).
-            Some(src) => *di = <[f32; COLS]>::try_from(src).unwrap_or([0.0; COLS]),
-            None => copy_run(&mut di[..2 * n + 2], &x[i * row..i * row + 2 * n + 2]),
+/// F(2x2, 3x3) on 4x4 tiles.
+struct Tiles4;
+
+impl Tiles for Tiles4 {
+    const VARIANT: Variant = Variant::F2x3;
+    const PHASED: bool = false;
+    type Row = [f32; 2 * TW];
+    type Y = [[f32; 2 * TW]; 2];
+
+    #[inline]
+    fn input_tiles(&self, x: &[f32], row: usize, _phase: usize, n: usize, _room: usize, v: &mut [f32], ld: usize) {
+        for (xi, vals) in Self::input_run(x, row, n).iter().enumerate() {
+            copy_run(&mut v[xi * ld..xi * ld + n], &vals[..n]);
         }
     }
-    // B^T along the window's rows, for every column.
-    let mut c = [[0.0f32; COLS]; 4];
-    for k in 0..COLS {
-        c[0][k] = d[0][k] - d[2][k];
-        c[1][k] = d[1][k] + d[2][k];
-        c[2][k] = d[2][k] - d[1][k];
-        c[3][k] = d[1][k] - d[3][k];
+
+    #[inline]
+    fn output_tiles(&self, m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> Self::Y {
+        Self::output_run(m, ld, t, bias, relu)
     }
-    // Then along the columns: tile t's window columns are c[2t .. 2t + 4].
-    let mut v = [[0.0f32; TW]; XI];
-    for i in 0..4 {
-        let mut e = [0.0f32; TW + 1];
-        let mut o = [0.0f32; TW + 1];
-        for k in 0..TW + 1 {
-            e[k] = c[i][2 * k];
-            o[k] = c[i][2 * k + 1];
-        }
-        for t in 0..TW {
-            v[4 * i][t] = e[t] - e[t + 1];
-            v[4 * i + 1][t] = o[t] + e[t + 1];
-            v[4 * i + 2][t] = e[t + 1] - o[t];
-            v[4 * i + 3][t] = o[t] - o[t + 1];
-        }
-    }
-    v
 }
 
-/// `Y = A^T M A` (`A^T = [1 1 1 0; 0 1 -1 -1]`), plus `bias`, then ReLU if asked, for the
-/// `TW` tiles at columns `t ..` of `m` (`[xi][tile]`, rows `ld` apart; lanes past the
-/// block read stale values that are never stored). Returns the two output rows of the
-/// run, each tile's pair of columns side by side. The same operations per lane as the
-/// one-tile form (`output_transform`, kept in the tests as the oracle).
-#[inline]
-fn output_tiles(m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> [[f32; 2 * TW]; 2] {
-    let mut mm = [[0.0f32; TW]; XI];
+impl Tiles4 {
+    /// `V` of a run, `v[xi][tile]` (lanes past `n` hold values never stored). The column
+    /// pass runs once per input column (neighbouring windows share two), then the row
+    /// pass over the even and odd columns; every lane does the same operations in the
+    /// same order as the one-tile form (`input_transform`, kept in the tests as the
+    /// oracle). `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`.
+    #[inline]
+    fn input_run(x: &[f32], row: usize, n: usize) -> [[f32; TW]; 16] {
+        const COLS: usize = 2 * TW + 2;
+        let d: [[f32; COLS]; 4] = load_rows(x, row, 2 * n + 2);
+        // B^T along the window's rows, for every column.
+        let mut c = [[0.0f32; COLS]; 4];
+        for k in 0..COLS {
+            c[0][k] = d[0][k] - d[2][k];
+            c[1][k] = d[1][k] + d[2][k];
+            c[2][k] = d[2][k] - d[1][k];
+            c[3][k] = d[1][k] - d[3][k];
+        }
+        // Then along the columns: tile t's window columns are c[2t .. 2t + 4].
+        let mut v = [[0.0f32; TW]; 16];
+        for i in 0..4 {
+            let mut e = [0.0f32; TW + 1];
+            let mut o = [0.0f32; TW + 1];
+            for k in 0..TW + 1 {
+                e[k] = c[i][2 * k];
+                o[k] = c[i][2 * k + 1];
+            }
+            for t in 0..TW {
+                v[4 * i][t] = e[t] - e[t + 1];
+                v[4 * i + 1][t] = o[t] + e[t + 1];
+                v[4 * i + 2][t] = e[t + 1] - o[t];
+                v[4 * i + 3][t] = o[t] - o[t + 1];
+            }
+        }
+        v
+    }
+
+    /// `A^T = [1 1 1 0; 0 1 -1 -1]`; the same operations per lane as the one-tile form
+    /// (`output_transform`, kept in the tests as the oracle).
+    #[inline]
+    fn output_run(m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> [[f32; 2 * TW]; 2] {
+        let mm: [[f32; TW]; 16] = load_m(m, ld, t);
+        let mut y = [[0.0f32; TW]; 4];
+        for l in 0..TW {
+            let a: [f32; 4] = std::array::from_fn(|j| mm[j][l] + mm[4 + j][l] + mm[8 + j][l]);
+            let b: [f32; 4] = std::array::from_fn(|j| mm[4 + j][l] - mm[8 + j][l] - mm[12 + j][l]);
+            y[0][l] = a[0] + a[1] + a[2];
+            y[1][l] = a[1] - a[2] - a[3];
+            y[2][l] = b[0] + b[1] + b[2];
+            y[3][l] = b[1] - b[2] - b[3];
+        }
+        let mut rows = [[0.0f32; 2 * TW]; 2];
+        for (r, out) in rows.iter_mut().enumerate() {
+            for l in 0..TW {
+                for (k, &val) in [y[2 * r][l], y[2 * r + 1][l]].iter().enumerate() {
+                    out[2 * l + k] = finish(val, bias, relu);
+                }
+            }
+        }
+        rows
+    }
+}
+
+/// F(2x2, 5x5) on 6x6 tiles: the transforms of [`winograd6`] on runs of `TW` tiles, on
+/// the vectors `simd` picks. The input is prepared in two phases per row (even columns,
+/// then odd: [`prepare`] at a stride of 2), so the six columns of the windows of a run
+/// are plain loads.
+#[derive(Clone, Copy, Debug)]
+struct Tiles6 {
+    simd: Simd6,
+}
+
+impl Tiles for Tiles6 {
+    const VARIANT: Variant = Variant::F2x5;
+    const PHASED: bool = true;
+    type Row = [f32; 2 * TW];
+    type Y = [[f32; 2 * TW]; 2];
+
+    #[inline]
+    fn input_tiles(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize) {
+        if x.len() >= winograd6::input_reach(row, phase) {
+            return self.input_run(x, row, phase, n, room, v, ld);
+        }
+        // At the buffer's end, the run's rows copied out (the lanes past `n` read zeros).
+        const HALF: usize = TW + 8;
+        let mut tmp = [0.0f32; 12 * HALF];
+        for (k, part) in tmp.chunks_exact_mut(HALF).enumerate() {
+            let from = (k / 2) * row + (k % 2) * phase;
+            let len = x.len().saturating_sub(from).min(TW + 2);
+            part[..len].copy_from_slice(&x[from..from + len]);
+        }
+        self.input_run(&tmp, 2 * HALF, HALF, n, room, v, ld)
+    }
+
+    #[inline]
+    fn output_tiles(&self, m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> Self::Y {
+        if 35 * ld + t + TW <= m.len() {
+            return self.simd.output(&m[t..], ld, bias, relu);
+        }
+        // The end of M: the lanes past it (never stored) read zeros.
+        let mut buf = [0.0f32; 36 * TW];
+        for (xi, part) in buf.chunks_exact_mut(TW).enumerate() {
+            let at = (xi * ld + t).min(m.len());
+            let len = (m.len() - at).min(TW);
+            part[..len].copy_from_slice(&m[at..at + len]);
+        }
+        self.simd.output(&buf, TW, bias, relu)
+    }
+}
+
+impl Tiles6 {
+    /// [`Tiles::input_tiles`] where the run's reads lie inside `x`: straight into `v`
+    /// when there is room for all `TW` lanes, else through a stack buffer.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn input_run(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize) {
+        if room >= TW && v.len() >= 35 * ld + TW {
+            return self.simd.input(x, row, phase, v, ld);
+        }
+        let mut buf = [0.0f32; 36 * TW];
+        self.simd.input(x, row, phase, &mut buf, TW);
+        for (xi, part) in buf.chunks_exact(TW).enumerate() {
+            copy_run(&mut v[xi * ld..xi * ld + n], &part[..n]);
+        }
+    }
+}
+
+/// Rows `0, row, 2 row, ...` of `x`, `C` values each: whole when the buffer has them (the
+/// lanes past a run then read neighbours), else the first `need` (the rest zero).
+#[inline(always)]
+fn load_rows<const C: usize, const R: usize>(x: &[f32], row: usize, need: usize) -> [[f32; C]; R] {
+    let mut d = [[0.0f32; C]; R];
+    for (i, di) in d.iter_mut().enumerate() {
+        match x.get(i * row..i * row + C) {
+            Some(src) => *di = <[f32; C]>::try_from(src).unwrap_or([0.0; C]),
+            None => copy_run(&mut di[..need], &x[i * row..i * row + need]),
+        }
+    }
+    d
+}
+
+/// `X` rows of `m` (`ld` apart), `TW` values each from column `t`; past the end of `m`,
+/// zeros.
+#[inline(always)]
+fn load_m<const X: usize>(m: &[f32], ld: usize, t: usize) -> [[f32; TW]; X] {
+    let mut mm = [[0.0f32; TW]; X];
     for (xi, r) in mm.iter_mut().enumerate() {
         let at = xi * ld + t;
         match m.get(at..at + TW) {
@@ -300,25 +539,18 @@ fn output_tiles(m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> [[f32;
             }
         }
     }
-    let mut y = [[0.0f32; TW]; 4];
-    for l in 0..TW {
-        let a: [f32; 4] = std::array::from_fn(|j| mm[j][l] + mm[4 + j][l] + mm[8 + j][l]);
-        let b: [f32; 4] = std::array::from_fn(|j| mm[4 + j][l] - mm[8 + j][l] - mm[12 + j][l]);
-        y[0][l] = a[0] + a[1] + a[2];
-        y[1][l] = a[1] - a[2] - a[3];
-        y[2][l] = b[0] + b[1] + b[2];
-        y[3][l] = b[1] - b[2] - b[3];
+    mm
+}
+
+/// One output: `val + bias`, then ReLU if asked.
+#[inline(always)]
+fn finish(val: f32, bias: f32, relu: bool) -> f32 {
+    let val = val + bias;
+    if relu {
+        relu1(val)
+    } else {
+        val
     }
-    let mut rows = [[0.0f32; 2 * TW]; 2];
-    for (r, out) in rows.iter_mut().enumerate() {
-        for l in 0..TW {
-            for (k, &val) in [y[2 * r][l], y[2 * r + 1][l]].iter().enumerate() {
-                let val = val + bias;
-                out[2 * l + k] = if relu { super::reference::relu1(val) } else { val };
-            }
-        }
-    }
-    rows
 }
 
 /// Run `f(group, xi, block, tasks)` for the products `(group, xi)`, groups `g0..g0 +
@@ -378,11 +610,11 @@ mod tests {
     use crate::cpu::Isa;
 
     /// `V = B^T d B` for `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, row-major (xi = 4 i + j).
-    pub(super) fn input_transform(d: &[[f32; 4]; 4]) -> [f32; XI] {
+    pub(super) fn input_transform(d: &[[f32; 4]; 4]) -> [f32; 16] {
         let col = |a: [f32; 4]| [a[0] - a[2], a[1] + a[2], a[2] - a[1], a[1] - a[3]];
         let rows: [[f32; 4]; 4] = std::array::from_fn(|j| col([d[0][j], d[1][j], d[2][j], d[3][j]]));
         // rows[j][i] = (B^T d)[i][j]; now the same along j.
-        let mut v = [0.0f32; XI];
+        let mut v = [0.0f32; 16];
         for i in 0..4 {
             let t = col([rows[0][i], rows[1][i], rows[2][i], rows[3][i]]);
             v[i * 4..i * 4 + 4].copy_from_slice(&t);
@@ -391,12 +623,79 @@ mod tests {
     }
 
     /// `Y = A^T M A` for `A^T = [1 1 1 0; 0 1 -1 -1]`.
-    pub(super) fn output_transform(m: &[f32; XI]) -> [[f32; 2]; 2] {
+    pub(super) fn output_transform(m: &[f32; 16]) -> [[f32; 2]; 2] {
         let red = |a: [f32; 4]| [a[0] + a[1] + a[2], a[1] - a[2] - a[3]];
         let cols: [[f32; 2]; 4] = std::array::from_fn(|j| red([m[j], m[4 + j], m[8 + j], m[12 + j]]));
         let y0 = red([cols[0][0], cols[1][0], cols[2][0], cols[3][0]]);
         let y1 = red([cols[0][1], cols[1][1], cols[2][1], cols[3][1]]);
         [y0, y1]
+    }
+
+    /// `V = B^T d B` of one 6x6 tile: `bt6` down each column, then along each row.
+    pub(super) fn input_transform6(d: &[[f32; 6]; 6]) -> [f32; 36] {
+        let cols: [[f32; 6]; 6] = std::array::from_fn(|k| winograd6::bt6(std::array::from_fn(|i| d[i][k])));
+        let mut v = [0.0f32; 36];
+        for i in 0..6 {
+            let w = winograd6::bt6(std::array::from_fn(|k| cols[k][i]));
+            v[6 * i..6 * i + 6].copy_from_slice(&w);
+        }
+        v
+    }
+
+    /// `Y = A^T M A` of one 6x6 tile, `[row][column]`.
+    pub(super) fn output_transform6(m: &[f32; 36]) -> [[f32; 2]; 2] {
+        let [y0, y1] = winograd6::at6_tile(|xi| m[xi]);
+        [[y0[0], y1[0]], [y0[1], y1[1]]]
+    }
+
+    #[test]
+    fn six_point_transforms_are_the_matrices() {
+        // B^T and A^T as written in the doc comments, applied as plain matrix products.
+        let bt: [[f64; 6]; 6] = [
+            [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+            [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+            [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+            [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+            [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+            [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+        ];
+        let at: [[f64; 6]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+        let d: [[f32; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|j| ((i * 6 + j) * 37 % 17) as f32 - 8.0));
+        let v = input_transform6(&d);
+        for i in 0..6 {
+            for j in 0..6 {
+                let want: f64 = (0..6)
+                    .flat_map(|a| (0..6).map(move |b| (a, b)))
+                    .map(|(a, b)| bt[i][a] * f64::from(d[a][b]) * bt[j][b])
+                    .sum();
+                assert_eq!(f64::from(v[6 * i + j]), want, "V[{i}][{j}]");
+            }
+        }
+        let m: [f32; 36] = std::array::from_fn(|i| (i * 53 % 19) as f32 - 9.0);
+        let y = output_transform6(&m);
+        for (r, yr) in y.iter().enumerate() {
+            for (c, &val) in yr.iter().enumerate() {
+                let want: f64 = (0..6)
+                    .flat_map(|a| (0..6).map(move |b| (a, b)))
+                    .map(|(a, b)| at[r][a] * f64::from(m[6 * a + b]) * at[c][b])
+                    .sum();
+                assert_eq!(f64::from(val), want, "Y[{r}][{c}]");
+            }
+        }
+        // Y = A^T [(G g G^T) . (B^T d B)] A is the correlation of d with g (in f64).
+        let gf: [f32; 25] = std::array::from_fn(|i| (i * 29 % 13) as f32 / 4.0 - 1.5);
+        let u = filter_transform(Variant::F2x5, &gf);
+        let prod: [f32; 36] = std::array::from_fn(|i| u[i] * v[i]);
+        let y = output_transform6(&prod);
+        for (r, yr) in y.iter().enumerate() {
+            for (c, &val) in yr.iter().enumerate() {
+                let want: f64 = (0..5)
+                    .flat_map(|a| (0..5).map(move |b| (a, b)))
+                    .map(|(a, b)| f64::from(d[r + a][c + b]) * f64::from(gf[5 * a + b]))
+                    .sum();
+                assert!((f64::from(val) - want).abs() <= 1e-4 * (1.0 + want.abs()), "({r}, {c}): {val} vs {want}");
+            }
+        }
     }
 
     /// Direct convolution, one output at a time, in f64.
@@ -411,15 +710,15 @@ mod tests {
                 for ox in 0..g.ow {
                     let mut s = f64::from(bias[oc]);
                     for ci in 0..g.cg {
-                        for ky in 0..3 {
-                            for kx in 0..3 {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
                                 let iy = (oy + ky) as isize - g.pads.top as isize;
                                 let ix = (ox + kx) as isize - g.pads.left as isize;
                                 if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                     continue;
                                 }
                                 let xv = x[((grp * g.cg + ci) * g.h + iy as usize) * g.w + ix as usize];
-                                let wv = w[((oc * g.cg + ci) * 3 + ky) * 3 + kx];
+                                let wv = w[((oc * g.cg + ci) * g.kh + ky) * g.kw + kx];
                                 s += f64::from(xv) * f64::from(wv);
                             }
                         }
@@ -434,30 +733,67 @@ mod tests {
 
     #[test]
     fn tile_runs_match_the_one_tile_transforms_bitwise() {
-        let row = 2 * TW + 5;
-        let x: Vec<f32> = (0..4 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
+        // The 6x6 transforms on this CPU's vectors and on `wide`'s.
+        let (six, six_portable) = (Tiles6 { simd: Simd6::new(false) }, Tiles6 { simd: Simd6::new(true) });
+        // An even row length, so that a row splits into two phases of `phase` values.
+        let (row, phase) = (2 * TW + 10, TW + 5);
+        let x: Vec<f32> = (0..6 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
+        // The same rows prepared for 6x6 tiles: even columns, then odd.
+        let xp: Vec<f32> = (0..6 * row).map(|i| x[i / row * row + 2 * (i % row % phase) + i % row / phase]).collect();
         for n in 1..=TW {
-            let v = input_tiles(&x, row, n);
-            for t in 0..n {
-                let d: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| x[i * row + 2 * t + j]));
-                let want = input_transform(&d);
-                for xi in 0..XI {
-                    assert_eq!(v[xi][t].to_bits(), want[xi].to_bits(), "n {n} tile {t} xi {xi}");
+            // Whole rows, and a buffer ending right after the run's last window (the
+            // lanes past `n` then read zeros).
+            let (x4, x6) = (&x[..3 * row + 2 * n + 2], &xp[..5 * row + phase + n + 2]);
+            for (xs4, xs6) in [(&x[..], &xp[..]), (x4, x6)] {
+                let v4 = Tiles4::input_run(xs4, row, n);
+                // Tiles6 stores as it goes: exactly `n` lanes of each position.
+                let ld6 = TW + 3;
+                let mut v6 = vec![f32::NAN; 36 * ld6];
+                let mut v6p = vec![f32::NAN; 36 * ld6];
+                six.input_tiles(xs6, row, phase, n, n, &mut v6, ld6);
+                six_portable.input_tiles(xs6, row, phase, n, n, &mut v6p, ld6);
+                assert!(v6.iter().zip(&v6p).all(|(a, b)| a.to_bits() == b.to_bits()), "portable vs {six:?}, n {n}");
+                // With room for whole vectors in every row, they are stored straight.
+                let mut v6w = vec![f32::NAN; 36 * ld6];
+                six.input_tiles(xs6, row, phase, n, ld6, &mut v6w, ld6);
+                assert!((0..36).all(|xi| (0..n).all(|l| v6w[xi * ld6 + l].to_bits() == v6[xi * ld6 + l].to_bits())));
+                for t in 0..n {
+                    let d4: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| x[i * row + 2 * t + j]));
+                    let d6: [[f32; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|j| x[i * row + 2 * t + j]));
+                    let (want4, want6) = (input_transform(&d4), input_transform6(&d6));
+                    for xi in 0..16 {
+                        assert_eq!(v4[xi][t].to_bits(), want4[xi].to_bits(), "4x4 n {n} tile {t} xi {xi}");
+                    }
+                    for xi in 0..36 {
+                        assert_eq!(v6[xi * ld6 + t].to_bits(), want6[xi].to_bits(), "6x6 n {n} tile {t} xi {xi}");
+                    }
                 }
+                assert!((0..36).all(|xi| v6[xi * ld6 + n..(xi + 1) * ld6].iter().all(|v| v.is_nan())), "n {n}");
             }
         }
         let ld = 3 * TW;
-        let m: Vec<f32> = (0..XI * ld).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
-        for (t, bias, relu) in [(0, 0.5, true), (5, -1.25, false), (ld - TW, 0.0, true)] {
-            let y = output_tiles(&m, ld, t, bias, relu);
-            for l in 0..TW {
-                let mm: [f32; XI] = std::array::from_fn(|xi| m[xi * ld + t + l]);
-                let want = output_transform(&mm);
-                for (r, wr) in want.iter().enumerate() {
-                    for (k, &w) in wr.iter().enumerate() {
-                        let w = w + bias;
-                        let w = if relu { crate::ops::reference::relu1(w) } else { w };
-                        assert_eq!(y[r][2 * l + k].to_bits(), w.to_bits(), "t {t} lane {l} ({r}, {k})");
+        let m: Vec<f32> = (0..36 * ld).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
+        let finish = |w: f32, bias: f32, relu: bool| {
+            let w = w + bias;
+            if relu {
+                crate::ops::reference::relu1(w)
+            } else {
+                w
+            }
+        };
+        // The last case runs past the end of M (its last lanes are never stored).
+        for (t, bias, relu) in [(0, 0.5, true), (5, -1.25, false), (ld - TW, 0.0, true), (ld - 3, 0.25, false)] {
+            let y4 = Tiles4::output_run(&m[..16 * ld], ld, t, bias, relu);
+            let y6 = six.output_tiles(&m, ld, t, bias, relu);
+            assert_eq!(y6, six_portable.output_tiles(&m, ld, t, bias, relu), "portable vs {six:?}");
+            for l in 0..TW.min(ld - t) {
+                let want4 = output_transform(&std::array::from_fn(|xi| m[xi * ld + t + l]));
+                let want6 = output_transform6(&std::array::from_fn(|xi| m[xi * ld + t + l]));
+                for r in 0..2 {
+                    for k in 0..2 {
+                        let (w4, w6) = (finish(want4[r][k], bias, relu), finish(want6[r][k], bias, relu));
+                        assert_eq!(y4[r][2 * l + k].to_bits(), w4.to_bits(), "4x4 t {t} lane {l} ({r}, {k})");
+                        assert_eq!(y6[r][2 * l + k].to_bits(), w6.to_bits(), "6x6 t {t} lane {l} ({r}, {k})");
                     }
                 }
             }
@@ -467,36 +803,42 @@ mod tests {
     #[test]
     fn matches_direct_convolution_on_odd_shapes() {
         let cases = [
-            // (cg, h, w, pads, groups, o, batch)
-            (3, 7, 5, Pads::uniform(1), 1, 5, 1),
-            (4, 13, 13, Pads::uniform(1), 2, 6, 3),
-            (2, 6, 9, Pads { top: 0, left: 2, bottom: 1, right: 0 }, 1, 13, 2),
-            (1, 3, 3, Pads::default(), 1, 1, 1),
-            (5, 4, 11, Pads::uniform(2), 1, 3, 40),
+            // (k, cg, h, w, pads, groups, o, batch)
+            (3, 3, 7, 5, Pads::uniform(1), 1, 5, 1),
+            (3, 4, 13, 13, Pads::uniform(1), 2, 6, 3),
+            (3, 2, 6, 9, Pads { top: 0, left: 2, bottom: 1, right: 0 }, 1, 13, 2),
+            (3, 1, 3, 3, Pads::default(), 1, 1, 1),
+            (3, 5, 4, 11, Pads::uniform(2), 1, 3, 40),
             // Tile rows longer than one run of TW tiles.
-            (2, 5, 21, Pads::uniform(1), 1, 4, 2),
-            (3, 9, 2 * TW + 3, Pads { top: 1, left: 0, bottom: 0, right: 1 }, 1, 2, 3),
+            (3, 2, 5, 21, Pads::uniform(1), 1, 4, 2),
+            (3, 3, 9, 2 * TW + 3, Pads { top: 1, left: 0, bottom: 0, right: 1 }, 1, 2, 3),
+            (5, 3, 7, 5, Pads::uniform(2), 1, 5, 1),
+            (5, 4, 13, 13, Pads::uniform(2), 2, 6, 3),
+            (5, 2, 6, 9, Pads { top: 0, left: 3, bottom: 1, right: 0 }, 1, 13, 2),
+            (5, 1, 5, 5, Pads::default(), 1, 1, 1),
+            (5, 5, 4, 11, Pads::uniform(4), 1, 3, 40),
+            (5, 2, 5, 2 * TW + 9, Pads::uniform(2), 1, 4, 2),
+            (5, 3, 10, 2 * TW + 3, Pads { top: 1, left: 0, bottom: 0, right: 1 }, 1, 2, 3),
         ];
         let kernels: Vec<Kernel> = Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect();
-        for (cg, h, w, pads, groups, o, batch) in cases {
-            let oh = h + pads.top as usize + pads.bottom as usize - 2;
-            let ow = w + pads.left as usize + pads.right as usize - 2;
-            let g = ConvGeom { cg, h, w, kh: 3, kw: 3, sh: 1, sw: 1, pads, oh, ow };
+        for (k, cg, h, w, pads, groups, o, batch) in cases {
+            let oh = h + pads.top as usize + pads.bottom as usize + 1 - k;
+            let ow = w + pads.left as usize + pads.right as usize + 1 - k;
+            let g = ConvGeom { cg, h, w, kh: k, kw: k, sh: 1, sw: 1, pads, oh, ow };
+            let v = variant(&g).unwrap();
             let c = cg * groups;
             let x: Vec<f32> = (0..batch * c * h * w).map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0).collect();
-            let wt: Vec<f32> = (0..o * cg * 9).map(|i| ((i * 104_729) % 19) as f32 / 9.0 - 1.0).collect();
+            let wt: Vec<f32> = (0..o * cg * k * k).map(|i| ((i * 104_729) % 19) as f32 / 9.0 - 1.0).collect();
             let bias: Vec<f32> = (0..o).map(|i| i as f32 / 4.0 - 0.5).collect();
             for kernel in &kernels {
-                let u = pack_weights(&wt, groups, o / groups, cg, kernel.blocks().mr);
+                let u = pack_weights(&wt, v, groups, o / groups, cg, kernel.blocks().mr);
                 let mut results = Vec::new();
                 for threads in [1, 2, 3] {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                     let mut out = vec![f32::NAN; batch * o * oh * ow];
                     let mut padded = vec![f32::NAN; batch * padded_len(&g, c)];
-                    let mut scratch = vec![f32::NAN; scratch_len(c, o)];
-                    pool.install(|| {
-                        conv3x3(*kernel, &x, batch, &g, &u, &bias, true, &mut out, &mut padded, &mut scratch)
-                    });
+                    let mut scratch = vec![f32::NAN; scratch_len(&g, c, o)];
+                    pool.install(|| conv(*kernel, &x, batch, &g, &u, &bias, true, &mut out, &mut padded, &mut scratch));
                     for b in 0..batch {
                         let want = direct(&x[b * c * h * w..(b + 1) * c * h * w], &wt, &bias, &g, groups, true);
                         let got = &out[b * o * oh * ow..(b + 1) * o * oh * ow];

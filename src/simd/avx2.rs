@@ -75,4 +75,14 @@ unsafe impl SimdF32 for F32x8 {
         // SAFETY: AVX is available.
         F32x8(unsafe { _mm256_max_ps(_mm256_setzero_ps(), self.0) })
     }
+    #[inline(always)]
+    unsafe fn zip(self, b: Self) -> (Self, Self) {
+        // Within each 128-bit half: lo = [s0 b0 s1 b1 | s4 b4 s5 b5], hi = [s2 b2 s3 b3 |
+        // s6 b6 s7 b7]; then the low halves together, and the high ones.
+        // SAFETY: AVX is available.
+        unsafe {
+            let (lo, hi) = (_mm256_unpacklo_ps(self.0, b.0), _mm256_unpackhi_ps(self.0, b.0));
+            (F32x8(_mm256_permute2f128_ps::<0x20>(lo, hi)), F32x8(_mm256_permute2f128_ps::<0x31>(lo, hi)))
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 pub mod portable;
+pub mod winograd6;
 
 /// A vector of `LANES` f32 values.
 ///
@@ -93,6 +94,26 @@ pub unsafe trait SimdF32: Copy {
     /// # Safety
     /// As [`SimdF32::zero`].
     unsafe fn relu(self) -> Self;
+    /// The lanes of `self` and `b` alternated: `([s0, b0, s1, b1, ...], [... s(L-1),
+    /// b(L-1)])`. This default goes through memory; ISAs with a shuffle override it.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    #[inline(always)]
+    unsafe fn zip(self, b: Self) -> (Self, Self) {
+        const MAX: usize = 16;
+        let l = Self::LANES.min(MAX);
+        let (mut x, mut y, mut z) = ([0.0f32; MAX], [0.0f32; MAX], [0.0f32; 2 * MAX]);
+        // SAFETY: each array holds at least LANES values; the CPU supports Self (caller).
+        unsafe {
+            self.store(x.as_mut_ptr());
+            b.store(y.as_mut_ptr());
+            for i in 0..l {
+                (z[2 * i], z[2 * i + 1]) = (x[i], y[i]);
+            }
+            (Self::load(z.as_ptr()), Self::load(z.as_ptr().add(l)))
+        }
+    }
 }
 
 /// Proof that this CPU runs AVX-512F. Made only by [`Avx512::new`].
