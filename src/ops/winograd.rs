@@ -1,21 +1,29 @@
-//! 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray,
-//! "Fast Algorithms for Convolutional Neural Networks", 2016).
+//! Stride-1 convolutions by Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms
+//! for Convolutional Neural Networks", 2016): F(2x2, 3x3) on 4x4 tiles for 3x3 kernels,
+//! F(2x2, 5x5) on 6x6 tiles for 5x5 ones.
 //!
-//! Each 2x2 block of outputs comes from a 4x4 tile of input `d`: `Y = A^T [U . V] A` with
-//! `V = B^T d B` (per input channel and tile), `U = G g G^T` (per filter, at open). For
-//! every one of the 16 positions `xi` of the 4x4 transformed tile, the channel sums are
-//! one GEMM: `M_xi [O, T] = U_xi [O, C] V_xi [C, T]` over the tiles `T` of every image.
-//! That is 16 multiply-adds per 2x2 output block and channel pair instead of 4 * 9 = 36:
-//! 2.25x fewer, at the price of the transforms (additions only: `B` and `A` hold 0 and
-//! +-1; `G`'s halves are applied to the weights once, at open).
+//! Each 2x2 block of outputs comes from an `n x n` tile of input `d` (`n = r + 1` for an
+//! `r x r` kernel): `Y = A^T [U . V] A` with `V = B^T d B` (per input channel and tile)
+//! and `U = G g G^T` (per filter, at open, in f64). For every one of the `n^2` positions
+//! `xi` of the transformed tile, the channel sums are one GEMM: `M_xi [O, T] = U_xi [O, C]
+//! V_xi [C, T]` over the tiles `T` of every image. Per block of outputs and channel pair
+//! that is 16 multiply-adds instead of 4 * 9 = 36 (3x3), 36 instead of 4 * 25 = 100
+//! (5x5), at the price of the transforms: `B` and `A` hold small integers (the points
+//! are 0, 1, -1, then 2, -2, and infinity), so they are additions and a few exact
+//! multiplies. The 6x6 transforms run on vectors ([`winograd6`]).
 //!
 //! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
-//! in cache and the workspace does not grow with the batch. The 16 products of every
+//! near the caches and the workspace does not grow with the batch. The products of every
 //! group run side by side on the pool, each on its share of the threads. Every output's
 //! arithmetic is fixed by the geometry alone (its tile, the GEMM's K slices), so results
-//! are bitwise identical for any thread count and any batch. Rounding differs slightly
-//! from a direct convolution's (the transforms add and subtract), and so does one corner
-//! case: an Inf or NaN input spreads to the whole 2x2 output block of its tile.
+//! are bitwise identical for any thread count, any batch and any ISA's transforms.
+//! Rounding differs slightly from a direct convolution's (the transforms add and
+//! subtract; the 6x6 ones scale by up to 5), and so does one corner case: an Inf or NaN
+//! input spreads to the whole output block of its tile.
+//!
+//! Tried: F(4x4, 3x3) on the 6x6 tiles for 3x3 layers (27% fewer products at 13x13). Its
+//! transformed weights are 2.25x larger, streamed from memory on every inference, and in
+//! the network it ran no faster (conv3 -10%, conv5 +5% at batch 16).
 
 use rayon::prelude::*;
 
