@@ -10,7 +10,7 @@
 //! that is 16 multiply-adds instead of 4 * 9 = 36 (3x3), 36 instead of 4 * 25 = 100
 //! (5x5), at the price of the transforms: `B` and `A` hold small integers (the points
 //! are 0, 1, -1, then 2, -2, and infinity), so they are additions and a few exact
-//! multiplies. The 6x6 transforms run on vectors ([`winograd6`]).
+//! multiplies. The transforms run on vectors ([`wsimd`]).
 //!
 //! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
 //! near the caches and the workspace does not grow with the batch. The products of every
@@ -28,12 +28,11 @@
 use rayon::prelude::*;
 
 use super::im2col::{prepare, ConvGeom};
-use super::reference::relu1;
 use crate::cpu::Isa;
 use crate::gemm::pack::copy_run;
 use crate::gemm::{sgemm_view, Epilogue, Kernel, MatMut, PackedA, RowMajor};
 use crate::plan::Pads;
-use crate::simd::winograd6::{self, Simd6};
+use crate::simd::winograd::{self as wsimd, Simd};
 
 /// Which minimal filtering algorithm a layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,11 +113,10 @@ fn tiled(g: &ConvGeom, v: Variant) -> ConvGeom {
     ConvGeom { pads, ..*g }
 }
 
-/// The geometry the input is prepared in: [`tiled`], for 6x6 tiles in two phases per
-/// row (even and odd columns).
+/// The geometry the input is prepared in: [`tiled`], in two phases per row (even and odd
+/// columns).
 fn prepared(g: &ConvGeom, v: Variant) -> ConvGeom {
-    let sw = if v.n() == 6 { 2 } else { 1 };
-    ConvGeom { sw, ..tiled(g, v) }
+    ConvGeom { sw: 2, ..tiled(g, v) }
 }
 
 /// Values per image of the padded input ([`conv`]'s `padded`), for `in_channels`
@@ -223,11 +221,7 @@ pub fn conv(
 ) {
     let args = Args { kernel, input, batch, g, u, bias, relu };
     match variant(g) {
-        Some(Variant::F2x3) => run(Tiles4, args, out, padded, scratch),
-        Some(Variant::F2x5) => {
-            let simd = Simd6::new(kernel.isa() == Isa::Portable);
-            run(Tiles6 { simd }, args, out, padded, scratch)
-        }
+        Some(v) => run(Runs { v, simd: Simd::new(kernel.isa() == Isa::Portable) }, args, out, padded, scratch),
         None => debug_assert!(false, "winograd::conv on {g:?}"),
     }
 }
@@ -243,31 +237,9 @@ struct Args<'a> {
     relu: bool,
 }
 
-/// The transforms of one tile size, over runs of up to [`TW`] tiles along a tile row.
-trait Tiles {
-    /// The algorithm.
-    const VARIANT: Variant;
-    /// Whether the input is prepared in two phases per row (even columns, odd columns).
-    const PHASED: bool;
-    /// One output row of a run: at least `m * TW` values.
-    type Row: AsRef<[f32]>;
-    /// The `m` output rows of a run.
-    type Y: AsRef<[Self::Row]>;
-    /// `V = B^T d B` for the `n` tiles (`1 <= n <= TW`) of a run along a tile row, whose
-    /// first window starts at `x[0]` (rows `row` apart; if phased, its odd columns at
-    /// `x[phase]`): position `xi` of tile `l` goes to `v[xi * ld + l]`. Lanes `n ..
-    /// room` of each position may be written too (with values a later run replaces).
-    #[allow(clippy::too_many_arguments)]
-    fn input_tiles(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize);
-    /// `Y = A^T M A`, plus `bias`, then ReLU if asked, for the `TW` tiles at columns `t
-    /// ..` of `m` (`[xi][tile]`, rows `ld` apart); lanes past the block read stale values
-    /// that are never stored. Each output row holds the tiles' columns side by side.
-    fn output_tiles(&self, m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> Self::Y;
-}
-
-fn run<T: Tiles + Sync>(tf: T, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut [f32]) {
+fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut [f32]) {
     let Args { kernel, input, batch, g, u, bias, relu } = a;
-    let v = T::VARIANT;
+    let v = tf.v;
     let (xis, step) = (v.xi(), v.m());
     let groups = u.len() / xis;
     let (o, og, cg) = (bias.len(), bias.len() / groups.max(1), g.cg);
@@ -300,7 +272,8 @@ fn run<T: Tiles + Sync>(tf: T, a: Args<'_>, out: &mut [f32], padded: &mut [f32],
             let mut t = 0;
             while t < tb {
                 let n = TW.min(tw - tx).min(tb - t);
-                let at = b * per_image + ch * plane + step * ty * row + if T::PHASED { tx } else { step * tx };
+                // Tile tx's window starts at column 2 tx: in the even phase at tx.
+                let at = b * per_image + ch * plane + step * ty * row + tx;
                 tf.input_tiles(&padded[at..], row, phase, n, ld - t, &mut vc[t..], ld);
                 t += n;
                 tx += n;
@@ -347,13 +320,10 @@ fn run<T: Tiles + Sync>(tf: T, a: Args<'_>, out: &mut [f32], padded: &mut [f32],
                 let mut t = lo - t0;
                 while t < hi - t0 {
                     let n = TW.min(tw - tx).min(hi - t0 - t);
-                    let y = tf.output_tiles(mrow, ld, t, bias, relu);
                     // Output rows step * ty .. (those inside), columns step * tx ...
-                    let (ox, cols) = (step * tx, (step * n).min(g.ow - step * tx));
-                    for (i, yr) in y.as_ref().iter().enumerate().take((g.oh - step * ty).min(step)) {
-                        let at = (step * ty + i) * g.ow + ox;
-                        copy_run(&mut plane_out[at..at + cols], &yr.as_ref()[..cols]);
-                    }
+                    let (rows, cols) = ((g.oh - step * ty).min(step), (step * n).min(g.ow - step * tx));
+                    let at = step * (ty * g.ow + tx);
+                    tf.output_tiles(mrow, ld, t, (bias, relu), &mut plane_out[at..], g.ow, rows, cols);
                     t += n;
                     tx += n;
                     if tx == tw {
@@ -367,197 +337,86 @@ fn run<T: Tiles + Sync>(tf: T, a: Args<'_>, out: &mut [f32], padded: &mut [f32],
 }
 
 /// Tiles transformed together along a tile row: a vector's worth.
-const TW: usize = winograd6::TW;
+const TW: usize = wsimd::TW;
 
-/// F(2x2, 3x3) on 4x4 tiles.
-struct Tiles4;
-
-impl Tiles for Tiles4 {
-    const VARIANT: Variant = Variant::F2x3;
-    const PHASED: bool = false;
-    type Row = [f32; 2 * TW];
-    type Y = [[f32; 2 * TW]; 2];
-
-    #[inline]
-    fn input_tiles(&self, x: &[f32], row: usize, _phase: usize, n: usize, _room: usize, v: &mut [f32], ld: usize) {
-        for (xi, vals) in Self::input_run(x, row, n).iter().enumerate() {
-            copy_run(&mut v[xi * ld..xi * ld + n], &vals[..n]);
-        }
-    }
-
-    #[inline]
-    fn output_tiles(&self, m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> Self::Y {
-        Self::output_run(m, ld, t, bias, relu)
-    }
-}
-
-impl Tiles4 {
-    /// `V` of a run, `v[xi][tile]` (lanes past `n` hold values never stored). The column
-    /// pass runs once per input column (neighbouring windows share two), then the row
-    /// pass over the even and odd columns; every lane does the same operations in the
-    /// same order as the one-tile form (`input_transform`, kept in the tests as the
-    /// oracle). `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`.
-    #[inline]
-    fn input_run(x: &[f32], row: usize, n: usize) -> [[f32; TW]; 16] {
-        const COLS: usize = 2 * TW + 2;
-        let d: [[f32; COLS]; 4] = load_rows(x, row, 2 * n + 2);
-        // B^T along the window's rows, for every column.
-        let mut c = [[0.0f32; COLS]; 4];
-        for k in 0..COLS {
-            c[0][k] = d[0][k] - d[2][k];
-            c[1][k] = d[1][k] + d[2][k];
-            c[2][k] = d[2][k] - d[1][k];
-            c[3][k] = d[1][k] - d[3][k];
-        }
-        // Then along the columns: tile t's window columns are c[2t .. 2t + 4].
-        let mut v = [[0.0f32; TW]; 16];
-        for i in 0..4 {
-            let mut e = [0.0f32; TW + 1];
-            let mut o = [0.0f32; TW + 1];
-            for k in 0..TW + 1 {
-                e[k] = c[i][2 * k];
-                o[k] = c[i][2 * k + 1];
-            }
-            for t in 0..TW {
-                v[4 * i][t] = e[t] - e[t + 1];
-                v[4 * i + 1][t] = o[t] + e[t + 1];
-                v[4 * i + 2][t] = e[t + 1] - o[t];
-                v[4 * i + 3][t] = o[t] - o[t + 1];
-            }
-        }
-        v
-    }
-
-    /// `A^T = [1 1 1 0; 0 1 -1 -1]`; the same operations per lane as the one-tile form
-    /// (`output_transform`, kept in the tests as the oracle).
-    #[inline]
-    fn output_run(m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> [[f32; 2 * TW]; 2] {
-        let mm: [[f32; TW]; 16] = load_m(m, ld, t);
-        let mut y = [[0.0f32; TW]; 4];
-        for l in 0..TW {
-            let a: [f32; 4] = std::array::from_fn(|j| mm[j][l] + mm[4 + j][l] + mm[8 + j][l]);
-            let b: [f32; 4] = std::array::from_fn(|j| mm[4 + j][l] - mm[8 + j][l] - mm[12 + j][l]);
-            y[0][l] = a[0] + a[1] + a[2];
-            y[1][l] = a[1] - a[2] - a[3];
-            y[2][l] = b[0] + b[1] + b[2];
-            y[3][l] = b[1] - b[2] - b[3];
-        }
-        let mut rows = [[0.0f32; 2 * TW]; 2];
-        for (r, out) in rows.iter_mut().enumerate() {
-            for l in 0..TW {
-                for (k, &val) in [y[2 * r][l], y[2 * r + 1][l]].iter().enumerate() {
-                    out[2 * l + k] = finish(val, bias, relu);
-                }
-            }
-        }
-        rows
-    }
-}
-
-/// F(2x2, 5x5) on 6x6 tiles: the transforms of [`winograd6`] on runs of `TW` tiles, on
-/// the vectors `simd` picks. The input is prepared in two phases per row (even columns,
-/// then odd: [`prepare`] at a stride of 2), so the six columns of the windows of a run
-/// are plain loads.
+/// One algorithm's transforms on runs of up to `TW` tiles along a tile row, on the
+/// vectors `simd` picks ([`wsimd`]). The input is prepared in two phases per row (even
+/// columns, then odd: [`prepare`] at a stride of 2), so the columns of the windows of a
+/// run are plain loads.
 #[derive(Clone, Copy, Debug)]
-struct Tiles6 {
-    simd: Simd6,
+struct Runs {
+    v: Variant,
+    simd: Simd,
 }
 
-impl Tiles for Tiles6 {
-    const VARIANT: Variant = Variant::F2x5;
-    const PHASED: bool = true;
-    type Row = [f32; 2 * TW];
-    type Y = [[f32; 2 * TW]; 2];
-
+impl Runs {
+    /// `V = B^T d B` for the `n` tiles (`1 <= n <= TW`) of a run whose first window starts
+    /// at `x[0]` (rows `row` apart, odd columns at `x[phase]`): position `xi` of tile `l`
+    /// goes to `v[xi * ld + l]`. Lanes `n .. room` of each position may be written too
+    /// (values a later run replaces). Straight from `x` unless the run reaches past its
+    /// end (then from the run's rows copied out, the lanes past it reading zeros); straight
+    /// into `v` when there is room for whole vectors (else through a stack buffer).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn input_tiles(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize) {
-        if x.len() >= winograd6::input_reach(row, phase) {
-            return self.input_run(x, row, phase, n, room, v, ld);
+        let tile = self.v.n();
+        if x.len() >= wsimd::input_reach(tile, row, phase) {
+            return self.input_from(x, row, phase, n, room, v, ld);
         }
-        // At the buffer's end, the run's rows copied out (the lanes past `n` read zeros).
+        // Window row a, phase p: at most TW + 2 values (shifts up to 2).
         const HALF: usize = TW + 8;
         let mut tmp = [0.0f32; 12 * HALF];
-        for (k, part) in tmp.chunks_exact_mut(HALF).enumerate() {
+        for (k, part) in tmp.chunks_exact_mut(HALF).take(2 * tile).enumerate() {
             let from = (k / 2) * row + (k % 2) * phase;
             let len = x.len().saturating_sub(from).min(TW + 2);
             part[..len].copy_from_slice(&x[from..from + len]);
         }
-        self.input_run(&tmp, 2 * HALF, HALF, n, room, v, ld)
+        self.input_from(&tmp, 2 * HALF, HALF, n, room, v, ld);
     }
 
+    /// [`Runs::input_tiles`] once the run's reads lie inside `x`.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn output_tiles(&self, m: &[f32], ld: usize, t: usize, bias: f32, relu: bool) -> Self::Y {
-        if 35 * ld + t + TW <= m.len() {
-            return self.simd.output(&m[t..], ld, bias, relu);
+    fn input_from(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize) {
+        let (tile, xis) = (self.v.n(), self.v.xi());
+        if room >= TW && v.len() >= (xis - 1) * ld + TW {
+            return self.simd.input(tile, x, row, phase, v, ld);
         }
-        // The end of M: the lanes past it (never stored) read zeros.
         let mut buf = [0.0f32; 36 * TW];
-        for (xi, part) in buf.chunks_exact_mut(TW).enumerate() {
+        self.simd.input(tile, x, row, phase, &mut buf, TW);
+        for (xi, part) in buf.chunks_exact(TW).take(xis).enumerate() {
+            copy_run(&mut v[xi * ld..xi * ld + n], &part[..n]);
+        }
+    }
+
+    /// `Y = A^T M A`, plus `bias`, then ReLU if asked, for the `TW` tiles at columns `t
+    /// ..` of `m` (`[xi][tile]`, rows `ld` apart; lanes past the block read stale values,
+    /// or zeros past the end of `m`), into the first `rows` output rows of the run at
+    /// `out[r * stride ..]`, `cols` values each (each tile's two columns side by side).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn output_tiles(
+        &self,
+        m: &[f32],
+        ld: usize,
+        t: usize,
+        (bias, relu): (f32, bool),
+        out: &mut [f32],
+        stride: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let (tile, xis) = (self.v.n(), self.v.xi());
+        if (xis - 1) * ld + t + TW <= m.len() {
+            return self.simd.output(tile, &m[t..], ld, bias, relu, out, stride, rows, cols);
+        }
+        let mut buf = [0.0f32; 36 * TW];
+        for (xi, part) in buf.chunks_exact_mut(TW).take(xis).enumerate() {
             let at = (xi * ld + t).min(m.len());
             let len = (m.len() - at).min(TW);
             part[..len].copy_from_slice(&m[at..at + len]);
         }
-        self.simd.output(&buf, TW, bias, relu)
-    }
-}
-
-impl Tiles6 {
-    /// [`Tiles::input_tiles`] where the run's reads lie inside `x`: straight into `v`
-    /// when there is room for all `TW` lanes, else through a stack buffer.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn input_run(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize) {
-        if room >= TW && v.len() >= 35 * ld + TW {
-            return self.simd.input(x, row, phase, v, ld);
-        }
-        let mut buf = [0.0f32; 36 * TW];
-        self.simd.input(x, row, phase, &mut buf, TW);
-        for (xi, part) in buf.chunks_exact(TW).enumerate() {
-            copy_run(&mut v[xi * ld..xi * ld + n], &part[..n]);
-        }
-    }
-}
-
-/// Rows `0, row, 2 row, ...` of `x`, `C` values each: whole when the buffer has them (the
-/// lanes past a run then read neighbours), else the first `need` (the rest zero).
-#[inline(always)]
-fn load_rows<const C: usize, const R: usize>(x: &[f32], row: usize, need: usize) -> [[f32; C]; R] {
-    let mut d = [[0.0f32; C]; R];
-    for (i, di) in d.iter_mut().enumerate() {
-        match x.get(i * row..i * row + C) {
-            Some(src) => *di = <[f32; C]>::try_from(src).unwrap_or([0.0; C]),
-            None => copy_run(&mut di[..need], &x[i * row..i * row + need]),
-        }
-    }
-    d
-}
-
-/// `X` rows of `m` (`ld` apart), `TW` values each from column `t`; past the end of `m`,
-/// zeros.
-#[inline(always)]
-fn load_m<const X: usize>(m: &[f32], ld: usize, t: usize) -> [[f32; TW]; X] {
-    let mut mm = [[0.0f32; TW]; X];
-    for (xi, r) in mm.iter_mut().enumerate() {
-        let at = xi * ld + t;
-        match m.get(at..at + TW) {
-            Some(src) => *r = <[f32; TW]>::try_from(src).unwrap_or([0.0; TW]),
-            None => {
-                let n = m.len().saturating_sub(at).min(TW);
-                copy_run(&mut r[..n], &m[at..at + n]);
-            }
-        }
-    }
-    mm
-}
-
-/// One output: `val + bias`, then ReLU if asked.
-#[inline(always)]
-fn finish(val: f32, bias: f32, relu: bool) -> f32 {
-    let val = val + bias;
-    if relu {
-        relu1(val)
-    } else {
-        val
+        self.simd.output(tile, &buf, TW, bias, relu, out, stride, rows, cols);
     }
 }
 
@@ -641,10 +500,10 @@ mod tests {
 
     /// `V = B^T d B` of one 6x6 tile: `bt6` down each column, then along each row.
     pub(super) fn input_transform6(d: &[[f32; 6]; 6]) -> [f32; 36] {
-        let cols: [[f32; 6]; 6] = std::array::from_fn(|k| winograd6::bt6(std::array::from_fn(|i| d[i][k])));
+        let cols: [[f32; 6]; 6] = std::array::from_fn(|k| wsimd::bt6(std::array::from_fn(|i| d[i][k])));
         let mut v = [0.0f32; 36];
         for i in 0..6 {
-            let w = winograd6::bt6(std::array::from_fn(|k| cols[k][i]));
+            let w = wsimd::bt6(std::array::from_fn(|k| cols[k][i]));
             v[6 * i..6 * i + 6].copy_from_slice(&w);
         }
         v
@@ -652,7 +511,7 @@ mod tests {
 
     /// `Y = A^T M A` of one 6x6 tile, `[row][column]`.
     pub(super) fn output_transform6(m: &[f32; 36]) -> [[f32; 2]; 2] {
-        let [y0, y1] = winograd6::at6_tile(|xi| m[xi]);
+        let [y0, y1] = wsimd::at6_tile(|xi| m[xi]);
         [[y0[0], y1[0]], [y0[1], y1[1]]]
     }
 
@@ -741,67 +600,65 @@ mod tests {
 
     #[test]
     fn tile_runs_match_the_one_tile_transforms_bitwise() {
-        // The 6x6 transforms on this CPU's vectors and on `wide`'s.
-        let (six, six_portable) = (Tiles6 { simd: Simd6::new(false) }, Tiles6 { simd: Simd6::new(true) });
         // An even row length, so that a row splits into two phases of `phase` values.
         let (row, phase) = (2 * TW + 10, TW + 5);
         let x: Vec<f32> = (0..6 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
-        // The same rows prepared for 6x6 tiles: even columns, then odd.
+        // The same rows prepared: even columns, then odd.
         let xp: Vec<f32> = (0..6 * row).map(|i| x[i / row * row + 2 * (i % row % phase) + i % row / phase]).collect();
-        for n in 1..=TW {
-            // Whole rows, and a buffer ending right after the run's last window (the
-            // lanes past `n` then read zeros).
-            let (x4, x6) = (&x[..3 * row + 2 * n + 2], &xp[..5 * row + phase + n + 2]);
-            for (xs4, xs6) in [(&x[..], &xp[..]), (x4, x6)] {
-                let v4 = Tiles4::input_run(xs4, row, n);
-                // Tiles6 stores as it goes: exactly `n` lanes of each position.
-                let ld6 = TW + 3;
-                let mut v6 = vec![f32::NAN; 36 * ld6];
-                let mut v6p = vec![f32::NAN; 36 * ld6];
-                six.input_tiles(xs6, row, phase, n, n, &mut v6, ld6);
-                six_portable.input_tiles(xs6, row, phase, n, n, &mut v6p, ld6);
-                assert!(v6.iter().zip(&v6p).all(|(a, b)| a.to_bits() == b.to_bits()), "portable vs {six:?}, n {n}");
-                // With room for whole vectors in every row, they are stored straight.
-                let mut v6w = vec![f32::NAN; 36 * ld6];
-                six.input_tiles(xs6, row, phase, n, ld6, &mut v6w, ld6);
-                assert!((0..36).all(|xi| (0..n).all(|l| v6w[xi * ld6 + l].to_bits() == v6[xi * ld6 + l].to_bits())));
-                for t in 0..n {
-                    let d4: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| x[i * row + 2 * t + j]));
-                    let d6: [[f32; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|j| x[i * row + 2 * t + j]));
-                    let (want4, want6) = (input_transform(&d4), input_transform6(&d6));
-                    for xi in 0..16 {
-                        assert_eq!(v4[xi][t].to_bits(), want4[xi].to_bits(), "4x4 n {n} tile {t} xi {xi}");
-                    }
-                    for xi in 0..36 {
-                        assert_eq!(v6[xi * ld6 + t].to_bits(), want6[xi].to_bits(), "6x6 n {n} tile {t} xi {xi}");
-                    }
-                }
-                assert!((0..36).all(|xi| v6[xi * ld6 + n..(xi + 1) * ld6].iter().all(|v| v.is_nan())), "n {n}");
-            }
-        }
         let ld = 3 * TW;
         let m: Vec<f32> = (0..36 * ld).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
-        let finish = |w: f32, bias: f32, relu: bool| {
-            let w = w + bias;
-            if relu {
-                crate::ops::reference::relu1(w)
-            } else {
-                w
+        let simds = [Simd::new(false), Simd::new(true)];
+        for (v, simd) in [Variant::F2x3, Variant::F2x5].into_iter().flat_map(|v| simds.map(|s| (v, s))) {
+            let (runs, tile, xis) = (Runs { v, simd }, v.n(), v.xi());
+            let window = |t: usize, i: usize, j: usize| x[i * row + 2 * t + j];
+            let want = |t: usize| -> Vec<f32> {
+                if tile == 4 {
+                    input_transform(&std::array::from_fn(|i| std::array::from_fn(|j| window(t, i, j)))).to_vec()
+                } else {
+                    input_transform6(&std::array::from_fn(|i| std::array::from_fn(|j| window(t, i, j)))).to_vec()
+                }
+            };
+            for n in 1..=TW {
+                // Whole rows, and a buffer ending right after the run's last window (the
+                // lanes past `n` then read zeros).
+                let short = &xp[..(tile - 1) * row + phase + n + tile / 2 - 1];
+                for xs in [&xp[..], short] {
+                    let vld = TW + 3;
+                    // Without room, exactly `n` lanes of each position are stored.
+                    let mut exact = vec![f32::NAN; xis * vld];
+                    runs.input_tiles(xs, row, phase, n, n, &mut exact, vld);
+                    // With room for whole vectors in every row, they are stored straight.
+                    let mut whole = vec![f32::NAN; xis * vld];
+                    runs.input_tiles(xs, row, phase, n, vld, &mut whole, vld);
+                    for t in 0..n {
+                        for (xi, w) in want(t).iter().enumerate() {
+                            let (e, h) = (exact[xi * vld + t], whole[xi * vld + t]);
+                            assert_eq!(e.to_bits(), w.to_bits(), "{v:?} {simd:?} n {n} tile {t} xi {xi}");
+                            assert_eq!(h.to_bits(), w.to_bits(), "{v:?} {simd:?} n {n} tile {t} xi {xi}");
+                        }
+                    }
+                    assert!((0..xis).all(|xi| exact[xi * vld + n..(xi + 1) * vld].iter().all(|v| v.is_nan())));
+                }
             }
-        };
-        // The last case runs past the end of M (its last lanes are never stored).
-        for (t, bias, relu) in [(0, 0.5, true), (5, -1.25, false), (ld - TW, 0.0, true), (ld - 3, 0.25, false)] {
-            let y4 = Tiles4::output_run(&m[..16 * ld], ld, t, bias, relu);
-            let y6 = six.output_tiles(&m, ld, t, bias, relu);
-            assert_eq!(y6, six_portable.output_tiles(&m, ld, t, bias, relu), "portable vs {six:?}");
-            for l in 0..TW.min(ld - t) {
-                let want4 = output_transform(&std::array::from_fn(|xi| m[xi * ld + t + l]));
-                let want6 = output_transform6(&std::array::from_fn(|xi| m[xi * ld + t + l]));
-                for r in 0..2 {
-                    for k in 0..2 {
-                        let (w4, w6) = (finish(want4[r][k], bias, relu), finish(want6[r][k], bias, relu));
-                        assert_eq!(y4[r][2 * l + k].to_bits(), w4.to_bits(), "4x4 t {t} lane {l} ({r}, {k})");
-                        assert_eq!(y6[r][2 * l + k].to_bits(), w6.to_bits(), "6x6 t {t} lane {l} ({r}, {k})");
+            // The last case runs past the end of M (its last lanes are never stored).
+            let m = &m[..xis * ld];
+            for (t, bias, relu) in [(0, 0.5, true), (5, -1.25, false), (ld - TW, 0.0, true), (ld - 3, 0.25, false)] {
+                let stride = 2 * TW + 3;
+                let mut y = vec![f32::NAN; 2 * stride];
+                runs.output_tiles(m, ld, t, (bias, relu), &mut y, stride, 2, 2 * TW);
+                for l in 0..TW.min(ld - t) {
+                    let want = if tile == 4 {
+                        output_transform(&std::array::from_fn(|xi| m[xi * ld + t + l]))
+                    } else {
+                        output_transform6(&std::array::from_fn(|xi| m[xi * ld + t + l]))
+                    };
+                    for (r, wr) in want.iter().enumerate() {
+                        for (k, &w) in wr.iter().enumerate() {
+                            let w = w + bias;
+                            let w = if relu { crate::ops::reference::relu1(w) } else { w };
+                            let got = y[r * stride + 2 * l + k];
+                            assert_eq!(got.to_bits(), w.to_bits(), "{v:?} t {t} lane {l} ({r}, {k})");
+                        }
                     }
                 }
             }

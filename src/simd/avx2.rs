@@ -76,6 +76,17 @@ unsafe impl SimdF32 for F32x8 {
         F32x8(unsafe { _mm256_max_ps(_mm256_setzero_ps(), self.0) })
     }
     #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        // Lane i is written where i < n (the mask's sign bit).
+        // SAFETY: AVX2 is available; masked-off lanes are neither written nor faulted on,
+        // and p is valid for the n written ones (caller).
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes);
+            _mm256_maskstore_ps(p, mask, self.0);
+        }
+    }
+    #[inline(always)]
     unsafe fn zip(self, b: Self) -> (Self, Self) {
         // Within each 128-bit half: lo = [s0 b0 s1 b1 | s4 b4 s5 b5], hi = [s2 b2 s3 b3 |
         // s6 b6 s7 b7]; then the low halves together, and the high ones.

@@ -19,7 +19,7 @@ pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 pub mod portable;
-pub mod winograd6;
+pub mod winograd;
 
 /// A vector of `LANES` f32 values.
 ///
@@ -94,6 +94,21 @@ pub unsafe trait SimdF32: Copy {
     /// # Safety
     /// As [`SimdF32::zero`].
     unsafe fn relu(self) -> Self;
+    /// Store the first `n` lanes (`n <= LANES`) to `p`, nothing past them. This default
+    /// goes through memory; ISAs with masked stores override it.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`], and `p` is valid for `n` writes.
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        const MAX: usize = 16;
+        let mut x = [0.0f32; MAX];
+        // SAFETY: x holds LANES <= MAX values; p is valid for n <= LANES writes (caller).
+        unsafe {
+            self.store(x.as_mut_ptr());
+            std::ptr::copy_nonoverlapping(x.as_ptr(), p, n.min(Self::LANES).min(MAX));
+        }
+    }
     /// The lanes of `self` and `b` alternated: `([s0, b0, s1, b1, ...], [... s(L-1),
     /// b(L-1)])`. This default goes through memory; ISAs with a shuffle override it.
     ///
