@@ -139,10 +139,11 @@ pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, 
     let mut out = Vec::with_capacity(groups * xis);
     // u[o][xi][c]: each output channel's transformed filters, one parallel task per o.
     let mut u = vec![0.0f32; og * xis * cg];
+    let gm = g_matrix(v);
     for gw in w.chunks_exact(og * cg * taps).take(groups) {
         u.par_chunks_mut(xis * cg).zip(gw.par_chunks(cg * taps)).for_each(|(uo, wo)| {
             for (c, f) in wo.chunks_exact(taps).enumerate() {
-                for (xi, val) in filter_transform(v, f).into_iter().take(xis).enumerate() {
+                for (xi, val) in filter_transform(v, &gm, f).into_iter().take(xis).enumerate() {
                     uo[xi * cg + c] = val;
                 }
             }
@@ -161,42 +162,46 @@ pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, 
     out
 }
 
-/// Row `i`, column `k` of `G` (`n x r`): `p_i^k / s_i` at the finite points `p` (0, 1, -1,
-/// then 2, -2), the last row picking the highest coefficient (the point at infinity).
-/// The scales `s` make `B` integral (`B^T = S^-1 V^-T` for the Vandermonde matrix `V` of
-/// the points).
-fn g_entry(v: Variant, i: usize, k: usize) -> f64 {
+/// `G` (`n x r`, in the top left of the array): row `i` holds `p_i^k / s_i` at the finite
+/// points `p` (0, 1, -1, then 2, -2), the last row picks the highest coefficient (the
+/// point at infinity). The scales `s` make `B` integral (`B^T = S^-1 V^-T` for the
+/// Vandermonde matrix `V` of the points).
+fn g_matrix(v: Variant) -> [[f64; 5]; 6] {
     const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
     let scales: &[f64] = match v {
         Variant::F2x3 => &[1.0, 2.0, 2.0],
         Variant::F2x5 => &[4.0, -6.0, -6.0, 24.0, 24.0],
     };
-    if i + 1 == v.n() {
-        if k + 1 == v.r() {
-            1.0
-        } else {
-            0.0
+    let (n, r) = (v.n(), v.r());
+    let mut g = [[0.0f64; 5]; 6];
+    for (i, row) in g.iter_mut().enumerate().take(n - 1) {
+        let mut p = 1.0;
+        for x in row.iter_mut().take(r) {
+            *x = p / scales[i];
+            p *= POINTS[i];
         }
-    } else {
-        POINTS[i].powi(k as i32) / scales[i]
     }
+    g[n - 1][r - 1] = 1.0;
+    g
 }
 
-/// `U = G g G^T` of one `r x r` filter (row-major), in f64; the first `n^2` values are
-/// the tile, row-major (`xi = n i + j`).
-fn filter_transform(v: Variant, f: &[f32]) -> [f32; MAX_XI] {
+/// `U = G g G^T` of one `r x r` filter (row-major), in f64, for `G` of [`g_matrix`]; the
+/// first `n^2` values are the tile, row-major (`xi = n i + j`).
+fn filter_transform(v: Variant, gm: &[[f64; 5]; 6], f: &[f32]) -> [f32; MAX_XI] {
     let (n, r) = (v.n(), v.r());
     // G g: n x r.
     let mut gg = [[0.0f64; 5]; 6];
-    for (i, row) in gg.iter_mut().enumerate().take(n) {
-        for (c, x) in row.iter_mut().enumerate().take(r) {
-            *x = (0..r).map(|k| g_entry(v, i, k) * f64::from(f[k * r + c])).sum();
+    for (gi, gm_i) in gg.iter_mut().zip(gm).take(n) {
+        for (k, &w) in gm_i.iter().enumerate().take(r) {
+            for (c, x) in gi.iter_mut().enumerate().take(r) {
+                *x += w * f64::from(f[k * r + c]);
+            }
         }
     }
     let mut u = [0.0f32; MAX_XI];
-    for i in 0..n {
-        for j in 0..n {
-            u[i * n + j] = (0..r).map(|c| gg[i][c] * g_entry(v, j, c)).sum::<f64>() as f32;
+    for (i, gi) in gg.iter().enumerate().take(n) {
+        for (j, gm_j) in gm.iter().enumerate().take(n) {
+            u[i * n + j] = gi.iter().zip(gm_j).take(r).map(|(a, b)| a * b).sum::<f64>() as f32;
         }
     }
     u
@@ -551,7 +556,7 @@ mod tests {
         }
         // Y = A^T [(G g G^T) . (B^T d B)] A is the correlation of d with g (in f64).
         let gf: [f32; 25] = std::array::from_fn(|i| (i * 29 % 13) as f32 / 4.0 - 1.5);
-        let u = filter_transform(Variant::F2x5, &gf);
+        let u = filter_transform(Variant::F2x5, &g_matrix(Variant::F2x5), &gf);
         let prod: [f32; 36] = std::array::from_fn(|i| u[i] * v[i]);
         let y = output_transform6(&prod);
         for (r, yr) in y.iter().enumerate() {
