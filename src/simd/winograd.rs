@@ -395,10 +395,8 @@ unsafe fn input_row4<V: SimdF32, const I: usize>(x: *const f32, row: usize, phas
             column4::<V, I>(x, row, phase, 3),
         ])
     };
-    for (j, wj) in w.into_iter().enumerate() {
-        // SAFETY: 4 I + j < 16, so the TW values at (4 I + j) * ldo are writable (caller).
-        unsafe { wj.store(out.add((4 * I + j) * ldo)) };
-    }
+    // SAFETY: positions 4 I .. 4 I + 4 < 16 are writable (caller).
+    unsafe { store_positions(w, 4 * I, out, ldo) }
 }
 
 /// Row `I` of a run's `V` for 6x6 tiles.
@@ -418,9 +416,19 @@ unsafe fn input_row6<V: SimdF32, const I: usize>(x: *const f32, row: usize, phas
             column6::<V, I>(x, row, phase, 5),
         ])
     };
+    // SAFETY: positions 6 I .. 6 I + 6 < 36 are writable (caller).
+    unsafe { store_positions(w, 6 * I, out, ldo) }
+}
+
+/// Positions `first ..` of a run's `V`: `w[j]` to `out + (first + j) * ldo`.
+///
+/// # Safety
+/// `out` is valid for `TW` writes at each of those positions.
+#[inline(always)]
+unsafe fn store_positions<V: SimdF32, const K: usize>(w: [Vector<V>; K], first: usize, out: *mut f32, ldo: usize) {
     for (j, wj) in w.into_iter().enumerate() {
-        // SAFETY: 6 I + j < 36, so the TW values at (6 I + j) * ldo are writable (caller).
-        unsafe { wj.store(out.add((6 * I + j) * ldo)) };
+        // SAFETY: position first + j is writable (caller).
+        unsafe { wj.store(out.add((first + j) * ldo)) };
     }
 }
 
