@@ -162,14 +162,18 @@ pub fn pool_lrn_diff(data: &[u8]) {
     }
 }
 
-/// One convolution (im2col + SGEMM, or Winograd for a 3x3 stride-1 kernel, which half the
-/// inputs take) on every ISA against the reference convolution, on a geometry, groups,
-/// batch and values taken from the bytes. Runs on the global rayon pool.
+/// One convolution (im2col + SGEMM, or Winograd for a 3x3 or 5x5 stride-1 kernel, which
+/// half the inputs take) on every ISA against the reference convolution, on a geometry,
+/// groups, batch and values taken from the bytes. Runs on the global rayon pool.
 pub fn conv_diff(data: &[u8]) {
     use crate::ops::{conv, im2col::ConvGeom, reference};
     let b = |i| byte(data, i) as usize;
-    let (kh, kw, sh, sw) =
-        if b(0) % 2 == 0 { (3, 3, 1, 1) } else { (1 + b(1) % 5, 1 + b(2) % 5, 1 + b(3) % 3, 1 + b(4) % 3) };
+    let (kh, kw, sh, sw) = if b(0) % 2 == 0 {
+        let k = 3 + 2 * (b(1) % 2);
+        (k, k, 1, 1)
+    } else {
+        (1 + b(1) % 5, 1 + b(2) % 5, 1 + b(3) % 3, 1 + b(4) % 3)
+    };
     let side = |i| (b(i) % 3) as u32;
     let pads = Pads { top: side(5), left: side(6), bottom: side(7), right: side(8) };
     let (groups, cg, og) = (1 + b(9) % 2, 1 + b(10) % 4, 1 + b(11) % 6);
