@@ -149,14 +149,9 @@ pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, 
             }
         });
         let u = &u;
-        let packed: Vec<PackedA> = (0..xis)
-            .into_par_iter()
-            .map(|xi| {
-                let m: Vec<f32> =
-                    (0..og).flat_map(|o| &u[(o * xis + xi) * cg..(o * xis + xi + 1) * cg]).copied().collect();
-                PackedA::pack(&m, og, cg, mr)
-            })
-            .collect();
+        // U_xi's row o is u[o][xi]: rows xis * cg apart.
+        let packed: Vec<PackedA> =
+            (0..xis).into_par_iter().map(|xi| PackedA::pack_strided(&u[xi * cg..], og, cg, xis * cg, mr)).collect();
         out.extend(packed);
     }
     out
