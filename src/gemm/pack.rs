@@ -56,6 +56,18 @@ impl PackedA {
         (self.mr, self.m, self.k) = (mr, m, k);
     }
 
+    /// An `m x k` matrix of zeros in `mr`-row panels, to be filled through
+    /// [`PackedA::panels_mut`].
+    pub(crate) fn zeroed(m: usize, k: usize, mr: usize) -> PackedA {
+        PackedA { mr, m, k, data: vec![0.0; m.div_ceil(mr) * mr * k] }
+    }
+
+    /// The panels, in order: panel `pi` holds rows `pi * mr ..`, value `(r, p)` at
+    /// `p * mr + r`.
+    pub(crate) fn panels_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
+        self.data.chunks_exact_mut((self.mr * self.k).max(1))
+    }
+
     /// Panel height.
     pub fn mr(&self) -> usize {
         self.mr

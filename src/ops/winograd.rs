@@ -90,9 +90,6 @@ pub fn applies(g: &ConvGeom) -> bool {
     variant(g).is_some()
 }
 
-/// Most positions of any variant.
-const MAX_XI: usize = 36;
-
 /// V's and M's rows are padded to a multiple of this many tiles (a multiple of every
 /// kernel's narrow panel width).
 const PAD: usize = 16;
@@ -132,26 +129,48 @@ pub fn scratch_len(g: &ConvGeom, in_channels: usize, out_channels: usize) -> usi
 }
 
 /// Transform the OIHW weights of every group (`groups` blocks of `og x cg x r x r`) into
-/// `groups * n^2` packed matrices `U_xi` (`og x cg`), group-major. Filters are transformed
-/// in parallel on the current pool (this runs at open, where it was most of the time).
+/// `groups * n^2` packed matrices `U_xi` (`og x cg`), group-major. Each filter is
+/// transformed once and its `n^2` values written straight into their panels; one
+/// parallel task per panel of `mr` output channels, on the current pool (this runs at
+/// open).
 pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
-    let (xis, taps) = (v.xi(), v.r() * v.r());
-    let mut out = Vec::with_capacity(groups * xis);
-    // u[o][xi][c]: each output channel's transformed filters, one parallel task per o.
-    let mut u = vec![0.0f32; og * xis * cg];
-    let gm = g_matrix(v);
-    for gw in w.chunks_exact(og * cg * taps).take(groups) {
-        u.par_chunks_mut(xis * cg).zip(gw.par_chunks(cg * taps)).for_each(|(uo, wo)| {
-            for (c, f) in wo.chunks_exact(taps).enumerate() {
-                for (xi, val) in filter_transform(v, &gm, f).into_iter().take(xis).enumerate() {
-                    uo[xi * cg + c] = val;
+    match v {
+        Variant::F2x3 => pack_n::<4, 3>(w, g_matrix(v), groups, og, cg, mr),
+        Variant::F2x5 => pack_n::<6, 5>(w, g_matrix(v), groups, og, cg, mr),
+    }
+}
+
+/// [`pack_weights`] for `N x N` tiles and `R x R` filters.
+fn pack_n<const N: usize, const R: usize>(
+    w: &[f32],
+    gm: [[f64; 5]; 6],
+    groups: usize,
+    og: usize,
+    cg: usize,
+    mr: usize,
+) -> Vec<PackedA> {
+    let g: [[f64; R]; N] = std::array::from_fn(|i| std::array::from_fn(|k| gm[i][k]));
+    let mut out = Vec::with_capacity(groups * N * N);
+    for gw in w.chunks_exact(og * cg * R * R).take(groups) {
+        let mut packed: Vec<PackedA> = (0..N * N).map(|_| PackedA::zeroed(og, cg, mr)).collect();
+        // Per panel of output channels, that panel of every position's matrix.
+        let mut panels: Vec<Vec<&mut [f32]>> = (0..og.div_ceil(mr)).map(|_| Vec::with_capacity(N * N)).collect();
+        for p in packed.iter_mut() {
+            for (dst, panel) in panels.iter_mut().zip(p.panels_mut()) {
+                dst.push(panel);
+            }
+        }
+        panels.into_par_iter().enumerate().for_each(|(pi, mut dst)| {
+            // Channel by channel, the panel's rows side by side: the writes go in order.
+            for c in 0..cg {
+                for r in 0..mr.min(og - pi * mr) {
+                    let f = &gw[((pi * mr + r) * cg + c) * R * R..][..R * R];
+                    for (xi, val) in filter_transform::<N, R>(&g, f).iter().flatten().enumerate() {
+                        dst[xi][c * mr + r] = *val;
+                    }
                 }
             }
         });
-        let u = &u;
-        // U_xi's row o is u[o][xi]: rows xis * cg apart.
-        let packed: Vec<PackedA> =
-            (0..xis).into_par_iter().map(|xi| PackedA::pack_strided(&u[xi * cg..], og, cg, xis * cg, mr)).collect();
         out.extend(packed);
     }
     out
@@ -180,23 +199,27 @@ fn g_matrix(v: Variant) -> [[f64; 5]; 6] {
     g
 }
 
-/// `U = G g G^T` of one `r x r` filter (row-major), in f64, for `G` of [`g_matrix`]; the
-/// first `n^2` values are the tile, row-major (`xi = n i + j`).
-fn filter_transform(v: Variant, gm: &[[f64; 5]; 6], f: &[f32]) -> [f32; MAX_XI] {
-    let (n, r) = (v.n(), v.r());
-    // G g: n x r.
-    let mut gg = [[0.0f64; 5]; 6];
-    for (gi, gm_i) in gg.iter_mut().zip(gm).take(n) {
-        for (k, &w) in gm_i.iter().enumerate().take(r) {
-            for (c, x) in gi.iter_mut().enumerate().take(r) {
-                *x += w * f64::from(f[k * r + c]);
+/// `U = G g G^T` of one `R x R` filter (row-major), in f64; row-major (`xi = N i + j`).
+#[inline]
+fn filter_transform<const N: usize, const R: usize>(g: &[[f64; R]; N], f: &[f32]) -> [[f32; N]; N] {
+    let f: [[f64; R]; R] = std::array::from_fn(|a| std::array::from_fn(|b| f64::from(f[a * R + b])));
+    // G g: N x R.
+    let mut gg = [[0.0f64; R]; N];
+    for (gi, g_i) in gg.iter_mut().zip(g) {
+        for (&w, f_k) in g_i.iter().zip(&f) {
+            for (x, &v) in gi.iter_mut().zip(f_k) {
+                *x += w * v;
             }
         }
     }
-    let mut u = [0.0f32; MAX_XI];
-    for (i, gi) in gg.iter().enumerate().take(n) {
-        for (j, gm_j) in gm.iter().enumerate().take(n) {
-            u[i * n + j] = gi.iter().zip(gm_j).take(r).map(|(a, b)| a * b).sum::<f64>() as f32;
+    let mut u = [[0.0f32; N]; N];
+    for (ui, gi) in u.iter_mut().zip(&gg) {
+        for (x, g_j) in ui.iter_mut().zip(g) {
+            let mut s = 0.0f64;
+            for (a, b) in gi.iter().zip(g_j) {
+                s += a * b;
+            }
+            *x = s as f32;
         }
     }
     u
@@ -551,7 +574,9 @@ mod tests {
         }
         // Y = A^T [(G g G^T) . (B^T d B)] A is the correlation of d with g (in f64).
         let gf: [f32; 25] = std::array::from_fn(|i| (i * 29 % 13) as f32 / 4.0 - 1.5);
-        let u = filter_transform(Variant::F2x5, &g_matrix(Variant::F2x5), &gf);
+        let gm = g_matrix(Variant::F2x5);
+        let g: [[f64; 5]; 6] = std::array::from_fn(|i| std::array::from_fn(|k| gm[i][k]));
+        let u: Vec<f32> = filter_transform::<6, 5>(&g, &gf).into_iter().flatten().collect();
         let prod: [f32; 36] = std::array::from_fn(|i| u[i] * v[i]);
         let y = output_transform6(&prod);
         for (r, yr) in y.iter().enumerate() {
