@@ -20,36 +20,25 @@ pub struct PackedA {
 impl PackedA {
     /// Pack the row-major `m x k` matrix `a` (leading dimension `k`) into `mr`-row panels.
     pub fn pack(a: &[f32], m: usize, k: usize, mr: usize) -> PackedA {
-        PackedA::pack_strided(a, m, k, k, mr)
-    }
-
-    /// [`PackedA::pack`] of the `m x k` matrix whose row `i` is `a[i * stride ..][..k]`
-    /// (`stride >= k`), e.g. one of several matrices interleaved row by row.
-    pub fn pack_strided(a: &[f32], m: usize, k: usize, stride: usize, mr: usize) -> PackedA {
         let mut packed = PackedA::default();
-        packed.repack_strided(a, m, k, stride, mr);
+        packed.repack(a, m, k, mr);
         packed
     }
 
     /// [`PackedA::pack`] into this value's storage, reusing its allocation: no allocation
     /// once it has held a matrix at least as large.
     pub fn repack(&mut self, a: &[f32], m: usize, k: usize, mr: usize) {
-        self.repack_strided(a, m, k, k, mr);
-    }
-
-    /// [`PackedA::pack_strided`] into this value's storage, as [`PackedA::repack`].
-    pub fn repack_strided(&mut self, a: &[f32], m: usize, k: usize, stride: usize, mr: usize) {
         let panels = m.div_ceil(mr);
         self.data.clear();
         self.data.resize(panels * mr * k, 0.0);
         for (pi, panel) in self.data.chunks_exact_mut(mr * k.max(1)).enumerate().take(panels) {
             // Written in order, read from the panel's rows side by side (a scatter down
             // the panel, row by row, wrote to a new cache line nearly every value).
-            let rows = &a[pi * mr * stride..];
+            let rows = &a[pi * mr * k..];
             let h = mr.min(m - pi * mr);
             for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
                 for (r, x) in col.iter_mut().enumerate().take(h) {
-                    *x = rows[r * stride + p];
+                    *x = rows[r * k + p];
                 }
             }
         }
