@@ -25,7 +25,7 @@ pub fn scratch_len(g: &ConvGeom, out_channels: usize, batch: usize) -> usize {
 }
 
 /// Values per image of the prepared input every convolution packs from (padding
-/// explicit, rows phased at a stride above 1); see [`prepare`].
+/// explicit, rows phased at a stride above 1 and for Winograd); see [`prepare`].
 pub fn phased_len(g: &ConvGeom, in_channels: usize) -> usize {
     if winograd::applies(g) {
         winograd::padded_len(g, in_channels)

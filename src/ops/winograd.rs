@@ -55,10 +55,6 @@ impl Variant {
     const fn m(self) -> usize {
         2
     }
-    /// Side of the kernel.
-    const fn r(self) -> usize {
-        self.n() - self.m() + 1
-    }
     /// Positions of a transformed tile: one GEMM each.
     const fn xi(self) -> usize {
         self.n() * self.n()
@@ -135,21 +131,20 @@ pub fn scratch_len(g: &ConvGeom, in_channels: usize, out_channels: usize) -> usi
 /// open).
 pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
     match v {
-        Variant::F2x3 => pack_n::<4, 3>(w, g_matrix(v), groups, og, cg, mr),
-        Variant::F2x5 => pack_n::<6, 5>(w, g_matrix(v), groups, og, cg, mr),
+        Variant::F2x3 => pack_n(w, &g_matrix::<4, 3>(&SCALES4), groups, og, cg, mr),
+        Variant::F2x5 => pack_n(w, &g_matrix::<6, 5>(&SCALES6), groups, og, cg, mr),
     }
 }
 
 /// [`pack_weights`] for `N x N` tiles and `R x R` filters.
 fn pack_n<const N: usize, const R: usize>(
     w: &[f32],
-    gm: [[f64; 5]; 6],
+    g: &[[f64; R]; N],
     groups: usize,
     og: usize,
     cg: usize,
     mr: usize,
 ) -> Vec<PackedA> {
-    let g: [[f64; R]; N] = std::array::from_fn(|i| std::array::from_fn(|k| gm[i][k]));
     let mut out = Vec::with_capacity(groups * N * N);
     for gw in w.chunks_exact(og * cg * R * R).take(groups) {
         let mut packed: Vec<PackedA> = (0..N * N).map(|_| PackedA::zeroed(og, cg, mr)).collect();
@@ -165,7 +160,7 @@ fn pack_n<const N: usize, const R: usize>(
             for c in 0..cg {
                 for r in 0..mr.min(og - pi * mr) {
                     let f = &gw[((pi * mr + r) * cg + c) * R * R..][..R * R];
-                    for (xi, val) in filter_transform::<N, R>(&g, f).iter().flatten().enumerate() {
+                    for (xi, val) in filter_transform(g, f).iter().flatten().enumerate() {
                         dst[xi][c * mr + r] = *val;
                     }
                 }
@@ -176,26 +171,26 @@ fn pack_n<const N: usize, const R: usize>(
     out
 }
 
-/// `G` (`n x r`, in the top left of the array): row `i` holds `p_i^k / s_i` at the finite
-/// points `p` (0, 1, -1, then 2, -2), the last row picks the highest coefficient (the
-/// point at infinity). The scales `s` make `B` integral (`B^T = S^-1 V^-T` for the
-/// Vandermonde matrix `V` of the points).
-fn g_matrix(v: Variant) -> [[f64; 5]; 6] {
+/// The scales of 4x4 tiles' finite points (0, 1, -1) that make `B` integral.
+const SCALES4: [f64; 3] = [1.0, 2.0, 2.0];
+/// The scales of 6x6 tiles' finite points (0, 1, -1, 2, -2).
+const SCALES6: [f64; 5] = [4.0, -6.0, -6.0, 24.0, 24.0];
+
+/// `G` (`N x R`): row `i` holds `p_i^k / s_i` at the finite points `p` (0, 1, -1, then 2,
+/// -2), the last row picks the highest coefficient (the point at infinity). The `scales`
+/// `s` (one per finite point) make `B` integral (`B^T = S^-1 V^-T` for the Vandermonde
+/// matrix `V` of the points).
+fn g_matrix<const N: usize, const R: usize>(scales: &[f64]) -> [[f64; R]; N] {
     const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
-    let scales: &[f64] = match v {
-        Variant::F2x3 => &[1.0, 2.0, 2.0],
-        Variant::F2x5 => &[4.0, -6.0, -6.0, 24.0, 24.0],
-    };
-    let (n, r) = (v.n(), v.r());
-    let mut g = [[0.0f64; 5]; 6];
-    for (i, row) in g.iter_mut().enumerate().take(n - 1) {
+    let mut g = [[0.0f64; R]; N];
+    for (i, row) in g.iter_mut().enumerate().take(N - 1) {
         let mut p = 1.0;
-        for x in row.iter_mut().take(r) {
+        for x in row.iter_mut() {
             *x = p / scales[i];
             p *= POINTS[i];
         }
     }
-    g[n - 1][r - 1] = 1.0;
+    g[N - 1][R - 1] = 1.0;
     g
 }
 
@@ -574,8 +569,7 @@ mod tests {
         }
         // Y = A^T [(G g G^T) . (B^T d B)] A is the correlation of d with g (in f64).
         let gf: [f32; 25] = std::array::from_fn(|i| (i * 29 % 13) as f32 / 4.0 - 1.5);
-        let gm = g_matrix(Variant::F2x5);
-        let g: [[f64; 5]; 6] = std::array::from_fn(|i| std::array::from_fn(|k| gm[i][k]));
+        let g = g_matrix::<6, 5>(&SCALES6);
         let u: Vec<f32> = filter_transform::<6, 5>(&g, &gf).into_iter().flatten().collect();
         let prod: [f32; 36] = std::array::from_fn(|i| u[i] * v[i]);
         let y = output_transform6(&prod);
