@@ -339,6 +339,31 @@ fn item12_mapped_and_owned_open_the_same_file() {
 }
 
 #[test]
+fn item12_large_file_writes_and_opens_the_same_in_both_modes() {
+    // A linear layer of 256 inputs x 9000 outputs: the file (about 9.3 MB) spans two whole
+    // 4 MiB write blocks and a partial one, and is large enough for the owned copy to live
+    // in huge-page-advised anonymous memory rather than on the heap.
+    let mut plan = small_plan();
+    plan.layers[2] = Layer::Linear(Linear { name: "fc".into(), out_features: 9_000, relu: false });
+    plan.layers.insert(3, Layer::Linear(Linear { name: "fc2".into(), out_features: 5, relu: false }));
+    let tensors = synthetic::weights(&plan, 3).unwrap();
+    let dir = temp_dir("large");
+    let path = dir.join("big.alexnet");
+    format::write_file(&path, &plan, &tensors).unwrap();
+    let written = std::fs::read(&path).unwrap();
+    assert!(written.len() > 8 << 20, "{} bytes", written.len());
+    assert_eq!(written, format::to_bytes(&plan, &tensors).unwrap());
+    let (mapped, owned) = (Model::open(&path).unwrap(), Model::open_owned(&path).unwrap());
+    assert!(mapped.weight_file().verify_checksum().unwrap() && owned.weight_file().verify_checksum().unwrap());
+    for t in &tensors {
+        assert_eq!(owned.weight_file().tensor(&t.name).unwrap(), &t.data[..]);
+    }
+    let x = synthetic::input(&plan, 2, 5);
+    assert_eq!(mapped.infer(&x).unwrap(), owned.infer(&x).unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn item12_owned_model_survives_the_file_changing() {
     // The documented escape from "a mapped file must not change": an owned model keeps
     // working, with the same results, after its file is truncated and then rewritten.

