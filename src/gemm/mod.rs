@@ -429,6 +429,17 @@ mod tests {
                 assert_eq!(&y[b * (rows + 1)..b * (rows + 1) + rows], &want[b * rows..(b + 1) * rows]);
             }
         }
+        // Batch > 4 (groups after the first prefetch the next rows), and W longer than the
+        // rows computed (the block after them is prefetched, never computed).
+        for kernel in kernels() {
+            let (rows, extra, vecs, k) = (9, 5, 9, 37);
+            let w: Vec<f32> = (0..(rows + extra) * k).map(|i| (i % 5) as f32 - 2.0).collect();
+            let x: Vec<f32> = (0..vecs * k).map(|i| (i % 3) as f32).collect();
+            let mut y = vec![f32::NAN; vecs * rows];
+            kernel.gemv(&w, k, &x, &mut MatMut::new(&mut y, vecs, rows, rows));
+            let want = crate::ops::reference::linear(&x, vecs, &w[..rows * k], &[0.0; 9], rows, k, false);
+            assert_eq!(y, want, "{:?}", kernel.isa());
+        }
         let mut data = vec![0.0f32; 4 * 6];
         let (l, r) = MatMut::new(&mut data, 4, 5, 6).split_cols(2);
         let ((mut tl, _), (_, mut br)) = (l.split_rows(1), r.split_rows(3));

@@ -29,6 +29,8 @@ pub fn sum(a: &[f32]) -> f32 {
 /// Output columns (W's rows) are split across the pool in fixed blocks; each task streams
 /// its rows of W once and applies them to every image of the batch (4 rows x 4 images
 /// per pass, the inputs staying in L2). At batch 1 this is a GEMV at the memory bandwidth.
+/// Each task sees W from its first row to the end, so at batch > 4 it fetches the next
+/// task's first rows ahead too.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     kernel: Kernel,
@@ -44,7 +46,7 @@ pub fn linear(
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
     par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
         let rows = dst.cols();
-        kernel.gemv(&w[r0 * k..(r0 + rows) * k], k, &x[..batch * k], &mut dst);
+        kernel.gemv(&w[r0 * k..], k, &x[..batch * k], &mut dst);
         for n in 0..batch {
             for (o, &bias) in dst.row_mut(n).iter_mut().zip(&b[r0..r0 + rows]) {
                 let v = *o + bias;

@@ -164,6 +164,22 @@ impl Neon {
     }
 }
 
+/// Hint that the cache line at `p` will be read, but not at once: fetch it into L2, not
+/// L1 (x86 `prefetcht1`; a no-op elsewhere). Any address is allowed: a prefetch never
+/// faults and reads nothing architecturally.
+#[inline(always)]
+pub fn prefetch_l2(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never faults or reads
+    // architecturally, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Hint that the cache line holding `x` will be read soon (a no-op where unsupported).
 #[inline(always)]
 pub fn prefetch_read(x: &f32) {

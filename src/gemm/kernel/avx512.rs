@@ -10,7 +10,7 @@
 //! on the conv shapes taken together and on the 1024 square.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, TileFn};
+use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, Prefetch, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx512::F32x16;
 use crate::simd::Avx512;
@@ -135,14 +135,15 @@ pub unsafe fn gemv_f32(
     ldx: usize,
     out: *mut f32,
     ldo: usize,
+    next: Prefetch,
 ) {
     // SAFETY: forwarded contract.
     unsafe {
         match (rows, vecs) {
-            (4, 4) => gemv_block::<F32x16, 4, 4>(k, w, ldw, x, ldx, out, ldo),
-            (4, _) => gemv_block::<F32x16, 4, 1>(k, w, ldw, x, ldx, out, ldo),
-            (_, 4) => gemv_block::<F32x16, 1, 4>(k, w, ldw, x, ldx, out, ldo),
-            _ => gemv_block::<F32x16, 1, 1>(k, w, ldw, x, ldx, out, ldo),
+            (4, 4) => gemv_block::<F32x16, 4, 4>(k, w, ldw, x, ldx, out, ldo, next),
+            (4, _) => gemv_block::<F32x16, 4, 1>(k, w, ldw, x, ldx, out, ldo, next),
+            (_, 4) => gemv_block::<F32x16, 1, 4>(k, w, ldw, x, ldx, out, ldo, next),
+            _ => gemv_block::<F32x16, 1, 1>(k, w, ldw, x, ldx, out, ldo, next),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! vector loads, 8 broadcasts, 24 FMAs.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, TileFn};
+use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, Prefetch, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::neon::F32x4;
 use crate::simd::Neon;
@@ -82,14 +82,15 @@ pub unsafe fn gemv_f32(
     ldx: usize,
     out: *mut f32,
     ldo: usize,
+    next: Prefetch,
 ) {
     // SAFETY: forwarded contract.
     unsafe {
         match (rows, vecs) {
-            (4, 4) => gemv_block::<F32x4, 4, 4>(k, w, ldw, x, ldx, out, ldo),
-            (4, _) => gemv_block::<F32x4, 4, 1>(k, w, ldw, x, ldx, out, ldo),
-            (_, 4) => gemv_block::<F32x4, 1, 4>(k, w, ldw, x, ldx, out, ldo),
-            _ => gemv_block::<F32x4, 1, 1>(k, w, ldw, x, ldx, out, ldo),
+            (4, 4) => gemv_block::<F32x4, 4, 4>(k, w, ldw, x, ldx, out, ldo, next),
+            (4, _) => gemv_block::<F32x4, 4, 1>(k, w, ldw, x, ldx, out, ldo, next),
+            (_, 4) => gemv_block::<F32x4, 1, 4>(k, w, ldw, x, ldx, out, ldo, next),
+            _ => gemv_block::<F32x4, 1, 1>(k, w, ldw, x, ldx, out, ldo, next),
         }
     }
 }

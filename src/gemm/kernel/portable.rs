@@ -4,7 +4,7 @@
 //! f32x8 is two xmm there): 8 for accumulators, 2 for B, 2 for the broadcast.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, TileFn};
+use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, Prefetch, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::portable::F32x8;
 
@@ -61,14 +61,15 @@ pub unsafe fn gemv_f32(
     ldx: usize,
     out: *mut f32,
     ldo: usize,
+    next: Prefetch,
 ) {
     // SAFETY: forwarded contract.
     unsafe {
         match (rows, vecs) {
-            (4, 4) => gemv_block::<F32x8, 4, 4>(k, w, ldw, x, ldx, out, ldo),
-            (4, _) => gemv_block::<F32x8, 4, 1>(k, w, ldw, x, ldx, out, ldo),
-            (_, 4) => gemv_block::<F32x8, 1, 4>(k, w, ldw, x, ldx, out, ldo),
-            _ => gemv_block::<F32x8, 1, 1>(k, w, ldw, x, ldx, out, ldo),
+            (4, 4) => gemv_block::<F32x8, 4, 4>(k, w, ldw, x, ldx, out, ldo, next),
+            (4, _) => gemv_block::<F32x8, 4, 1>(k, w, ldw, x, ldx, out, ldo, next),
+            (_, 4) => gemv_block::<F32x8, 1, 4>(k, w, ldw, x, ldx, out, ldo, next),
+            _ => gemv_block::<F32x8, 1, 1>(k, w, ldw, x, ldx, out, ldo, next),
         }
     }
 }
