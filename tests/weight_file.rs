@@ -341,8 +341,7 @@ fn item12_mapped_and_owned_open_the_same_file() {
 #[test]
 fn item12_large_file_writes_and_opens_the_same_in_both_modes() {
     // A linear layer of 256 inputs x 9000 outputs: the file (about 9.3 MB) spans two whole
-    // 4 MiB write blocks and a partial one, and is large enough for the owned copy to live
-    // in huge-page-advised anonymous memory rather than on the heap.
+    // 4 MiB write blocks of the writer and a partial one.
     let mut plan = small_plan();
     plan.layers[2] = Layer::Linear(Linear { name: "fc".into(), out_features: 9_000, relu: false });
     plan.layers.insert(3, Layer::Linear(Linear { name: "fc2".into(), out_features: 5, relu: false }));

@@ -1,10 +1,13 @@
 //! Where weight bytes live: a read-only memory map of the file, or an owned copy.
 //!
-//! Both ask the kernel for transparent huge pages (Linux `MADV_HUGEPAGE`, a hint it may
-//! ignore): the linear layers stream 234 MB per inference, and with 4 KiB pages every
+//! The map asks the kernel for transparent huge pages (Linux `MADV_HUGEPAGE`, a hint it
+//! may ignore): the linear layers stream 234 MB per inference, and with 4 KiB pages every
 //! 4 KiB of that stream costs a TLB miss and stops the hardware prefetcher at a page
-//! boundary. Measured on the 2-core EPYC (two threads summing 151 MB, best of 9):
-//! anonymous memory 31-35 GB/s with 4 KiB pages, 37-39 GB/s with 2 MiB pages.
+//! boundary. Measured on the 2-core EPYC (two threads summing 151 MB of anonymous
+//! memory, best of 9): 31-35 GB/s with 4 KiB pages, 37-39 GB/s with 2 MiB pages. With a
+//! cold page cache the advice makes the kernel read the file into 2 MiB folios (232 of
+//! 238 MB mapped as huge pages, against 86 MB without it); a warm cache keeps the folios
+//! the file was written in, which is why `format::write_file` writes aligned 4 MiB blocks.
 //!
 //! This is the only module of the weight loader that holds `unsafe`: creating a map.
 //! Mapping is sound only while no one truncates or rewrites the file; the OS gives no
@@ -27,62 +30,20 @@ pub(crate) struct Block([u8; 64]);
 pub(crate) enum Storage {
     /// A read-only map of the file: opening copies no weight bytes.
     Mapped(memmap2::Mmap),
-    /// The file read (or the bytes copied) into page-aligned memory.
-    Owned(Owned),
+    /// The file read into 64-byte aligned memory. (Heap memory, not huge pages: advised
+    /// anonymous memory made the linear layers of the embedded default 7% faster, b1 2t,
+    /// but its cold start went from a steady 160-180 ms to 90-610 ms on this project's VM,
+    /// a fresh huge page being memory the host has not backed yet.)
+    Owned { blocks: Vec<Block>, len: usize },
 }
 
-/// Owned, zero-initialised, 64-byte aligned bytes.
-pub(crate) struct Owned {
-    buf: OwnedBuf,
-    len: usize,
-}
-
-enum OwnedBuf {
-    /// Anonymous memory advised to use huge pages, a whole number of them long.
-    Anon(memmap2::MmapMut),
-    /// Heap blocks: where anonymous maps are unavailable (Miri) or failed.
-    Heap(Vec<Block>),
-}
-
-/// The huge-page size the owned buffers round up to (x86-64 and aarch64 with 4 KiB pages).
-const HUGE_PAGE: usize = 2 << 20;
-
-impl Owned {
-    /// `len` zero bytes.
-    fn zeroed(len: usize) -> Owned {
-        #[cfg(not(miri))]
-        if len >= HUGE_PAGE {
-            // Rounded up to whole huge pages, so the kernel can align and back all of it.
-            if let Ok(map) = memmap2::MmapMut::map_anon(len.next_multiple_of(HUGE_PAGE)) {
-                advise_huge_pages(|a| map.advise(a));
-                return Owned { buf: OwnedBuf::Anon(map), len };
-            }
-        }
-        Owned { buf: OwnedBuf::Heap(vec![Block([0; 64]); len.div_ceil(64)]), len }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match &self.buf {
-            OwnedBuf::Anon(map) => &map[..self.len],
-            OwnedBuf::Heap(blocks) => &bytemuck::cast_slice(blocks)[..self.len],
-        }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match &mut self.buf {
-            OwnedBuf::Anon(map) => &mut map[..self.len],
-            OwnedBuf::Heap(blocks) => &mut bytemuck::cast_slice_mut(blocks)[..self.len],
-        }
-    }
-}
-
-/// Ask for transparent huge pages through `advise` (a hint: errors, such as a kernel
-/// built without THP, change nothing and are ignored).
-fn advise_huge_pages<E>(advise: impl FnOnce(memmap2::Advice) -> std::result::Result<(), E>) {
+/// Ask for transparent huge pages on `map` (a hint: errors, such as a kernel built
+/// without THP, change nothing and are ignored).
+fn advise_huge_pages(map: &memmap2::Mmap) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = advise(memmap2::Advice::HugePage);
+    let _ = map.advise(memmap2::Advice::HugePage);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = advise;
+    let _ = map;
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -117,7 +78,7 @@ impl Storage {
         // undefined if another process truncates or rewrites the file while it is mapped;
         // that hazard is documented on `Model::open`, and `Model::open_owned` avoids it.
         let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io_err(path))?;
-        advise_huge_pages(|a| map.advise(a));
+        advise_huge_pages(&map);
         Ok(Storage::Mapped(map))
     }
 
@@ -126,23 +87,25 @@ impl Storage {
         use std::io::Read;
         let (mut file, len) = open_regular(path)?;
         let len = usize::try_from(len).map_err(|_| Error::Overflow("file length"))?;
-        let mut owned = Owned::zeroed(len);
-        file.read_exact(owned.bytes_mut()).map_err(io_err(path))?;
-        Ok(Storage::Owned(owned))
+        let mut blocks = vec![Block([0; 64]); len.div_ceil(64)];
+        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut blocks);
+        file.read_exact(&mut buf[..len]).map_err(io_err(path))?;
+        Ok(Storage::Owned { blocks, len })
     }
 
     /// Copy `bytes` into owned, aligned memory.
     pub(crate) fn from_vec(bytes: Vec<u8>) -> Storage {
-        let mut owned = Owned::zeroed(bytes.len());
-        owned.bytes_mut().copy_from_slice(&bytes);
-        Storage::Owned(owned)
+        let len = bytes.len();
+        let mut blocks = vec![Block([0; 64]); len.div_ceil(64)];
+        bytemuck::cast_slice_mut::<Block, u8>(&mut blocks)[..len].copy_from_slice(&bytes);
+        Storage::Owned { blocks, len }
     }
 
     /// The whole file.
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped(m) => m,
-            Storage::Owned(owned) => owned.bytes(),
+            Storage::Owned { blocks, len } => &bytemuck::cast_slice(blocks)[..*len],
         }
     }
 
