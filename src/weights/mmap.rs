@@ -6,8 +6,9 @@
 //! boundary. Measured on the 2-core EPYC (two threads summing 151 MB of anonymous
 //! memory, best of 9): 31-35 GB/s with 4 KiB pages, 37-39 GB/s with 2 MiB pages. With a
 //! cold page cache the advice makes the kernel read the file into 2 MiB folios (232 of
-//! 238 MB mapped as huge pages, against 86 MB without it); a warm cache keeps the folios
-//! the file was written in, which is why `format::write_file` writes aligned 4 MiB blocks.
+//! its 232.6 MiB mapped as huge pages, against 84 MiB without it); a warm cache keeps the
+//! folios the file was written in, which is why `format::write_file` writes aligned
+//! 4 MiB blocks.
 //!
 //! This is the only module of the weight loader that holds `unsafe`: creating a map.
 //! Mapping is sound only while no one truncates or rewrites the file; the OS gives no
