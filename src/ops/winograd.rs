@@ -13,8 +13,9 @@
 //! multiplies. The transforms run on vectors ([`wsimd`]).
 //!
 //! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
-//! near the caches and the workspace does not grow with the batch. The products of every
-//! group run side by side on the pool, each on its share of the threads. Every output's
+//! near the caches and the workspace does not grow with the batch. Groups run side by side
+//! on the pool, each from its input channels to its output channels on its share of the
+//! threads. Every output's
 //! arithmetic is fixed by the geometry alone (its tile, the GEMM's K slices), so results
 //! are bitwise identical for any thread count, any batch and any ISA's transforms.
 //! Rounding differs slightly from a direct convolution's (the transforms add and
@@ -256,34 +257,87 @@ struct Args<'a> {
 }
 
 fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut [f32]) {
-    let Args { kernel, input, batch, g, u, bias, relu } = a;
+    let Args { input, batch, g, u, bias, .. } = a;
+    let v = tf.v;
+    let xis = v.xi();
+    let groups = u.len() / xis;
+    let o = bias.len();
+    let c = g.cg * groups;
+    let per_image = c * prepared(g, v).plane();
+    let in_len = c * g.h * g.w;
+    for b in 0..batch {
+        prepare(
+            &input[b * in_len..(b + 1) * in_len],
+            c,
+            &prepared(g, v),
+            &mut padded[b * per_image..(b + 1) * per_image],
+        );
+    }
+    let (vs, ms) = scratch[..xis * (c + o) * v.max_tiles()].split_at_mut(xis * c * v.max_tiles());
+    let out_len = o * g.oh * g.ow;
+    let out = MatMut::new(&mut out[..batch * out_len], batch, out_len, out_len);
+    let share = Share { g0: 0, count: groups, vs, ms, out };
+    by_groups(&tf, &a, &padded[..batch * per_image], share, rayon::current_num_threads());
+}
+
+/// Groups `g0 .. g0 + count` of a layer with their parts of the scratch (`V`: their
+/// input channels, `M`: their output channels, each at most `max_tiles` columns per
+/// position) and of the output (each image's planes of their output channels).
+struct Share<'s> {
+    g0: usize,
+    count: usize,
+    vs: &'s mut [f32],
+    ms: &'s mut [f32],
+    out: MatMut<'s>,
+}
+
+/// Run the groups of `s` side by side on `tasks` threads (recursive halving), each
+/// share of groups through its whole pipeline ([`pipeline`]) on its own share of the
+/// threads. A group's input channels, transformed tiles, products and output channels
+/// are its own, so shares never wait for each other: at two threads and two groups
+/// (conv2, 4 and 5 of the original network) each thread runs one group from its input
+/// to its output, with its `V` and `M` in its own L2, where phases over all channels
+/// would pass both through the other core's cache and wait for each other at every block.
+fn by_groups(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize) {
+    if s.count < 2 || tasks < 2 {
+        return pipeline(tf, a, padded, s, tasks.max(1));
+    }
+    let (v, g) = (tf.v, a.g);
+    let og = a.bias.len() / (a.u.len() / v.xi());
+    let half = s.count / 2;
+    let left = (tasks * half / s.count).clamp(1, tasks - 1);
+    let (vl, vr) = s.vs.split_at_mut(half * g.cg * v.xi() * v.max_tiles());
+    let (ml, mr) = s.ms.split_at_mut(half * og * v.xi() * v.max_tiles());
+    let (ol, or) = s.out.split_cols(half * og * g.oh * g.ow);
+    let l = Share { g0: s.g0, count: half, vs: vl, ms: ml, out: ol };
+    let r = Share { g0: s.g0 + half, count: s.count - half, vs: vr, ms: mr, out: or };
+    rayon::join(|| by_groups(tf, a, padded, l, left), || by_groups(tf, a, padded, r, tasks - left));
+}
+
+/// The groups of `s`, block of tiles by block: their `V = B^T d B`, the products
+/// `M_xi = U_xi V_xi` of each (group, position), then `Y = A^T M A` (+ bias, ReLU) into
+/// their output channels, each phase on `tasks` threads.
+fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize) {
+    let Args { kernel, batch, g, u, bias, relu, .. } = *a;
+    let Share { g0, count, vs, ms, mut out } = s;
     let v = tf.v;
     let (xis, step) = (v.xi(), v.m());
     let groups = u.len() / xis;
-    let (o, og, cg) = (bias.len(), bias.len() / groups.max(1), g.cg);
-    let c = cg * groups;
+    let (og, cg) = (bias.len() / groups, g.cg);
     let tg = prepared(g, v);
     let (th, tw) = tiles(g, v);
     let (plane, row, phase) = (tg.plane(), tg.row_len(), tg.phase_w());
-    let per_image = c * plane;
-    let in_len = c * g.h * g.w;
-    for b in 0..batch {
-        prepare(&input[b * in_len..(b + 1) * in_len], c, &tg, &mut padded[b * per_image..(b + 1) * per_image]);
-    }
-    let padded = &padded[..batch * per_image];
+    let per_image = cg * groups * plane;
     let total = batch * th * tw;
     let blocks = total.div_ceil(v.max_tiles());
     let tb_max = total.div_ceil(blocks.max(1));
-    let (vs, ms) = scratch[..xis * (c + o) * v.max_tiles()].split_at_mut(xis * c * v.max_tiles());
-    let out_len = o * g.oh * g.ow;
-    let tasks = rayon::current_num_threads();
     for t0 in (0..total).step_by(tb_max.max(1)) {
         let tb = tb_max.min(total - t0);
         // Rows of V and M are padded to whole narrow panels: the GEMMs then run full
         // tiles only (columns past `tb` hold stale values whose products are never read).
         let ld = tb.next_multiple_of(PAD);
         // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
-        let vs = &mut vs[..c * xis * ld];
+        let vs = &mut vs[..count * cg * xis * ld];
         vs.par_chunks_mut(xis * ld).enumerate().for_each(|(ch, vc)| {
             // Runs of up to TW tiles along a tile row, transformed together.
             let (mut b, mut ty, mut tx) = (t0 / (th * tw), (t0 % (th * tw)) / tw, t0 % tw);
@@ -291,7 +345,7 @@ fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut
             while t < tb {
                 let n = TW.min(tw - tx).min(tb - t);
                 // Tile tx's window starts at column 2 tx: in the even phase at tx.
-                let at = b * per_image + ch * plane + step * ty * row + tx;
+                let at = b * per_image + (g0 * cg + ch) * plane + step * ty * row + tx;
                 tf.input_tiles(&padded[at..], row, phase, n, ld - t, &mut vc[t..], ld);
                 t += n;
                 tx += n;
@@ -306,10 +360,10 @@ fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut
             }
         });
         // M: [o][xi][tile]; product (group, xi) owns rows of its group, columns of its xi.
-        let mview = MatMut::new(&mut ms[..o * xis * ld], o, xis * ld, xis * ld);
+        let mview = MatMut::new(&mut ms[..count * og * xis * ld], count * og, xis * ld, xis * ld);
         let vs: &[f32] = vs;
-        products(mview, 0, groups, 0, xis, og, ld, tasks, &|grp, xi, c_view, t| {
-            let b_src = RowMajor { data: &vs[grp * cg * xis * ld + xi * ld..], ld: xis * ld };
+        products(mview, g0, count, 0, xis, og, ld, tasks, &|grp, xi, c_view, t| {
+            let b_src = RowMajor { data: &vs[(grp - g0) * cg * xis * ld + xi * ld..], ld: xis * ld };
             sgemm_view(kernel, &u[grp * xis + xi], &b_src, ld, c_view, Epilogue::default(), t);
         });
         // Y = A^T M A (+ bias, ReLU) into each image's output planes.
@@ -317,8 +371,7 @@ fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut
         let b_first = t0 / (th * tw);
         let b_last = (t0 + tb - 1) / (th * tw);
         for b in b_first..=b_last {
-            let img = &mut out[b * out_len..(b + 1) * out_len];
-            img.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| {
+            out.row_mut(b).par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| {
                 // Open-ended: a run near the end of a row reads on (lanes never stored).
                 let mrow = &ms[oc * xis * ld..];
                 let lo = (b * th * tw).max(t0);
@@ -334,7 +387,7 @@ fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut
                         }
                     }
                 }
-                let bias = bias[oc];
+                let bias = bias[g0 * og + oc];
                 let mut t = lo - t0;
                 while t < hi - t0 {
                     let n = TW.min(tw - tx).min(hi - t0 - t);
@@ -703,6 +756,11 @@ mod tests {
             (5, 5, 4, 11, Pads::uniform(4), 1, 3, 40),
             (5, 2, 5, 2 * TW + 9, Pads::uniform(2), 1, 4, 2),
             (5, 3, 10, 2 * TW + 3, Pads { top: 1, left: 0, bottom: 0, right: 1 }, 1, 2, 3),
+            // Groups split unevenly between threads, blocks of tiles spanning images.
+            (3, 2, 9, 7, Pads::uniform(1), 3, 9, 2),
+            (3, 3, 6, 6, Pads::uniform(1), 2, 4, 30),
+            (5, 2, 6, 6, Pads::uniform(2), 2, 4, 20),
+            (5, 1, 8, 8, Pads::uniform(2), 4, 8, 5),
         ];
         let kernels: Vec<Kernel> = Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect();
         for (k, cg, h, w, pads, groups, o, batch) in cases {
@@ -717,7 +775,7 @@ mod tests {
             for kernel in &kernels {
                 let u = pack_weights(&wt, v, groups, o / groups, cg, kernel.blocks().mr);
                 let mut results = Vec::new();
-                for threads in [1, 2, 3] {
+                for threads in [1, 2, 3, 4] {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                     let mut out = vec![f32::NAN; batch * o * oh * ow];
                     let mut padded = vec![f32::NAN; batch * padded_len(&g, c)];
