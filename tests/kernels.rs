@@ -85,8 +85,20 @@ fn edge_shapes_match_reference() {
         let b = kernel.blocks();
         // MR + 8 and MR + 9: a last panel exactly as tall as AVX-512's short kernel, and
         // one row taller. NR + NR / 2: a last panel exactly as wide as the narrow kernel.
+        // NR + 8, NR + NR / 2 + 3 and + 8: last panels of 8, 19 and 24 columns (AVX-512:
+        // two calls of the edge kernel; a narrow tile then the edge kernel).
         let ms = [1, b.mr - 1, b.mr, b.mr + 1, b.mr + 8, b.mr + 9, 2 * b.mr + 3, b.mc + 1];
-        let ns = [1, b.nr - 1, b.nr, b.nr + 1, b.nr + b.nr / 2, 3 * b.nr + 5];
+        let ns = [
+            1,
+            b.nr - 1,
+            b.nr,
+            b.nr + 1,
+            b.nr + 8,
+            b.nr + b.nr / 2,
+            b.nr + b.nr / 2 + 3,
+            b.nr + b.nr / 2 + 8,
+            3 * b.nr + 5,
+        ];
         let ks = [1, 2, 7, b.kc - 1, b.kc, b.kc + 1];
         for &m in &ms {
             for &n in &ns {
@@ -153,6 +165,38 @@ fn bitwise_identical_for_any_thread_count() {
                     "{:?} {m}x{n}x{k} t{t}",
                     kernel.isa()
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn edge_columns_equal_full_tiles_bitwise() {
+    // The last few columns of a product run the edge kernel (AVX-512), the same columns
+    // of a wider product a narrow or full tile: every element must be the same bits.
+    for kernel in kernels() {
+        let b = kernel.blocks();
+        let (m, k, wide) = (2 * b.mr + 5, b.kc + 7, 3 * b.nr);
+        let a = PackedA::pack(&synthetic::fill(11, m * k, 1.0), m, k, b.mr);
+        let bm = synthetic::fill(12, k * wide, 1.0);
+        let (rb, cb) = (synthetic::fill(13, m, 1.0), synthetic::fill(14, wide, 1.0));
+        let product = |n: usize, ep: Epilogue| {
+            let mut c = vec![f32::NAN; m * n];
+            gemm::sgemm(kernel, &a, &RowMajor { data: &bm, ld: wide }, n, &mut c, n, ep);
+            c
+        };
+        for ep in [Epilogue { bias: Bias::Row(&rb), relu: true }, Epilogue { bias: Bias::Col(&cb), relu: false }] {
+            let full = product(wide, ep);
+            for n in [1, 3, 4, 5, 8, b.nr + 2, b.nr + 8, b.nr + b.nr / 2 + 1, b.nr + b.nr / 2 + 8] {
+                let got = product(n, ep);
+                for i in 0..m {
+                    let (x, y) = (&got[i * n..(i + 1) * n], &full[i * wide..i * wide + n]);
+                    assert!(
+                        x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "{:?} n{n} row {i}",
+                        kernel.isa()
+                    );
+                }
             }
         }
     }

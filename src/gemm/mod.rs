@@ -18,7 +18,9 @@
 //! recursive halving with `rayon::join` on the caller's pool: every element's sum runs
 //! over the same K slices in the same order, so results are bitwise identical for any
 //! thread count. Edge tiles run the same kernel on a stack tile whose valid part is
-//! copied out, so kernels never branch on `m` or `n`.
+//! copied out, so kernels never branch on `m` or `n`; where the ISA has one, an edge
+//! kernel takes a panel's last few columns (1-8 of them) for a fraction of a tile's FMAs,
+//! each element by the same arithmetic as in a tile.
 
 pub mod blocking;
 pub mod kernel;
@@ -310,18 +312,23 @@ fn serial<K: MicroKernel, B: PackB>(
                             // one with few rows the short kernel.
                             let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
                             let width = if narrow { K::NARROW_NR } else { nr };
-                            let short = h <= K::SHORT_MR && K::SHORT_MR < mr;
-                            let height = if short { K::SHORT_MR } else { mr };
-                            if h == height && w == width {
-                                kern.tile(kcur, ap, bp, &mut c, ir, jc + jr, &st, short, narrow);
-                            } else {
-                                // Edge tile: run the kernel on a stack tile.
-                                if !first {
-                                    c.read_block(ir, jc + jr, h, w, &mut tile, width);
+                            // Or its last few columns run the edge kernel (after a narrow
+                            // tile in place if there are more than the narrow width).
+                            let lead = if narrow { 0 } else { K::NARROW_NR };
+                            if K::COLUMNS.is_some()
+                                && w < width
+                                && w.checked_sub(lead).is_some_and(|r| r <= EDGE_COLUMNS)
+                            {
+                                if lead > 0 {
+                                    edge_tile(kern, kcur, ap, bp, &mut c, (ir, jc + jr), (h, lead), &st, &mut tile);
                                 }
-                                let mut t = MatMut::new(&mut tile[..height * width], height, width, width);
-                                kern.tile(kcur, ap, bp, &mut t, 0, 0, &st, short, narrow);
-                                c.write_block(ir, jc + jr, h, w, &tile, width);
+                                for q in (lead..w).step_by(kernel::COLUMNS) {
+                                    let cw = kernel::COLUMNS.min(w - q);
+                                    let st = Store { col_bias: col_bias.map(|cb| &cb[q..]), ..st };
+                                    kern.columns(kcur, ap, &bp[q..], &mut c, (ir, jc + jr + q), (h, cw), &st);
+                                }
+                            } else {
+                                edge_tile(kern, kcur, ap, bp, &mut c, (ir, jc + jr), (h, w), &st, &mut tile);
                             }
                         }
                     }
@@ -330,6 +337,44 @@ fn serial<K: MicroKernel, B: PackB>(
         }
     });
 }
+
+/// The `h x w` block of C at `(i, j)` by the kernel of that size or the smallest larger
+/// one (the short kernel for at most `SHORT_MR` rows, the narrow one for at most
+/// `NARROW_NR` columns), in place if the block is exactly its size, else on the stack
+/// tile `tile` whose valid part is copied out.
+#[allow(clippy::too_many_arguments)]
+fn edge_tile<K: MicroKernel>(
+    kern: K,
+    kcur: usize,
+    ap: &[f32],
+    bp: &[f32],
+    c: &mut MatMut<'_>,
+    (i, j): (usize, usize),
+    (h, w): (usize, usize),
+    st: &Store<'_>,
+    tile: &mut [f32; MAX_MR * MAX_NR],
+) {
+    let BlockSizes { mr, nr, .. } = K::BLOCKS;
+    let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
+    let width = if narrow { K::NARROW_NR } else { nr };
+    let short = h <= K::SHORT_MR && K::SHORT_MR < mr;
+    let height = if short { K::SHORT_MR } else { mr };
+    if h == height && w == width {
+        kern.tile(kcur, ap, bp, c, i, j, st, short, narrow);
+    } else {
+        if !st.first {
+            c.read_block(i, j, h, w, tile, width);
+        }
+        let mut t = MatMut::new(&mut tile[..height * width], height, width, width);
+        kern.tile(kcur, ap, bp, &mut t, 0, 0, st, short, narrow);
+        c.write_block(i, j, h, w, tile, width);
+    }
+}
+
+/// Most columns at the end of a panel that the edge kernel takes (in calls of
+/// `kernel::COLUMNS`): up to 8 it costs at most 8 FMAs per k step where the narrow tile
+/// costs `MR` (12 with AVX-512).
+const EDGE_COLUMNS: usize = 8;
 
 /// The K slice depth: as few slices as `kc_max` allows, all of (nearly) equal depth.
 /// K = 1200 with KC = 384 runs 300 x 4 rather than 384 x 3 + 48: a thin last slice pays

@@ -60,8 +60,7 @@ impl Variant {
     const fn xi(self) -> usize {
         self.n() * self.n()
     }
-    /// Most tiles (GEMM columns) per block, a multiple of `PAD`, so that `V` and `M` stay
-    /// near the caches. F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128
+    /// Most tiles (GEMM columns) per block, so that `V` and `M` stay near the caches. F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128
     /// values, are 5 MiB; 256 ran 10-20% slower at batch 16, 64 no faster). F(2x2, 5x5):
     /// 48 (conv2's M is then 36 x 256 x 48 values, 1.7 MiB; at batch 16 it ran 5-15%
     /// faster than 16, 32, 64 or 128, at batch 1 as fast as any).
@@ -86,10 +85,6 @@ pub fn variant(g: &ConvGeom) -> Option<Variant> {
 pub fn applies(g: &ConvGeom) -> bool {
     variant(g).is_some()
 }
-
-/// V's and M's rows are padded to a multiple of this many tiles (a multiple of every
-/// kernel's narrow panel width).
-const PAD: usize = 16;
 
 /// Tiles per image: rows and columns of output blocks.
 fn tiles(g: &ConvGeom, v: Variant) -> (usize, usize) {
@@ -333,9 +328,10 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
     let tb_max = total.div_ceil(blocks.max(1));
     for t0 in (0..total).step_by(tb_max.max(1)) {
         let tb = tb_max.min(total - t0);
-        // Rows of V and M are padded to whole narrow panels: the GEMMs then run full
-        // tiles only (columns past `tb` hold stale values whose products are never read).
-        let ld = tb.next_multiple_of(PAD);
+        // Rows of V and M hold the block's tiles and no more: a GEMM's last few columns
+        // cost little (conv3-5 at batch 1, 49 tiles: 32 + 16 + 1, the last one by the
+        // edge kernel; padded to 64, a quarter of the products were thrown away).
+        let ld = tb;
         // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
         let vs = &mut vs[..count * cg * xis * ld];
         vs.par_chunks_mut(xis * ld).enumerate().for_each(|(ch, vc)| {

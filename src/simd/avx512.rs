@@ -29,6 +29,12 @@ unsafe impl SimdF32 for F32x16 {
         F32x16(unsafe { _mm512_loadu_ps(p) })
     }
     #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        // SAFETY: masked-off lanes are neither read nor faulted on, and p is valid for the
+        // n read ones (trait contract).
+        F32x16(unsafe { _mm512_maskz_loadu_ps(((1u32 << n.min(16)) - 1) as u16, p) })
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: `p` is valid for 16 writes (trait contract).
         unsafe { _mm512_storeu_ps(p, self.0) }

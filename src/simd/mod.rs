@@ -94,6 +94,21 @@ pub unsafe trait SimdF32: Copy {
     /// # Safety
     /// As [`SimdF32::zero`].
     unsafe fn relu(self) -> Self;
+    /// Load the first `n` lanes (`n <= LANES`) from `p`, the others zero, reading nothing
+    /// past them. This default goes through memory; ISAs with masked loads override it.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`], and `p` is valid for `n` reads.
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        const MAX: usize = 16;
+        let mut x = [0.0f32; MAX];
+        // SAFETY: x holds LANES <= MAX values; p is valid for n <= LANES reads (caller).
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, x.as_mut_ptr(), n.min(Self::LANES).min(MAX));
+            Self::load(x.as_ptr())
+        }
+    }
     /// Store the first `n` lanes (`n <= LANES`) to `p`, nothing past them. This default
     /// goes through memory; ISAs with masked stores override it.
     ///

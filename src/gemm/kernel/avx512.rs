@@ -10,7 +10,7 @@
 //! on the conv shapes taken together and on the 1024 square.
 #![allow(unsafe_code)]
 
-use super::{fma_chains, gemv_block, tile, GemvFn, MicroKernel, PeakFn, Prefetch, TileFn};
+use super::{columns, fma_chains, gemv_block, tile, ColumnsFn, GemvFn, MicroKernel, PeakFn, Prefetch, TileFn};
 use crate::gemm::blocking::BlockSizes;
 use crate::simd::avx512::F32x16;
 use crate::simd::Avx512;
@@ -109,6 +109,28 @@ pub unsafe fn sgemm_8x16(
     unsafe { tile::<F32x16, SHORT_MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
 }
 
+/// The edge kernel: up to 4 columns, the 12 rows of A in one zmm; see `super::columns`.
+///
+/// # Safety
+/// The CPU supports AVX-512F, and the pointer contract of `super::columns` holds.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_12xcols(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    hw: (usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { columns::<F32x16, MR>(k, a, MR, b, NR, hw, c, ldc, row_bias, col_bias, first, relu) }
+}
+
 /// The FMA-peak probe: 16 independent chains of 16-lane FMAs.
 ///
 /// # Safety
@@ -163,6 +185,7 @@ unsafe impl MicroKernel for Avx512 {
     const SHORT_MR: usize = SHORT_MR;
     const TILE_SHORT: TileFn = sgemm_8x32;
     const TILE_SHORT_NARROW: TileFn = sgemm_8x16;
+    const COLUMNS: Option<ColumnsFn> = Some(sgemm_12xcols);
     const GEMV: GemvFn = gemv_f32;
     const FMA_PEAK: PeakFn = fma_peak;
 }

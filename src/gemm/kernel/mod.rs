@@ -224,6 +224,95 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
+/// Columns one call of [`columns`] computes side by side (one FMA chain each).
+pub const COLUMNS: usize = 4;
+
+/// The edge kernel for the last few columns of a B panel (at most [`COLUMNS`] per
+/// call): the `MR` rows of the A panel lie along the vector lanes (zero-filled past
+/// `MR`) and each column is one chain of FMAs with B's value broadcast, so `w` columns
+/// cost `COLUMNS` FMAs per k step where a narrow tile costs `MR`. Each element is the
+/// same chain of FMAs over k as in [`tile`], then the same epilogue in the same order
+/// (`acc + row bias + column bias` on the first slice, `C + acc` after, ReLU last), so
+/// its result does not depend on the kernel that computed it. Columns `w..COLUMNS`
+/// repeat column `w - 1` (free: the chains' latency sets the pace) and are not stored;
+/// only the first `h` rows are.
+///
+/// # Safety
+/// The CPU supports `V`'s instructions; `MR <= 4 * LANES`; `1 <= w <= COLUMNS`, `h <=
+/// MR`; `a` is valid for reads of `k` runs of `MR` values `a_stride` apart, `b` for
+/// reads of `k` rows of `w` values `b_stride` apart, `c` for reads and writes of `h`
+/// rows of `w` values at stride `ldc`; `row_bias` (if non-null) for `MR` reads,
+/// `col_bias` for `w`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub(crate) unsafe fn columns<V: SimdF32, const MR: usize>(
+    k: usize,
+    a: *const f32,
+    a_stride: usize,
+    b: *const f32,
+    b_stride: usize,
+    (h, w): (usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+) {
+    const RV: usize = 4;
+    let lanes = V::LANES;
+    let rv = MR.div_ceil(lanes);
+    let cols: [usize; COLUMNS] = std::array::from_fn(|q| q.min(w - 1));
+    // SAFETY: pointer ranges as promised by the caller (this fn's contract); V's
+    // instructions are available.
+    unsafe {
+        let mut acc = [[V::zero(); COLUMNS]; RV];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..k {
+            let mut av = [V::zero(); RV];
+            for r in 0..rv {
+                av[r] = V::load_first(a.add(r * lanes), MR - r * lanes);
+            }
+            for q in 0..COLUMNS {
+                let bq = V::splat(*b.add(cols[q]));
+                for r in 0..rv {
+                    acc[r][q] = av[r].mul_add(bq, acc[r][q]);
+                }
+            }
+            a = a.add(a_stride);
+            b = b.add(b_stride);
+        }
+        let mut lane = [0.0f32; 64];
+        for q in 0..w {
+            for r in 0..rv {
+                let rows = h.saturating_sub(r * lanes).min(lanes);
+                let at = |l: usize| c.add((r * lanes + l) * ldc + q);
+                let mut x = acc[r][q];
+                if first {
+                    if !row_bias.is_null() {
+                        x = x.add(V::load_first(row_bias.add(r * lanes), MR - r * lanes));
+                    }
+                    if !col_bias.is_null() {
+                        x = x.add(V::splat(*col_bias.add(q)));
+                    }
+                } else {
+                    for l in 0..rows {
+                        lane[l] = *at(l);
+                    }
+                    x = V::load(lane.as_ptr()).add(x);
+                }
+                if relu {
+                    x = x.relu();
+                }
+                x.store(lane.as_mut_ptr());
+                for l in 0..rows {
+                    *at(l) = lane[l];
+                }
+            }
+        }
+    }
+}
+
 /// `CHAINS` independent FMA dependency chains, `iters` times: the FMA-peak probe. Returns a
 /// value derived from every chain so the work cannot be optimised away.
 ///
@@ -364,6 +453,21 @@ impl Prefetch {
     const NONE: Prefetch = Prefetch { rows: std::ptr::null(), phase: 0, phases: 1 };
 }
 
+/// A raw edge kernel (a `#[target_feature]` instantiation of `columns`); its contract
+/// is `columns`'s, for the kernel's `MR` and panel width.
+pub type ColumnsFn = unsafe fn(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    hw: (usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    row_bias: *const f32,
+    col_bias: *const f32,
+    first: bool,
+    relu: bool,
+);
+
 /// A raw GEMV kernel: `gemv_block` for `rows` and `vecs` each 4 or 1, same contract.
 pub type GemvFn = unsafe fn(
     rows: usize,
@@ -409,6 +513,9 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
     const TILE_SHORT: TileFn = Self::TILE;
     /// The `SHORT_MR x NARROW_NR` kernel.
     const TILE_SHORT_NARROW: TileFn = Self::TILE_NARROW;
+    /// The edge kernel for the last few columns of a panel ([`columns`]), where it is
+    /// cheaper than a narrow tile (`MR` well above [`COLUMNS`]).
+    const COLUMNS: Option<ColumnsFn> = None;
     /// The GEMV kernel.
     const GEMV: GemvFn;
     /// The FMA-peak probe.
@@ -440,7 +547,8 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         let BlockSizes { mr: tall, nr: full, .. } = Self::BLOCKS;
         let mr = if short { Self::SHORT_MR } else { tall };
         let nr = if narrow { Self::NARROW_NR } else { full };
-        assert!(a.len() >= tall * k && b.len() >= full * k, "packed panels too short");
+        // B: k rows of nr values, full apart (a narrow tile may start inside a panel).
+        assert!(a.len() >= tall * k && (k == 0 || b.len() >= full * (k - 1) + nr), "packed panels too short");
         let rb = st.row_bias.map_or(std::ptr::null(), |s| {
             assert!(s.len() >= mr);
             s.as_ptr()
@@ -459,6 +567,39 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         // SAFETY: panel lengths and the C block were checked above; `self` proves the
         // CPU supports this kernel's ISA (trait contract).
         unsafe { kernel(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu) }
+    }
+    /// Run [`MicroKernel::COLUMNS`] on the `h x w` block of `c` at `(i, j)` (`w <=`
+    /// [`COLUMNS`]), B's columns starting at `b[0]`: safe, lengths checked once. False
+    /// (nothing done) if the kernel family has no edge kernel.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn columns(
+        self,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut MatMut<'_>,
+        (i, j): (usize, usize),
+        (h, w): (usize, usize),
+        st: &Store<'_>,
+    ) -> bool {
+        let Some(kernel) = Self::COLUMNS else { return false };
+        let BlockSizes { mr, nr, .. } = Self::BLOCKS;
+        assert!((1..=COLUMNS).contains(&w) && h <= mr, "edge block {h}x{w}");
+        assert!(a.len() >= mr * k && (k == 0 || b.len() >= nr * (k - 1) + w), "packed panels too short");
+        let rb = st.row_bias.map_or(std::ptr::null(), |s| {
+            assert!(s.len() >= mr);
+            s.as_ptr()
+        });
+        let cb = st.col_bias.map_or(std::ptr::null(), |s| {
+            assert!(s.len() >= w);
+            s.as_ptr()
+        });
+        let (cp, ldc) = c.block_ptr(i, j, h, w);
+        // SAFETY: panel lengths and the C block were checked above; `self` proves the
+        // CPU supports this kernel's ISA (trait contract).
+        unsafe { kernel(k, a.as_ptr(), b.as_ptr(), (h, w), cp, ldc, rb, cb, st.first, st.relu) };
+        true
     }
 }
 
