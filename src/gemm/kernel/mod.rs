@@ -224,7 +224,7 @@ pub(crate) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
-/// Columns one call of [`columns`] computes side by side (one FMA chain each).
+/// Columns one call of the edge kernel (`columns`) computes side by side (one FMA chain each).
 pub const COLUMNS: usize = 4;
 
 /// The edge kernel for the last few columns of a B panel (at most [`COLUMNS`] per
@@ -513,7 +513,7 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
     const TILE_SHORT: TileFn = Self::TILE;
     /// The `SHORT_MR x NARROW_NR` kernel.
     const TILE_SHORT_NARROW: TileFn = Self::TILE_NARROW;
-    /// The edge kernel for the last few columns of a panel ([`columns`]), where it is
+    /// The edge kernel for the last few columns of a panel (`columns`), where it is
     /// cheaper than a narrow tile (`MR` well above [`COLUMNS`]).
     const COLUMNS: Option<ColumnsFn> = None;
     /// The GEMV kernel.
