@@ -1,30 +1,35 @@
 //! Stride-1 convolutions by Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms
 //! for Convolutional Neural Networks", 2016): F(2x2, 3x3) on 4x4 tiles for 3x3 kernels,
-//! F(2x2, 5x5) on 6x6 tiles for 5x5 ones.
+//! F(3x3, 5x5) on 7x7 tiles for 5x5 ones.
 //!
-//! Each 2x2 block of outputs comes from an `n x n` tile of input `d` (`n = r + 1` for an
-//! `r x r` kernel): `Y = A^T [U . V] A` with `V = B^T d B` (per input channel and tile)
-//! and `U = G g G^T` (per filter, at open, in f64). For every one of the `n^2` positions
-//! `xi` of the transformed tile, the channel sums are one GEMM: `M_xi [O, T] = U_xi [O, C]
-//! V_xi [C, T]` over the tiles `T` of every image. Per block of outputs and channel pair
-//! that is 16 multiply-adds instead of 4 * 9 = 36 (3x3), 36 instead of 4 * 25 = 100
-//! (5x5), at the price of the transforms: `B` and `A` hold small integers (the points
-//! are 0, 1, -1, then 2, -2, and infinity), so they are additions and a few exact
-//! multiplies. The transforms run on vectors ([`wsimd`]).
+//! Each `m x m` block of outputs (2x2, or 3x3 for 5x5 kernels) comes from an `n x n` tile
+//! of input `d` (`n = m + r - 1` for an `r x r` kernel): `Y = A^T [U . V] A` with `V =
+//! B^T d B` (per input channel and tile) and `U = G g G^T` (per filter, at open, in f64).
+//! For every one of the `n^2` positions `xi` of the transformed tile, the channel sums
+//! are one GEMM: `M_xi [O, T] = U_xi [O, C] V_xi [C, T]` over the tiles `T` of every
+//! image. Per block of outputs and channel pair that is 16 multiply-adds instead of 4 * 9
+//! = 36 (3x3), 49 instead of 9 * 25 = 225 (5x5), at the price of the transforms: `B` and
+//! `A` hold small integers and halves (the points are 0, 1, -1, then 2, -2, 1/2, and
+//! infinity), so they are additions and a few multiplies. The transforms run on vectors
+//! ([`wsimd`]).
 //!
 //! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
 //! near the caches and the workspace does not grow with the batch. Groups run side by side
 //! on the pool, each from its input channels to its output channels on its share of the
-//! threads. Every output's
-//! arithmetic is fixed by the geometry alone (its tile, the GEMM's K slices), so results
-//! are bitwise identical for any thread count, any batch and any ISA's transforms.
-//! Rounding differs slightly from a direct convolution's (the transforms add and
-//! subtract; the 6x6 ones scale by up to 5), and so does one corner case: an Inf or NaN
-//! input spreads to the whole output block of its tile.
+//! threads. Every output's arithmetic is fixed by the geometry alone (its tile, the
+//! GEMM's K slices), so results are bitwise identical for any thread count, any batch and
+//! any ISA's transforms. Rounding differs slightly from a direct convolution's (the
+//! transforms add and subtract and scale by up to 6; measured on random data, F(3x3, 5x5)
+//! in f32 is off the exact result by about twice F(2x2, 5x5)'s error, 2e-6 relative), and
+//! so does one corner case: an Inf or NaN input spreads to the whole output block of its
+//! tile.
 //!
-//! Tried: F(4x4, 3x3) on the 6x6 tiles for 3x3 layers (27% fewer products at 13x13). Its
+//! Tried: F(4x4, 3x3) on 6x6 tiles for 3x3 layers (27% fewer products at 13x13). Its
 //! transformed weights are 2.25x larger, streamed from memory on every inference, and in
-//! the network it ran no faster (conv3 -10%, conv5 +5% at batch 16).
+//! the network it ran no faster (conv3 -10%, conv5 +5% at batch 16). F(2x2, 5x5) on 6x6
+//! tiles for 5x5 layers: replaced by F(3x3, 5x5), whose 3x3 blocks tile conv2's 27x27
+//! output exactly (81 tiles of 49 products against 196 of 36 with a ragged edge): conv2
+//! alone at batch 1 0.66x the time at two threads, 0.75x at one, at batch 16 0.69x.
 
 use rayon::prelude::*;
 
@@ -40,8 +45,8 @@ use crate::simd::winograd::{self as wsimd, Simd};
 pub enum Variant {
     /// F(2x2, 3x3): 4x4 tiles, 2x2 outputs each.
     F2x3,
-    /// F(2x2, 5x5): 6x6 tiles, 2x2 outputs each.
-    F2x5,
+    /// F(3x3, 5x5): 7x7 tiles, 3x3 outputs each.
+    F3x5,
 }
 
 impl Variant {
@@ -49,25 +54,26 @@ impl Variant {
     const fn n(self) -> usize {
         match self {
             Variant::F2x3 => 4,
-            Variant::F2x5 => 6,
+            Variant::F3x5 => 7,
         }
     }
     /// Side of an output block (the stride between tiles).
     const fn m(self) -> usize {
-        2
+        wsimd::step(self.n())
     }
     /// Positions of a transformed tile: one GEMM each.
     const fn xi(self) -> usize {
         self.n() * self.n()
     }
-    /// Most tiles (GEMM columns) per block, so that `V` and `M` stay near the caches. F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128
-    /// values, are 5 MiB; 256 ran 10-20% slower at batch 16, 64 no faster). F(2x2, 5x5):
-    /// 48 (conv2's M is then 36 x 256 x 48 values, 1.7 MiB; at batch 16 it ran 5-15%
-    /// faster than 16, 32, 64 or 128, at batch 1 as fast as any).
+    /// Most tiles (GEMM columns) per block, so that `V` and `M` stay near the caches.
+    /// F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128 values, are 5 MiB; 256
+    /// ran 10-20% slower at batch 16, 64 no faster). F(3x3, 5x5): 48 (each group's M of
+    /// conv2 is then 49 x 128 x 48 values, 1.2 MiB; at batch 16 as fast as 32 and 3-15%
+    /// faster than 64-128, at batch 1 as fast as any).
     const fn max_tiles(self) -> usize {
         match self {
             Variant::F2x3 => 128,
-            Variant::F2x5 => 48,
+            Variant::F3x5 => 48,
         }
     }
 }
@@ -76,7 +82,7 @@ impl Variant {
 pub fn variant(g: &ConvGeom) -> Option<Variant> {
     match (g.kh, g.kw, g.sh, g.sw) {
         (3, 3, 1, 1) => Some(Variant::F2x3),
-        (5, 5, 1, 1) => Some(Variant::F2x5),
+        (5, 5, 1, 1) => Some(Variant::F3x5),
         _ => None,
     }
 }
@@ -105,7 +111,7 @@ fn tiled(g: &ConvGeom, v: Variant) -> ConvGeom {
 /// The geometry the input is prepared in: [`tiled`], in two phases per row (even and odd
 /// columns).
 fn prepared(g: &ConvGeom, v: Variant) -> ConvGeom {
-    ConvGeom { sw: 2, ..tiled(g, v) }
+    ConvGeom { sw: v.m(), ..tiled(g, v) }
 }
 
 /// Values per image of the padded input ([`conv`]'s `padded`), for `in_channels`
@@ -127,8 +133,8 @@ pub fn scratch_len(g: &ConvGeom, in_channels: usize, out_channels: usize) -> usi
 /// open).
 pub fn pack_weights(w: &[f32], v: Variant, groups: usize, og: usize, cg: usize, mr: usize) -> Vec<PackedA> {
     match v {
-        Variant::F2x3 => pack_n(w, &g_matrix::<4, 3>(&SCALES4), groups, og, cg, mr),
-        Variant::F2x5 => pack_n(w, &g_matrix::<6, 5>(&SCALES6), groups, og, cg, mr),
+        Variant::F2x3 => pack_n(w, &g_matrix::<4, 3>(&POINTS[..3], &SCALES4), groups, og, cg, mr),
+        Variant::F3x5 => pack_n(w, &g_matrix::<7, 5>(&POINTS, &SCALES7), groups, og, cg, mr),
     }
 }
 
@@ -169,21 +175,22 @@ fn pack_n<const N: usize, const R: usize>(
 
 /// The scales of 4x4 tiles' finite points (0, 1, -1) that make `B` integral.
 const SCALES4: [f64; 3] = [1.0, 2.0, 2.0];
-/// The scales of 6x6 tiles' finite points (0, 1, -1, 2, -2).
-const SCALES6: [f64; 5] = [4.0, -6.0, -6.0, 24.0, 24.0];
+/// The finite points of 7x7 tiles (the first three: 4x4 tiles').
+const POINTS: [f64; 6] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5];
+/// The scales of 7x7 tiles' finite points: `prod (p_i - p_k)` over the other points, so
+/// `B` holds the coefficients of `prod (x - p_k)` (halves, exact in binary).
+const SCALES7: [f64; 6] = [-2.0, -3.0, 9.0, 36.0, -60.0, 45.0 / 32.0];
 
-/// `G` (`N x R`): row `i` holds `p_i^k / s_i` at the finite points `p` (0, 1, -1, then 2,
-/// -2), the last row picks the highest coefficient (the point at infinity). The `scales`
-/// `s` (one per finite point) make `B` integral (`B^T = S^-1 V^-T` for the Vandermonde
-/// matrix `V` of the points).
-fn g_matrix<const N: usize, const R: usize>(scales: &[f64]) -> [[f64; R]; N] {
-    const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
+/// `G` (`N x R`): row `i` holds `p_i^k / s_i` at the finite `points` `p`, the last row
+/// picks the highest coefficient (the point at infinity). The `scales` `s` (one per
+/// finite point) set `B` (`B^T = S^-1 V^-T` for the Vandermonde matrix `V` of the points).
+fn g_matrix<const N: usize, const R: usize>(points: &[f64], scales: &[f64]) -> [[f64; R]; N] {
     let mut g = [[0.0f64; R]; N];
     for (i, row) in g.iter_mut().enumerate().take(N - 1) {
         let mut p = 1.0;
         for x in row.iter_mut() {
             *x = p / scales[i];
-            p *= POINTS[i];
+            p *= points[i];
         }
     }
     g[N - 1][R - 1] = 1.0;
@@ -431,14 +438,15 @@ impl Runs {
             return self.input_from(x, row, phase, n, room, v, ld);
         }
         // Window row a, phase p: at most TW + 2 values (shifts up to 2).
-        const HALF: usize = TW + 8;
-        let mut tmp = [0.0f32; 12 * HALF];
-        for (k, part) in tmp.chunks_exact_mut(HALF).take(2 * tile).enumerate() {
-            let from = (k / 2) * row + (k % 2) * phase;
+        const PART: usize = TW + 8;
+        let m = self.v.m();
+        let mut tmp = [0.0f32; 21 * PART];
+        for (k, part) in tmp.chunks_exact_mut(PART).take(m * tile).enumerate() {
+            let from = (k / m) * row + (k % m) * phase;
             let len = x.len().saturating_sub(from).min(TW + 2);
             part[..len].copy_from_slice(&x[from..from + len]);
         }
-        self.input_from(&tmp, 2 * HALF, HALF, n, room, v, ld);
+        self.input_from(&tmp, m * PART, PART, n, room, v, ld);
     }
 
     /// [`Runs::input_tiles`] once the run's reads lie inside `x`.
@@ -449,7 +457,7 @@ impl Runs {
         if room >= TW && v.len() >= (xis - 1) * ld + TW {
             return self.simd.input(tile, x, row, phase, v, ld);
         }
-        let mut buf = [0.0f32; 36 * TW];
+        let mut buf = [0.0f32; 49 * TW];
         self.simd.input(tile, x, row, phase, &mut buf, TW);
         for (xi, part) in buf.chunks_exact(TW).take(xis).enumerate() {
             copy_run(&mut v[xi * ld..xi * ld + n], &part[..n]);
@@ -477,7 +485,7 @@ impl Runs {
         if (xis - 1) * ld + t + TW <= m.len() {
             return self.simd.output(tile, &m[t..], ld, bias, relu, out, stride, rows, cols);
         }
-        let mut buf = [0.0f32; 36 * TW];
+        let mut buf = [0.0f32; 49 * TW];
         for (xi, part) in buf.chunks_exact_mut(TW).take(xis).enumerate() {
             let at = (xi * ld + t).min(m.len());
             let len = (m.len() - at).min(TW);
@@ -565,63 +573,69 @@ mod tests {
         [y0, y1]
     }
 
-    /// `V = B^T d B` of one 6x6 tile: `bt6` down each column, then along each row.
-    pub(super) fn input_transform6(d: &[[f32; 6]; 6]) -> [f32; 36] {
-        let cols: [[f32; 6]; 6] = std::array::from_fn(|k| wsimd::bt6(std::array::from_fn(|i| d[i][k])));
-        let mut v = [0.0f32; 36];
-        for i in 0..6 {
-            let w = wsimd::bt6(std::array::from_fn(|k| cols[k][i]));
-            v[6 * i..6 * i + 6].copy_from_slice(&w);
+    /// `V = B^T d B` of one 7x7 tile: `bt7` down each column, then along each row.
+    pub(super) fn input_transform7(d: &[[f32; 7]; 7]) -> [f32; 49] {
+        let cols: [[f32; 7]; 7] = std::array::from_fn(|k| wsimd::bt7(std::array::from_fn(|i| d[i][k])));
+        let mut v = [0.0f32; 49];
+        for i in 0..7 {
+            let w = wsimd::bt7(std::array::from_fn(|k| cols[k][i]));
+            v[7 * i..7 * i + 7].copy_from_slice(&w);
         }
         v
     }
 
-    /// `Y = A^T M A` of one 6x6 tile, `[row][column]`.
-    pub(super) fn output_transform6(m: &[f32; 36]) -> [[f32; 2]; 2] {
-        let [y0, y1] = wsimd::at6_tile(|xi| m[xi]);
-        [[y0[0], y1[0]], [y0[1], y1[1]]]
+    /// `Y = A^T M A` of one 7x7 tile, `[row][column]`.
+    pub(super) fn output_transform7(m: &[f32; 49]) -> [[f32; 3]; 3] {
+        let [y0, y1, y2] = wsimd::at7_tile(|xi| m[xi]);
+        std::array::from_fn(|r| [y0[r], y1[r], y2[r]])
     }
 
     #[test]
-    fn six_point_transforms_are_the_matrices() {
+    fn seven_point_transforms_are_the_matrices() {
         // B^T and A^T as written in the doc comments, applied as plain matrix products.
-        let bt: [[f64; 6]; 6] = [
-            [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-            [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-            [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-            [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-            [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-            [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+        let bt: [[f64; 7]; 7] = [
+            [-2.0, 4.0, 2.5, -5.0, -0.5, 1.0, 0.0],
+            [0.0, 2.0, -2.0, -4.5, 0.5, 1.0, 0.0],
+            [0.0, -2.0, 6.0, -3.5, -1.5, 1.0, 0.0],
+            [0.0, 1.0, -1.5, -2.0, 1.5, 1.0, 0.0],
+            [0.0, -1.0, 2.5, 0.0, -2.5, 1.0, 0.0],
+            [0.0, 4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+            [0.0, -2.0, 4.0, 2.5, -5.0, -0.5, 1.0],
         ];
-        let at: [[f64; 6]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
-        let d: [[f32; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|j| ((i * 6 + j) * 37 % 17) as f32 - 8.0));
-        let v = input_transform6(&d);
-        for i in 0..6 {
-            for j in 0..6 {
-                let want: f64 = (0..6)
-                    .flat_map(|a| (0..6).map(move |b| (a, b)))
+        let at: [[f64; 7]; 3] = [
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+            [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, 0.0],
+            [0.0, 1.0, 1.0, 4.0, 4.0, 0.25, 1.0],
+        ];
+        // Small integers: every product and sum below is exact in f32 and f64.
+        let d: [[f32; 7]; 7] = std::array::from_fn(|i| std::array::from_fn(|j| ((i * 7 + j) * 37 % 17) as f32 - 8.0));
+        let v = input_transform7(&d);
+        for i in 0..7 {
+            for j in 0..7 {
+                let want: f64 = (0..7)
+                    .flat_map(|a| (0..7).map(move |b| (a, b)))
                     .map(|(a, b)| bt[i][a] * f64::from(d[a][b]) * bt[j][b])
                     .sum();
-                assert_eq!(f64::from(v[6 * i + j]), want, "V[{i}][{j}]");
+                assert_eq!(f64::from(v[7 * i + j]), want, "V[{i}][{j}]");
             }
         }
-        let m: [f32; 36] = std::array::from_fn(|i| (i * 53 % 19) as f32 - 9.0);
-        let y = output_transform6(&m);
+        let m: [f32; 49] = std::array::from_fn(|i| (i * 53 % 19) as f32 - 9.0);
+        let y = output_transform7(&m);
         for (r, yr) in y.iter().enumerate() {
             for (c, &val) in yr.iter().enumerate() {
-                let want: f64 = (0..6)
-                    .flat_map(|a| (0..6).map(move |b| (a, b)))
-                    .map(|(a, b)| at[r][a] * f64::from(m[6 * a + b]) * at[c][b])
+                let want: f64 = (0..7)
+                    .flat_map(|a| (0..7).map(move |b| (a, b)))
+                    .map(|(a, b)| at[r][a] * f64::from(m[7 * a + b]) * at[c][b])
                     .sum();
                 assert_eq!(f64::from(val), want, "Y[{r}][{c}]");
             }
         }
         // Y = A^T [(G g G^T) . (B^T d B)] A is the correlation of d with g (in f64).
         let gf: [f32; 25] = std::array::from_fn(|i| (i * 29 % 13) as f32 / 4.0 - 1.5);
-        let g = g_matrix::<6, 5>(&SCALES6);
-        let u: Vec<f32> = filter_transform::<6, 5>(&g, &gf).into_iter().flatten().collect();
-        let prod: [f32; 36] = std::array::from_fn(|i| u[i] * v[i]);
-        let y = output_transform6(&prod);
+        let g = g_matrix::<7, 5>(&POINTS, &SCALES7);
+        let u: Vec<f32> = filter_transform::<7, 5>(&g, &gf).into_iter().flatten().collect();
+        let prod: [f32; 49] = std::array::from_fn(|i| u[i] * v[i]);
+        let y = output_transform7(&prod);
         for (r, yr) in y.iter().enumerate() {
             for (c, &val) in yr.iter().enumerate() {
                 let want: f64 = (0..5)
@@ -668,28 +682,32 @@ mod tests {
 
     #[test]
     fn tile_runs_match_the_one_tile_transforms_bitwise() {
-        // An even row length, so that a row splits into two phases of `phase` values.
-        let (row, phase) = (2 * TW + 10, TW + 5);
-        let x: Vec<f32> = (0..6 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
-        // The same rows prepared: even columns, then odd.
-        let xp: Vec<f32> = (0..6 * row).map(|i| x[i / row * row + 2 * (i % row % phase) + i % row / phase]).collect();
-        let ld = 3 * TW;
-        let m: Vec<f32> = (0..36 * ld).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
+        let phase = TW + 5;
         let simds = [Simd::new(false), Simd::new(true)];
-        for (v, simd) in [Variant::F2x3, Variant::F2x5].into_iter().flat_map(|v| simds.map(|s| (v, s))) {
-            let (runs, tile, xis) = (Runs { v, simd }, v.n(), v.xi());
-            let window = |t: usize, i: usize, j: usize| x[i * row + 2 * t + j];
+        for (v, simd) in [Variant::F2x3, Variant::F3x5].into_iter().flat_map(|v| simds.map(|s| (v, s))) {
+            let (runs, tile, xis, step) = (Runs { v, simd }, v.n(), v.xi(), v.m());
+            // A row length that splits into `step` phases of `phase` values.
+            let row = step * phase;
+            let x: Vec<f32> = (0..7 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
+            // The same rows prepared: columns 0, step, 2 step, .., then 1, step + 1, ...
+            let xp: Vec<f32> =
+                (0..7 * row).map(|i| x[i / row * row + step * (i % row % phase) + i % row / phase]).collect();
+            let ld = 3 * TW;
+            let m: Vec<f32> = (0..49 * ld).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
+            let window = |t: usize, i: usize, j: usize| x[i * row + step * t + j];
             let want = |t: usize| -> Vec<f32> {
                 if tile == 4 {
                     input_transform(&std::array::from_fn(|i| std::array::from_fn(|j| window(t, i, j)))).to_vec()
                 } else {
-                    input_transform6(&std::array::from_fn(|i| std::array::from_fn(|j| window(t, i, j)))).to_vec()
+                    input_transform7(&std::array::from_fn(|i| std::array::from_fn(|j| window(t, i, j)))).to_vec()
                 }
             };
+            // Prepared offset of window column c of the first tile.
+            let far = (0..tile).map(|c| (c % step) * phase + c / step).max().unwrap();
             for n in 1..=TW {
                 // Whole rows, and a buffer ending right after the run's last window (the
                 // lanes past `n` then read zeros).
-                let short = &xp[..(tile - 1) * row + phase + n + tile / 2 - 1];
+                let short = &xp[..(tile - 1) * row + far + n];
                 for xs in [&xp[..], short] {
                     let vld = TW + 3;
                     // Without room, exactly `n` lanes of each position are stored.
@@ -711,20 +729,21 @@ mod tests {
             // The last case runs past the end of M (its last lanes are never stored).
             let m = &m[..xis * ld];
             for (t, bias, relu) in [(0, 0.5, true), (5, -1.25, false), (ld - TW, 0.0, true), (ld - 3, 0.25, false)] {
-                let stride = 2 * TW + 3;
-                let mut y = vec![f32::NAN; 2 * stride];
-                runs.output_tiles(m, ld, t, (bias, relu), &mut y, stride, 2, 2 * TW);
+                let stride = step * TW + 3;
+                let mut y = vec![f32::NAN; step * stride];
+                runs.output_tiles(m, ld, t, (bias, relu), &mut y, stride, step, step * TW);
                 for l in 0..TW.min(ld - t) {
-                    let want = if tile == 4 {
-                        output_transform(&std::array::from_fn(|xi| m[xi * ld + t + l]))
+                    let tile_m = |xi: usize| m[xi * ld + t + l];
+                    let want: Vec<Vec<f32>> = if tile == 4 {
+                        output_transform(&std::array::from_fn(tile_m)).iter().map(|r| r.to_vec()).collect()
                     } else {
-                        output_transform6(&std::array::from_fn(|xi| m[xi * ld + t + l]))
+                        output_transform7(&std::array::from_fn(tile_m)).iter().map(|r| r.to_vec()).collect()
                     };
                     for (r, wr) in want.iter().enumerate() {
                         for (k, &w) in wr.iter().enumerate() {
                             let w = w + bias;
                             let w = if relu { crate::ops::reference::relu1(w) } else { w };
-                            let got = y[r * stride + 2 * l + k];
+                            let got = y[r * stride + step * l + k];
                             assert_eq!(got.to_bits(), w.to_bits(), "{v:?} t {t} lane {l} ({r}, {k})");
                         }
                     }
