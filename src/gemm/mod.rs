@@ -267,7 +267,9 @@ fn serial<K: MicroKernel, B: PackB>(
     let kc = balanced_kc(k, kc);
     let need = nc.min(n.next_multiple_of(nr)) * kc.min(k);
     scratch::with(&PACK_B, need, |buf| {
-        let mut tile = [0.0f32; MAX_MR * MAX_NR];
+        // The stack tile for edge blocks, zeroed only if one occurs (4 KiB a call, for the
+        // many small products of a Winograd layer).
+        let mut tile = None;
         let mut rbias = [0.0f32; MAX_MR];
         let mut cbias = [0.0f32; MAX_NR];
         // jc: a block of NC columns of B and C.
@@ -341,7 +343,7 @@ fn serial<K: MicroKernel, B: PackB>(
 /// The `h x w` block of C at `(i, j)` by the kernel of that size or the smallest larger
 /// one (the short kernel for at most `SHORT_MR` rows, the narrow one for at most
 /// `NARROW_NR` columns), in place if the block is exactly its size, else on the stack
-/// tile `tile` whose valid part is copied out.
+/// tile `tile` (made on first use) whose valid part is copied out.
 #[allow(clippy::too_many_arguments)]
 fn edge_tile<K: MicroKernel>(
     kern: K,
@@ -352,7 +354,7 @@ fn edge_tile<K: MicroKernel>(
     (i, j): (usize, usize),
     (h, w): (usize, usize),
     st: &Store<'_>,
-    tile: &mut [f32; MAX_MR * MAX_NR],
+    tile: &mut Option<[f32; MAX_MR * MAX_NR]>,
 ) {
     let BlockSizes { mr, nr, .. } = K::BLOCKS;
     let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
@@ -362,6 +364,7 @@ fn edge_tile<K: MicroKernel>(
     if h == height && w == width {
         kern.tile(kcur, ap, bp, c, i, j, st, short, narrow);
     } else {
+        let tile = tile.get_or_insert([0.0; MAX_MR * MAX_NR]);
         if !st.first {
             c.read_block(i, j, h, w, tile, width);
         }

@@ -65,7 +65,8 @@ impl Variant {
     const fn xi(self) -> usize {
         self.n() * self.n()
     }
-    /// Most tiles (GEMM columns) per block, so that `V` and `M` stay near the caches.
+    /// Most tiles (GEMM columns) per block, a multiple of 16, so that `V` and `M` stay near
+    /// the caches.
     /// F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128 values, are 5 MiB; 256
     /// ran 10-20% slower at batch 16, 64 no faster). F(3x3, 5x5): 48 (each group's M of
     /// conv2 is then 49 x 128 x 48 values, 1.2 MiB; at batch 16 as fast as 32 and 3-15%
@@ -331,8 +332,11 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
     let (plane, row, phase) = (tg.plane(), tg.row_len(), tg.phase_w());
     let per_image = cg * groups * plane;
     let total = batch * th * tw;
+    // Blocks of (nearly) equal size, rounded up to whole narrow panels (16 tiles): conv2
+    // at batch 1 runs 48 + 33 tiles (32 + 16, then 32 + 1 by the edge kernel) rather
+    // than 41 + 40 (each with a 9-column panel costing a whole narrow tile).
     let blocks = total.div_ceil(v.max_tiles());
-    let tb_max = total.div_ceil(blocks.max(1));
+    let tb_max = total.div_ceil(blocks.max(1)).next_multiple_of(16).min(v.max_tiles());
     for t0 in (0..total).step_by(tb_max.max(1)) {
         let tb = tb_max.min(total - t0);
         // Rows of V and M hold the block's tiles and no more: a GEMM's last few columns
