@@ -203,6 +203,35 @@ fn edge_columns_equal_full_tiles_bitwise() {
 }
 
 #[test]
+fn b_read_in_place_equals_b_packed_bitwise() {
+    // A row-major B is read in place unless its rows are a multiple of 256 bytes apart:
+    // the same matrix at a leading dimension of 1024 is packed. Same bits either way,
+    // on shapes whose last panel is whole, narrow, edge columns or a stack tile.
+    for kernel in kernels() {
+        let bs = kernel.blocks();
+        let (m, k) = (2 * bs.mr + 3, bs.kc + 9);
+        for n in [bs.nr, 3 * bs.nr + bs.nr / 2, 2 * bs.nr + 1, 2 * bs.nr + bs.nr - 3, 169, 700] {
+            let a = PackedA::pack(&synthetic::fill(21, m * k, 1.0), m, k, bs.mr);
+            let b = synthetic::fill(22, k * n, 1.0);
+            let mut wide = vec![f32::NAN; k * 1024];
+            for (row, src) in wide.chunks_exact_mut(1024).zip(b.chunks_exact(n)) {
+                row[..n].copy_from_slice(src);
+            }
+            let rb = synthetic::fill(23, m, 1.0);
+            let ep = Epilogue { bias: Bias::Row(&rb), relu: true };
+            let product = |data: &[f32], ld: usize| {
+                let mut c = vec![f32::NAN; m * n];
+                pool(2).install(|| gemm::sgemm(kernel, &a, &RowMajor { data, ld }, n, &mut c, n, ep));
+                c
+            };
+            let (in_place, packed) = (product(&b, n), product(&wide, 1024));
+            assert!(in_place.iter().all(|v| v.is_finite()), "{:?} n{n}: unwritten values", kernel.isa());
+            assert!(in_place.iter().zip(&packed).all(|(x, y)| x.to_bits() == y.to_bits()), "{:?} n{n}", kernel.isa());
+        }
+    }
+}
+
+#[test]
 fn nan_propagates_through_relu() {
     for kernel in kernels() {
         let mut a = vec![1.0f32; 4 * 3];

@@ -2,14 +2,16 @@
 //!
 //! Roles are fixed (`style.md`): A = weights, `M x K`, packed once into MR-row panels
 //! ([`PackedA`]); B = activations, `K x N`, any [`PackB`] source (row-major matrix,
-//! im2col of an image), packed per call into NR-column panels;
-//! C = `M x N` row-major (CHW for a convolution).
+//! im2col of an image), packed per call into NR-column panels, or for a row-major matrix
+//! whose rows sit well in the caches read where it lies (only a ragged last panel is
+//! packed); C = `M x N` row-major (CHW for a convolution).
 //!
 //! The driver is written once for every ISA, generic over [`kernel::MicroKernel`]; only
 //! the micro-kernel differs. Loops, outermost first (BLIS names):
 //!
 //! - **jc**: N in NC blocks; one packed `KC x NC` block of B serves all of M.
-//! - **pc**: K in KC slices; B's block is packed here (per thread, into its own buffer).
+//! - **pc**: K in KC slices; B's block is packed here (per thread, into its own buffer),
+//!   unless it is read in place.
 //! - **ic**: M in MC blocks; the `MC x KC` slice of packed A stays in L2.
 //! - **jr**: NR micro-panels of the packed B block (the one in L1).
 //! - **ir**: MR micro-panels of A; one micro-kernel call per `MR x NR` tile.
@@ -265,7 +267,10 @@ fn serial<K: MicroKernel, B: PackB>(
         return store_bias_only(&mut c, i0, j0, ep);
     }
     let kc = balanced_kc(k, kc);
-    let need = nc.min(n.next_multiple_of(nr)) * kc.min(k);
+    // A row-major B is read in place where it can be ([`read_in_place`]), all but a last
+    // panel that a kernel would read past (that one is packed).
+    let direct = b.direct().filter(|&(_, ld)| read_in_place(ld));
+    let need = if direct.is_some() { nr * kc.min(k) } else { nc.min(n.next_multiple_of(nr)) * kc.min(k) };
     scratch::with(&PACK_B, need, |buf| {
         // The stack tile for edge blocks, zeroed only if one occurs (4 KiB a call, for the
         // many small products of a Winograd layer).
@@ -275,19 +280,30 @@ fn serial<K: MicroKernel, B: PackB>(
         // jc: a block of NC columns of B and C.
         for jc in (0..n).step_by(nc) {
             let ncur = nc.min(n - jc);
+            // The last panel of the block and whether it is packed in direct mode.
+            let tail = ncur - ncur % nr;
+            let pack_tail = ncur % nr != 0 && matches!(last_panel::<K>(ncur % nr), Panel::Stack);
             // pc: a KC slice of K; pack B's KC x NC block once for all of M.
             for pc in (0..k).step_by(kc) {
                 let kcur = kc.min(k - pc);
                 let first = pc == 0;
                 let relu = ep.relu && pc + kcur == k;
-                b.pack(pc, pc + kcur, j0 + jc, j0 + jc + ncur, nr, buf);
+                match direct {
+                    None => b.pack(pc, pc + kcur, j0 + jc, j0 + jc + ncur, nr, buf),
+                    Some(_) if pack_tail => b.pack(pc, pc + kcur, j0 + jc + tail, j0 + jc + ncur, nr, buf),
+                    Some(_) => {}
+                }
                 // ic: MC rows of A (their KC slice stays in L2).
                 for ic in (0..m).step_by(mc) {
                     let mcur = mc.min(m - ic);
-                    // jr: one NR micro-panel of packed B (in L1).
+                    // jr: one NR micro-panel of B (packed: in L1).
                     for jr in (0..ncur).step_by(nr) {
                         let w = nr.min(ncur - jr);
-                        let bp = &buf[(jr / nr) * nr * kcur..(jr / nr + 1) * nr * kcur];
+                        let bp = match direct {
+                            Some((data, ld)) if !(pack_tail && jr == tail) => (&data[pc * ld + j0 + jc + jr..], ld),
+                            Some(_) => (&buf[..nr * kcur], nr),
+                            None => (&buf[(jr / nr) * nr * kcur..(jr / nr + 1) * nr * kcur], nr),
+                        };
                         let col_bias = match ep.bias {
                             Bias::Col(cb) if first => {
                                 let at = j0 + jc + jr;
@@ -310,27 +326,22 @@ fn serial<K: MicroKernel, B: PackB>(
                                 _ => None,
                             };
                             let st = Store { first, relu, row_bias, col_bias };
-                            // A last panel with few columns runs the narrow kernel,
-                            // one with few rows the short kernel.
-                            let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
-                            let width = if narrow { K::NARROW_NR } else { nr };
-                            // Or its last few columns run the edge kernel (after a narrow
-                            // tile in place if there are more than the narrow width).
-                            let lead = if narrow { 0 } else { K::NARROW_NR };
-                            if K::COLUMNS.is_some()
-                                && w < width
-                                && w.checked_sub(lead).is_some_and(|r| r <= EDGE_COLUMNS)
-                            {
-                                if lead > 0 {
-                                    edge_tile(kern, kcur, ap, bp, &mut c, (ir, jc + jr), (h, lead), &st, &mut tile);
+                            let at = (ir, jc + jr);
+                            match last_panel::<K>(w) {
+                                Panel::Edge { lead } => {
+                                    if lead > 0 {
+                                        edge_tile(kern, kcur, ap, bp, &mut c, at, (h, lead), &st, &mut tile);
+                                    }
+                                    for q in (lead..w).step_by(kernel::COLUMNS) {
+                                        let cw = kernel::COLUMNS.min(w - q);
+                                        let st = Store { col_bias: col_bias.map(|cb| &cb[q..]), ..st };
+                                        let bq = (&bp.0[q..], bp.1);
+                                        kern.columns(kcur, ap, bq, &mut c, (ir, jc + jr + q), (h, cw), &st);
+                                    }
                                 }
-                                for q in (lead..w).step_by(kernel::COLUMNS) {
-                                    let cw = kernel::COLUMNS.min(w - q);
-                                    let st = Store { col_bias: col_bias.map(|cb| &cb[q..]), ..st };
-                                    kern.columns(kcur, ap, &bp[q..], &mut c, (ir, jc + jr + q), (h, cw), &st);
+                                Panel::Whole | Panel::Stack => {
+                                    edge_tile(kern, kcur, ap, bp, &mut c, at, (h, w), &st, &mut tile)
                                 }
-                            } else {
-                                edge_tile(kern, kcur, ap, bp, &mut c, (ir, jc + jr), (h, w), &st, &mut tile);
                             }
                         }
                     }
@@ -338,6 +349,45 @@ fn serial<K: MicroKernel, B: PackB>(
             }
         }
     });
+}
+
+/// How [`serial`] runs a panel of `w` columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Panel {
+    /// A full or narrow tile exactly as wide (reads its `w` columns only).
+    Whole,
+    /// The edge kernel for the columns from `lead` on, after a narrow tile for the first
+    /// `lead` (reads its `w` columns only).
+    Edge { lead: usize },
+    /// The smallest kernel wider than `w`, on a stack tile (reads past `w`).
+    Stack,
+}
+
+fn last_panel<K: MicroKernel>(w: usize) -> Panel {
+    let nr = K::BLOCKS.nr;
+    let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
+    let width = if narrow { K::NARROW_NR } else { nr };
+    // The edge kernel takes the last few columns (after a narrow tile in place if there
+    // are more than the narrow width).
+    let lead = if narrow { 0 } else { K::NARROW_NR };
+    if w == width {
+        Panel::Whole
+    } else if K::COLUMNS.is_some() && w.checked_sub(lead).is_some_and(|r| r <= EDGE_COLUMNS) {
+        Panel::Edge { lead }
+    } else {
+        Panel::Stack
+    }
+}
+
+/// Whether [`serial`] reads a row-major B with leading dimension `ld` in place rather
+/// than packs it. The kernels then load each k row of a panel where it lies: no packing
+/// pass (measured on AlexNet's shapes, one thread: 1.01-1.04x faster; two threads,
+/// where each thread of an M split packed all of B: 1.03-1.08x). Not when the rows are a
+/// multiple of 256 bytes apart: a panel's rows then fall into a few L1 sets and evict
+/// each other (the 1024 square ran 0.9x read in place), nor when they are more than 64
+/// KiB apart (a KC slice's rows on more pages than the TLB holds).
+fn read_in_place(ld: usize) -> bool {
+    !ld.is_multiple_of(64) && ld <= 16 * 1024
 }
 
 /// The `h x w` block of C at `(i, j)` by the kernel of that size or the smallest larger
@@ -349,7 +399,7 @@ fn edge_tile<K: MicroKernel>(
     kern: K,
     kcur: usize,
     ap: &[f32],
-    bp: &[f32],
+    bp: (&[f32], usize),
     c: &mut MatMut<'_>,
     (i, j): (usize, usize),
     (h, w): (usize, usize),

@@ -6,7 +6,9 @@
 //!
 //! **B (activations)** is packed per call, per `KC x NC` block, into NR-column panels:
 //! for each k, `NR` consecutive values, zero columns padding the last panel. Any B source
-//! implements [`PackB`]: a row-major matrix, or im2col of an image (`ops::im2col`).
+//! implements [`PackB`]: a row-major matrix, or im2col of an image (`ops::im2col`). A
+//! row-major matrix also offers itself as it is ([`PackB::direct`]): the kernels take B
+//! at any row stride, so the driver may read its whole panels in place.
 
 /// Weights packed into MR-row panels over the whole K.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,6 +92,13 @@ pub trait PackB: Sync {
     /// the same K. The driver weighs it when it splits C between threads: every thread
     /// packs the columns of its own block, so an M split packs B once per thread.
     const PACK_COST_IN_TILES: f64;
+
+    /// The source as a row-major matrix `(values, leading dimension)`, if it is one: its
+    /// whole panels can then be read in place (row `k` of columns `j..` at `values[k * ld +
+    /// j..]`) instead of packed.
+    fn direct(&self) -> Option<(&[f32], usize)> {
+        None
+    }
 }
 
 /// A row-major `K x N` matrix with leading dimension `ld`.
@@ -107,6 +116,10 @@ impl PackB for RowMajor<'_> {
     /// Measured: plain-B packing is 12-16% of conv1's time (M = 96), where each panel
     /// feeds 8 tiles.
     const PACK_COST_IN_TILES: f64 = 1.25;
+
+    fn direct(&self) -> Option<(&[f32], usize)> {
+        Some((self.data, self.ld))
+    }
 
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         let kc = k1 - k0;

@@ -24,6 +24,7 @@ pub unsafe fn sgemm_6x16(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -32,7 +33,7 @@ pub unsafe fn sgemm_6x16(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x8, MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 2>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The narrow kernel: the left 8 columns of full-width panels; see `super::tile`.
@@ -45,6 +46,7 @@ pub unsafe fn sgemm_6x8(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -53,7 +55,7 @@ pub unsafe fn sgemm_6x8(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x8, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 1>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 12 independent chains of 8-lane FMAs.

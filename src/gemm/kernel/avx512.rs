@@ -30,6 +30,7 @@ pub unsafe fn sgemm_12x32(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -38,7 +39,7 @@ pub unsafe fn sgemm_12x32(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, MR, 2>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The narrow kernel: the left 16 columns of full-width panels; see `super::tile`.
@@ -51,6 +52,7 @@ pub unsafe fn sgemm_12x16(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -59,7 +61,7 @@ pub unsafe fn sgemm_12x16(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, MR, 1>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// Rows of the short kernels.
@@ -77,6 +79,7 @@ pub unsafe fn sgemm_8x32(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -85,7 +88,7 @@ pub unsafe fn sgemm_8x32(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, SHORT_MR, 2>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, SHORT_MR, 2>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The short and narrow kernel: 8 rows x 16 columns; see `super::tile`.
@@ -98,6 +101,7 @@ pub unsafe fn sgemm_8x16(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -106,7 +110,7 @@ pub unsafe fn sgemm_8x16(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x16, SHORT_MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x16, SHORT_MR, 1>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The edge kernel: up to 4 columns, the 12 rows of A in one zmm; see `super::columns`.
@@ -119,6 +123,7 @@ pub unsafe fn sgemm_12xcols(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     hw: (usize, usize),
     c: *mut f32,
     ldc: usize,
@@ -128,7 +133,7 @@ pub unsafe fn sgemm_12xcols(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { columns::<F32x16, MR>(k, a, MR, b, NR, hw, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { columns::<F32x16, MR>(k, a, MR, b, b_stride, hw, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 16 independent chains of 16-lane FMAs.

@@ -417,6 +417,7 @@ pub type TileFn = unsafe fn(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -459,6 +460,7 @@ pub type ColumnsFn = unsafe fn(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     hw: (usize, usize),
     c: *mut f32,
     ldc: usize,
@@ -529,14 +531,15 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
     }
 
     /// Compute one `MR x NR` tile into `c` at `(i, j)`, or `SHORT_MR` rows when `short`,
-    /// `NARROW_NR` columns when `narrow`: safe, lengths checked once.
+    /// `NARROW_NR` columns when `narrow`, B's `k` rows `ldb` apart from `b[0]` (a packed
+    /// panel: `ldb = NR`): safe, lengths checked once.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn tile(
         self,
         k: usize,
         a: &[f32],
-        b: &[f32],
+        (b, ldb): (&[f32], usize),
         c: &mut MatMut<'_>,
         i: usize,
         j: usize,
@@ -547,8 +550,8 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         let BlockSizes { mr: tall, nr: full, .. } = Self::BLOCKS;
         let mr = if short { Self::SHORT_MR } else { tall };
         let nr = if narrow { Self::NARROW_NR } else { full };
-        // B: k rows of nr values, full apart (a narrow tile may start inside a panel).
-        assert!(a.len() >= tall * k && (k == 0 || b.len() >= full * (k - 1) + nr), "packed panels too short");
+        // B: k rows of nr values, ldb apart (a narrow tile may start inside a panel).
+        assert!(ldb >= nr && a.len() >= tall * k && (k == 0 || b.len() >= ldb * (k - 1) + nr), "panels too short");
         let rb = st.row_bias.map_or(std::ptr::null(), |s| {
             assert!(s.len() >= mr);
             s.as_ptr()
@@ -566,27 +569,27 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         };
         // SAFETY: panel lengths and the C block were checked above; `self` proves the
         // CPU supports this kernel's ISA (trait contract).
-        unsafe { kernel(k, a.as_ptr(), b.as_ptr(), cp, ldc, rb, cb, st.first, st.relu) }
+        unsafe { kernel(k, a.as_ptr(), b.as_ptr(), ldb, cp, ldc, rb, cb, st.first, st.relu) }
     }
     /// Run [`MicroKernel::COLUMNS`] on the `h x w` block of `c` at `(i, j)` (`w <=`
-    /// [`COLUMNS`]), B's columns starting at `b[0]`: safe, lengths checked once. False
-    /// (nothing done) if the kernel family has no edge kernel.
+    /// [`COLUMNS`]), B's columns starting at `b[0]`, its rows `ldb` apart: safe, lengths
+    /// checked once. False (nothing done) if the kernel family has no edge kernel.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn columns(
         self,
         k: usize,
         a: &[f32],
-        b: &[f32],
+        (b, ldb): (&[f32], usize),
         c: &mut MatMut<'_>,
         (i, j): (usize, usize),
         (h, w): (usize, usize),
         st: &Store<'_>,
     ) -> bool {
         let Some(kernel) = Self::COLUMNS else { return false };
-        let BlockSizes { mr, nr, .. } = Self::BLOCKS;
+        let mr = Self::BLOCKS.mr;
         assert!((1..=COLUMNS).contains(&w) && h <= mr, "edge block {h}x{w}");
-        assert!(a.len() >= mr * k && (k == 0 || b.len() >= nr * (k - 1) + w), "packed panels too short");
+        assert!(ldb >= w && a.len() >= mr * k && (k == 0 || b.len() >= ldb * (k - 1) + w), "panels too short");
         let rb = st.row_bias.map_or(std::ptr::null(), |s| {
             assert!(s.len() >= mr);
             s.as_ptr()
@@ -598,7 +601,7 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         let (cp, ldc) = c.block_ptr(i, j, h, w);
         // SAFETY: panel lengths and the C block were checked above; `self` proves the
         // CPU supports this kernel's ISA (trait contract).
-        unsafe { kernel(k, a.as_ptr(), b.as_ptr(), (h, w), cp, ldc, rb, cb, st.first, st.relu) };
+        unsafe { kernel(k, a.as_ptr(), b.as_ptr(), ldb, (h, w), cp, ldc, rb, cb, st.first, st.relu) };
         true
     }
 }

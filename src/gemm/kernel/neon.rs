@@ -24,6 +24,7 @@ pub unsafe fn sgemm_8x12(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -32,7 +33,7 @@ pub unsafe fn sgemm_8x12(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x4, MR, 3>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x4, MR, 3>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The narrow kernel: the left 4 columns of full-width panels; see `super::tile`.
@@ -45,6 +46,7 @@ pub unsafe fn sgemm_8x4(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -53,7 +55,7 @@ pub unsafe fn sgemm_8x4(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile::<F32x4, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x4, MR, 1>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 24 independent chains of 4-lane FMAs.

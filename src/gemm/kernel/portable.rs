@@ -26,6 +26,7 @@ pub unsafe fn sgemm_4x8(
     k: usize,
     a: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     row_bias: *const f32,
@@ -34,7 +35,7 @@ pub unsafe fn sgemm_4x8(
     relu: bool,
 ) {
     // SAFETY: forwarded contract; `wide` needs no runtime feature.
-    unsafe { tile::<F32x8, MR, 1>(k, a, MR, b, NR, c, ldc, row_bias, col_bias, first, relu) }
+    unsafe { tile::<F32x8, MR, 1>(k, a, MR, b, b_stride, c, ldc, row_bias, col_bias, first, relu) }
 }
 
 /// The FMA-peak probe: 6 independent chains of 8-lane FMAs.
