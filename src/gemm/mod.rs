@@ -267,9 +267,9 @@ fn serial<K: MicroKernel, B: PackB>(
         return store_bias_only(&mut c, i0, j0, ep);
     }
     let kc = balanced_kc(k, kc);
-    // A row-major B is read in place where it can be ([`read_in_place`]), all but a last
-    // panel that a kernel would read past (that one is packed).
-    let direct = b.direct().filter(|&(_, ld)| read_in_place(ld));
+    // A row-major B is read in place where the kernel gains by it ([`read_in_place`]), all
+    // but a last panel that a kernel would read past (that one is packed).
+    let direct = b.direct().filter(|&(_, ld)| K::B_IN_PLACE && read_in_place(ld));
     let need = if direct.is_some() { nr * kc.min(k) } else { nc.min(n.next_multiple_of(nr)) * kc.min(k) };
     scratch::with(&PACK_B, need, |buf| {
         // The stack tile for edge blocks, zeroed only if one occurs (4 KiB a call, for the
@@ -380,12 +380,13 @@ fn last_panel<K: MicroKernel>(w: usize) -> Panel {
 }
 
 /// Whether [`serial`] reads a row-major B with leading dimension `ld` in place rather
-/// than packs it. The kernels then load each k row of a panel where it lies: no packing
-/// pass (measured on AlexNet's shapes, one thread: 1.01-1.04x faster; two threads,
-/// where each thread of an M split packed all of B: 1.03-1.08x). Not when the rows are a
-/// multiple of 256 bytes apart: a panel's rows then fall into a few L1 sets and evict
-/// each other (the 1024 square ran 0.9x read in place), nor when they are more than 64
-/// KiB apart (a KC slice's rows on more pages than the TLB holds).
+/// than packs it (for kernels with [`MicroKernel::B_IN_PLACE`]). The kernel then loads
+/// each k row of a panel where it lies: no packing pass (AVX-512 on AlexNet's shapes,
+/// one thread: 1.01-1.04x faster; two threads, where each thread of an M split packed
+/// all of B: 1.03-1.08x). Not when the rows are a multiple of 256 bytes apart: a panel's
+/// rows then fall into a few L1 sets and evict each other (the 1024 square ran 0.9x read
+/// in place), nor when they are more than 64 KiB apart (a KC slice's rows on more pages
+/// than the TLB holds).
 fn read_in_place(ld: usize) -> bool {
     !ld.is_multiple_of(64) && ld <= 16 * 1024
 }

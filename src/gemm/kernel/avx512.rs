@@ -190,6 +190,7 @@ unsafe impl MicroKernel for Avx512 {
     const SHORT_MR: usize = SHORT_MR;
     const TILE_SHORT: TileFn = sgemm_8x32;
     const TILE_SHORT_NARROW: TileFn = sgemm_8x16;
+    const B_IN_PLACE: bool = true;
     const COLUMNS: Option<ColumnsFn> = Some(sgemm_12xcols);
     const GEMV: GemvFn = gemv_f32;
     const FMA_PEAK: PeakFn = fma_peak;
