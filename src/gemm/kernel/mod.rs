@@ -147,6 +147,22 @@ pub struct Store<'a> {
     pub col_bias: Option<&'a [f32]>,
 }
 
+impl Store<'_> {
+    /// The bias pointers a raw kernel takes (null: none), after checking that the row
+    /// bias holds `rows` values and the column bias `cols`.
+    fn bias_ptrs(&self, rows: usize, cols: usize) -> (*const f32, *const f32) {
+        let rb = self.row_bias.map_or(std::ptr::null(), |s| {
+            assert!(s.len() >= rows, "row bias too short");
+            s.as_ptr()
+        });
+        let cb = self.col_bias.map_or(std::ptr::null(), |s| {
+            assert!(s.len() >= cols, "column bias too short");
+            s.as_ptr()
+        });
+        (rb, cb)
+    }
+}
+
 /// The generic micro-kernel body. Instantiated only inside `#[target_feature]` shells.
 /// It computes `MR` rows of an A panel whose k steps are `a_stride` apart and the first
 /// `NV * LANES` columns of a B panel whose rows are `b_stride` apart: the full kernel
@@ -556,14 +572,7 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         let nr = if narrow { Self::NARROW_NR } else { full };
         // B: k rows of nr values, ldb apart (a narrow tile may start inside a panel).
         assert!(ldb >= nr && a.len() >= tall * k && (k == 0 || b.len() >= ldb * (k - 1) + nr), "panels too short");
-        let rb = st.row_bias.map_or(std::ptr::null(), |s| {
-            assert!(s.len() >= mr);
-            s.as_ptr()
-        });
-        let cb = st.col_bias.map_or(std::ptr::null(), |s| {
-            assert!(s.len() >= nr);
-            s.as_ptr()
-        });
+        let (rb, cb) = st.bias_ptrs(mr, nr);
         let (cp, ldc) = c.block_ptr(i, j, mr, nr);
         let kernel = match (short, narrow) {
             (false, false) => Self::TILE,
@@ -594,14 +603,7 @@ pub unsafe trait MicroKernel: Copy + Send + Sync {
         let mr = Self::BLOCKS.mr;
         assert!((1..=COLUMNS).contains(&w) && h <= mr, "edge block {h}x{w}");
         assert!(ldb >= w && a.len() >= mr * k && (k == 0 || b.len() >= ldb * (k - 1) + w), "panels too short");
-        let rb = st.row_bias.map_or(std::ptr::null(), |s| {
-            assert!(s.len() >= mr);
-            s.as_ptr()
-        });
-        let cb = st.col_bias.map_or(std::ptr::null(), |s| {
-            assert!(s.len() >= w);
-            s.as_ptr()
-        });
+        let (rb, cb) = st.bias_ptrs(mr, w);
         let (cp, ldc) = c.block_ptr(i, j, h, w);
         // SAFETY: panel lengths and the C block were checked above; `self` proves the
         // CPU supports this kernel's ISA (trait contract).
