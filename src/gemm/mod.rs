@@ -363,6 +363,7 @@ enum Panel {
     Stack,
 }
 
+/// How [`serial`] runs a panel of `w` (at most NR) columns on kernel family `K`.
 fn last_panel<K: MicroKernel>(w: usize) -> Panel {
     let nr = K::BLOCKS.nr;
     let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;

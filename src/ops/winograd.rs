@@ -266,15 +266,10 @@ fn run(tf: Runs, a: Args<'_>, out: &mut [f32], padded: &mut [f32], scratch: &mut
     let groups = u.len() / xis;
     let o = bias.len();
     let c = g.cg * groups;
-    let per_image = c * prepared(g, v).plane();
-    let in_len = c * g.h * g.w;
+    let tg = prepared(g, v);
+    let (per_image, in_len) = (c * tg.plane(), c * g.h * g.w);
     for b in 0..batch {
-        prepare(
-            &input[b * in_len..(b + 1) * in_len],
-            c,
-            &prepared(g, v),
-            &mut padded[b * per_image..(b + 1) * per_image],
-        );
+        prepare(&input[b * in_len..(b + 1) * in_len], c, &tg, &mut padded[b * per_image..(b + 1) * per_image]);
     }
     let (vs, ms) = scratch[..xis * (c + o) * v.max_tiles()].split_at_mut(xis * c * v.max_tiles());
     let out_len = o * g.oh * g.ow;
