@@ -2,8 +2,10 @@
 //! (`tools/gemm_vs_openblas.py` interleaves this with numpy's OpenBLAS in one run).
 //!
 //! ```sh
-//! cargo run --release --example gemm_shapes -- [--isa avx512,avx2] [--threads 1,2] [--reps 15] [--peak]
+//! cargo run --release --example gemm_shapes -- [--isa avx512,avx2] [--threads 1,2] [--reps 15] [--min-ms 0] [--peak]
 //! ```
+//! Each shape runs at least `--reps` times and at least `--min-ms` milliseconds (after two
+//! unmeasured calls); the median is reported.
 //! Each line: `{"isa", "shape", "m", "k", "n", "threads", "median_ms", "gflops"}`; with
 //! `--peak`, also `{"isa", "threads", "peak_gflops"}` lines from the FMA probe.
 
@@ -31,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: Vec<usize> =
         get("--threads").unwrap_or("1,2".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let reps: usize = get("--reps").unwrap_or("15".into()).parse()?;
+    let min_time = std::time::Duration::from_secs_f64(get("--min-ms").unwrap_or("0".into()).parse::<f64>()? / 1e3);
     let only: Option<String> = get("--shape");
     // One pool alive at a time, as a model owns one: an idle pool's workers spin for a
     // while after each job and would steal a core from another pool's measurement.
@@ -47,13 +50,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let bias = synthetic::fill(3, m, 1.0);
                 let mut c = vec![0.0f32; m * n];
                 let mut times = Vec::with_capacity(reps);
-                for r in 0..reps + 2 {
+                let mut began = Instant::now();
+                let mut r = 0;
+                while r < reps + 2 || began.elapsed() < min_time {
+                    if r == 2 {
+                        began = Instant::now();
+                    }
+                    r += 1;
                     let start = Instant::now();
                     pool.install(|| {
                         let ep = Epilogue { bias: Bias::Row(&bias), relu: true };
                         gemm::sgemm(kernel, &a, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep)
                     });
-                    if r >= 2 {
+                    if r > 2 {
                         times.push(start.elapsed().as_secs_f64());
                     }
                 }

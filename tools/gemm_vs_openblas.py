@@ -9,7 +9,9 @@ to work around old OpenBLAS builds) lets a current OpenBLAS pick its best kernel
 for this command only. The script builds `examples/gemm_shapes`, then, every round, runs
 each shape at 1 and 2 threads as a pair: OpenBLAS (threadpoolctl pinned to the thread
 count) and our kernels back to back, in alternating order from round to round, so machine
-drift hits both alike. It prints the median over rounds of each figure and of each pair's
+drift hits both alike; each side times a cell for at least --reps calls and --min-time
+seconds (a median over a few milliseconds of a 0.5 ms product would mostly measure the
+host's noise). It prints the median over rounds of each figure and of each pair's
 ratio, plus the measured FMA peak of each ISA, as a Markdown table.
 """
 import argparse
@@ -26,7 +28,7 @@ SHAPES = [("conv1", 96, 363, 3025), ("conv2", 128, 1200, 729), ("conv3", 384, 23
           ("conv4", 192, 1728, 169), ("conv5", 128, 1728, 169), ("sq1024", 1024, 1024, 1024)]
 
 
-def openblas(m, k, n, threads, reps):
+def openblas(m, k, n, threads, reps, min_time):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
@@ -36,18 +38,20 @@ def openblas(m, k, n, threads, reps):
         for _ in range(2):
             np.matmul(a, b, out=c)
         times = []
-        for _ in range(reps):
+        began = time.perf_counter()
+        while len(times) < reps or time.perf_counter() - began < min_time:
             t = time.perf_counter()
             np.matmul(a, b, out=c)
             times.append(time.perf_counter() - t)
     return 2.0 * m * n * k / statistics.median(times) / 1e9
 
 
-def ours(isas, reps, peak, shape=None, threads=None):
+def ours(isas, reps, min_time, peak, shape=None, threads=None):
     # OpenBLAS's worker threads spin-wait for a while after each call; let them go idle
     # so they do not steal the second core from our run.
     time.sleep(1.0)
-    cmd = ["target/release/examples/gemm_shapes", "--isa", ",".join(isas), "--reps", str(reps)]
+    cmd = ["target/release/examples/gemm_shapes", "--isa", ",".join(isas), "--reps", str(reps),
+           "--min-ms", str(1e3 * min_time)]
     if shape:
         cmd += ["--shape", shape]
     if threads:
@@ -62,6 +66,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--min-time", type=float, default=0.25,
+                    help="seconds each side measures a cell for at least (after --reps calls)")
     ap.add_argument("--isa", default="avx512,avx2")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "gemm_shapes"], check=True)
@@ -74,16 +80,16 @@ def main():
     # the machine's drift over a round then cancels out of the ratios.
     theirs, mine, ratios, peaks = {}, {}, {}, {}
     for r in range(args.rounds):
-        for row in ours(isas, args.reps, peak=True, shape="none"):
+        for row in ours(isas, args.reps, 0.0, peak=True, shape="none"):
             peaks.setdefault((row["isa"], row["threads"]), []).append(row["peak_gflops"])
         for name, m, k, n in SHAPES:
             for t in (1, 2):
                 def run_ours():
-                    return {row["isa"]: row["gflops"] for row in ours(isas, args.reps, False, name, t)}
+                    return {row["isa"]: row["gflops"] for row in ours(isas, args.reps, args.min_time, False, name, t)}
                 if r % 2 == 0:
-                    ob, got = openblas(m, k, n, t, args.reps), run_ours()
+                    ob, got = openblas(m, k, n, t, args.reps, args.min_time), run_ours()
                 else:
-                    got, ob = run_ours(), openblas(m, k, n, t, args.reps)
+                    got, ob = run_ours(), openblas(m, k, n, t, args.reps, args.min_time)
                 theirs.setdefault((name, t), []).append(ob)
                 for i, g in got.items():
                     mine.setdefault((i, name, t), []).append(g)
