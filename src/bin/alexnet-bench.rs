@@ -250,13 +250,28 @@ fn layer_names(plan: &alexnet::Plan) -> Vec<String> {
 }
 
 fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Result<Profile, String> {
-    let n = model.plan().layers.len();
+    // Bandwidth on the largest linear weight tensor, read in place (page cache / DRAM):
+    // one pass after each profiled inference, the best of them, so the probe sees the
+    // same stretch of the host's drifting bandwidth as the layers it is compared with.
+    let plan = model.plan();
+    let largest = plan
+        .layers
+        .iter()
+        .filter_map(|l| if let alexnet::plan::Layer::Linear(f) = l { Some(format!("{}.weight", f.name)) } else { None })
+        .filter_map(|name| model.weight_file().tensor(&name).ok())
+        .max_by_key(|t| t.len())
+        .unwrap_or(&[]);
+    let mut bandwidth_gbps = if largest.is_empty() { f64::NAN } else { 0.0 };
+    let n = plan.layers.len();
     let mut samples = vec![Vec::with_capacity(iters); n];
     let mut times = vec![Duration::ZERO; n];
     for _ in 0..iters {
         model.infer_timed(input, out, &mut times).map_err(|e| e.to_string())?;
         for (s, t) in samples.iter_mut().zip(&times) {
             s.push(ms(*t));
+        }
+        if !largest.is_empty() {
+            bandwidth_gbps = bandwidth_gbps.max(alexnet::gemm::peak::read_pass_gbps(largest, model.threads()));
         }
     }
     let batch = (input.len() / model.input_len()) as u64;
@@ -277,17 +292,6 @@ fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Resul
         .collect();
     let kernel = alexnet::gemm::Kernel::new(model.isa()).map_err(|e| e.to_string())?;
     let peak_gflops = alexnet::gemm::peak::fma_peak_gflops(kernel, model.threads(), 200);
-    // Bandwidth on the largest linear weight tensor, read in place (page cache / DRAM).
-    let plan = model.plan();
-    let largest = plan
-        .layers
-        .iter()
-        .filter_map(|l| if let alexnet::plan::Layer::Linear(f) = l { Some(format!("{}.weight", f.name)) } else { None })
-        .filter_map(|name| model.weight_file().tensor(&name).ok())
-        .max_by_key(|t| t.len())
-        .unwrap_or(&[]);
-    let bandwidth_gbps =
-        if largest.is_empty() { f64::NAN } else { alexnet::gemm::peak::read_bandwidth_gbps(largest, model.threads()) };
     Ok(Profile { layers, peak_gflops, bandwidth_gbps })
 }
 

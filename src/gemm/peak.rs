@@ -43,17 +43,18 @@ pub fn fma_peak_gflops(kernel: Kernel, threads: usize, millis: u64) -> f64 {
 /// FC weight tensor, read in place from the map) to measure DRAM / page-cache bandwidth.
 /// Best of seven passes: on a shared host a pass can lose a core to a neighbour.
 pub fn read_bandwidth_gbps(data: &[f32], threads: usize) -> f64 {
-    let threads = threads.max(1);
-    let chunk = data.len().div_ceil(threads).max(1);
-    let mut best = 0.0f64;
-    for _ in 0..7 {
-        let t = Instant::now();
-        let sum: f32 = std::thread::scope(|s| {
-            let hs: Vec<_> = data.chunks(chunk).map(|c| s.spawn(move || crate::ops::linear::sum(c))).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
-        });
-        std::hint::black_box(sum);
-        best = best.max((data.len() * 4) as f64 / t.elapsed().as_secs_f64() / 1e9);
-    }
-    best
+    (0..7).map(|_| read_pass_gbps(data, threads)).fold(0.0, f64::max)
+}
+
+/// One pass of [`read_bandwidth_gbps`], for callers that spread passes over a longer
+/// measurement (the host's bandwidth drifts by tens of percent over seconds).
+pub fn read_pass_gbps(data: &[f32], threads: usize) -> f64 {
+    let chunk = data.len().div_ceil(threads.max(1)).max(1);
+    let t = Instant::now();
+    let sum: f32 = std::thread::scope(|s| {
+        let hs: Vec<_> = data.chunks(chunk).map(|c| s.spawn(move || crate::ops::linear::sum(c))).collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+    });
+    std::hint::black_box(sum);
+    (data.len() * 4) as f64 / t.elapsed().as_secs_f64() / 1e9
 }
