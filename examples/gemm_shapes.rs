@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 run();
                 let mut times = Vec::with_capacity(reps);
                 let began = Instant::now();
-                while times.len() < reps || began.elapsed() < min_time {
+                while times.len() < reps.max(1) || began.elapsed() < min_time {
                     let start = Instant::now();
                     run();
                     times.push(start.elapsed().as_secs_f64());
