@@ -271,7 +271,7 @@ fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Resul
             s.push(ms(*t));
         }
         if !largest.is_empty() {
-            bandwidth_gbps = bandwidth_gbps.max(alexnet::gemm::peak::read_pass_gbps(largest, model.threads()));
+            bandwidth_gbps = bandwidth_gbps.max(alexnet::gemm::peak::read_bandwidth_gbps(largest, model.threads()));
         }
     }
     let batch = (input.len() / model.input_len()) as u64;

@@ -38,17 +38,13 @@ pub fn fma_peak_gflops(kernel: Kernel, threads: usize, millis: u64) -> f64 {
     best
 }
 
-/// Measured read bandwidth in GB/s: `threads` threads summing disjoint parts of `data`.
-/// Pass memory that is larger than the caches (e.g. the largest
-/// FC weight tensor, read in place from the map) to measure DRAM / page-cache bandwidth.
-/// Best of seven passes: on a shared host a pass can lose a core to a neighbour.
+/// Measured read bandwidth in GB/s: `threads` threads summing disjoint parts of `data`,
+/// once. Pass memory that is larger than the caches (e.g. the largest FC weight tensor,
+/// read in place from the map) to measure DRAM / page-cache bandwidth. On a shared host a
+/// pass can lose a core to a neighbour and the bandwidth drifts by tens of percent over
+/// seconds: take the best of several passes, spread over the measurement it is compared
+/// with (as `alexnet-bench` does, one pass after each profiled inference).
 pub fn read_bandwidth_gbps(data: &[f32], threads: usize) -> f64 {
-    (0..7).map(|_| read_pass_gbps(data, threads)).fold(0.0, f64::max)
-}
-
-/// One pass of [`read_bandwidth_gbps`], for callers that spread passes over a longer
-/// measurement (the host's bandwidth drifts by tens of percent over seconds).
-pub fn read_pass_gbps(data: &[f32], threads: usize) -> f64 {
     let chunk = data.len().div_ceil(threads.max(1)).max(1);
     let t = Instant::now();
     let sum: f32 = std::thread::scope(|s| {
