@@ -5,7 +5,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use alexnet::gemm::Kernel;
+use alexnet::cpu::Cpu;
+use alexnet::gemm;
 use alexnet::ops::im2col::ConvGeom;
 use alexnet::ops::pool_lrn::{pool_lrn, Order, PoolLrn};
 use alexnet::ops::{conv, linear};
@@ -17,7 +18,7 @@ fn pools() -> Vec<(usize, rayon::ThreadPool)> {
 }
 
 fn convs(c: &mut Criterion) {
-    let kernel = Kernel::new(Isa::detect()).expect("kernel");
+    let cpu = Cpu::new(Isa::detect()).expect("kernel");
     // (name, in channels, in side, out channels, k, stride, pad, groups)
     let layers = [
         ("conv1", 3, 227, 96, 11, 4, 0, 1),
@@ -44,7 +45,7 @@ fn convs(c: &mut Criterion) {
         };
         let w = synthetic::fill(1, co * g.k(), 0.1);
         let og = co / groups;
-        let packed = conv::pack_weights(&w, &g, groups, og, kernel.blocks().mr);
+        let packed = conv::pack_weights(&w, &g, groups, og, gemm::blocks(cpu).mr);
         let bias = synthetic::fill(2, co, 0.1);
         for batch in [1, 16] {
             let input = synthetic::fill(3, batch * ci * side * side, 1.0);
@@ -57,7 +58,7 @@ fn convs(c: &mut Criterion) {
                     bch.iter(|| {
                         pool.install(|| {
                             conv::conv2d(
-                                kernel,
+                                cpu,
                                 &input,
                                 batch,
                                 &g,
@@ -78,7 +79,7 @@ fn convs(c: &mut Criterion) {
 }
 
 fn pool_lrn_and_linear(c: &mut Criterion) {
-    let kernel = Kernel::new(Isa::detect()).expect("kernel");
+    let cpu = Cpu::new(Isa::detect()).expect("kernel");
     let mut group = c.benchmark_group("layers");
     group.sample_size(15);
     let pool = MaxPool { kernel: [3, 3], stride: [2, 2], pads: Pads::default(), ceil_mode: false };
@@ -95,7 +96,7 @@ fn pool_lrn_and_linear(c: &mut Criterion) {
         for (t, tp) in pools() {
             group.throughput(Throughput::Elements((ch * o * o) as u64));
             group.bench_function(BenchmarkId::from_parameter(format!("{name}/b1/{t}t")), |bch| {
-                bch.iter(|| tp.install(|| pool_lrn(kernel, &input, &p, &mut out)))
+                bch.iter(|| tp.install(|| pool_lrn(cpu, &input, &p, &mut out)))
             });
         }
     }
@@ -108,7 +109,7 @@ fn pool_lrn_and_linear(c: &mut Criterion) {
             for (t, tp) in pools() {
                 group.throughput(Throughput::Bytes((4 * m * k) as u64));
                 group.bench_function(BenchmarkId::from_parameter(format!("{name}/b{batch}/{t}t")), |bch| {
-                    bch.iter(|| tp.install(|| linear::linear(kernel, &x, batch, &w, &b, m, k, true, &mut y)))
+                    bch.iter(|| tp.install(|| linear::linear(cpu, &x, batch, &w, &b, m, k, true, &mut y)))
                 });
             }
         }

@@ -3,29 +3,31 @@
 //!
 //! ```sh
 //! cargo run --release --example gemm_shapes -- [--isa avx512,avx2] [--threads 1,2] [--reps 15] [--min-ms 0] [--peak]
+//! cargo run --release --example gemm_shapes -- --list
 //! ```
 //! Each shape runs at least `--reps` times and at least `--min-ms` milliseconds (after two
 //! unmeasured calls); the median is reported.
 //! Each line: `{"isa", "shape", "m", "k", "n", "threads", "median_ms", "gflops"}`; with
-//! `--peak`, also `{"isa", "threads", "peak_gflops"}` lines from the FMA probe.
+//! `--peak`, also `{"isa", "threads", "peak_gflops"}` lines from the FMA probe; with
+//! `--list`, only `{"shape", "m", "k", "n"}` lines.
 
 use std::time::Instant;
 
-use alexnet::gemm::{self, peak, Bias, Epilogue, Kernel, PackedA, RowMajor};
-use alexnet::{synthetic, Isa};
-
-const SHAPES: [(&str, usize, usize, usize); 6] = [
-    ("conv1", 96, 363, 3025),
-    ("conv2", 128, 1200, 729),
-    ("conv3", 384, 2304, 169),
-    ("conv4", 192, 1728, 169),
-    ("conv5", 128, 1728, 169),
-    ("sq1024", 1024, 1024, 1024),
-];
+use alexnet::cpu::Cpu;
+use alexnet::gemm::{self, Bias, Epilogue, PackedA, RowMajor};
+use alexnet::{probe, synthetic, Isa};
+use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let shapes = synthetic::benchmark_gemm_shapes();
+    if args.iter().any(|a| a == "--list") {
+        for (name, m, k, n) in &shapes {
+            println!("{}", json!({ "shape": name, "m": m, "k": k, "n": n }));
+        }
+        return Ok(());
+    }
     let isas: Vec<Isa> = match get("--isa") {
         Some(list) => list.split(',').map(Isa::parse).collect::<Result<_, _>>()?,
         None => Isa::ALL.into_iter().filter(|i| i.is_supported()).collect(),
@@ -40,19 +42,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &t in &threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
         for &isa in &isas {
-            let kernel = Kernel::new(isa)?;
-            for (name, m, k, n) in SHAPES {
+            let cpu = Cpu::new(isa)?;
+            for (name, m, k, n) in shapes.iter().cloned() {
                 if only.as_deref().is_some_and(|s| s != name) {
                     continue;
                 }
-                let a = PackedA::pack(&synthetic::fill(1, m * k, 1.0), m, k, kernel.blocks().mr);
+                let a = PackedA::pack(&synthetic::fill(1, m * k, 1.0), m, k, gemm::blocks(cpu).mr);
                 let b = synthetic::fill(2, k * n, 1.0);
                 let bias = synthetic::fill(3, m, 1.0);
                 let mut c = vec![0.0f32; m * n];
                 let mut run = || {
                     pool.install(|| {
                         let ep = Epilogue { bias: Bias::Row(&bias), relu: true };
-                        gemm::sgemm(kernel, &a, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep)
+                        gemm::sgemm(cpu, &a, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep)
                     })
                 };
                 run();
@@ -67,21 +69,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 times.sort_by(f64::total_cmp);
                 let med = times[times.len() / 2];
                 let gflops = 2.0 * (m * n * k) as f64 / med / 1e9;
-                println!(
-                    "{{\"isa\":\"{isa}\",\"shape\":\"{name}\",\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{t},\"median_ms\":{:.4},\"gflops\":{gflops:.2}}}",
-                    med * 1e3
-                );
+                let line = json!({
+                    "isa": isa.name(), "shape": name, "m": m, "k": k, "n": n, "threads": t,
+                    "median_ms": med * 1e3, "gflops": gflops,
+                });
+                println!("{line}");
             }
         }
         // The FMA probe runs last: its fresh threads would otherwise leave the pool's
         // workers sharing one CPU for the first measurements after it.
         if args.iter().any(|a| a == "--peak") {
             for &isa in &isas {
-                let kernel = Kernel::new(isa)?;
-                println!(
-                    "{{\"isa\":\"{isa}\",\"threads\":{t},\"peak_gflops\":{:.2}}}",
-                    peak::fma_peak_gflops(kernel, t, 200)
-                );
+                let peak = probe::fma_peak_gflops(Cpu::new(isa)?, t, 200);
+                println!("{}", json!({ "isa": isa.name(), "threads": t, "peak_gflops": peak }));
             }
         }
         drop(pool);

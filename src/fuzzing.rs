@@ -3,9 +3,10 @@
 //! target and its replay can never drift apart. Each takes arbitrary bytes and panics only
 //! on a real bug (a failed invariant), never on bad input.
 
-use crate::gemm::{self, Bias, Epilogue, Kernel, PackedA, RowMajor};
+use crate::cpu::Cpu;
+use crate::gemm::{self, Bias, Epilogue, PackedA, RowMajor};
 use crate::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
-use crate::{synthetic, Isa, Model, WeightFile};
+use crate::{synthetic, Model, WeightFile};
 
 /// Weight-file bytes through `open`'s validation; anything accepted must also run.
 pub fn weights_file(data: &[u8]) {
@@ -84,13 +85,13 @@ pub fn gemm_diff(data: &[u8]) {
     let a: Vec<f32> = (0..m * k).map(at).collect();
     let b: Vec<f32> = (0..k * n).map(|i| at(i * 7 + 3)).collect();
     let bias: Vec<f32> = (0..m).map(|i| at(i * 13 + 1)).collect();
-    let want = crate::ops::reference::sgemm(m, n, k, &a, &b);
-    for isa in Isa::ALL {
-        let Ok(kernel) = Kernel::new(isa) else { continue };
-        let packed = PackedA::pack(&a, m, k, kernel.blocks().mr);
+    let want = crate::reference::sgemm(m, n, k, &a, &b);
+    for cpu in Cpu::all() {
+        let isa = cpu.isa();
+        let packed = PackedA::pack(&a, m, k, gemm::blocks(cpu).mr);
         let mut c = vec![f32::NAN; m * n];
         let ep = Epilogue { bias: Bias::Row(&bias), relu };
-        gemm::sgemm(kernel, &packed, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep);
+        gemm::sgemm(cpu, &packed, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep);
         for i in 0..m {
             for j in 0..n {
                 let e = want[i * n + j] + bias[i];
@@ -108,8 +109,8 @@ pub fn gemm_diff(data: &[u8]) {
 /// thread pool each time, whose exiting threads LeakSanitizer reports as leaks.
 pub fn pool_lrn_diff(data: &[u8]) {
     use crate::ops::pool_lrn::{pool_lrn, Order, PoolLrn};
-    use crate::ops::reference;
     use crate::plan::Shape;
+    use crate::reference;
     let b = |i| byte(data, i);
     let (kh, kw) = (1 + b(0) % 3, 1 + b(1) % 3);
     let pool = MaxPool {
@@ -152,10 +153,10 @@ pub fn pool_lrn_diff(data: &[u8]) {
         Order::LrnThenPool => reference::maxpool(&reference::lrn(&input, [c, h, w], &lrn), [c, h, w], &pool, [oh, ow]),
     };
     let p = PoolLrn { pool, lrn, order, input: [c, h, w], out: [oh, ow] };
-    for isa in Isa::ALL {
-        let Ok(kernel) = Kernel::new(isa) else { continue };
+    for cpu in Cpu::all() {
+        let isa = cpu.isa();
         let mut got = vec![f32::NAN; c * oh * ow];
-        pool_lrn(kernel, &input, &p, &mut got);
+        pool_lrn(cpu, &input, &p, &mut got);
         for (g, e) in got.iter().zip(&want) {
             assert!(same(*g, *e, 1e-5), "{isa}: {g} vs {e} for {p:?}");
         }
@@ -166,7 +167,8 @@ pub fn pool_lrn_diff(data: &[u8]) {
 /// half the inputs take) on every ISA against the reference convolution, on a geometry,
 /// groups, batch and values taken from the bytes. Runs on the global rayon pool.
 pub fn conv_diff(data: &[u8]) {
-    use crate::ops::{conv, im2col::ConvGeom, reference};
+    use crate::ops::{conv, im2col::ConvGeom};
+    use crate::reference;
     let b = |i| byte(data, i) as usize;
     let (kh, kw, sh, sw) = if b(0) % 2 == 0 {
         let k = 3 + 2 * (b(1) % 2);
@@ -197,13 +199,13 @@ pub fn conv_diff(data: &[u8]) {
         })
         .collect();
     let tol = 4e-4 * (cg * kh * kw + 1) as f32;
-    for isa in Isa::ALL {
-        let Ok(kernel) = Kernel::new(isa) else { continue };
-        let weights = conv::pack_weights(&wt, &g, groups, og, kernel.blocks().mr);
+    for cpu in Cpu::all() {
+        let isa = cpu.isa();
+        let weights = conv::pack_weights(&wt, &g, groups, og, gemm::blocks(cpu).mr);
         let mut scratch = vec![0.0f32; conv::scratch_len(&g, o, batch) + conv::fixed_scratch_len(&g, c, o)];
         let mut phased = vec![0.0f32; batch * conv::phased_len(&g, c)];
         let mut out = vec![f32::NAN; batch * o * oh * ow];
-        conv::conv2d(kernel, &x, batch, &g, &weights, &bias, relu, &mut out, &mut scratch, &mut phased);
+        conv::conv2d(cpu, &x, batch, &g, &weights, &bias, relu, &mut out, &mut scratch, &mut phased);
         for (i, (got, e)) in out.iter().zip(&want).enumerate() {
             assert!((got - e).abs() <= tol, "{isa} {g:?} groups {groups} batch {batch} at {i}: {got} vs {e}");
         }

@@ -20,7 +20,7 @@
 //! float32 performs identically.
 
 use crate::error::Result;
-use crate::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+use crate::plan::{Layer, Pads, Plan, Preprocess};
 use crate::weights::format::OwnedTensor;
 
 fn mix(mut z: u64) -> u64 {
@@ -73,29 +73,50 @@ pub fn weight_file(plan: &Plan, seed: u64) -> Result<Vec<u8>> {
     crate::weights::format::to_bytes(plan, &weights(plan, seed)?)
 }
 
+/// Layer builders for plans written by hand: the built-in networks below, the tests and
+/// the fuzz harnesses. Square kernels and strides; ReLU fused where asked.
+pub mod layers {
+    use crate::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+
+    /// A convolution.
+    pub fn conv(name: &str, out: u32, k: u32, stride: u32, pads: Pads, groups: u32, relu: bool) -> Layer {
+        let (kernel, stride) = ([k, k], [stride, stride]);
+        Layer::Conv(Conv { name: name.into(), out_channels: out, kernel, stride, pads, groups, relu })
+    }
+
+    /// A max pooling.
+    pub fn max_pool(k: u32, stride: u32, pads: Pads, ceil_mode: bool) -> Layer {
+        Layer::MaxPool(MaxPool { kernel: [k, k], stride: [stride, stride], pads, ceil_mode })
+    }
+
+    /// AlexNet's LRN (size 5, alpha 1e-4, beta 0.75, k 1).
+    pub fn lrn() -> Layer {
+        Layer::Lrn(Lrn { size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0 })
+    }
+
+    /// A fully connected layer.
+    pub fn linear(name: &str, out: u32, relu: bool) -> Layer {
+        Layer::Linear(Linear { name: name.into(), out_features: out, relu })
+    }
+
+    /// A plan with no labels.
+    pub fn plan(input: [u32; 3], preprocess: Preprocess, layers: Vec<Layer>) -> Plan {
+        Plan { input, preprocess, layers, labels: Vec::new() }
+    }
+}
+
+use layers::{linear, lrn};
+
 fn conv(name: &str, out: u32, k: u32, s: u32, p: u32, groups: u32) -> Layer {
-    Layer::Conv(Conv {
-        name: name.into(),
-        out_channels: out,
-        kernel: [k, k],
-        stride: [s, s],
-        pads: Pads::uniform(p),
-        groups,
-        relu: true,
-    })
+    layers::conv(name, out, k, s, Pads::uniform(p), groups, true)
 }
 
 fn pool(pads: Pads) -> Layer {
-    Layer::MaxPool(MaxPool { kernel: [3, 3], stride: [2, 2], pads, ceil_mode: false })
-}
-
-fn lrn() -> Layer {
-    Layer::Lrn(Lrn { size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0 })
+    layers::max_pool(3, 2, pads, false)
 }
 
 fn classifier(classes: u32, softmax: bool) -> Vec<Layer> {
-    let fc = |name: &str, out, relu| Layer::Linear(Linear { name: name.into(), out_features: out, relu });
-    let mut v = vec![Layer::Flatten, fc("fc6", 4096, true), fc("fc7", 4096, true), fc("fc8", classes, false)];
+    let mut v = vec![Layer::Flatten, linear("fc6", 4096, true), linear("fc7", 4096, true), linear("fc8", classes, false)];
     if softmax {
         v.push(Layer::Softmax);
     }
@@ -159,6 +180,34 @@ pub fn torchvision_plan() -> Plan {
     Plan { input: [3, 224, 224], preprocess: Preprocess::torchvision(), layers, labels: Vec::new() }
 }
 
+/// The GEMM of each convolution of `plan`, per group, as im2col runs it: `(layer, M, K,
+/// N)` with M the output channels of a group, K = input channels of a group x kernel
+/// area, N = output pixels.
+pub fn conv_gemm_shapes(plan: &Plan) -> Result<Vec<(String, usize, usize, usize)>> {
+    let shapes = plan.shapes()?;
+    Ok(plan
+        .layers
+        .iter()
+        .zip(shapes.windows(2))
+        .filter_map(|(layer, io)| match (layer, io[0], io[1]) {
+            (Layer::Conv(c), crate::plan::Shape::Spatial { c: ci, .. }, crate::plan::Shape::Spatial { c: o, h, w }) => {
+                let g = c.groups as usize;
+                let k = ci / g * c.kernel[0] as usize * c.kernel[1] as usize;
+                Some((c.name.clone(), o / g, k, h * w))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// The SGEMM shapes this project measures: the spec network's convolutions per group
+/// ([`conv_gemm_shapes`]), then a 1024 square as a shape-neutral yardstick.
+pub fn benchmark_gemm_shapes() -> Vec<(String, usize, usize, usize)> {
+    let mut v = conv_gemm_shapes(&spec_plan()).unwrap_or_default();
+    v.push(("sq1024".into(), 1024, 1024, 1024));
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +219,14 @@ mod tests {
         // (tests/fixtures/generator_check.txt).
         assert_eq!(fill(7, 3, 1.0), [0.433_948_4, -0.231_174_7, -0.770_522_83]);
         assert_ne!(fill(7, 3, 1.0), fill(8, 3, 1.0));
+    }
+
+    #[test]
+    fn spec_convolutions_have_the_known_gemm_shapes() {
+        let mnk: Vec<_> = benchmark_gemm_shapes().into_iter().map(|(_, m, k, n)| (m, k, n)).collect();
+        let want = [(96, 363, 3025), (128, 1200, 729), (384, 2304, 169), (192, 1728, 169), (128, 1728, 169)];
+        assert_eq!(&mnk[..5], &want);
+        assert_eq!(mnk[5], (1024, 1024, 1024));
     }
 
     #[test]

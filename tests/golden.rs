@@ -8,31 +8,25 @@
 
 use alexnet::{synthetic, Model, Plan};
 
-fn fixture(name: &str) -> (serde_free::Meta, Vec<f32>) {
-    let dir = format!("{}/tests/fixtures/full/{name}", env!("CARGO_MANIFEST_DIR"));
-    let meta = serde_free::Meta::read(&format!("{dir}/meta.json"));
-    let expected = alexnet::npy::read(format!("{dir}/expected.npy").as_ref()).expect("expected.npy").data;
-    (meta, expected)
+/// What the test needs from a fixture's `meta.json`.
+struct Meta {
+    seed: u64,
+    batch: usize,
+    softmax: bool,
 }
 
-/// The two numbers the test needs from meta.json, without a JSON dependency.
-mod serde_free {
-    pub struct Meta {
-        pub seed: u64,
-        pub batch: usize,
-        pub softmax: bool,
-    }
-    impl Meta {
-        pub fn read(path: &str) -> Meta {
-            let text = std::fs::read_to_string(path).expect("meta.json");
-            let num = |key: &str| -> u64 {
-                let at = text.find(&format!("\"{key}\"")).expect(key) + key.len() + 2;
-                let rest = text[at..].trim_start_matches([':', ' ']);
-                rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().expect(key)
-            };
-            Meta { seed: num("seed"), batch: num("batch") as usize, softmax: text.contains("\"softmax\": true") }
-        }
-    }
+fn fixture(name: &str) -> (Meta, Vec<f32>) {
+    let dir = format!("{}/tests/fixtures/full/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(format!("{dir}/meta.json")).expect("meta.json");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("meta.json parses");
+    let field = |key: &str| json.get(key).unwrap_or_else(|| panic!("meta.json has no {key}"));
+    let meta = Meta {
+        seed: field("seed").as_u64().expect("seed"),
+        batch: field("batch").as_u64().expect("batch") as usize,
+        softmax: field("softmax").as_bool().expect("softmax"),
+    };
+    let expected = alexnet::npy::read(format!("{dir}/expected.npy").as_ref()).expect("expected.npy").data;
+    (meta, expected)
 }
 
 fn log_probs(v: &[f32], classes: usize, is_softmax: bool) -> Vec<f64> {

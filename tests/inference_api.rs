@@ -7,6 +7,8 @@
 //!
 //! A counting global allocator records the largest single allocation made by the calling
 //! thread, so "refused before allocating" is checked, not assumed.
+// A counting global allocator is `unsafe impl GlobalAlloc`: the only unsafe code here.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

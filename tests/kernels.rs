@@ -2,14 +2,15 @@
 //! kernel's MR, NR and KC, the AlexNet shapes, every epilogue, guard values around C,
 //! and bitwise equality across thread counts. ISAs the CPU lacks are reported and skipped.
 
-use alexnet::gemm::{self, Bias, Epilogue, Kernel, MatMut, PackedA, RowMajor};
-use alexnet::ops::reference;
-use alexnet::{synthetic, Isa};
+use alexnet::base::mat::MatMut;
+use alexnet::cpu::Cpu;
+use alexnet::gemm::{self, Bias, Epilogue, PackedA, RowMajor};
+use alexnet::{reference, synthetic, Isa};
 
-fn kernels() -> Vec<Kernel> {
+fn kernels() -> Vec<Cpu> {
     let mut v = Vec::new();
     for isa in Isa::ALL {
-        match Kernel::new(isa) {
+        match Cpu::new(isa) {
             Ok(k) => v.push(k),
             Err(_) => eprintln!("note: {isa} not supported on this CPU; its kernel is not tested here"),
         }
@@ -26,10 +27,10 @@ const GUARD: f32 = -7777.0;
 /// Run sgemm into a buffer with `pad` guard values on each side and a wider `ldc`; check
 /// the guards and the gap columns are untouched, return C.
 #[allow(clippy::too_many_arguments)]
-fn run(kernel: Kernel, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ep: Epilogue, threads: usize) -> Vec<f32> {
+fn run(kernel: Cpu, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ep: Epilogue, threads: usize) -> Vec<f32> {
     let (pad, ldc) = (37, n + 3);
     let mut buf = vec![GUARD; pad + m * ldc + pad];
-    let packed = PackedA::pack(a, m, k, kernel.blocks().mr);
+    let packed = PackedA::pack(a, m, k, gemm::blocks(kernel).mr);
     pool(threads).install(|| {
         gemm::sgemm(kernel, &packed, &RowMajor { data: b, ld: n }, n, &mut buf[pad..pad + m * ldc], ldc, ep)
     });
@@ -53,14 +54,14 @@ fn expect(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ep: Epilogue) -> V
                 Bias::None => 0.0,
             };
             let v = c[i * n + j] + bias;
-            c[i * n + j] = if ep.relu { reference::relu1(v) } else { v };
+            c[i * n + j] = if ep.relu { reference::relu(v) } else { v };
         }
     }
     c
 }
 
 /// Values in [-1, 1): errors scale with sqrt(k) in practice, k in the worst case.
-fn check(kernel: Kernel, m: usize, n: usize, k: usize, threads: usize) {
+fn check(kernel: Cpu, m: usize, n: usize, k: usize, threads: usize) {
     let a = synthetic::fill(1 + m as u64, m * k, 1.0);
     let b = synthetic::fill(2 + n as u64, k * n, 1.0);
     let rb = synthetic::fill(3, m, 1.0);
@@ -82,7 +83,7 @@ fn check(kernel: Kernel, m: usize, n: usize, k: usize, threads: usize) {
 #[test]
 fn edge_shapes_match_reference() {
     for kernel in kernels() {
-        let b = kernel.blocks();
+        let b = gemm::blocks(kernel);
         // MR + 8 and MR + 9: a last panel exactly as tall as AVX-512's short kernel, and
         // one row taller. NR + NR / 2: a last panel exactly as wide as the narrow kernel.
         // NR + 8, NR + NR / 2 + 3 and + 8: last panels of 8, 19 and 24 columns (AVX-512:
@@ -115,11 +116,11 @@ fn edge_shapes_match_reference() {
 #[test]
 fn alexnet_shapes_match_reference() {
     // (M, K, N) of conv1..conv5 per group at 227x227, and an FC at batch 3 (M = batch).
-    let shapes =
-        [(96, 363, 3025), (128, 1200, 729), (384, 2304, 169), (192, 1728, 169), (128, 1728, 169), (3, 1024, 300)];
+    let mut shapes: Vec<_> = synthetic::conv_gemm_shapes(&synthetic::spec_plan()).unwrap();
+    shapes.push(("fc at batch 3".into(), 3, 1024, 300));
     for kernel in kernels() {
-        for (m, k, n) in shapes {
-            check(kernel, m, n, k, 2);
+        for (_, m, k, n) in &shapes {
+            check(kernel, *m, *n, *k, 2);
         }
     }
 }
@@ -175,7 +176,7 @@ fn edge_columns_equal_full_tiles_bitwise() {
     // The last few columns of a product run the edge kernel (AVX-512), the same columns
     // of a wider product a narrow or full tile: every element must be the same bits.
     for kernel in kernels() {
-        let b = kernel.blocks();
+        let b = gemm::blocks(kernel);
         let (m, k, wide) = (2 * b.mr + 5, b.kc + 7, 3 * b.nr);
         let a = PackedA::pack(&synthetic::fill(11, m * k, 1.0), m, k, b.mr);
         let bm = synthetic::fill(12, k * wide, 1.0);
@@ -208,7 +209,7 @@ fn b_read_in_place_equals_b_packed_bitwise() {
     // the same matrix at a leading dimension of 1024 is packed. Same bits either way,
     // on shapes whose last panel is whole, narrow, edge columns or a stack tile.
     for kernel in kernels() {
-        let bs = kernel.blocks();
+        let bs = gemm::blocks(kernel);
         let (m, k) = (2 * bs.mr + 3, bs.kc + 9);
         for n in [bs.nr, 3 * bs.nr + bs.nr / 2, 2 * bs.nr + 1, 2 * bs.nr + bs.nr - 3, 169, 700] {
             let a = PackedA::pack(&synthetic::fill(21, m * k, 1.0), m, k, bs.mr);
@@ -252,7 +253,7 @@ fn gemv_matches_reference_on_every_isa() {
             let x = synthetic::fill(12, vecs * k, 1.0);
             let ldy = m + 2;
             let mut y = vec![GUARD; vecs * ldy];
-            kernel.gemv(&w, k, &x, &mut MatMut::new(&mut y, vecs, m, ldy));
+            gemm::gemv(kernel, &w, k, &x, &mut MatMut::new(&mut y, vecs, m, ldy));
             let want = reference::linear(&x, vecs, &w, &vec![0.0; m], m, k, false);
             for b in 0..vecs {
                 assert!(y[b * ldy + m..(b + 1) * ldy].iter().all(|&v| v == GUARD), "{:?}: wrote outside", kernel.isa());
@@ -265,7 +266,13 @@ fn gemv_matches_reference_on_every_isa() {
             for b in 0..vecs {
                 for r in 0..m {
                     let mut one = [0.0f32];
-                    kernel.gemv(&w[r * k..(r + 1) * k], k, &x[b * k..(b + 1) * k], &mut MatMut::new(&mut one, 1, 1, 1));
+                    gemm::gemv(
+                        kernel,
+                        &w[r * k..(r + 1) * k],
+                        k,
+                        &x[b * k..(b + 1) * k],
+                        &mut MatMut::new(&mut one, 1, 1, 1),
+                    );
                     assert_eq!(one[0].to_bits(), y[b * ldy + r].to_bits(), "{:?} m{m} k{k} b{b} r{r}", kernel.isa());
                 }
             }

@@ -2,24 +2,17 @@
 //! kind and AlexNet variant: CaffeNet and paper order, groups, asymmetric pads, ceil mode,
 //! even LRN windows, other betas, non-square inputs, standalone ReLU, batches.
 
-use alexnet::ops::reference;
-use alexnet::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess, Shape};
-use alexnet::{synthetic, Model, WeightFile};
+use alexnet::plan::{Layer, Lrn, Pads, Plan, Preprocess, Shape};
+use alexnet::reference;
+use alexnet::synthetic::{self, layers::conv, layers::linear as fc, layers::max_pool as pool};
+use alexnet::{Model, WeightFile};
 
-fn conv(name: &str, out: u32, k: u32, s: u32, pads: Pads, groups: u32, relu: bool) -> Layer {
-    Layer::Conv(Conv { name: name.into(), out_channels: out, kernel: [k, k], stride: [s, s], pads, groups, relu })
-}
-fn pool(k: u32, s: u32, pads: Pads, ceil_mode: bool) -> Layer {
-    Layer::MaxPool(MaxPool { kernel: [k, k], stride: [s, s], pads, ceil_mode })
-}
+/// An LRN with a window of `size` and exponent `beta` (odd sizes and betas on purpose).
 fn lrn(size: u32, beta: f32) -> Layer {
     Layer::Lrn(Lrn { size, alpha: 1e-3, beta, bias: 1.5 })
 }
-fn fc(name: &str, out: u32, relu: bool) -> Layer {
-    Layer::Linear(Linear { name: name.into(), out_features: out, relu })
-}
 fn plan(input: [u32; 3], layers: Vec<Layer>) -> Plan {
-    Plan { input, preprocess: Preprocess::caffe(), layers, labels: vec![] }
+    synthetic::layers::plan(input, Preprocess::caffe(), layers)
 }
 
 /// Small plans, one per variant or corner.

@@ -1,6 +1,8 @@
 //! The steady-state inference path allocates nothing: after warm-up calls (which size the
 //! workspace and each pool thread's packing buffer), `infer_into` at the same batch makes
 //! no heap allocation, on the calling thread or on the model's pool threads.
+// A counting global allocator is `unsafe impl GlobalAlloc`: the only unsafe code here.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -24,8 +24,13 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-SHAPES = [("conv1", 96, 363, 3025), ("conv2", 128, 1200, 729), ("conv3", 384, 2304, 169),
-          ("conv4", 192, 1728, 169), ("conv5", 128, 1728, 169), ("sq1024", 1024, 1024, 1024)]
+
+def shapes():
+    """The shapes the example measures (the spec network's convolutions per group, then a
+    1024 square), as it lists them: the table lives in one place, `alexnet::synthetic`."""
+    out = subprocess.run(["target/release/examples/gemm_shapes", "--list"], check=True, capture_output=True,
+                         text=True).stdout
+    return [(r["shape"], r["m"], r["k"], r["n"]) for r in map(json.loads, out.splitlines()) if r]
 
 
 def openblas(m, k, n, threads, reps, min_time):
@@ -75,6 +80,7 @@ def main():
     blas = [i for i in info if i.get("user_api") == "blas"]
     print(f"# numpy {np.__version__}; BLAS: " + ", ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture')})" for i in blas), file=sys.stderr)
     isas = args.isa.split(",")
+    SHAPES = shapes()
     # Each (shape, threads) cell is measured as a pair, OpenBLAS and ours back to back
     # (in alternating order from round to round), and its ratio taken within the pair:
     # the machine's drift over a round then cancels out of the ratios.

@@ -27,16 +27,17 @@
 pub mod blocking;
 pub mod kernel;
 pub mod pack;
-pub mod peak;
-pub mod reference;
 
 pub use blocking::BlockSizes;
-pub use kernel::{Kernel, MatMut};
+pub use kernel::{gemv, MicroKernel};
 pub use pack::{PackB, PackedA, RowMajor};
 
-use kernel::{MicroKernel, Store, MAX_MR, MAX_NR};
+use kernel::{run_edge, run_tile, Store, MAX_MR, MAX_NR};
 
-use crate::scratch::{self, Scratch};
+use crate::base::mat::MatMut;
+use crate::base::scalar::relu;
+use crate::base::scratch::{self, Scratch};
+use crate::cpu::{dispatch, Cpu};
 
 /// A bias added as C is stored.
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,13 +65,21 @@ thread_local! {
     static PACK_B: Scratch = const { Scratch::new() };
 }
 
-/// `C[m, n] = epilogue(A B)` on the current rayon pool, with `A` packed for `kernel`
-/// (`a.mr() == kernel.blocks().mr`) and `c` row-major with leading dimension `ldc`.
+/// The tile and block sizes `cpu`'s kernels use (A is packed in panels of `mr` rows).
+pub fn blocks(cpu: Cpu) -> BlockSizes {
+    fn of<K: MicroKernel>(_: K) -> BlockSizes {
+        K::BLOCKS
+    }
+    dispatch!(cpu, t => of(t))
+}
+
+/// `C[m, n] = epilogue(A B)` on the current rayon pool, with `A` packed for `cpu`
+/// (`a.mr() == blocks(cpu).mr`) and `c` row-major with leading dimension `ldc`.
 ///
 /// # Panics
 /// If `a` was packed for another kernel or `c` is too short: caller bugs, not input.
-pub fn sgemm<B: PackB>(kernel: Kernel, a: &PackedA, b: &B, n: usize, c: &mut [f32], ldc: usize, ep: Epilogue<'_>) {
-    sgemm_tasks(kernel, a, b, n, c, ldc, ep, rayon::current_num_threads());
+pub fn sgemm<B: PackB>(cpu: Cpu, a: &PackedA, b: &B, n: usize, c: &mut [f32], ldc: usize, ep: Epilogue<'_>) {
+    sgemm_tasks(cpu, a, b, n, c, ldc, ep, rayon::current_num_threads());
 }
 
 /// [`sgemm`] split into at most `tasks` parts (1: run on the calling thread alone), for
@@ -81,7 +90,7 @@ pub fn sgemm<B: PackB>(kernel: Kernel, a: &PackedA, b: &B, n: usize, c: &mut [f3
 /// As [`sgemm`].
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm_tasks<B: PackB>(
-    kernel: Kernel,
+    cpu: Cpu,
     a: &PackedA,
     b: &B,
     n: usize,
@@ -90,7 +99,7 @@ pub fn sgemm_tasks<B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
-    sgemm_view(kernel, a, b, n, MatMut::new(c, a.m(), n, ldc), ep, tasks);
+    sgemm_view(cpu, a, b, n, MatMut::new(c, a.m(), n, ldc), ep, tasks);
 }
 
 /// [`sgemm_tasks`] into a view of C (`a.m() x n`), e.g. one column block of a wider
@@ -99,7 +108,7 @@ pub fn sgemm_tasks<B: PackB>(
 /// # Panics
 /// As [`sgemm`], or if the view is not `a.m() x n`.
 pub fn sgemm_view<B: PackB>(
-    kernel: Kernel,
+    cpu: Cpu,
     a: &PackedA,
     b: &B,
     n: usize,
@@ -108,41 +117,14 @@ pub fn sgemm_view<B: PackB>(
     tasks: usize,
 ) {
     let (m, k) = (a.m(), a.k());
-    assert_eq!(a.mr(), kernel.blocks().mr, "A packed for another kernel");
+    assert_eq!(a.mr(), blocks(cpu).mr, "A packed for another kernel");
     assert!(c.rows() == m && c.cols() == n, "C view is {}x{}, product is {m}x{n}", c.rows(), c.cols());
     match ep.bias {
         Bias::Row(r) => assert!(r.len() >= m),
         Bias::Col(cb) => assert!(cb.len() >= n),
         Bias::None => {}
     }
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
-        #[cfg(target_arch = "aarch64")]
-        Kernel::Neon(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
-        Kernel::Portable(t) => parallel(t, a, b, c, 0, 0, k, ep, tasks),
-    }
-}
-
-/// Run `f(j0, block)` on the column blocks `[j0, j0 + width)` of `c` (the last one may be
-/// narrower), in parallel on the current pool by recursive halving. Block boundaries
-/// depend on `width` only, never on the thread count.
-pub fn par_column_blocks(c: MatMut<'_>, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
-    fn go(c: MatMut<'_>, j0: usize, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
-        let blocks = c.cols().div_ceil(width);
-        if blocks <= 1 {
-            if c.cols() > 0 {
-                f(j0, c);
-            }
-            return;
-        }
-        let cut = blocks / 2 * width;
-        let (l, r) = c.split_cols(cut);
-        rayon::join(|| go(l, j0, width, f), || go(r, j0 + cut, width, f));
-    }
-    go(c, 0, width.max(1), f)
+    dispatch!(cpu, t => parallel(t, a, b, c, 0, 0, k, ep, tasks))
 }
 
 /// Split the block of C at `(i0, j0)` into `tasks` parts along M (in whole MR panels) or
@@ -336,7 +318,7 @@ fn serial<K: MicroKernel, B: PackB>(
                                         let cw = kernel::COLUMNS.min(w - q);
                                         let st = Store { col_bias: col_bias.map(|cb| &cb[q..]), ..st };
                                         let bq = (&bp.0[q..], bp.1);
-                                        kern.columns(kcur, ap, bq, &mut c, (ir, jc + jr + q), (h, cw), &st);
+                                        run_edge(kern, kcur, ap, bq, &mut c, (ir, jc + jr + q), (h, cw), &st);
                                     }
                                 }
                                 Panel::Whole | Panel::Stack => {
@@ -373,7 +355,7 @@ fn last_panel<K: MicroKernel>(w: usize) -> Panel {
     let lead = if narrow { 0 } else { K::NARROW_NR };
     if w == width {
         Panel::Whole
-    } else if K::COLUMNS.is_some() && w.checked_sub(lead).is_some_and(|r| r <= EDGE_COLUMNS) {
+    } else if K::EDGE && w.checked_sub(lead).is_some_and(|r| r <= EDGE_COLUMNS) {
         Panel::Edge { lead }
     } else {
         Panel::Stack
@@ -382,12 +364,10 @@ fn last_panel<K: MicroKernel>(w: usize) -> Panel {
 
 /// Whether [`serial`] reads a row-major B with leading dimension `ld` in place rather
 /// than packs it (for kernels with [`MicroKernel::B_IN_PLACE`]). The kernel then loads
-/// each k row of a panel where it lies: no packing pass (AVX-512 on AlexNet's shapes,
-/// one thread: 1.01-1.04x faster; two threads, where each thread of an M split packed
-/// all of B: 1.03-1.08x). Not when the rows are a multiple of 256 bytes apart: a panel's
-/// rows then fall into a few L1 sets and evict each other (the 1024 square ran 0.9x read
-/// in place), nor when they are more than 64 KiB apart (a KC slice's rows on more pages
-/// than the TLB holds).
+/// each k row of a panel where it lies: no packing pass, and an M split no longer packs
+/// all of B once per thread. Not when the rows are a multiple of 256 bytes apart (a
+/// panel's rows would fall into a few L1 sets and evict each other), nor when they are
+/// more than 64 KiB apart (a KC slice's rows on more pages than the TLB holds).
 fn read_in_place(ld: usize) -> bool {
     !ld.is_multiple_of(64) && ld <= 16 * 1024
 }
@@ -414,14 +394,14 @@ fn edge_tile<K: MicroKernel>(
     let short = h <= K::SHORT_MR && K::SHORT_MR < mr;
     let height = if short { K::SHORT_MR } else { mr };
     if h == height && w == width {
-        kern.tile(kcur, ap, bp, c, i, j, st, short, narrow);
+        run_tile(kern, kcur, ap, bp, c, (i, j), st, (short, narrow));
     } else {
         let tile = tile.get_or_insert([0.0; MAX_MR * MAX_NR]);
         if !st.first {
             c.read_block(i, j, h, w, tile, width);
         }
         let mut t = MatMut::new(&mut tile[..height * width], height, width, width);
-        kern.tile(kcur, ap, bp, &mut t, 0, 0, st, short, narrow);
+        run_tile(kern, kcur, ap, bp, &mut t, (0, 0), st, (short, narrow));
         c.write_block(i, j, h, w, tile, width);
     }
 }
@@ -450,7 +430,7 @@ fn store_bias_only(c: &mut MatMut<'_>, i0: usize, j0: usize, ep: Epilogue<'_>) {
                 Bias::Col(cb) => cb[j0 + j],
                 Bias::None => 0.0,
             };
-            *v = if ep.relu { crate::ops::reference::relu1(x) } else { x };
+            *v = if ep.relu { relu(x) } else { x };
         }
         c.write_block(i, 0, 1, n, &row, n);
     }
@@ -459,19 +439,25 @@ fn store_bias_only(c: &mut MatMut<'_>, i0: usize, j0: usize, ep: Epilogue<'_>) {
 #[cfg(test)]
 mod tests {
     //! Small enough for Miri (`cargo miri test --lib gemm`): every kernel this build runs,
-    //! edge tiles, several K slices, thread splits, the GEMV, against the reference. Under
+    //! edge tiles, several K slices, thread splits, the GEMV, against plain loops. Under
     //! Miri this checks the unsafe pointer code of the kernels and of `MatMut`.
     use super::*;
-    use crate::cpu::Isa;
 
-    fn kernels() -> Vec<Kernel> {
-        Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect()
+    /// `C = A B` in plain loops (small integers: every product and sum is exact).
+    fn product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
     }
 
     #[test]
-    fn small_products_match_reference() {
-        for kernel in kernels() {
-            let b = kernel.blocks();
+    fn small_products_are_exact() {
+        for cpu in Cpu::all() {
+            let b = blocks(cpu);
             for (m, n, k) in [(1, 1, 1), (b.mr + 1, b.nr + 3, 3), (2 * b.mr - 1, 2 * b.nr + 1, 5), (3, b.nr - 1, 0)] {
                 let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
                 let bm: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
@@ -480,12 +466,11 @@ mod tests {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
                 let mut c = vec![f32::NAN; m * n];
                 let ep = Epilogue { bias: Bias::Row(&bias), relu: false };
-                pool.install(|| sgemm(kernel, &packed, &RowMajor { data: &bm, ld: n }, n, &mut c, n, ep));
-                let want = reference::sgemm(m, n, k, &a, &bm);
+                pool.install(|| sgemm(cpu, &packed, &RowMajor { data: &bm, ld: n }, n, &mut c, n, ep));
+                let want = product(m, n, k, &a, &bm);
                 for i in 0..m {
                     for j in 0..n {
-                        // Small integers: every product and sum is exact.
-                        assert_eq!(c[i * n + j], want[i * n + j] + bias[i], "{:?} {m}x{n}x{k}", kernel.isa());
+                        assert_eq!(c[i * n + j], want[i * n + j] + bias[i], "{} {m}x{n}x{k}", cpu.isa());
                     }
                 }
             }
@@ -517,35 +502,37 @@ mod tests {
     }
 
     #[test]
-    fn small_gemv_and_views() {
-        for kernel in kernels() {
+    fn small_gemvs_are_exact() {
+        // W x^T in plain loops, as y[vector][row].
+        let dots = |w: &[f32], x: &[f32], rows: usize, vecs: usize, k: usize| -> Vec<f32> {
+            let mut y = vec![0.0f32; vecs * rows];
+            for b in 0..vecs {
+                for r in 0..rows {
+                    y[b * rows + r] = (0..k).map(|p| w[r * k + p] * x[b * k + p]).sum();
+                }
+            }
+            y
+        };
+        for cpu in Cpu::all() {
             let (rows, vecs, k) = (6, 5, 19);
             let w: Vec<f32> = (0..rows * k).map(|i| (i % 3) as f32).collect();
             let x: Vec<f32> = (0..vecs * k).map(|i| (i % 4) as f32).collect();
             let mut y = vec![0.0f32; vecs * (rows + 1)];
-            kernel.gemv(&w, k, &x, &mut MatMut::new(&mut y, vecs, rows, rows + 1));
-            let want = crate::ops::reference::linear(&x, vecs, &w, &[0.0; 6], rows, k, false);
+            gemv(cpu, &w, k, &x, &mut MatMut::new(&mut y, vecs, rows, rows + 1));
+            let want = dots(&w, &x, rows, vecs, k);
             for b in 0..vecs {
                 assert_eq!(&y[b * (rows + 1)..b * (rows + 1) + rows], &want[b * rows..(b + 1) * rows]);
             }
         }
         // Batch > 4 (groups after the first prefetch the next rows), and W longer than the
         // rows computed (the block after them is prefetched, never computed).
-        for kernel in kernels() {
+        for cpu in Cpu::all() {
             let (rows, extra, vecs, k) = (9, 5, 9, 37);
             let w: Vec<f32> = (0..(rows + extra) * k).map(|i| (i % 5) as f32 - 2.0).collect();
             let x: Vec<f32> = (0..vecs * k).map(|i| (i % 3) as f32).collect();
             let mut y = vec![f32::NAN; vecs * rows];
-            kernel.gemv(&w, k, &x, &mut MatMut::new(&mut y, vecs, rows, rows));
-            let want = crate::ops::reference::linear(&x, vecs, &w[..rows * k], &[0.0; 9], rows, k, false);
-            assert_eq!(y, want, "{:?}", kernel.isa());
+            gemv(cpu, &w, k, &x, &mut MatMut::new(&mut y, vecs, rows, rows));
+            assert_eq!(y, dots(&w, &x, rows, vecs, k), "{}", cpu.isa());
         }
-        let mut data = vec![0.0f32; 4 * 6];
-        let (l, r) = MatMut::new(&mut data, 4, 5, 6).split_cols(2);
-        let ((mut tl, _), (_, mut br)) = (l.split_rows(1), r.split_rows(3));
-        tl.row_mut(0).fill(1.0);
-        br.row_mut(0).fill(2.0);
-        assert_eq!(&data[..6], &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(&data[18..], &[0.0, 0.0, 2.0, 2.0, 2.0, 0.0]);
     }
 }

@@ -6,9 +6,11 @@
 //!
 //! **B (activations)** is packed per call, per `KC x NC` block, into NR-column panels:
 //! for each k, `NR` consecutive values, zero columns padding the last panel. Any B source
-//! implements [`PackB`]: a row-major matrix, or im2col of an image (`ops::im2col`). A
+//! implements [`PackB`]: a row-major matrix, or im2col of an image (in `ops`). A
 //! row-major matrix also offers itself as it is ([`PackB::direct`]): the kernels take B
 //! at any row stride, so the driver may read its whole panels in place.
+
+use crate::base::copy::copy_short;
 
 /// Weights packed into MR-row panels over the whole K.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -113,8 +115,6 @@ pub struct RowMajor<'a> {
 impl PackB for RowMajor<'_> {
     /// Row by row: each source row segment is read once, sequentially, and dealt out to
     /// the panels (walking a panel down all rows would touch a new page nearly every read).
-    /// Measured: plain-B packing is 12-16% of conv1's time (M = 96), where each panel
-    /// feeds 8 tiles.
     const PACK_COST_IN_TILES: f64 = 1.25;
 
     fn direct(&self) -> Option<(&[f32], usize)> {
@@ -127,7 +127,7 @@ impl PackB for RowMajor<'_> {
             let src = &self.data[(k0 + p) * self.ld + j0..(k0 + p) * self.ld + j1];
             // Touch the next row's segment (one prefetch per 64-byte line) while this one is
             // dealt out: each segment is a fresh short stream that the hardware prefetcher
-            // would only pick up after a few misses. +1.5-6% on conv1 at one thread.
+            // would only pick up after a few misses.
             let next = (k0 + p + 1) * self.ld;
             for x in self.data.get(next + j0..next + j1).unwrap_or(&[]).iter().step_by(16) {
                 crate::simd::prefetch_read(x);
@@ -137,71 +137,6 @@ impl PackB for RowMajor<'_> {
                 copy_short(&mut dst[..part.len()], part);
                 dst[part.len()..].fill(0.0);
             }
-        }
-    }
-}
-
-/// `dst.copy_from_slice(src)` for the short rows of a panel, as 8-lane vector moves:
-/// a plain slice copy compiles to a call to `memcpy` per row, and that call was most of
-/// the packing time for 32-value rows.
-#[inline(always)]
-pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d8, s8) in (&mut d).zip(&mut s) {
-        let v = wide::f32x8::from(<[f32; 8]>::try_from(s8).unwrap_or([0.0; 8]));
-        d8.copy_from_slice(v.as_array());
-    }
-    for (x, y) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *x = *y;
-    }
-}
-
-/// `dst.copy_from_slice(src)` for the short runs of an im2col panel (13 or 27 values,
-/// cut at panel edges), as fixed-size moves: 8-value chunks and one overlapping last
-/// chunk, or two overlapping 4-value moves, instead of a call to `memmove` per run.
-#[inline(always)]
-pub(crate) fn copy_run(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    assert_eq!(n, src.len(), "copy_run: lengths differ");
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 <= n {
-            move_n::<8>(&mut dst[i..i + 8], &src[i..i + 8]);
-            i += 8;
-        }
-        if i < n {
-            move_n::<8>(&mut dst[n - 8..], &src[n - 8..]);
-        }
-    } else if n >= 4 {
-        move_n::<4>(&mut dst[..4], &src[..4]);
-        move_n::<4>(&mut dst[n - 4..], &src[n - 4..]);
-    } else {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = *s;
-        }
-    }
-}
-
-#[inline(always)]
-fn move_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
-    if let (Ok(d), Ok(s)) = (<&mut [f32; N]>::try_from(dst), <&[f32; N]>::try_from(src)) {
-        *d = *s;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_run_every_length() {
-        for n in 0..40 {
-            let src: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
-            let mut dst = vec![f32::NAN; n + 2];
-            copy_run(&mut dst[1..n + 1], &src);
-            assert_eq!(&dst[1..n + 1], &src[..], "length {n}");
-            assert!(dst[0].is_nan() && dst[n + 1].is_nan(), "length {n} wrote outside");
         }
     }
 }

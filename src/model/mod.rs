@@ -7,179 +7,35 @@
 //! (or makes one), so once every concurrent caller has run a batch of a given size the
 //! steady state allocates nothing.
 
+mod builder;
+mod compile;
 mod workspace;
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::cpu::Isa;
-use crate::error::{Error, Result};
-use crate::gemm::{Kernel, PackedA};
-use crate::ops;
-use crate::ops::im2col::ConvGeom;
-use crate::plan::{Layer, Lrn, MaxPool, Plan, Preprocess, Shape};
-use crate::weights::{OpenMode, WeightFile};
+pub use builder::ModelBuilder;
+use compile::Step;
 use workspace::{Workspace, WorkspaceSize};
+
+use crate::base::scalar::relu;
+use crate::cpu::{Cpu, Isa};
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::plan::{Plan, Preprocess, Shape};
+use crate::weights::{OpenMode, WeightFile};
 
 /// Default cap on the memory one inference call may use for activations and scratch.
 pub const DEFAULT_MAX_WORKSPACE_BYTES: u64 = 8 << 30;
-
-/// One executable step, compiled from the plan with shapes resolved and ReLU fused.
-#[derive(Clone, Debug)]
-enum Step {
-    /// Weights packed per group for the model's kernel at open.
-    Conv {
-        weights: Vec<PackedA>,
-        /// Byte range of the bias in the file.
-        bias: Range<usize>,
-        /// Output channels (all groups).
-        out: usize,
-        geom: ConvGeom,
-        relu: bool,
-    },
-    Relu,
-    MaxPool {
-        pool: MaxPool,
-        input: [usize; 3],
-        out: [usize; 2],
-    },
-    Lrn {
-        lrn: Lrn,
-        c: usize,
-        hw: usize,
-    },
-    Flatten,
-    Linear {
-        weight: Range<usize>,
-        bias: Range<usize>,
-        m: usize,
-        k: usize,
-        relu: bool,
-    },
-    /// Max-pool and LRN in one pass (either order); the second layer of the pair is `Fused`.
-    PoolLrn(ops::pool_lrn::PoolLrn),
-    Softmax,
-    /// A layer folded into the step before it (a ReLU into its producer's epilogue, the
-    /// second half of a pool+LRN pair): nothing to do.
-    Fused,
-}
-
-impl Step {
-    /// True when the step writes a new buffer (false: it works in place).
-    fn swaps(&self) -> bool {
-        matches!(
-            self,
-            Step::Conv { .. } | Step::MaxPool { .. } | Step::Lrn { .. } | Step::Linear { .. } | Step::PoolLrn(_)
-        )
-    }
-}
-
-/// Options for opening a model.
-#[derive(Clone, Debug, Default)]
-pub struct ModelBuilder {
-    threads: Option<usize>,
-    isa: Option<Isa>,
-    mode: OpenMode,
-    verify_checksum: bool,
-    max_workspace_bytes: Option<u64>,
-}
-
-impl ModelBuilder {
-    /// Threads in the model's own pool (default: the machine's available parallelism).
-    pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = Some(threads.max(1));
-        self
-    }
-
-    /// Force an ISA (default: `ALEXNET_ISA` if set, else the best this CPU runs).
-    /// Opening fails with [`Error::UnsupportedIsa`] if the CPU lacks it.
-    pub fn isa(mut self, isa: Isa) -> Self {
-        self.isa = Some(isa);
-        self
-    }
-
-    /// Map the file (default) or read it into memory.
-    pub fn mode(mut self, mode: OpenMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Verify the data checksum at open (reads every byte; off by default).
-    pub fn verify_checksum(mut self, yes: bool) -> Self {
-        self.verify_checksum = yes;
-        self
-    }
-
-    /// Cap on activation + scratch memory per call; larger batches are refused.
-    pub fn max_workspace_bytes(mut self, bytes: u64) -> Self {
-        self.max_workspace_bytes = Some(bytes);
-        self
-    }
-
-    /// Open and validate the weight file at `path`.
-    pub fn open(self, path: impl AsRef<Path>) -> Result<Model> {
-        let file = WeightFile::open(path, self.mode)?;
-        self.build(file)
-    }
-
-    /// Validate and load a weight file held in memory.
-    pub fn from_bytes(self, bytes: Vec<u8>) -> Result<Model> {
-        self.build(WeightFile::from_bytes(bytes)?)
-    }
-
-    fn build(self, weights: WeightFile) -> Result<Model> {
-        let isa = match self.isa {
-            Some(isa) => isa.require()?,
-            None => Isa::from_env()?,
-        };
-        if self.verify_checksum {
-            weights.verify_checksum()?;
-        }
-        let threads =
-            self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("alexnet-{i}"))
-            .build()
-            .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        let kernel = Kernel::new(isa)?;
-        let shapes = weights.plan().shapes()?;
-        // Packing (and Winograd-transforming) the conv weights uses the model's threads.
-        let steps = pool.install(|| compile(&weights, &shapes, kernel))?;
-        // Per conv step: (channels in, channels out) alongside its geometry.
-        let convs = || {
-            steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
-                (Step::Conv { geom, out, .. }, Shape::Spatial { c, .. }) => Some((geom, *c, *out)),
-                _ => None,
-            })
-        };
-        let conv_scratch = convs().map(|(g, _, o)| ops::conv::scratch_len(g, o, 2) / 2).max().unwrap_or(0);
-        let conv_fixed = convs().map(|(g, c, o)| ops::conv::fixed_scratch_len(g, c, o)).max().unwrap_or(0);
-        let phased = convs().map(|(g, c, _)| ops::conv::phased_len(g, c)).max().unwrap_or(0);
-        let size = WorkspaceSize::of(&shapes, conv_scratch, conv_fixed, phased);
-        Ok(Model {
-            weights,
-            shapes,
-            steps,
-            kernel,
-            threads,
-            pool,
-            size,
-            workspaces: Mutex::new(Vec::new()),
-            max_workspace_bytes: self.max_workspace_bytes.unwrap_or(DEFAULT_MAX_WORKSPACE_BYTES),
-        })
-    }
-}
 
 /// An AlexNet-family network ready to run.
 pub struct Model {
     weights: WeightFile,
     shapes: Vec<Shape>,
     steps: Vec<Step>,
-    kernel: Kernel,
+    cpu: Cpu,
     threads: usize,
     pool: rayon::ThreadPool,
     size: WorkspaceSize,
@@ -192,108 +48,10 @@ impl std::fmt::Debug for Model {
         f.debug_struct("Model")
             .field("input", &self.input_shape())
             .field("classes", &self.num_classes())
-            .field("isa", &self.kernel.isa())
+            .field("isa", &self.cpu.isa())
             .field("threads", &self.threads)
             .field("weights", &self.weights)
             .finish()
-    }
-}
-
-/// Resolve the plan into steps: tensor ranges, geometry, ReLU fused into conv/linear.
-fn compile(weights: &WeightFile, shapes: &[Shape], kernel: Kernel) -> Result<Vec<Step>> {
-    let mr = kernel.blocks().mr;
-    let plan = weights.plan();
-    let mut steps: Vec<Step> = Vec::with_capacity(plan.layers.len());
-    for (i, layer) in plan.layers.iter().enumerate() {
-        let (inp, out) = (shapes[i], shapes[i + 1]);
-        let step = match (layer, inp, out) {
-            (Layer::Conv(cv), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
-                let geom = ConvGeom {
-                    cg: c / cv.groups as usize,
-                    h,
-                    w,
-                    kh: cv.kernel[0] as usize,
-                    kw: cv.kernel[1] as usize,
-                    sh: cv.stride[0] as usize,
-                    sw: cv.stride[1] as usize,
-                    pads: cv.pads,
-                    oh,
-                    ow,
-                };
-                // Each group's OIHW weights packed into MR panels (Winograd-transformed
-                // first for a 3x3 stride-1 layer).
-                let wt = weights.tensor(&format!("{}.weight", cv.name))?;
-                let groups = cv.groups as usize;
-                let og = cv.out_channels as usize / groups;
-                Step::Conv {
-                    weights: ops::conv::pack_weights(wt, &geom, groups, og, mr),
-                    bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
-                    out: cv.out_channels as usize,
-                    geom,
-                    relu: cv.relu,
-                }
-            }
-            (Layer::Relu, ..) => {
-                // Fuse into the producer's epilogue when there is one.
-                match steps.last_mut() {
-                    Some(Step::Conv { relu, .. }) | Some(Step::Linear { relu, .. }) if !*relu => {
-                        *relu = true;
-                        // Keep step indices aligned with layers: a no-op stands in.
-                        Step::Fused
-                    }
-                    _ => Step::Relu,
-                }
-            }
-            (Layer::MaxPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
-                Step::MaxPool { pool: p.clone(), input: [c, h, w], out: [oh, ow] }
-            }
-            (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => Step::Lrn { lrn: l.clone(), c, hw: h * w },
-            (Layer::Flatten, ..) => Step::Flatten,
-            (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => Step::Linear {
-                weight: weights.tensor_range(&format!("{}.weight", l.name))?,
-                bias: weights.tensor_range(&format!("{}.bias", l.name))?,
-                m,
-                k,
-                relu: l.relu,
-            },
-            (Layer::Softmax, ..) => Step::Softmax,
-            (layer, ..) => {
-                return Err(Error::InvalidLayer { index: i, kind: layer.kind(), reason: format!("input shape {inp}") })
-            }
-        };
-        steps.push(step);
-    }
-    fuse_pool_lrn(&mut steps, shapes);
-    Ok(steps)
-}
-
-/// Merge each max-pool directly followed by an LRN, or LRN followed by max-pool, into one
-/// [`Step::PoolLrn`]; the second step of the pair becomes [`Step::Fused`].
-fn fuse_pool_lrn(steps: &mut [Step], shapes: &[Shape]) {
-    use ops::pool_lrn::{Order, PoolLrn};
-    for i in 0..steps.len().saturating_sub(1) {
-        let (Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) = (shapes[i], shapes[i + 2]) else {
-            continue;
-        };
-        let fused = match (&steps[i], &steps[i + 1]) {
-            (Step::MaxPool { pool, .. }, Step::Lrn { lrn, .. }) => PoolLrn {
-                pool: pool.clone(),
-                lrn: lrn.clone(),
-                order: Order::PoolThenLrn,
-                input: [c, h, w],
-                out: [oh, ow],
-            },
-            (Step::Lrn { lrn, .. }, Step::MaxPool { pool, .. }) => PoolLrn {
-                pool: pool.clone(),
-                lrn: lrn.clone(),
-                order: Order::LrnThenPool,
-                input: [c, h, w],
-                out: [oh, ow],
-            },
-            _ => continue,
-        };
-        steps[i] = Step::PoolLrn(fused);
-        steps[i + 1] = Step::Fused;
     }
 }
 
@@ -359,7 +117,7 @@ impl Model {
 
     /// The ISA whose kernels this model runs.
     pub fn isa(&self) -> Isa {
-        self.kernel.isa()
+        self.cpu.isa()
     }
 
     /// Threads in the model's pool.
@@ -506,7 +264,7 @@ impl Model {
             match step {
                 Step::Conv { weights, bias, geom, relu, .. } => {
                     let b = self.weights.f32s(bias.clone());
-                    ops::conv::conv2d(self.kernel, src, batch, geom, weights, b, *relu, dst, scratch, phased);
+                    ops::conv::conv2d(self.cpu, src, batch, geom, weights, b, *relu, dst, scratch, phased);
                 }
                 // Standalone pooling and LRN: whole images shared out over the pool.
                 Step::MaxPool { pool, input, out } => {
@@ -519,12 +277,12 @@ impl Model {
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
-                    ops::linear::linear(self.kernel, src, batch, w, b, *m, *k, *relu, dst);
+                    ops::linear::linear(self.cpu, src, batch, w, b, *m, *k, *relu, dst);
                 }
-                Step::Relu => cur.iter_mut().for_each(|v| *v = ops::reference::relu1(*v)),
+                Step::Relu => cur.iter_mut().for_each(|v| *v = relu(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),
-                Step::PoolLrn(p) if batch > 1 => ops::pool_lrn::pool_lrn_batch(self.kernel, src, batch, p, dst),
-                Step::PoolLrn(p) => ops::pool_lrn::pool_lrn(self.kernel, src, p, dst),
+                Step::PoolLrn(p) if batch > 1 => ops::pool_lrn::pool_lrn_batch(self.cpu, src, batch, p, dst),
+                Step::PoolLrn(p) => ops::pool_lrn::pool_lrn(self.cpu, src, p, dst),
                 Step::Flatten | Step::Fused => {}
             }
             if step.swaps() {

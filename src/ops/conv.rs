@@ -10,7 +10,9 @@
 
 use super::im2col::{prepare, ConvGeom, Im2col};
 use super::winograd;
-use crate::gemm::{sgemm_tasks, Bias, Epilogue, Kernel, PackedA};
+use crate::base::split::halve;
+use crate::cpu::Cpu;
+use crate::gemm::{sgemm_tasks, Bias, Epilogue, PackedA};
 
 /// Output maps smaller than this are batched into one GEMM per group.
 pub const BATCH_COLUMNS_BELOW: usize = 1000;
@@ -57,7 +59,7 @@ pub fn pack_weights(w: &[f32], g: &ConvGeom, groups: usize, og: usize, mr: usize
 /// [`phased_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
-    kernel: Kernel,
+    cpu: Cpu,
     input: &[f32],
     batch: usize,
     g: &ConvGeom,
@@ -69,7 +71,7 @@ pub fn conv2d(
     phased: &mut [f32],
 ) {
     if winograd::applies(g) {
-        return winograd::conv(kernel, input, batch, g, weights, bias, relu, out, phased, scratch);
+        return winograd::conv(cpu, input, batch, g, weights, bias, relu, out, phased, scratch);
     }
     let n = g.n();
     let groups = weights.len();
@@ -96,7 +98,7 @@ pub fn conv2d(
         let c = &mut scratch[..o * cols];
         by_group(groups, tasks, c, og * cols, &|grp, c, t| {
             let src = Im2col { input, offset: grp * plane, image_stride: in_len, images: batch, geom: g };
-            sgemm_tasks(kernel, &weights[grp], &src, cols, c, cols, ep(grp), t);
+            sgemm_tasks(cpu, &weights[grp], &src, cols, c, cols, ep(grp), t);
         });
         // C is [o, batch * n]: row m holds channel m of every image.
         for (m, row) in c.chunks_exact(cols).enumerate() {
@@ -109,7 +111,7 @@ pub fn conv2d(
         for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
             by_group(groups, tasks, out, og * n, &|grp, c, t| {
                 let img = &input[b * in_len + grp * plane..b * in_len + (grp + 1) * plane];
-                sgemm_tasks(kernel, &weights[grp], &Im2col::single(img, g), n, c, n, ep(grp), t);
+                sgemm_tasks(cpu, &weights[grp], &Im2col::single(img, g), n, c, n, ep(grp), t);
             });
         }
     }
@@ -122,29 +124,10 @@ pub fn conv2d(
 /// instead of two 169-column products each split 3 + 2.5 panels). Every product's result
 /// is the same for any number of tasks.
 fn by_group(groups: usize, tasks: usize, c: &mut [f32], chunk: usize, f: &(dyn Fn(usize, &mut [f32], usize) + Sync)) {
-    fn go(
-        g0: usize,
-        count: usize,
-        tasks: usize,
-        c: &mut [f32],
-        chunk: usize,
-        f: &(dyn Fn(usize, &mut [f32], usize) + Sync),
-    ) {
-        if count == 1 {
-            return f(g0, c, tasks);
+    let c = &mut c[..groups * chunk];
+    halve(groups, tasks.max(1), c, &|d, at| d.split_at_mut(at * chunk), &|items, d, t| {
+        for (grp, part) in items.zip(d.chunks_exact_mut(chunk)) {
+            f(grp, part, t);
         }
-        if tasks <= 1 {
-            for (i, part) in c.chunks_exact_mut(chunk).take(count).enumerate() {
-                f(g0 + i, part, 1);
-            }
-            return;
-        }
-        let half = count / 2;
-        let left = (tasks * half / count).clamp(1, tasks - 1);
-        let (l, r) = c.split_at_mut(half * chunk);
-        rayon::join(|| go(g0, half, left, l, chunk, f), || go(g0 + half, count - half, tasks - left, r, chunk, f));
-    }
-    if groups > 0 {
-        go(0, groups, tasks.max(1), &mut c[..groups * chunk], chunk, f);
-    }
+    });
 }

@@ -14,7 +14,7 @@
 //! layout is the same for every k: each run is found once per panel and copied for all
 //! the KC rows, with no bounds or padding logic in the inner loop.
 
-use crate::gemm::pack::copy_run;
+use crate::base::copy::copy_run;
 use crate::gemm::PackB;
 use crate::plan::Pads;
 

@@ -6,23 +6,14 @@
 //! computed by the same arithmetic however rows and images are grouped, so results do not
 //! depend on the thread count or on the batch.
 
-use super::reference::relu1;
-use crate::gemm::{par_column_blocks, Kernel, MatMut};
+use crate::base::mat::MatMut;
+use crate::base::scalar;
+use crate::base::split::par_column_blocks;
+use crate::cpu::Cpu;
+use crate::gemm::gemv;
 
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 32;
-
-/// Sum of a slice with 16 partial sums (auto-vectorised): a streaming-read probe.
-pub fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let mut chunks = a.chunks_exact(16);
-    for x in &mut chunks {
-        for l in 0..16 {
-            acc[l] += x[l];
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
-}
 
 /// `y [batch, m] = relu?(x [batch, k] W^T + b)` with `w` `[m, k]` row-major, read in place.
 ///
@@ -33,7 +24,7 @@ pub fn sum(a: &[f32]) -> f32 {
 /// task's first rows ahead too.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
-    kernel: Kernel,
+    cpu: Cpu,
     x: &[f32],
     batch: usize,
     w: &[f32],
@@ -46,11 +37,11 @@ pub fn linear(
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
     par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
         let rows = dst.cols();
-        kernel.gemv(&w[r0 * k..], k, &x[..batch * k], &mut dst);
+        gemv(cpu, &w[r0 * k..], k, &x[..batch * k], &mut dst);
         for n in 0..batch {
             for (o, &bias) in dst.row_mut(n).iter_mut().zip(&b[r0..r0 + rows]) {
                 let v = *o + bias;
-                *o = if relu { relu1(v) } else { v };
+                *o = if relu { scalar::relu(v) } else { v };
             }
         }
     });

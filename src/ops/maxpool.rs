@@ -3,9 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::reference::max_nan;
+use crate::base::scalar::max_nan;
+use crate::base::scratch::{self, Scratch};
 use crate::plan::MaxPool;
-use crate::scratch::{self, Scratch};
 
 /// Channels per parallel task of [`maxpool`].
 const CHANNELS_PER_TASK: usize = 8;
@@ -155,8 +155,8 @@ mod tests {
     //! Small enough for Miri: every kernel/stride/padding up to 3, odd sizes, with NaN,
     //! infinities and signed zeros in the input, against the reference.
     use super::*;
-    use crate::ops::reference;
     use crate::plan::Pads;
+    use crate::reference;
 
     #[test]
     fn every_small_geometry_matches_reference() {

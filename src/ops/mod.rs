@@ -1,7 +1,10 @@
-//! Layer operators of the runtime, and their scalar references.
+//! Layer operators of the runtime.
 //!
 //! Each operator works on one image (conv, pool, LRN) or a batch (linear, softmax), in
-//! the runtime's layouts, on the caller's rayon pool. `reference` holds the oracles.
+//! the runtime's layouts, on the caller's rayon pool, with the kernels of the [`Cpu`]
+//! token it is given. Their oracles are in `crate::reference`.
+//!
+//! [`Cpu`]: crate::cpu::Cpu
 
 pub mod conv;
 pub mod im2col;
@@ -9,6 +12,5 @@ pub mod linear;
 pub mod lrn;
 pub mod maxpool;
 pub mod pool_lrn;
-pub mod reference;
 pub mod softmax;
 pub mod winograd;

@@ -26,10 +26,12 @@
 #![allow(unsafe_code)]
 
 use super::maxpool::pool_rows;
-use crate::gemm::{par_column_blocks, Kernel, MatMut};
+use crate::base::mat::MatMut;
+use crate::base::scratch::{self, Scratch};
+use crate::base::split::par_column_blocks;
+use crate::cpu::Cpu;
 use crate::plan::{Lrn, MaxPool};
-use crate::scratch::{self, Scratch};
-use crate::simd::SimdF32;
+use crate::simd::{Job, Simd, SimdF32};
 
 /// Which of the two runs first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,17 +67,17 @@ thread_local! {
 
 /// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`, its bands of
 /// output rows shared out over the current pool.
-pub fn pool_lrn(kernel: Kernel, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
+pub fn pool_lrn(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
     let [c, _, _] = p.input;
     let [oh, ow] = p.out;
     let view = MatMut::new(&mut out[..c * oh * ow], c, oh * ow, oh * ow);
-    par_column_blocks(view, BAND_ROWS * ow, &|col0, band| run_band(kernel, input, p, col0, band));
+    par_column_blocks(view, BAND_ROWS * ow, &|col0, band| run_band(cpu, input, p, col0, band));
 }
 
 /// Run `p` on a batch (`[n, c, h, w]` into `[n, c, oh, ow]`): whole images shared out
 /// over the current pool, each one's bands in order (the same bands as [`pool_lrn`], so
 /// the same results, with no imbalance from a band count that does not divide evenly).
-pub fn pool_lrn_batch(kernel: Kernel, input: &[f32], batch: usize, p: &PoolLrn, out: &mut [f32]) {
+pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &mut [f32]) {
     use rayon::prelude::*;
     let [c, h, w] = p.input;
     let [oh, ow] = p.out;
@@ -87,14 +89,14 @@ pub fn pool_lrn_batch(kernel: Kernel, input: &[f32], batch: usize, p: &PoolLrn, 
         while rest.cols() > 0 {
             let width = (BAND_ROWS * ow).min(rest.cols());
             let (band, r) = rest.split_cols(width);
-            run_band(kernel, x, p, col0, band);
+            run_band(cpu, x, p, col0, band);
             (rest, col0) = (r, col0 + width);
         }
     });
 }
 
 /// One band: output columns `col0 ..` (whole rows) of every channel.
-fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<'_>) {
+fn run_band(cpu: Cpu, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<'_>) {
     let [c, h, w] = p.input;
     let [_, ow] = p.out;
     let (y0, y1) = (col0 / ow, col0 / ow + band.cols() / ow);
@@ -116,12 +118,12 @@ fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: M
                     let dst = &mut pooled[ch * np..(ch + 1) * np];
                     pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, pool_scratch);
                 }
-                lrn_band(kernel, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
+                lrn_band(cpu, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
             }
             Order::LrnThenPool => {
                 let normed = first;
                 let src = |ch: usize| &input[ch * h * w + iy0 * w..ch * h * w + iy1 * w];
-                lrn_band(kernel, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
+                lrn_band(cpu, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
                 for ch in 0..c {
                     let band_rows = &normed[ch * np..(ch + 1) * np];
                     pool_rows(band_rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), pool_scratch);
@@ -134,7 +136,7 @@ fn run_band(kernel: Kernel, input: &[f32], p: &PoolLrn, col0: usize, mut band: M
 /// Normalise `c` channels of `np` values each across channels: `src(ch)` gives channel
 /// `ch`'s input, row `ch` of `dst` receives its output; `squares` is scratch of `c * np`.
 fn lrn_band<'s>(
-    kernel: Kernel,
+    cpu: Cpu,
     lrn: &Lrn,
     c: usize,
     np: usize,
@@ -147,45 +149,62 @@ fn lrn_band<'s>(
     let after = size - 1 - before;
     let scale = lrn.alpha / lrn.size as f32;
     for ch in 0..c {
-        square(kernel, &src(ch)[..np], &mut squares[ch * np..(ch + 1) * np]);
+        square(cpu, &src(ch)[..np], &mut squares[ch * np..(ch + 1) * np]);
     }
     for ch in 0..c {
         let (lo, hi) = (ch.saturating_sub(before), (ch + after).min(c - 1));
         let window = &squares[lo * np..(hi + 1) * np];
-        normalise(kernel, &src(ch)[..np], window, np, lrn.bias, scale, lrn.beta, &mut dst.row_mut(ch)[..np]);
+        normalise(cpu, &src(ch)[..np], window, np, lrn.bias, scale, lrn.beta, &mut dst.row_mut(ch)[..np]);
     }
 }
 
 /// `out[i] = x[i]^2`.
-fn square(kernel: Kernel, x: &[f32], out: &mut [f32]) {
+fn square(cpu: Cpu, x: &[f32], out: &mut [f32]) {
     let n = x.len().min(out.len());
-    dispatch(kernel, &mut |body| body.square(&x[..n], &mut out[..n]));
+    cpu.vectorize(Square { x: &x[..n], out: &mut out[..n] });
 }
 
 /// `out[i] = x[i] / (bias + scale * sum_j window[j * np + i])^beta`.
 #[allow(clippy::too_many_arguments)]
-fn normalise(kernel: Kernel, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
-    assert!(x.len() >= np && out.len() >= np && window.len() >= np && window.len().is_multiple_of(np.max(1)));
-    dispatch(kernel, &mut |body| body.normalise(&x[..np], window, np, bias, scale, beta, &mut out[..np]));
+fn normalise(cpu: Cpu, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
+    cpu.vectorize(Normalise { x, window, np, bias, scale, beta, out });
 }
 
-/// The two LRN loops, instantiated per ISA.
-trait LrnBody {
-    fn square(&self, x: &[f32], out: &mut [f32]);
-    #[allow(clippy::too_many_arguments)]
-    fn normalise(&self, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]);
+/// [`square`] as a [`Job`].
+struct Square<'a> {
+    x: &'a [f32],
+    out: &'a mut [f32],
 }
 
-/// Run `f` with the LRN body of `kernel`'s ISA.
-fn dispatch(kernel: Kernel, f: &mut dyn FnMut(&dyn LrnBody)) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512(t) => f(&Avx512Body(t)),
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2(t) => f(&Avx2Body(t)),
-        #[cfg(target_arch = "aarch64")]
-        Kernel::Neon(t) => f(&NeonBody(t)),
-        Kernel::Portable(_) => f(&PortableBody),
+impl Job for Square<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) {
+        let n = self.x.len().min(self.out.len());
+        // SAFETY: `S`'s token proves its vectors' instructions; the lengths are equal.
+        unsafe { square_body::<S::F32>(&self.x[..n], &mut self.out[..n]) }
+    }
+}
+
+/// [`normalise`] as a [`Job`].
+struct Normalise<'a> {
+    x: &'a [f32],
+    window: &'a [f32],
+    np: usize,
+    bias: f32,
+    scale: f32,
+    beta: f32,
+    out: &'a mut [f32],
+}
+
+impl Job for Normalise<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) {
+        let Normalise { x, window, np, bias, scale, beta, out } = self;
+        assert!(x.len() >= np && out.len() >= np && window.len() >= np && window.len().is_multiple_of(np.max(1)));
+        // SAFETY: `S`'s token proves its vectors' instructions; lengths checked above.
+        unsafe { normalise_body::<S::F32>(&x[..np], window, np, bias, scale, beta, &mut out[..np]) }
     }
 }
 
@@ -274,79 +293,12 @@ unsafe fn normalise_body<V: SimdF32>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-struct Avx512Body(crate::simd::Avx512);
-#[cfg(target_arch = "x86_64")]
-struct Avx2Body(crate::simd::Avx2);
-#[cfg(target_arch = "aarch64")]
-struct NeonBody(crate::simd::Neon);
-struct PortableBody;
-
-/// `#[target_feature]` shells around the generic bodies, one pair per ISA.
-macro_rules! lrn_shells {
-    ($body:ident, $vec:ty, $feature:literal, $square:ident, $norm:ident) => {
-        /// # Safety
-        /// The CPU supports the feature; see [`square_body`].
-        #[target_feature(enable = $feature)]
-        unsafe fn $square(x: &[f32], out: &mut [f32]) {
-            // SAFETY: forwarded contract.
-            unsafe { square_body::<$vec>(x, out) }
-        }
-        /// # Safety
-        /// The CPU supports the feature; see [`normalise_body`].
-        #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $norm(x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
-            // SAFETY: forwarded contract.
-            unsafe { normalise_body::<$vec>(x, window, np, bias, scale, beta, out) }
-        }
-        impl LrnBody for $body {
-            fn square(&self, x: &[f32], out: &mut [f32]) {
-                // SAFETY: the token in self proves the feature; lengths are equal.
-                unsafe { $square(x, &mut out[..x.len()]) }
-            }
-            fn normalise(
-                &self,
-                x: &[f32],
-                window: &[f32],
-                np: usize,
-                bias: f32,
-                scale: f32,
-                beta: f32,
-                out: &mut [f32],
-            ) {
-                // SAFETY: the token in self proves the feature; lengths checked by the caller.
-                unsafe { $norm(x, window, np, bias, scale, beta, out) }
-            }
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-lrn_shells!(Avx512Body, crate::simd::avx512::F32x16, "avx512f", square_avx512, normalise_avx512);
-#[cfg(target_arch = "x86_64")]
-lrn_shells!(Avx2Body, crate::simd::avx2::F32x8, "avx2,fma", square_avx2, normalise_avx2);
-#[cfg(target_arch = "aarch64")]
-lrn_shells!(NeonBody, crate::simd::neon::F32x4, "neon", square_neon, normalise_neon);
-
-impl LrnBody for PortableBody {
-    fn square(&self, x: &[f32], out: &mut [f32]) {
-        // SAFETY: `wide` needs no runtime feature; lengths are equal.
-        unsafe { square_body::<crate::simd::portable::F32x8>(x, &mut out[..x.len()]) }
-    }
-    fn normalise(&self, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
-        // SAFETY: `wide` needs no runtime feature; lengths checked by the caller.
-        unsafe { normalise_body::<crate::simd::portable::F32x8>(x, window, np, bias, scale, beta, out) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Small enough for Miri: both orders, padding and ceil mode, against the reference.
     use super::*;
-    use crate::cpu::Isa;
-    use crate::ops::reference;
     use crate::plan::Pads;
+    use crate::reference;
 
     #[test]
     fn tiny_bands_match_reference() {
@@ -364,12 +316,12 @@ mod tests {
         let pool_then_lrn = reference::lrn(&pooled, [c, oh, ow], &lrn);
         let normed = reference::lrn(&input, [c, h, w], &lrn);
         let lrn_then_pool = reference::maxpool(&normed, [c, h, w], &pool, [oh, ow]);
-        for isa in Isa::ALL {
-            let Ok(kernel) = Kernel::new(isa) else { continue };
+        for cpu in Cpu::all() {
+            let isa = cpu.isa();
             for (order, want) in [(Order::PoolThenLrn, &pool_then_lrn), (Order::LrnThenPool, &lrn_then_pool)] {
                 let p = PoolLrn { pool: pool.clone(), lrn: lrn.clone(), order, input: [c, h, w], out: [oh, ow] };
                 let mut got = vec![f32::NAN; c * oh * ow];
-                pool_lrn(kernel, &input, &p, &mut got);
+                pool_lrn(cpu, &input, &p, &mut got);
                 for (g, e) in got.iter().zip(want.iter()) {
                     assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{isa} {order:?}: {g} vs {e}");
                 }

@@ -1,6 +1,6 @@
 //! Numerically stable softmax over each image's features (subtract the max first).
 
-use super::reference::max_nan;
+use crate::base::scalar::max_nan;
 
 /// Softmax each row of `[rows, n]` in place. A NaN anywhere in a row makes the row NaN.
 pub fn softmax_rows(x: &mut [f32], n: usize) {

@@ -4,7 +4,8 @@
 
 use core::arch::x86_64::*;
 
-use super::SimdF32;
+use super::{Job, Simd, SimdF32};
+use crate::cpu::{Avx2, Isa};
 
 /// 8 f32 lanes.
 #[derive(Clone, Copy)]
@@ -95,5 +96,32 @@ unsafe impl SimdF32 for F32x8 {
             let (lo, hi) = (_mm256_unpacklo_ps(self.0, b.0), _mm256_unpackhi_ps(self.0, b.0));
             (F32x8(_mm256_permute2f128_ps::<0x20>(lo, hi)), F32x8(_mm256_permute2f128_ps::<0x31>(lo, hi)))
         }
+    }
+}
+
+/// The AVX2 shell: `job` compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn shell<J: Job>(t: Avx2, job: J) -> J::Output {
+    job.run(t)
+}
+
+// SAFETY: an `Avx2` exists only after a check for AVX2 and FMA, which cover every
+// instruction of F32x8 and the shell.
+unsafe impl Simd for Avx2 {
+    const ISA: Isa = Isa::Avx2;
+    type F32 = F32x8;
+    type X8 = Self;
+    const FMA_CHAINS: usize = 12;
+    #[inline]
+    fn x8(self) -> Self::X8 {
+        self
+    }
+    #[inline]
+    fn vectorize<J: Job>(self, job: J) -> J::Output {
+        // SAFETY: the token proves AVX2 and FMA.
+        unsafe { shell(self, job) }
     }
 }

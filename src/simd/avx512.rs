@@ -3,7 +3,8 @@
 
 use core::arch::x86_64::*;
 
-use super::SimdF32;
+use super::{Job, Simd, SimdF32};
+use crate::cpu::{Avx2, Avx512, Isa};
 
 /// 16 f32 lanes.
 #[derive(Clone, Copy)]
@@ -79,5 +80,32 @@ unsafe impl SimdF32 for F32x16 {
         // max(0, x) returns the second operand when either is NaN: NaN is kept.
         // SAFETY: AVX-512F is available.
         F32x16(unsafe { _mm512_max_ps(_mm512_setzero_ps(), self.0) })
+    }
+}
+
+/// The AVX-512 shell: `job` compiled with AVX-512F (which implies AVX2 and FMA).
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn shell<J: Job>(t: Avx512, job: J) -> J::Output {
+    job.run(t)
+}
+
+// SAFETY: an `Avx512` exists only after a check for AVX-512F, AVX2 and FMA, which cover
+// every instruction of F32x16 and the shell, and make the `Avx2` token sound.
+unsafe impl Simd for Avx512 {
+    const ISA: Isa = Isa::Avx512;
+    type F32 = F32x16;
+    type X8 = Avx2;
+    const FMA_CHAINS: usize = 16;
+    #[inline]
+    fn x8(self) -> Self::X8 {
+        self.avx2()
+    }
+    #[inline]
+    fn vectorize<J: Job>(self, job: J) -> J::Output {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { shell(self, job) }
     }
 }

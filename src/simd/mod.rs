@@ -1,15 +1,24 @@
-//! A tiny vector abstraction so kernel bodies are written once.
+//! Vectors, and the one mechanism that runs code written once on every instruction set.
 //!
-//! [`SimdF32`] has just what a GEMM micro-kernel and the pooling loops need: zero, splat,
-//! load, store, fused multiply-add, add and max. Every method is `#[inline(always)]` and
-//! `unsafe` (it may use instructions the caller must have checked for, and takes raw
-//! pointers); a kernel body generic over `V: SimdF32` is instantiated inside a
-//! `#[target_feature]` shell, where the methods inline into real vector instructions
-//! (memchr's `Vector` trait, matrixmultiply's multiply-add trait).
+//! [`SimdF32`] has just what the kernels need (zero, splat, load, store, fused
+//! multiply-add, arithmetic, ReLU, masked loads and stores). Every method is
+//! `#[inline(always)]` and `unsafe`: it may use instructions the caller must have checked
+//! for, and takes raw pointers.
 //!
-//! Capability tokens ([`Avx512`], [`Avx2`], [`Neon`]) are zero-sized and can only be made
-//! by a successful feature check, so a safe function that takes one can call the
-//! matching `#[target_feature]` code soundly.
+//! A per-ISA body is a [`Job`]: a struct of arguments whose `run` is generic over the
+//! instruction set ([`Simd`], implemented by the capability tokens of [`crate::cpu`]).
+//! [`Simd::vectorize`] runs a job inside the token's `#[target_feature]` shell, the one
+//! shell per ISA, so that the job's `#[inline(always)]` body and the vector methods it
+//! calls compile to that ISA's instructions (memchr's `Vector`, pulp's `WithSimd`).
+//! Kernel bodies (GEMM tiles, the GEMV, LRN, Winograd transforms, the FMA probe) run this
+//! way; drivers around them (the GEMM's loops, the thread splits) get a static token type
+//! from the model's runtime [`Cpu`] through `cpu::dispatch!` and are monomorphised per ISA
+//! with no features enabled. Closures inside a kernel body are compiled without the
+//! shell's features (their vector operations would become calls), so bodies use loops and
+//! `#[inline(always)]` functions only.
+//!
+//! A new ISA is a token, its vector type and its [`Simd`] impl here, and one arm in
+//! `cpu::dispatch!`; every job then runs on it.
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
@@ -19,7 +28,52 @@ pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 pub mod portable;
-pub mod winograd;
+
+use crate::cpu::{Cpu, Isa};
+
+/// Code written once for every instruction set.
+///
+/// Kernel bodies mark `run` `#[inline(always)]`, so that it inlines into the shell of
+/// [`Simd::vectorize`].
+pub trait Job {
+    /// What the job returns.
+    type Output;
+    /// Run on instruction set `S`; `s` proves the CPU supports it.
+    fn run<S: Simd>(self, s: S) -> Self::Output;
+}
+
+/// An instruction set, as the type of its capability token.
+///
+/// # Safety
+/// Implement only for a token type whose values exist only where the CPU runs every
+/// instruction of `F32` (and of the features `vectorize` enables), and where `x8` may
+/// make its token: holding a
+/// value is the proof that calling their methods is sound.
+pub unsafe trait Simd: Copy + Send + Sync + 'static {
+    /// The ISA.
+    const ISA: Isa;
+    /// The widest f32 vector.
+    type F32: SimdF32;
+    /// The token of this CPU's 8-lane f32 vectors (one lane per tile of a Winograd run):
+    /// itself where `F32` has 8 lanes.
+    type X8: Simd;
+    /// That token.
+    fn x8(self) -> Self::X8;
+    /// Independent chains of `F32` FMAs that keep every FMA pipe busy within the
+    /// register file (pipes x latency, at most the registers left after two operands):
+    /// the FMA-peak probe's width.
+    const FMA_CHAINS: usize;
+    /// Run `job` with this instruction set's target features enabled.
+    fn vectorize<J: Job>(self, job: J) -> J::Output;
+}
+
+impl Cpu {
+    /// Run `job` inside this CPU's target-feature shell ([`Simd::vectorize`]).
+    #[inline]
+    pub fn vectorize<J: Job>(self, job: J) -> J::Output {
+        crate::cpu::dispatch!(self, t => t.vectorize(job))
+    }
+}
 
 /// A vector of `LANES` f32 values.
 ///
@@ -143,39 +197,6 @@ pub unsafe trait SimdF32: Copy {
             }
             (Self::load(z.as_ptr()), Self::load(z.as_ptr().add(l)))
         }
-    }
-}
-
-/// Proof that this CPU runs AVX-512F. Made only by [`Avx512::new`].
-#[derive(Clone, Copy, Debug)]
-pub struct Avx512(());
-
-/// Proof that this CPU runs AVX2 and FMA. Made only by [`Avx2::new`].
-#[derive(Clone, Copy, Debug)]
-pub struct Avx2(());
-
-/// Proof that this CPU runs NEON. Made only by [`Neon::new`].
-#[derive(Clone, Copy, Debug)]
-pub struct Neon(());
-
-impl Avx512 {
-    /// The token, if the CPU has AVX-512F.
-    pub fn new() -> Option<Self> {
-        crate::cpu::Isa::Avx512.is_supported().then_some(Avx512(()))
-    }
-}
-
-impl Avx2 {
-    /// The token, if the CPU has AVX2 and FMA.
-    pub fn new() -> Option<Self> {
-        crate::cpu::Isa::Avx2.is_supported().then_some(Avx2(()))
-    }
-}
-
-impl Neon {
-    /// The token, if the CPU has NEON.
-    pub fn new() -> Option<Self> {
-        crate::cpu::Isa::Neon.is_supported().then_some(Neon(()))
     }
 }
 

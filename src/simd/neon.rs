@@ -3,7 +3,8 @@
 
 use core::arch::aarch64::*;
 
-use super::SimdF32;
+use super::{Job, Simd, SimdF32};
+use crate::cpu::{Isa, Neon, Portable};
 
 /// 4 f32 lanes.
 #[derive(Clone, Copy)]
@@ -72,5 +73,31 @@ unsafe impl SimdF32 for F32x4 {
             let neg = vcltq_f32(self.0, vdupq_n_f32(0.0));
             vbslq_f32(neg, vdupq_n_f32(0.0), self.0)
         })
+    }
+}
+
+/// The NEON shell.
+///
+/// # Safety
+/// The CPU supports NEON.
+#[target_feature(enable = "neon")]
+unsafe fn shell<J: Job>(t: Neon, job: J) -> J::Output {
+    job.run(t)
+}
+
+// SAFETY: a `Neon` exists only after a check for NEON, which covers F32x4.
+unsafe impl Simd for Neon {
+    const ISA: Isa = Isa::Neon;
+    type F32 = F32x4;
+    type X8 = Portable;
+    const FMA_CHAINS: usize = 24;
+    #[inline]
+    fn x8(self) -> Self::X8 {
+        Portable
+    }
+    #[inline]
+    fn vectorize<J: Job>(self, job: J) -> J::Output {
+        // SAFETY: the token proves NEON.
+        unsafe { shell(self, job) }
     }
 }

@@ -4,7 +4,8 @@
 
 use wide::f32x8;
 
-use super::SimdF32;
+use super::{Job, Simd, SimdF32};
+use crate::cpu::{Isa, Portable};
 
 /// 8 f32 lanes.
 #[derive(Clone, Copy)]
@@ -62,5 +63,22 @@ unsafe impl SimdF32 for F32x8 {
         // Keep x where x >= 0 or NaN: blend zero in only where x < 0.
         let neg = self.0.simd_lt(f32x8::ZERO);
         F32x8(neg.select(f32x8::ZERO, self.0))
+    }
+}
+
+// SAFETY: `wide` uses only instructions the build targets, which every CPU running the
+// binary has; no shell is needed.
+unsafe impl Simd for Portable {
+    const ISA: Isa = Isa::Portable;
+    type F32 = F32x8;
+    type X8 = Self;
+    const FMA_CHAINS: usize = 6;
+    #[inline]
+    fn x8(self) -> Self::X8 {
+        self
+    }
+    #[inline]
+    fn vectorize<J: Job>(self, job: J) -> J::Output {
+        job.run(self)
     }
 }

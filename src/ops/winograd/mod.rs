@@ -11,7 +11,7 @@
 //! = 36 (3x3), 49 instead of 9 * 25 = 225 (5x5), at the price of the transforms: `B` and
 //! `A` hold small integers and halves (the points are 0, 1, -1, then 2, -2, 1/2, and
 //! infinity), so they are additions and a few multiplies. The transforms run on vectors
-//! ([`wsimd`]).
+//! ([`transforms`]).
 //!
 //! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
 //! near the caches and the workspace does not grow with the batch. Groups run side by side
@@ -19,26 +19,22 @@
 //! threads. Every output's arithmetic is fixed by the geometry alone (its tile, the
 //! GEMM's K slices), so results are bitwise identical for any thread count, any batch and
 //! any ISA's transforms. Rounding differs slightly from a direct convolution's (the
-//! transforms add and subtract and scale by up to 6; measured on random data, F(3x3, 5x5)
-//! in f32 is off the exact result by about twice F(2x2, 5x5)'s error, 2e-6 relative), and
-//! so does one corner case: an Inf or NaN input spreads to the whole output block of its
+//! transforms add and subtract and scale by up to 6: F(3x3, 5x5) in f32 is off the exact
+//! result by about 2e-6 relative on random data), and so does one corner case: an Inf or NaN input spreads to the whole output block of its
 //! tile.
-//!
-//! Tried: F(4x4, 3x3) on 6x6 tiles for 3x3 layers (27% fewer products at 13x13). Its
-//! transformed weights are 2.25x larger, streamed from memory on every inference, and in
-//! the network it ran no faster (conv3 -10%, conv5 +5% at batch 16). F(2x2, 5x5) on 6x6
-//! tiles for 5x5 layers: replaced by F(3x3, 5x5), whose 3x3 blocks tile conv2's 27x27
-//! output exactly (81 tiles of 49 products against 196 of 36 with a ragged edge): conv2
-//! alone at batch 1 0.66x the time at two threads, 0.75x at one, at batch 16 0.69x.
+
+mod transforms;
 
 use rayon::prelude::*;
 
 use super::im2col::{prepare, ConvGeom};
-use crate::cpu::Isa;
-use crate::gemm::pack::copy_run;
-use crate::gemm::{sgemm_view, Epilogue, Kernel, MatMut, PackedA, RowMajor};
+use crate::base::copy::copy_run;
+use crate::base::mat::MatMut;
+use crate::base::split::{halve, share};
+use crate::cpu::Cpu;
+use crate::gemm::{sgemm_view, Epilogue, PackedA, RowMajor};
 use crate::plan::Pads;
-use crate::simd::winograd::{self as wsimd, Simd};
+use transforms as wsimd;
 
 /// Which minimal filtering algorithm a layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,7 +226,7 @@ fn filter_transform<const N: usize, const R: usize>(g: &[[f64; R]; N], f: &[f32]
 /// be one [`variant`] accepts.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
-    kernel: Kernel,
+    cpu: Cpu,
     input: &[f32],
     batch: usize,
     g: &ConvGeom,
@@ -241,16 +237,16 @@ pub fn conv(
     padded: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let args = Args { kernel, input, batch, g, u, bias, relu };
+    let args = Args { cpu, input, batch, g, u, bias, relu };
     match variant(g) {
-        Some(v) => run(Runs { v, simd: Simd::new(kernel.isa() == Isa::Portable) }, args, out, padded, scratch),
+        Some(v) => run(Runs { v, cpu }, args, out, padded, scratch),
         None => debug_assert!(false, "winograd::conv on {g:?}"),
     }
 }
 
 /// [`conv`]'s read-only arguments.
 struct Args<'a> {
-    kernel: Kernel,
+    cpu: Cpu,
     input: &'a [f32],
     batch: usize,
     g: &'a ConvGeom,
@@ -296,27 +292,25 @@ struct Share<'s> {
 /// (conv2, 4 and 5 of the original network) each thread runs one group from its input
 /// to its output, with its `V` and `M` in its own L2, where phases over all channels
 /// would pass both through the other core's cache and wait for each other at every block.
-fn by_groups(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize) {
-    if s.count < 2 || tasks < 2 {
-        return pipeline(tf, a, padded, s, tasks.max(1));
-    }
+fn by_groups<'s>(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'s>, tasks: usize) {
     let (v, g) = (tf.v, a.g);
     let og = a.bias.len() / (a.u.len() / v.xi());
-    let half = s.count / 2;
-    let left = (tasks * half / s.count).clamp(1, tasks - 1);
-    let (vl, vr) = s.vs.split_at_mut(half * g.cg * v.xi() * v.max_tiles());
-    let (ml, mr) = s.ms.split_at_mut(half * og * v.xi() * v.max_tiles());
-    let (ol, or) = s.out.split_cols(half * og * g.oh * g.ow);
-    let l = Share { g0: s.g0, count: half, vs: vl, ms: ml, out: ol };
-    let r = Share { g0: s.g0 + half, count: s.count - half, vs: vr, ms: mr, out: or };
-    rayon::join(|| by_groups(tf, a, padded, l, left), || by_groups(tf, a, padded, r, tasks - left));
+    let split = |s: Share<'s>, half: usize| -> (Share<'s>, Share<'s>) {
+        let (vl, vr) = s.vs.split_at_mut(half * g.cg * v.xi() * v.max_tiles());
+        let (ml, mr) = s.ms.split_at_mut(half * og * v.xi() * v.max_tiles());
+        let (ol, or) = s.out.split_cols(half * og * g.oh * g.ow);
+        let l = Share { g0: s.g0, count: half, vs: vl, ms: ml, out: ol };
+        let r = Share { g0: s.g0 + half, count: s.count - half, vs: vr, ms: mr, out: or };
+        (l, r)
+    };
+    halve(s.count, tasks, s, &split, &|_, s, t| pipeline(tf, a, padded, s, t));
 }
 
 /// The groups of `s`, block of tiles by block: their `V = B^T d B`, the products
 /// `M_xi = U_xi V_xi` of each (group, position), then `Y = A^T M A` (+ bias, ReLU) into
 /// their output channels, each phase on `tasks` threads.
 fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize) {
-    let Args { kernel, batch, g, u, bias, relu, .. } = *a;
+    let Args { cpu, batch, g, u, bias, relu, .. } = *a;
     let Share { g0, count, vs, ms, mut out } = s;
     let v = tf.v;
     let (xis, step) = (v.xi(), v.m());
@@ -366,7 +360,7 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
         let vs: &[f32] = vs;
         products(mview, g0, count, 0, xis, og, ld, tasks, &|grp, xi, c_view, t| {
             let b_src = RowMajor { data: &vs[(grp - g0) * cg * xis * ld + xi * ld..], ld: xis * ld };
-            sgemm_view(kernel, &u[grp * xis + xi], &b_src, ld, c_view, Epilogue::default(), t);
+            sgemm_view(cpu, &u[grp * xis + xi], &b_src, ld, c_view, Epilogue::default(), t);
         });
         // Y = A^T M A (+ bias, ReLU) into each image's output planes.
         let ms: &[f32] = ms;
@@ -412,14 +406,14 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
 /// Tiles transformed together along a tile row: a vector's worth.
 const TW: usize = wsimd::TW;
 
-/// One algorithm's transforms on runs of up to `TW` tiles along a tile row, on the
-/// vectors `simd` picks ([`wsimd`]). The input is prepared in two phases per row (even
-/// columns, then odd: [`prepare`] at a stride of 2), so the columns of the windows of a
-/// run are plain loads.
+/// One algorithm's transforms on runs of up to `TW` tiles along a tile row, on `cpu`'s
+/// 8-lane vectors ([`transforms`]). The input is prepared in `m` phases per row (columns
+/// `0, m, 2m, ..`, then `1, m + 1, ..`: [`prepare`] at a stride of `m`), so the columns of
+/// the windows of a run are plain loads.
 #[derive(Clone, Copy, Debug)]
 struct Runs {
     v: Variant,
-    simd: Simd,
+    cpu: Cpu,
 }
 
 impl Runs {
@@ -454,10 +448,10 @@ impl Runs {
     fn input_from(&self, x: &[f32], row: usize, phase: usize, n: usize, room: usize, v: &mut [f32], ld: usize) {
         let (tile, xis) = (self.v.n(), self.v.xi());
         if room >= TW && v.len() >= (xis - 1) * ld + TW {
-            return self.simd.input(tile, x, row, phase, v, ld);
+            return wsimd::input(self.cpu, tile, x, row, phase, v, ld);
         }
         let mut buf = [0.0f32; 49 * TW];
-        self.simd.input(tile, x, row, phase, &mut buf, TW);
+        wsimd::input(self.cpu, tile, x, row, phase, &mut buf, TW);
         for (xi, part) in buf.chunks_exact(TW).take(xis).enumerate() {
             copy_run(&mut v[xi * ld..xi * ld + n], &part[..n]);
         }
@@ -482,7 +476,7 @@ impl Runs {
     ) {
         let (tile, xis) = (self.v.n(), self.v.xi());
         if (xis - 1) * ld + t + TW <= m.len() {
-            return self.simd.output(tile, &m[t..], ld, bias, relu, out, stride, rows, cols);
+            return wsimd::output(self.cpu, tile, &m[t..], ld, (bias, relu), out, stride, (rows, cols));
         }
         let mut buf = [0.0f32; 49 * TW];
         for (xi, part) in buf.chunks_exact_mut(TW).take(xis).enumerate() {
@@ -490,7 +484,7 @@ impl Runs {
             let len = (m.len() - at).min(TW);
             part[..len].copy_from_slice(&m[at..at + len]);
         }
-        self.simd.output(tile, &buf, TW, bias, relu, out, stride, rows, cols);
+        wsimd::output(self.cpu, tile, &buf, TW, (bias, relu), out, stride, (rows, cols));
     }
 }
 
@@ -513,13 +507,7 @@ fn products(
     if count == 1 {
         return f(g0, x0, c, tasks);
     }
-    let (lt, rt) = if tasks > 1 {
-        let half = count / 2;
-        let left = (tasks * half / count).clamp(1, tasks - 1);
-        (left, tasks - left)
-    } else {
-        (1, 1)
-    };
+    let (lt, rt) = if tasks > 1 { share(tasks, count / 2, count) } else { (1, 1) };
     if groups > 1 {
         let gl = groups / 2;
         let (top, bottom) = c.split_rows(gl * og);
@@ -548,7 +536,6 @@ fn products(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::Isa;
 
     /// `V = B^T d B` for `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, row-major (xi = 4 i + j).
     pub(super) fn input_transform(d: &[[f32; 4]; 4]) -> [f32; 16] {
@@ -682,9 +669,9 @@ mod tests {
     #[test]
     fn tile_runs_match_the_one_tile_transforms_bitwise() {
         let phase = TW + 5;
-        let simds = [Simd::new(false), Simd::new(true)];
-        for (v, simd) in [Variant::F2x3, Variant::F3x5].into_iter().flat_map(|v| simds.map(|s| (v, s))) {
-            let (runs, tile, xis, step) = (Runs { v, simd }, v.n(), v.xi(), v.m());
+        let cpus = Cpu::all();
+        for (v, cpu) in [Variant::F2x3, Variant::F3x5].into_iter().flat_map(|v| cpus.iter().map(move |&c| (v, c))) {
+            let (runs, tile, xis, step) = (Runs { v, cpu }, v.n(), v.xi(), v.m());
             // A row length that splits into `step` phases of `phase` values.
             let row = step * phase;
             let x: Vec<f32> = (0..7 * row).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0 + (i as f32) * 1e-3).collect();
@@ -718,8 +705,8 @@ mod tests {
                     for t in 0..n {
                         for (xi, w) in want(t).iter().enumerate() {
                             let (e, h) = (exact[xi * vld + t], whole[xi * vld + t]);
-                            assert_eq!(e.to_bits(), w.to_bits(), "{v:?} {simd:?} n {n} tile {t} xi {xi}");
-                            assert_eq!(h.to_bits(), w.to_bits(), "{v:?} {simd:?} n {n} tile {t} xi {xi}");
+                            assert_eq!(e.to_bits(), w.to_bits(), "{v:?} {cpu:?} n {n} tile {t} xi {xi}");
+                            assert_eq!(h.to_bits(), w.to_bits(), "{v:?} {cpu:?} n {n} tile {t} xi {xi}");
                         }
                     }
                     assert!((0..xis).all(|xi| exact[xi * vld + n..(xi + 1) * vld].iter().all(|v| v.is_nan())));
@@ -741,7 +728,7 @@ mod tests {
                     for (r, wr) in want.iter().enumerate() {
                         for (k, &w) in wr.iter().enumerate() {
                             let w = w + bias;
-                            let w = if relu { crate::ops::reference::relu1(w) } else { w };
+                            let w = if relu { crate::reference::relu(w) } else { w };
                             let got = y[r * stride + step * l + k];
                             assert_eq!(got.to_bits(), w.to_bits(), "{v:?} t {t} lane {l} ({r}, {k})");
                         }
@@ -776,7 +763,7 @@ mod tests {
             (5, 2, 6, 6, Pads::uniform(2), 2, 4, 20),
             (5, 1, 8, 8, Pads::uniform(2), 4, 8, 5),
         ];
-        let kernels: Vec<Kernel> = Isa::ALL.into_iter().filter_map(|i| Kernel::new(i).ok()).collect();
+        let cpus = Cpu::all();
         for (k, cg, h, w, pads, groups, o, batch) in cases {
             let oh = h + pads.top as usize + pads.bottom as usize + 1 - k;
             let ow = w + pads.left as usize + pads.right as usize + 1 - k;
@@ -786,15 +773,15 @@ mod tests {
             let x: Vec<f32> = (0..batch * c * h * w).map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0).collect();
             let wt: Vec<f32> = (0..o * cg * k * k).map(|i| ((i * 104_729) % 19) as f32 / 9.0 - 1.0).collect();
             let bias: Vec<f32> = (0..o).map(|i| i as f32 / 4.0 - 0.5).collect();
-            for kernel in &kernels {
-                let u = pack_weights(&wt, v, groups, o / groups, cg, kernel.blocks().mr);
+            for &cpu in &cpus {
+                let u = pack_weights(&wt, v, groups, o / groups, cg, crate::gemm::blocks(cpu).mr);
                 let mut results = Vec::new();
                 for threads in [1, 2, 3, 4] {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                     let mut out = vec![f32::NAN; batch * o * oh * ow];
                     let mut padded = vec![f32::NAN; batch * padded_len(&g, c)];
                     let mut scratch = vec![f32::NAN; scratch_len(&g, c, o)];
-                    pool.install(|| conv(*kernel, &x, batch, &g, &u, &bias, true, &mut out, &mut padded, &mut scratch));
+                    pool.install(|| conv(cpu, &x, batch, &g, &u, &bias, true, &mut out, &mut padded, &mut scratch));
                     for b in 0..batch {
                         let want = direct(&x[b * c * h * w..(b + 1) * c * h * w], &wt, &bias, &g, groups, true);
                         let got = &out[b * o * oh * ow..(b + 1) * o * oh * ow];
@@ -802,7 +789,7 @@ mod tests {
                             assert!(
                                 (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
                                 "{:?} {g:?} b{b} at {i}: {a} vs {e}",
-                                kernel.isa()
+                                cpu.isa()
                             );
                         }
                     }

@@ -12,8 +12,7 @@
 //! JSON object. `--output` writes the `[N, classes]` probabilities as float32 `.npy`.
 //!
 //! Errors are one line on stderr, `alexnet-classify: <message>`, with exit status 2 for
-//! usage errors and 1 for everything else. Arguments are parsed by hand (no clap: the
-//! library stays free of CLI dependencies) and JSON is written by hand (no serde).
+//! usage errors and 1 for everything else.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -188,58 +187,47 @@ fn push_npy(path: &Path, shape: [usize; 3], batch: &mut Vec<f32>, sources: &mut 
     Ok(())
 }
 
-/// Escape `s` as the contents of a JSON string.
-fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+/// The `--json` document: one result per image.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    results: Vec<ImageResult<'a>>,
 }
 
-/// A probability as a JSON number (`null` for NaN or infinity, which JSON cannot hold).
-fn json_number(p: f32) -> String {
-    if p.is_finite() {
-        format!("{p}")
-    } else {
-        "null".into()
-    }
+/// One image's classes, best first.
+#[derive(serde::Serialize)]
+struct ImageResult<'a> {
+    input: &'a str,
+    index_in_input: usize,
+    top: Vec<ClassScore<'a>>,
 }
 
-/// The whole `--json` document.
+/// A class and its probability (`null` when NaN or infinite, which JSON cannot hold).
+#[derive(serde::Serialize)]
+struct ClassScore<'a> {
+    class: usize,
+    label: &'a str,
+    probability: Option<f32>,
+}
+
 fn render_json(sources: &[Source], tops: &[Vec<(usize, f32)>], names: &[String]) -> String {
-    let results: Vec<String> = sources
+    let results = sources
         .iter()
         .zip(tops)
-        .map(|(src, top)| {
-            let entries: Vec<String> = top
+        .map(|(src, top)| ImageResult {
+            input: &src.input,
+            index_in_input: src.index,
+            top: top
                 .iter()
-                .map(|&(class, p)| {
-                    let label = names.get(class).map(String::as_str).unwrap_or("");
-                    format!(
-                        "{{\"class\":{class},\"label\":\"{}\",\"probability\":{}}}",
-                        json_escape(label),
-                        json_number(p)
-                    )
+                .map(|&(class, p)| ClassScore {
+                    class,
+                    label: names.get(class).map(String::as_str).unwrap_or(""),
+                    probability: p.is_finite().then_some(p),
                 })
-                .collect();
-            format!(
-                "{{\"input\":\"{}\",\"index_in_input\":{},\"top\":[{}]}}",
-                json_escape(&src.input),
-                src.index,
-                entries.join(",")
-            )
+                .collect(),
         })
         .collect();
-    format!("{{\"results\":[{}]}}\n", results.join(","))
+    // Serialising plain structs of strings and numbers cannot fail.
+    serde_json::to_string(&Report { results }).unwrap_or_default() + "\n"
 }
 
 /// The text report: a heading per image, then one line per class.

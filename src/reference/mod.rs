@@ -2,6 +2,15 @@
 //!
 //! Plain loops in the definition's own order, no blocking, no SIMD, no threads. Layouts
 //! are those of the runtime: one image's activation is CHW, a batch is `[N, ...]`.
+//!
+//! Independent of what it checks: nothing here calls production code (not even its scalar
+//! helpers), and production code never calls this module. It is compiled for the crate's
+//! own tests and, behind the `internals` feature, for the integration tests, benches and
+//! fuzz targets.
+
+mod network;
+
+pub use network::network;
 
 use crate::plan::{Lrn, MaxPool, Pads};
 
@@ -45,7 +54,7 @@ pub fn conv2d(
                         }
                     }
                 }
-                out[(oc * oh + y) * ow + x] = if relu { relu1(acc) } else { acc };
+                out[(oc * oh + y) * ow + x] = if relu { self::relu(acc) } else { acc };
             }
         }
     }
@@ -53,7 +62,7 @@ pub fn conv2d(
 }
 
 /// ReLU that lets NaN through.
-pub fn relu1(v: f32) -> f32 {
+pub fn relu(v: f32) -> f32 {
     if v < 0.0 {
         0.0
     } else {
@@ -129,7 +138,7 @@ pub fn linear(x: &[f32], batch: usize, w: &[f32], b: &[f32], m: usize, k: usize,
             for j in 0..k {
                 acc += w[i * k + j] * x[n * k + j];
             }
-            y[n * m + i] = if relu { relu1(acc) } else { acc };
+            y[n * m + i] = if relu { self::relu(acc) } else { acc };
         }
     }
     y
@@ -159,48 +168,4 @@ pub fn softmax(x: &[f32], n: usize) -> Vec<f32> {
         out.extend(row.iter().map(|&v| ((v as f64 - m).exp() / s) as f32));
     }
     out
-}
-
-/// The whole network on the reference operators: the plan's raw output (`[batch, classes]`)
-/// for `input` (`[batch, C, H, W]`). Slow; for tests and fuzzing.
-pub fn network(file: &crate::weights::WeightFile, input: &[f32]) -> crate::Result<Vec<f32>> {
-    use crate::plan::{Layer, Shape};
-    let plan = file.plan();
-    let shapes = plan.shapes()?;
-    let per = shapes[0].len();
-    if input.is_empty() || !input.len().is_multiple_of(per) {
-        return Err(crate::Error::InputLength { per_image: per, found: input.len(), shape: shapes[0].to_string() });
-    }
-    let batch = input.len() / per;
-    let mut act = input.to_vec();
-    for (i, layer) in plan.layers.iter().enumerate() {
-        let (inp, out) = (shapes[i], shapes[i + 1]);
-        let images =
-            |act: &[f32], f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> { act.chunks(inp.len()).flat_map(f).collect() };
-        act = match (layer, inp, out) {
-            (Layer::Conv(c), Shape::Spatial { c: ci, h, w }, Shape::Spatial { c: o, h: oh, w: ow }) => {
-                let wt = file.tensor(&format!("{}.weight", c.name))?;
-                let b = file.tensor(&format!("{}.bias", c.name))?;
-                let k = [c.kernel[0] as usize, c.kernel[1] as usize];
-                let s = [c.stride[0] as usize, c.stride[1] as usize];
-                images(&act, &|x| conv2d(x, [ci, h, w], wt, b, o, k, s, c.pads, c.groups as usize, [oh, ow], c.relu))
-            }
-            (Layer::MaxPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
-                images(&act, &|x| maxpool(x, [c, h, w], p, [oh, ow]))
-            }
-            (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => images(&act, &|x| lrn(x, [c, h, w], l)),
-            (Layer::Relu, ..) => act.iter().map(|&v| relu1(v)).collect(),
-            (Layer::Flatten, ..) => act,
-            (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => {
-                let wt = file.tensor(&format!("{}.weight", l.name))?;
-                let b = file.tensor(&format!("{}.bias", l.name))?;
-                linear(&act, batch, wt, b, m, k, l.relu)
-            }
-            (Layer::Softmax, Shape::Flat(n), _) => softmax(&act, n),
-            (layer, ..) => {
-                return Err(crate::Error::InvalidLayer { index: i, kind: layer.kind(), reason: format!("input {inp}") })
-            }
-        };
-    }
-    Ok(act)
 }

@@ -1,10 +1,10 @@
-//! The transforms of Winograd's F(2x2, 3x3) (4x4 tiles) and F(3x3, 5x5) (7x7 tiles)
-//! (`ops::winograd`), written once over [`Lanes`]: `f32` for one tile (the tests'
-//! oracle) or a vector holding one tile per lane, for runs of [`TW`] tiles along a tile
-//! row. The vector forms run on AVX2 inside a `#[target_feature]` shell (the AVX-512
-//! kernels' CPUs have AVX2 too) or on `wide` (NEON on aarch64, SSE2 on a plain x86-64
-//! build). Every lane does the operations of the one-tile form in the same order (no fused
-//! multiply-add), so results are bitwise the same on every ISA.
+//! The transforms of Winograd's F(2x2, 3x3) (4x4 tiles) and F(3x3, 5x5) (7x7 tiles),
+//! written once over [`Lanes`]: `f32` for one tile (the tests' oracle) or a vector holding
+//! one tile per lane, for runs of [`TW`] tiles along a tile row. The vector forms run on
+//! each ISA's 8-lane vectors ([`Simd::x8`]: AVX2 on x86-64, also for the AVX-512 kernels,
+//! whose shell compiles the 7x7 transforms slower; `wide` elsewhere) inside their
+//! target-feature shell. Every lane does the operations of the one-tile form in the
+//! same order (no fused multiply-add), so results are bitwise the same on every ISA.
 //!
 //! Tiles are `m` columns apart (2, or 3 for 7x7 tiles: [`step`]) and the input is
 //! prepared in `m` phases per row (columns `0, m, 2m, ..`, then `1, m + 1, ..`), so the
@@ -14,7 +14,8 @@
 
 use std::ops::{Add, Mul, Sub};
 
-use super::SimdF32;
+use crate::cpu::Cpu;
+use crate::simd::{Job, Simd, SimdF32};
 
 /// Tiles per run: one per lane of an 8-lane vector.
 pub const TW: usize = 8;
@@ -206,16 +207,6 @@ impl<V: SimdF32> Lanes for Vector<V> {
     }
 }
 
-/// Which vectors the transforms run on.
-#[derive(Clone, Copy, Debug)]
-pub enum Simd {
-    /// 8-lane AVX2 vectors.
-    #[cfg(target_arch = "x86_64")]
-    Avx2(super::Avx2),
-    /// `wide`'s 8 lanes.
-    Portable,
-}
-
 /// Columns between the tiles of `n x n` tiles (`n` 4 or 7): outputs per tile side.
 pub const fn step(n: usize) -> usize {
     if n == 7 {
@@ -233,80 +224,99 @@ pub fn input_reach(n: usize, row: usize, phase: usize) -> usize {
     (n - 1) * row + far + TW
 }
 
-impl Simd {
-    /// AVX2 where the CPU has it and `wide` is not asked for, else `wide`.
-    pub fn new(portable: bool) -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = super::Avx2::new().filter(|_| !portable) {
-            return Simd::Avx2(t);
-        }
-        let _ = portable;
-        Simd::Portable
-    }
+/// `V = B^T d B` of the `TW` `n x n` tiles (`n` 4 or 7) whose windows start at `x[0]`
+/// (rows `row` apart, phase `p` of the columns `p * phase` after the first): position
+/// `xi` of tile `l` goes to `out[xi * ldo + l]`.
+///
+/// # Panics
+/// If `n` is neither 4 nor 7, `x` is shorter than [`input_reach`] or `out` than `(n^2 -
+/// 1) * ldo + TW` (caller bugs).
+pub fn input(cpu: Cpu, n: usize, x: &[f32], row: usize, phase: usize, out: &mut [f32], ldo: usize) {
+    assert!(matches!(n, 4 | 7), "winograd tiles of {n}");
+    let fits = x.len() >= input_reach(n, row, phase) && out.len() >= (n * n - 1) * ldo + TW;
+    assert!(fits, "winograd input run out of bounds");
+    let job = Input { n, x: x.as_ptr(), row, phase, out: out.as_mut_ptr(), ldo };
+    crate::cpu::dispatch!(cpu, t => t.x8().vectorize(job));
+}
 
-    /// `V = B^T d B` of the `TW` `n x n` tiles (`n` 4 or 7) whose windows start at `x[0]`
-    /// (rows `row` apart, phase `p` of the columns `p * phase` after the first): position `xi` of tile
-    /// `l` goes to `out[xi * ldo + l]`.
-    ///
-    /// # Panics
-    /// If `n` is neither 4 nor 7, `x` is shorter than [`input_reach`] or `out` than
-    /// `(n^2 - 1) * ldo + TW` (caller bugs).
-    pub fn input(self, n: usize, x: &[f32], row: usize, phase: usize, out: &mut [f32], ldo: usize) {
-        assert!(matches!(n, 4 | 7), "winograd tiles of {n}");
-        let fits = x.len() >= input_reach(n, row, phase) && out.len() >= (n * n - 1) * ldo + TW;
-        assert!(fits, "winograd input run out of bounds");
-        let (x, out) = (x.as_ptr(), out.as_mut_ptr());
-        match (self, n) {
-            // SAFETY: the token proves AVX2; n and the lengths were checked above.
-            #[cfg(target_arch = "x86_64")]
-            (Simd::Avx2(_), 4) => unsafe { input_avx2::<4>(x, row, phase, out, ldo) },
-            // SAFETY: as above (n is 7).
-            #[cfg(target_arch = "x86_64")]
-            (Simd::Avx2(_), _) => unsafe { input_avx2::<7>(x, row, phase, out, ldo) },
-            // SAFETY: `wide` needs no runtime feature; n and the lengths checked above.
-            (Simd::Portable, 4) => unsafe { input_body::<super::portable::F32x8, 4>(x, row, phase, out, ldo) },
-            // SAFETY: as above (n is 7).
-            (Simd::Portable, _) => unsafe { input_body::<super::portable::F32x8, 7>(x, row, phase, out, ldo) },
+/// `Y = A^T M A`, plus `bias`, then ReLU if asked, for the `TW` `n x n` tiles whose
+/// position `xi` is at `m[xi * ld ..]`, into `out`: the first `rows` (1 ..= `m`) output
+/// rows of the run at `out[r * stride ..]`, `cols` (up to `m TW`) values each, each
+/// tile's `m` columns side by side (`m` = [`step`]). Nothing else of `out` is written.
+///
+/// # Panics
+/// If `n` is neither 4 nor 7, `rows` or `cols` is out of range, or `m` or `out` is too
+/// short (caller bugs).
+#[allow(clippy::too_many_arguments)]
+pub fn output(
+    cpu: Cpu,
+    n: usize,
+    m: &[f32],
+    ld: usize,
+    (bias, relu): (f32, bool),
+    out: &mut [f32],
+    stride: usize,
+    (rows, cols): (usize, usize),
+) {
+    assert!(matches!(n, 4 | 7), "winograd tiles of {n}");
+    assert!(m.len() >= (n * n - 1) * ld + TW, "winograd output run out of bounds");
+    let step = step(n);
+    assert!((1..=step).contains(&rows) && cols <= step * TW && (rows - 1) * stride + cols <= out.len());
+    let dst = Dst { p: out.as_mut_ptr(), stride, rows, cols };
+    let job = Output { n, m: m.as_ptr(), ld, bias, relu, dst };
+    crate::cpu::dispatch!(cpu, t => t.x8().vectorize(job));
+}
+
+/// [`input`]'s checked operands as a [`Job`]; made only there.
+struct Input {
+    n: usize,
+    x: *const f32,
+    row: usize,
+    phase: usize,
+    out: *mut f32,
+    ldo: usize,
+}
+
+impl Job for Input {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) {
+        let Input { n, x, row, phase, out, ldo } = self;
+        assert_eq!(<S::F32 as SimdF32>::LANES, TW, "runs need one lane per tile");
+        // SAFETY: `input` checked n and the lengths; `S`'s token proves its vectors.
+        unsafe {
+            if n == 4 {
+                input_body::<S::F32, 4>(x, row, phase, out, ldo)
+            } else {
+                input_body::<S::F32, 7>(x, row, phase, out, ldo)
+            }
         }
     }
+}
 
-    /// `Y = A^T M A`, plus `bias`, then ReLU if asked, for the `TW` `n x n` tiles whose
-    /// position `xi` is at `m[xi * ld ..]`, into `out`: the first `rows` (1 ..= `m`) output
-    /// rows of the run at `out[r * stride ..]`, `cols` (up to `m TW`) values each, each
-    /// tile's `m` columns side by side (`m` = [`step`]). Nothing else of `out` is written.
-    ///
-    /// # Panics
-    /// If `n` is neither 4 nor 7, `rows` or `cols` is out of range, or `m` or `out` is
-    /// too short (caller bugs).
-    #[allow(clippy::too_many_arguments)]
-    pub fn output(
-        self,
-        n: usize,
-        m: &[f32],
-        ld: usize,
-        bias: f32,
-        relu: bool,
-        out: &mut [f32],
-        stride: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        assert!(matches!(n, 4 | 7), "winograd tiles of {n}");
-        assert!(m.len() >= (n * n - 1) * ld + TW, "winograd output run out of bounds");
-        let step = step(n);
-        assert!((1..=step).contains(&rows) && cols <= step * TW && (rows - 1) * stride + cols <= out.len());
-        let (m, dst) = (m.as_ptr(), Dst { p: out.as_mut_ptr(), stride, rows, cols });
-        match (self, n) {
-            // SAFETY: the token proves AVX2; n, `m` and `out` were checked above.
-            #[cfg(target_arch = "x86_64")]
-            (Simd::Avx2(_), 4) => unsafe { output_avx2::<4>(m, ld, bias, relu, dst) },
-            // SAFETY: as above (n is 7).
-            #[cfg(target_arch = "x86_64")]
-            (Simd::Avx2(_), _) => unsafe { output_avx2::<7>(m, ld, bias, relu, dst) },
-            // SAFETY: `wide` needs no runtime feature; as above.
-            (Simd::Portable, 4) => unsafe { output_body::<super::portable::F32x8, 4>(m, ld, bias, relu, dst) },
-            // SAFETY: as above (n is 7).
-            (Simd::Portable, _) => unsafe { output_body::<super::portable::F32x8, 7>(m, ld, bias, relu, dst) },
+/// [`output`]'s checked operands as a [`Job`]; made only there.
+struct Output {
+    n: usize,
+    m: *const f32,
+    ld: usize,
+    bias: f32,
+    relu: bool,
+    dst: Dst,
+}
+
+impl Job for Output {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) {
+        let Output { n, m, ld, bias, relu, dst } = self;
+        assert_eq!(<S::F32 as SimdF32>::LANES, TW, "runs need one lane per tile");
+        // SAFETY: `output` checked n, `m` and `out`; `S`'s token proves its vectors.
+        unsafe {
+            if n == 4 {
+                output_body::<S::F32, 4>(m, ld, bias, relu, dst)
+            } else {
+                output_body::<S::F32, 7>(m, ld, bias, relu, dst)
+            }
         }
     }
 }
@@ -320,29 +330,11 @@ struct Dst {
     cols: usize,
 }
 
-/// # Safety
-/// The CPU supports AVX2; see [`input_body`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn input_avx2<const N: usize>(x: *const f32, row: usize, phase: usize, out: *mut f32, ldo: usize) {
-    // SAFETY: forwarded contract.
-    unsafe { input_body::<super::avx2::F32x8, N>(x, row, phase, out, ldo) }
-}
-
-/// # Safety
-/// The CPU supports AVX2; see [`output_body`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn output_avx2<const N: usize>(m: *const f32, ld: usize, bias: f32, relu: bool, dst: Dst) {
-    // SAFETY: forwarded contract.
-    unsafe { output_body::<super::avx2::F32x8, N>(m, ld, bias, relu, dst) }
-}
-
 /// Row by row of `B^T d` (down the window's rows, for every column of every tile), then
 /// `B^T` along that row, each position stored as it is made.
 ///
 /// # Safety
-/// The CPU supports `V` (`V::LANES == TW`); `N` is 4, 6 or 7; `x` is valid for
+/// The CPU supports `V` (`V::LANES == TW`); `N` is 4 or 7; `x` is valid for
 /// [`input_reach`] reads and `out` for `TW` writes at `xi * ldo` for every `xi < N^2`.
 #[inline(always)]
 unsafe fn input_body<V: SimdF32, const N: usize>(x: *const f32, row: usize, phase: usize, out: *mut f32, ldo: usize) {
@@ -463,12 +455,12 @@ unsafe fn store_positions<V: SimdF32, const K: usize>(w: [Vector<V>; K], first: 
     }
 }
 
-/// [`at4_tile`], [`at6_tile`] or [`at7_tile`] on `TW` tiles, plus `bias`, then ReLU if
+/// [`at4_tile`] or [`at7_tile`] on `TW` tiles, plus `bias`, then ReLU if
 /// asked, stored into `dst`: output row `r < dst.rows` at `dst.p + r * dst.stride`, its
 /// first `dst.cols` values (the tiles' columns interleaved).
 ///
 /// # Safety
-/// The CPU supports `V` (`V::LANES == TW`); `N` is 4, 6 or 7; `m` is valid for `TW` reads
+/// The CPU supports `V` (`V::LANES == TW`); `N` is 4 or 7; `m` is valid for `TW` reads
 /// at `xi * ld` for every `xi < N^2`; `dst.rows <= step(N)`, `dst.cols <= step(N) TW`,
 /// and `dst.p` is valid for `dst.cols` writes at each of its rows.
 #[inline(always)]
@@ -537,11 +529,11 @@ mod tests {
         let (row, phase, ld) = (3 * TW + 9, TW + 3, 9);
         let x: Vec<f32> = (0..input_reach(7, row, phase)).map(|i| ((i * 7919) % 29) as f32 / 7.0 - 2.0).collect();
         let m: Vec<f32> = (0..48 * ld + TW).map(|i| ((i * 104_729) % 31) as f32 / 5.0 - 3.0).collect();
-        for simd in [Simd::new(false), Simd::new(true)] {
+        for cpu in Cpu::all() {
             for n in [4, 7] {
                 let step = step(n);
                 let mut v = vec![f32::NAN; n * n * TW];
-                simd.input(n, &x, row, phase, &mut v, TW);
+                input(cpu, n, &x, row, phase, &mut v, TW);
                 for t in 0..TW {
                     // Window column c of tile t: phase c % step at t + c / step.
                     let d = |a: usize, c: usize| x[a * row + (c % step) * phase + t + c / step];
@@ -553,7 +545,7 @@ mod tests {
                         (0..7).flat_map(|i| bt7(from_fn(|k| cols[k][i]))).collect()
                     };
                     for (xi, w) in want.iter().enumerate() {
-                        assert_eq!(v[xi * TW + t].to_bits(), w.to_bits(), "{simd:?} {n}x{n} tile {t} xi {xi}");
+                        assert_eq!(v[xi * TW + t].to_bits(), w.to_bits(), "{cpu:?} {n}x{n} tile {t} xi {xi}");
                     }
                 }
                 let full = step * TW;
@@ -562,9 +554,9 @@ mod tests {
                 {
                     let stride = full + 1;
                     let mut y = vec![f32::NAN; step * stride];
-                    simd.output(n, &m, ld, -0.5, relu, &mut y, stride, rows, cols);
+                    output(cpu, n, &m, ld, (-0.5, relu), &mut y, stride, (rows, cols));
                     for (k, v) in y.iter().enumerate() {
-                        assert_eq!(v.is_nan(), k / stride >= rows || k % stride >= cols, "{simd:?} {n}x{n} wrote {k}");
+                        assert_eq!(v.is_nan(), k / stride >= rows || k % stride >= cols, "{cpu:?} {n}x{n} wrote {k}");
                     }
                     for t in 0..TW {
                         let one = |xi: usize| m[xi * ld + t];
@@ -579,7 +571,7 @@ mod tests {
                                 let want = if relu && val < 0.0 { 0.0 } else { val };
                                 if r < rows && step * t + c < cols {
                                     let got = y[r * stride + step * t + c];
-                                    assert_eq!(got.to_bits(), want.to_bits(), "{simd:?} {n}x{n} tile {t} ({r}, {c})");
+                                    assert_eq!(got.to_bits(), want.to_bits(), "{cpu:?} {n}x{n} tile {t} ({r}, {c})");
                                 }
                             }
                         }

@@ -7,8 +7,8 @@
 //! for hostile images (decompression bombs, lying headers, corrupt and empty files) and
 //! for forcing an ISA the CPU lacks.
 // `alexnet-classify` exists only with the image front end.
-#![cfg(feature = "image")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

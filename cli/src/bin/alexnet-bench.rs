@@ -8,7 +8,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use alexnet::{synthetic, Isa, Model};
+use alexnet::cpu::Cpu;
+use alexnet::{probe, synthetic, Isa, Model};
+use serde::Serialize;
 
 const USAGE: &str = "usage: alexnet-bench [--weights FILE] [--batch N] [--threads T] [--iters N] [--warmup N]
                      [--isa avx512|avx2|neon|portable] [--seed S] [--json] [--no-profile]
@@ -127,25 +129,25 @@ fn run(a: Args) -> Result<(), String> {
     let prof = if a.profile { Some(profile(&model, &input, &mut out, a.iters)?) } else { None };
     let rss_mb = peak_rss_mb();
     if a.json {
-        println!(
-            "{{\"source\":\"{}\",\"batch\":{},\"threads\":{},\"isa\":\"{}\",\"iters\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"p90_ms\":{:.4},\"p99_ms\":{:.4},\"max_ms\":{:.4},\"throughput_ips\":{:.3},\"cold_start_ms\":{:.3},\"peak_rss_mb\":{:.1},\"top1\":{}{}}}",
-            source.replace('\\', "\\\\").replace('"', "\\\""),
-            a.batch,
-            model.threads(),
-            model.isa(),
-            a.iters,
-            sorted[0],
-            median,
-            mean,
-            percentile(&sorted, 90.0),
-            percentile(&sorted, 99.0),
-            sorted[sorted.len() - 1],
-            ips,
-            ms(cold),
-            rss_mb,
-            top.0,
-            prof.as_ref().map(Profile::json).unwrap_or_default()
-        );
+        let report = Report {
+            source: &source,
+            batch: a.batch,
+            threads: model.threads(),
+            isa: model.isa().name(),
+            iters: a.iters,
+            min_ms: round(sorted[0], 4),
+            median_ms: round(median, 4),
+            mean_ms: round(mean, 4),
+            p90_ms: round(percentile(&sorted, 90.0), 4),
+            p99_ms: round(percentile(&sorted, 99.0), 4),
+            max_ms: round(sorted[sorted.len() - 1], 4),
+            throughput_ips: round(ips, 3),
+            cold_start_ms: round(ms(cold), 3),
+            peak_rss_mb: round(rss_mb, 1),
+            top1: top.0,
+            profile: prof.as_ref().map(Profile::json),
+        };
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
     } else {
         let [c, h, w] = model.input_shape();
         println!("model     {source}");
@@ -217,23 +219,70 @@ impl Profile {
             total / self.roofline_ms()
         );
     }
-    fn json(&self) -> String {
-        let layers: Vec<String> = self
+    /// The profile's part of the `--json` object.
+    fn json(&self) -> ProfileReport<'_> {
+        let layers = self
             .layers
             .iter()
             .map(|l| {
                 let (gflops, gbps) = self.rates(l);
-                format!("{{\"name\":\"{}\",\"median_ms\":{:.4},\"gflops\":{gflops:.2},\"gbps\":{gbps:.2}}}", l.0, l.1)
+                LayerReport { name: &l.0, median_ms: round(l.1, 4), gflops: round(gflops, 2), gbps: round(gbps, 2) }
             })
             .collect();
-        format!(
-            ",\"fma_peak_gflops\":{:.2},\"read_bandwidth_gbps\":{:.2},\"roofline_ms\":{:.3},\"layers\":[{}]",
-            self.peak_gflops,
-            self.bandwidth_gbps,
-            self.roofline_ms(),
-            layers.join(",")
-        )
+        ProfileReport {
+            fma_peak_gflops: round(self.peak_gflops, 2),
+            read_bandwidth_gbps: round(self.bandwidth_gbps, 2),
+            roofline_ms: round(self.roofline_ms(), 3),
+            layers,
+        }
     }
+}
+
+/// The `--json` object. Names and paths are escaped by the serialiser; figures that are
+/// not finite (no linear layer to measure bandwidth on, no `/proc`) become `null`.
+#[derive(Serialize)]
+struct Report<'a> {
+    source: &'a str,
+    batch: usize,
+    threads: usize,
+    isa: &'static str,
+    iters: usize,
+    min_ms: f64,
+    median_ms: f64,
+    mean_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    throughput_ips: f64,
+    cold_start_ms: f64,
+    peak_rss_mb: f64,
+    top1: usize,
+    #[serde(flatten)]
+    profile: Option<ProfileReport<'a>>,
+}
+
+/// The per-layer profile's fields of [`Report`].
+#[derive(Serialize)]
+struct ProfileReport<'a> {
+    fma_peak_gflops: f64,
+    read_bandwidth_gbps: f64,
+    roofline_ms: f64,
+    layers: Vec<LayerReport<'a>>,
+}
+
+/// One layer's row of the profile.
+#[derive(Serialize)]
+struct LayerReport<'a> {
+    name: &'a str,
+    median_ms: f64,
+    gflops: f64,
+    gbps: f64,
+}
+
+/// `x` rounded to `digits` decimals.
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
 }
 
 fn layer_names(plan: &alexnet::Plan) -> Vec<String> {
@@ -271,7 +320,7 @@ fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Resul
             s.push(ms(*t));
         }
         if !largest.is_empty() {
-            bandwidth_gbps = bandwidth_gbps.max(alexnet::gemm::peak::read_bandwidth_gbps(largest, model.threads()));
+            bandwidth_gbps = bandwidth_gbps.max(probe::read_bandwidth_gbps(largest, model.threads()));
         }
     }
     let batch = (input.len() / model.input_len()) as u64;
@@ -290,8 +339,8 @@ fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Resul
             (name, percentile(&s, 50.0), flops * batch, bytes)
         })
         .collect();
-    let kernel = alexnet::gemm::Kernel::new(model.isa()).map_err(|e| e.to_string())?;
-    let peak_gflops = alexnet::gemm::peak::fma_peak_gflops(kernel, model.threads(), 200);
+    let cpu = Cpu::new(model.isa()).map_err(|e| e.to_string())?;
+    let peak_gflops = probe::fma_peak_gflops(cpu, model.threads(), 200);
     Ok(Profile { layers, peak_gflops, bandwidth_gbps })
 }
 

@@ -1,0 +1,43 @@
+//! `alexnet-bench --json` is valid JSON whatever the weight file's layer names hold:
+//! quotes, backslashes and control characters are escaped, and every promised key is
+//! there.
+
+use std::process::Command;
+
+use alexnet::plan::{Pads, Preprocess};
+use alexnet::synthetic::{self, layers};
+
+#[test]
+fn json_output_parses_with_hostile_layer_names() {
+    let name = "conv\"1\\\t\u{1}é";
+    let plan = layers::plan(
+        [3, 19, 19],
+        Preprocess::caffe(),
+        vec![
+            layers::conv(name, 4, 3, 2, Pads::uniform(1), 1, true),
+            alexnet::plan::Layer::Flatten,
+            layers::linear("fc \"x\"", 5, false),
+            alexnet::plan::Layer::Softmax,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd \"name\".alexnet");
+    alexnet::weights::format::write_file(&path, &plan, &synthetic::weights(&plan, 1).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"))
+        .arg("--weights")
+        .arg(&path)
+        .args(["--iters", "2", "--warmup", "0", "--threads", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    for key in
+        ["median_ms", "p90_ms", "min_ms", "mean_ms", "throughput_ips", "batch", "threads", "isa", "cold_start_ms"]
+    {
+        assert!(doc.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(doc["source"], path.display().to_string());
+    let names: Vec<&str> = doc["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&format!("conv:{name}").as_str()), "{names:?}");
+    assert!(names.contains(&"linear:fc \"x\""), "{names:?}");
+}

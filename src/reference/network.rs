@@ -1,0 +1,50 @@
+//! The whole network on the reference operators, straight from a weight file's plan and
+//! tensors: the oracle for `Model` (slow; for tests and fuzzing).
+
+use super::{conv2d, linear, lrn, maxpool, relu, softmax};
+use crate::error::{Error, Result};
+use crate::plan::{Layer, Shape};
+use crate::weights::WeightFile;
+
+/// The whole network on the reference operators: the plan's raw output (`[batch, classes]`)
+/// for `input` (`[batch, C, H, W]`). Slow; for tests and fuzzing.
+pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
+    let plan = file.plan();
+    let shapes = plan.shapes()?;
+    let per = shapes[0].len();
+    if input.is_empty() || !input.len().is_multiple_of(per) {
+        return Err(Error::InputLength { per_image: per, found: input.len(), shape: shapes[0].to_string() });
+    }
+    let batch = input.len() / per;
+    let mut act = input.to_vec();
+    for (i, layer) in plan.layers.iter().enumerate() {
+        let (inp, out) = (shapes[i], shapes[i + 1]);
+        let images =
+            |act: &[f32], f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> { act.chunks(inp.len()).flat_map(f).collect() };
+        act = match (layer, inp, out) {
+            (Layer::Conv(c), Shape::Spatial { c: ci, h, w }, Shape::Spatial { c: o, h: oh, w: ow }) => {
+                let wt = file.tensor(&format!("{}.weight", c.name))?;
+                let b = file.tensor(&format!("{}.bias", c.name))?;
+                let k = [c.kernel[0] as usize, c.kernel[1] as usize];
+                let s = [c.stride[0] as usize, c.stride[1] as usize];
+                images(&act, &|x| conv2d(x, [ci, h, w], wt, b, o, k, s, c.pads, c.groups as usize, [oh, ow], c.relu))
+            }
+            (Layer::MaxPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
+                images(&act, &|x| maxpool(x, [c, h, w], p, [oh, ow]))
+            }
+            (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => images(&act, &|x| lrn(x, [c, h, w], l)),
+            (Layer::Relu, ..) => act.iter().map(|&v| relu(v)).collect(),
+            (Layer::Flatten, ..) => act,
+            (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => {
+                let wt = file.tensor(&format!("{}.weight", l.name))?;
+                let b = file.tensor(&format!("{}.bias", l.name))?;
+                linear(&act, batch, wt, b, m, k, l.relu)
+            }
+            (Layer::Softmax, Shape::Flat(n), _) => softmax(&act, n),
+            (layer, ..) => {
+                return Err(Error::InvalidLayer { index: i, kind: layer.kind(), reason: format!("input {inp}") })
+            }
+        };
+    }
+    Ok(act)
+}
