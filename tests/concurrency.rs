@@ -5,41 +5,30 @@
 
 use std::sync::Arc;
 
-use alexnet::plan::{Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
-use alexnet::{synthetic, Model};
+use alexnet::plan::{Layer, Pads, Plan, Preprocess};
+use alexnet::synthetic::{self, layers};
+use alexnet::Model;
 
 fn plan() -> Plan {
-    let conv = |name: &str, out, k, s, p, g| {
-        Layer::Conv(Conv {
-            name: name.into(),
-            out_channels: out,
-            kernel: [k, k],
-            stride: [s, s],
-            pads: Pads::uniform(p),
-            groups: g,
-            relu: true,
-        })
-    };
-    let pool = || Layer::MaxPool(MaxPool { kernel: [3, 3], stride: [2, 2], pads: Pads::default(), ceil_mode: false });
-    let lrn = || Layer::Lrn(Lrn { size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0 });
-    Plan {
-        input: [3, 67, 67],
-        preprocess: Preprocess::caffe(),
-        layers: vec![
+    let conv = |name: &str, out, k, s, p, g| layers::conv(name, out, k, s, Pads::uniform(p), g, true);
+    let pool = || layers::max_pool(3, 2, Pads::default(), false);
+    layers::plan(
+        [3, 67, 67],
+        Preprocess::caffe(),
+        vec![
             conv("conv1", 16, 11, 4, 0, 1),
             pool(),
-            lrn(),
+            layers::lrn(),
             conv("conv2", 24, 5, 1, 2, 2),
-            lrn(),
+            layers::lrn(),
             pool(),
             conv("conv3", 32, 3, 1, 1, 1),
             Layer::Flatten,
-            Layer::Linear(Linear { name: "fc6".into(), out_features: 48, relu: true }),
-            Layer::Linear(Linear { name: "fc7".into(), out_features: 10, relu: false }),
+            layers::linear("fc6", 48, true),
+            layers::linear("fc7", 10, false),
             Layer::Softmax,
         ],
-        labels: vec![],
-    }
+    )
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! Inference API item 8 of `reliability.md`: corrupt, truncated, empty and oversized
-//! images, decompression bombs, and the colour types the front end converts. Every
-//! refusal must be `Error::Image` (or the file-level `Io` / `NotRegularFile`), never a
-//! panic, and a bomb must be refused from its header, before the pixels are inflated.
+//! The image front end on hostile and unusual files (the "Images" section of
+//! `docs/reliability.md`): corrupt, truncated, empty and oversized images, decompression
+//! bombs, and the colour types the front end converts. Every refusal must be
+//! `Error::Image` (or the file-level `Io` / `NotRegularFile`), never a panic, and a bomb
+//! must be refused from its header, before the pixels are inflated.
 #![cfg(feature = "image")]
 
 mod common;
@@ -145,25 +146,23 @@ fn colour_types_and_depths_are_converted_as_documented() {
 
 #[test]
 fn image_files_on_disk() {
-    let dir = std::env::temp_dir().join(format!("alexnet-image-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let pre = raw();
-    let empty = dir.join("empty.png");
+    let empty = dir.path().join("empty.png");
     std::fs::write(&empty, b"").unwrap();
     image_reason(load_image(&empty, &pre, SHAPE), "empty file");
-    let bomb = dir.join("bomb.png");
+    let bomb = dir.path().join("bomb.png");
     std::fs::write(&bomb, common::png_zeros(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, 1, 0)).unwrap();
     image_reason(load_image(&bomb, &pre, SHAPE), "bomb file");
-    assert!(matches!(load_image(&dir, &pre, SHAPE), Err(Error::NotRegularFile(_))));
-    assert!(matches!(load_image(dir.join("missing.png"), &pre, SHAPE), Err(Error::Io { .. })));
+    assert!(matches!(load_image(dir.path(), &pre, SHAPE), Err(Error::NotRegularFile(_))));
+    assert!(matches!(load_image(dir.path().join("missing.png"), &pre, SHAPE), Err(Error::Io { .. })));
     // A path through a regular file (ENOTDIR): an I/O error.
     assert!(matches!(load_image(empty.join("x.png"), &pre, SHAPE), Err(Error::Io { .. })));
     #[cfg(unix)]
     assert!(matches!(load_image("/dev/zero", &pre, SHAPE), Err(Error::NotRegularFile(_))));
     // A network that does not take 3-channel input.
-    let ok = dir.join("ok.png");
+    let ok = dir.path().join("ok.png");
     std::fs::write(&ok, common::png_zeros(8, 8, 8, 2)).unwrap();
     assert!(matches!(load_image(&ok, &pre, [1, 16, 16]), Err(Error::InvalidArgument(_))));
     assert_eq!(load_image(&ok, &pre, SHAPE).unwrap().len(), 3 * 16 * 16);
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,9 +1,11 @@
-//! Inference API items 1-4 and 9 of `reliability.md`, each expecting its exact typed
-//! error or documented behaviour: input and output lengths, empty and huge batches (refused
-//! before anything batch-sized is allocated, including a batch whose workspace size
-//! overflows), unaligned caller buffers, non-finite and subnormal inputs, top-k and label
-//! files. (Item 5 is in `weight_file.rs` and `hostile_cli.rs`, 6 in `kernels.rs` and
-//! `layers.rs`, 7 in `concurrency.rs`, 8 in `image_input.rs`.)
+//! The inference API's refusals and documented edge cases (the "Inference API" section
+//! of `docs/reliability.md`), each expecting its exact typed error or documented
+//! behaviour: input and output lengths, empty and huge batches (refused before anything
+//! batch-sized is allocated, including a batch whose workspace size overflows), unaligned
+//! caller buffers, non-finite and subnormal inputs, top-k and label files. Elsewhere:
+//! forcing an ISA the CPU lacks (`weight_file.rs`, `hostile_cli.rs`), agreement with the
+//! scalar reference on every ISA and thread count (`kernels.rs`, `layers.rs`), concurrent
+//! callers (`concurrency.rs`) and images (`image_input.rs`).
 //!
 //! A counting global allocator records the largest single allocation made by the calling
 //! thread, so "refused before allocating" is checked, not assumed.
@@ -13,7 +15,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use alexnet::plan::{Conv, Layer, Linear, MaxPool, Pads, Plan, Preprocess};
+use alexnet::plan::{Layer, Pads, Plan, Preprocess};
+use alexnet::synthetic::layers::{conv, linear, max_pool};
 use alexnet::{labels, synthetic, Error, Model, DEFAULT_MAX_WORKSPACE_BYTES};
 
 struct Tracking;
@@ -65,42 +68,29 @@ fn tracked<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
     (r, LARGEST.with(Cell::get), TOTAL.with(Cell::get))
 }
 
-fn conv(name: &str, out: u32, k: u32, s: u32, pads: Pads) -> Layer {
-    Layer::Conv(Conv {
-        name: name.into(),
-        out_channels: out,
-        kernel: [k, k],
-        stride: [s, s],
-        pads,
-        groups: 1,
-        relu: true,
-    })
-}
-
-fn linear(name: &str, out: u32) -> Layer {
-    Layer::Linear(Linear { name: name.into(), out_features: out, relu: false })
-}
-
 fn plan(input: [u32; 3], layers: Vec<Layer>) -> Plan {
-    Plan { input, preprocess: Preprocess::torchvision(), layers, labels: vec![] }
+    synthetic::layers::plan(input, Preprocess::torchvision(), layers)
 }
 
 /// `[3, 16, 16]` -> conv 3x3/2 -> flatten -> linear 5 -> softmax.
 fn small() -> Plan {
-    plan([3, 16, 16], vec![conv("conv1", 4, 3, 2, Pads::uniform(1)), Layer::Flatten, linear("fc", 5), Layer::Softmax])
+    plan(
+        [3, 16, 16],
+        vec![conv("conv1", 4, 3, 2, Pads::uniform(1), 1, true), Layer::Flatten, linear("fc", 5, false), Layer::Softmax],
+    )
 }
 
 /// One input value per image, 2^28 values (1 GiB) of activation per image: conv 1x1
 /// padded to 2048 x 2048 with 64 channels, pooled to 2 x 2, one class.
 fn deep() -> Plan {
     let pads = Pads { top: 1023, left: 1023, bottom: 1024, right: 1024 };
-    let pool = MaxPool { kernel: [1024, 1024], stride: [1024, 1024], pads: Pads::default(), ceil_mode: false };
-    plan([1, 1, 1], vec![conv("conv1", 64, 1, 1, pads), Layer::MaxPool(pool), Layer::Flatten, linear("fc", 1)])
+    let pool = max_pool(1024, 1024, Pads::default(), false);
+    plan([1, 1, 1], vec![conv("conv1", 64, 1, 1, pads, 1, true), pool, Layer::Flatten, linear("fc", 1, false)])
 }
 
 /// One input value per image, 2^20 classes: the output dwarfs the input.
 fn wide() -> Plan {
-    plan([1, 1, 1], vec![Layer::Flatten, linear("fc", 1 << 20)])
+    plan([1, 1, 1], vec![Layer::Flatten, linear("fc", 1 << 20, false)])
 }
 
 fn model(plan: &Plan) -> Model {
@@ -112,7 +102,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 #[test]
-fn api1_empty_batch_and_input_length_are_typed_errors() {
+fn empty_batch_and_wrong_input_length_are_typed_errors() {
     let m = model(&small());
     let per = m.input_len();
     assert_eq!(per, 3 * 16 * 16);
@@ -145,7 +135,7 @@ fn api1_empty_batch_and_input_length_are_typed_errors() {
 }
 
 #[test]
-fn api2_huge_batch_is_refused_before_allocating() {
+fn huge_batch_is_refused_before_allocating() {
     // 16 images of one value each need 16 GiB of workspace here: over the default cap.
     let m = model(&deep());
     assert_eq!((m.input_len(), m.num_classes()), (1, 1));
@@ -169,7 +159,7 @@ fn api2_huge_batch_is_refused_before_allocating() {
 }
 
 #[test]
-fn api2_infer_checks_the_cap_before_allocating_its_output() {
+fn infer_checks_the_cap_before_allocating_its_output() {
     // 16 one-value images, 2^20 classes: a 64 MiB output for a 64-byte input. The cap
     // refuses the batch, so nothing batch-sized may be allocated first. (Unfixed, the same
     // path turns an 8192-value input into a 32 GiB allocation and an OOM abort.)
@@ -181,11 +171,14 @@ fn api2_infer_checks_the_cap_before_allocating_its_output() {
 }
 
 #[test]
-fn api2_a_call_allocates_no_more_than_the_cap() {
+fn a_call_allocates_no_more_than_the_cap() {
     // conv1 (stride 2) on the largest activation: its phased input is as large as the
     // image. Find the smallest cap that accepts batch 4, then check the first call at
     // that cap (which grows the workspace from nothing) stays within it.
-    let p = plan([3, 64, 64], vec![conv("conv1", 2, 3, 2, Pads::uniform(1)), Layer::Flatten, linear("fc", 3)]);
+    let p = plan(
+        [3, 64, 64],
+        vec![conv("conv1", 2, 3, 2, Pads::uniform(1), 1, true), Layer::Flatten, linear("fc", 3, false)],
+    );
     let bytes = synthetic::weight_file(&p, 1).unwrap();
     let x = synthetic::input(&p, 2, 4);
     let mut out = vec![0.0f32; 12];
@@ -214,18 +207,16 @@ fn api2_a_call_allocates_no_more_than_the_cap() {
 }
 
 #[test]
-fn api2_workspace_size_overflow_is_an_error() {
+fn workspace_size_overflow_is_an_error() {
     // 2^33 one-value images of `deep()` need 2^28 * 2 * 4 bytes each: 2^64 in all. The
     // input and output slices (32 GiB each) live in one sparse file mapped shared, so
     // nothing is committed unless the model touches them, which it must not.
     let batch = 1usize << 33;
-    let path = std::env::temp_dir().join(format!("alexnet-api-sparse-{}", std::process::id()));
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    let file = tempfile::tempfile().unwrap();
     file.set_len(2 * 4 * batch as u64).unwrap();
-    // SAFETY: the file was just created by this test and is unlinked before anything else
-    // can open it; no one truncates it while mapped.
+    // SAFETY: the file is anonymous (unlinked from the start) and private to this test: no
+    // one else can open it, so no one truncates it while mapped.
     let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
-    std::fs::remove_file(&path).unwrap();
     let (input, output) = map.split_at_mut(4 * batch);
     let input: &[f32] = bytemuck::cast_slice(input);
     let output: &mut [f32] = bytemuck::cast_slice_mut(output);
@@ -241,7 +232,7 @@ fn api2_workspace_size_overflow_is_an_error() {
 }
 
 #[test]
-fn api3_output_length_and_unaligned_buffers() {
+fn wrong_output_length_is_refused_and_unaligned_buffers_work() {
     let m = model(&small());
     let per = m.input_len();
     let x = synthetic::input(&small(), 4, 3);
@@ -274,7 +265,7 @@ fn api3_output_length_and_unaligned_buffers() {
 }
 
 #[test]
-fn api4_nan_inf_and_subnormal_inputs() {
+fn nan_inf_and_subnormal_inputs_behave_as_documented() {
     let p = small();
     let m = model(&p);
     let per = m.input_len();
@@ -313,7 +304,7 @@ fn api4_nan_inf_and_subnormal_inputs() {
 }
 
 #[test]
-fn api9_top_k_and_label_files() {
+fn top_k_and_label_files_refuse_bad_counts_and_paths() {
     let probs = [0.1f32, 0.3, 0.2, 0.4];
     for k in [0, 5, usize::MAX] {
         assert!(matches!(labels::top_k(&probs, k), Err(Error::InvalidArgument(_))), "k = {k}");
@@ -322,9 +313,8 @@ fn api9_top_k_and_label_files() {
     assert_eq!(labels::top_k(&probs, 4).unwrap(), vec![(3, 0.4), (1, 0.3), (2, 0.2), (0, 0.1)]);
     assert_eq!(labels::top_k(&probs, 1).unwrap(), vec![(3, 0.4)]);
 
-    let dir = std::env::temp_dir().join(format!("alexnet-api-labels-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("labels.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labels.txt");
     for (text, lines) in [("a\nb\n", 2), ("a\nb\nc\nd\n", 4), ("", 0), ("a\nb\nc", 3)] {
         std::fs::write(&file, text).unwrap();
         let r = labels::read_label_file(&file, 3);
@@ -337,13 +327,12 @@ fn api9_top_k_and_label_files() {
     // CRLF line ends are stripped.
     std::fs::write(&file, "x\r\ny\r\nz\r\n").unwrap();
     assert_eq!(labels::read_label_file(&file, 3).unwrap(), vec!["x", "y", "z"]);
-    assert!(matches!(labels::read_label_file(&dir, 3), Err(Error::NotRegularFile(_))));
-    assert!(matches!(labels::read_label_file(&dir.join("missing"), 3), Err(Error::Io { .. })));
+    assert!(matches!(labels::read_label_file(dir.path(), 3), Err(Error::NotRegularFile(_))));
+    assert!(matches!(labels::read_label_file(&dir.path().join("missing"), 3), Err(Error::Io { .. })));
     std::fs::write(&file, [0xffu8, 0xfe, b'\n']).unwrap();
     assert!(matches!(labels::read_label_file(&file, 1), Err(Error::Io { .. })), "non-UTF-8 label file");
     #[cfg(unix)]
     assert!(matches!(labels::read_label_file(std::path::Path::new("/dev/null"), 3), Err(Error::NotRegularFile(_))));
-    std::fs::remove_dir_all(&dir).ok();
     // Labels for a model: the file's when they fit, else ImageNet's for 1000, else indices.
     assert_eq!(labels::for_model(&["p".into(), "q".into()], 2), vec!["p", "q"]);
     assert_eq!(labels::for_model(&["p".into()], 2), vec!["0", "1"]);

@@ -1,29 +1,25 @@
-//! Every weight-file item of `reliability.md`, each expecting its typed error.
+//! Loading hostile weight files (the "Weight files" section of `docs/reliability.md`):
+//! truncated, mis-tagged, oversized, malformed, misplaced and misaligned contents, and
+//! paths that are not regular files, each expecting its typed error; the same validation
+//! from bytes, mapped and owned opens; and what the format accepts on purpose (NaN
+//! weights, a checksum verified only on request).
 
-use alexnet::plan::{Conv, Layer, Linear, Pads, Plan, Preprocess};
+use alexnet::plan::{Conv, Layer, Pads, Plan, Preprocess};
+use alexnet::synthetic::layers;
 use alexnet::weights::format::{self, Dtype, Layout, TensorEntry};
 use alexnet::{synthetic, Error, Model, WeightFile};
 
 fn small_plan() -> Plan {
-    Plan {
-        input: [3, 16, 16],
-        preprocess: Preprocess::torchvision(),
-        layers: vec![
-            Layer::Conv(Conv {
-                name: "conv1".into(),
-                out_channels: 4,
-                kernel: [3, 3],
-                stride: [2, 2],
-                pads: Pads::uniform(1),
-                groups: 1,
-                relu: true,
-            }),
+    layers::plan(
+        [3, 16, 16],
+        Preprocess::torchvision(),
+        vec![
+            layers::conv("conv1", 4, 3, 2, Pads::uniform(1), 1, true),
             Layer::Flatten,
-            Layer::Linear(Linear { name: "fc".into(), out_features: 5, relu: false }),
+            layers::linear("fc", 5, false),
             Layer::Softmax,
         ],
-        labels: vec![],
-    }
+    )
 }
 
 fn good_bytes() -> Vec<u8> {
@@ -60,7 +56,7 @@ fn valid_file_opens_and_round_trips() {
 }
 
 #[test]
-fn item1_empty_or_short_is_truncated() {
+fn empty_or_short_file_is_truncated() {
     assert!(matches!(open(vec![]), Err(Error::Truncated { .. })));
     assert!(matches!(open(good_bytes()[..63].to_vec()), Err(Error::Truncated { .. })));
 }
@@ -75,7 +71,7 @@ fn truncation_at_every_boundary_is_refused() {
 }
 
 #[test]
-fn item2_magic_version_byte_order() {
+fn bad_magic_version_or_byte_order_is_refused() {
     let mut b = good_bytes();
     b[0] = b'X';
     assert!(matches!(open(b), Err(Error::BadMagic)));
@@ -88,7 +84,7 @@ fn item2_magic_version_byte_order() {
 }
 
 #[test]
-fn item3_huge_lengths_and_counts_are_capped() {
+fn huge_header_lengths_and_layer_count_are_capped() {
     let mut b = good_bytes();
     b[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(open(b), Err(Error::TooLarge { .. })));
@@ -114,7 +110,7 @@ fn tensor_count_at(b: &[u8]) -> usize {
 }
 
 #[test]
-fn item3_huge_tensor_label_and_layer_counts_are_capped() {
+fn huge_tensor_label_and_layer_counts_are_capped() {
     let at = tensor_count_at(&good_bytes());
     let mut b = good_bytes();
     assert_eq!(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()), 4, "tensor count located");
@@ -152,8 +148,8 @@ type ByteEdit = dyn Fn(&mut Vec<u8>);
 #[test]
 fn path_and_bytes_share_one_validation() {
     // The same hostile bytes give the same error variant from memory, mapped and owned.
-    let dir = temp_dir("same");
-    let path = dir.join("w.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.alexnet");
     let at = tensor_count_at(&good_bytes());
     let edits: Vec<(&str, Box<ByteEdit>)> = vec![
         ("empty", Box::new(|b| b.clear())),
@@ -176,11 +172,10 @@ fn path_and_bytes_share_one_validation() {
         assert_eq!(from_bytes, mapped, "{what}: mapped open differs from bytes");
         assert_eq!(from_bytes, owned, "{what}: owned open differs from bytes");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
-fn item4_malformed_plan_or_table() {
+fn malformed_plan_or_tensor_table_is_refused() {
     // Not UTF-8.
     let mut b = good_bytes();
     let at = b.windows(5).position(|w| w == b"conv1").unwrap();
@@ -215,7 +210,7 @@ fn item4_malformed_plan_or_table() {
 }
 
 #[test]
-fn item5_unsupported_dtype_or_layout() {
+fn unsupported_dtype_or_layout_is_refused() {
     let mut b = good_bytes();
     let at = b.windows(12).position(|w| w == b"conv1.weight").unwrap() + 12;
     b[at] = 7;
@@ -227,7 +222,7 @@ fn item5_unsupported_dtype_or_layout() {
 }
 
 #[test]
-fn item6_shape_disagreeing_with_plan() {
+fn tensor_shape_disagreeing_with_the_plan_is_a_mismatch() {
     let r = with_table(|_, t, _| t[0].shape = vec![4, 3, 9, 1]);
     assert!(matches!(r, Err(Error::ShapeMismatch { .. })), "{r:?}");
     let r = with_table(|p, _, _| {
@@ -239,7 +234,7 @@ fn item6_shape_disagreeing_with_plan() {
 }
 
 #[test]
-fn item7_overflowing_sizes() {
+fn overflowing_sizes_are_refused() {
     let r = with_table(|_, t, _| t[0].shape = vec![u64::MAX, 2, 3, 3]);
     assert!(matches!(r, Err(Error::Overflow(_))), "{r:?}");
     let r = with_table(|_, t, _| t[0].offset = u64::MAX - 63);
@@ -249,7 +244,7 @@ fn item7_overflowing_sizes() {
 }
 
 #[test]
-fn item8_out_of_bounds_overlap_trailing() {
+fn out_of_bounds_overlapping_gapped_or_trailing_data_is_refused() {
     let r = with_table(|_, t, _| t[3].offset += 64);
     assert!(matches!(r, Err(Error::TensorOutOfBounds { .. })), "{r:?}");
     let r = with_table(|_, t, _| t[1].offset = t[0].offset);
@@ -270,13 +265,13 @@ fn item8_out_of_bounds_overlap_trailing() {
 }
 
 #[test]
-fn item9_misaligned_offset() {
+fn misaligned_tensor_offset_is_refused() {
     let r = with_table(|_, t, _| t[1].offset += 4);
     assert!(matches!(r, Err(Error::Misaligned { .. })), "{r:?}");
 }
 
 #[test]
-fn item10_nan_weights_are_accepted() {
+fn nan_weights_are_accepted() {
     let r = with_table(|_, t, d| {
         let o = t[0].offset as usize;
         d[o..o + 4].copy_from_slice(&f32::NAN.to_le_bytes());
@@ -295,20 +290,14 @@ fn checksum_mismatch_is_detected_on_request() {
     assert!(matches!(Model::builder().verify_checksum(true).from_bytes(b), Err(Error::ChecksumMismatch { .. })));
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("alexnet-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
-fn item11_non_regular_paths_are_io_errors() {
-    let dir = temp_dir("paths");
-    assert!(matches!(Model::open(&dir), Err(Error::NotRegularFile(_))));
-    assert!(matches!(Model::open(dir.join("missing")), Err(Error::Io { .. })));
+fn non_regular_paths_are_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(Model::open(dir.path()), Err(Error::NotRegularFile(_))));
+    assert!(matches!(Model::open(dir.path().join("missing")), Err(Error::Io { .. })));
     #[cfg(unix)]
     {
-        let fifo = dir.join("fifo");
+        let fifo = dir.path().join("fifo");
         let ok = std::process::Command::new("mkfifo").arg(&fifo).status().map(|s| s.success()).unwrap_or(false);
         if ok {
             assert!(matches!(Model::open(&fifo), Err(Error::NotRegularFile(_))));
@@ -316,16 +305,15 @@ fn item11_non_regular_paths_are_io_errors() {
         }
         assert!(matches!(Model::open("/dev/null"), Err(Error::NotRegularFile(_))));
     }
-    let empty = dir.join("empty.alexnet");
+    let empty = dir.path().join("empty.alexnet");
     std::fs::write(&empty, b"").unwrap();
     assert!(matches!(Model::open(&empty), Err(Error::Truncated { .. })));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
-fn item12_mapped_and_owned_open_the_same_file() {
-    let dir = temp_dir("modes");
-    let path = dir.join("m.alexnet");
+fn mapped_and_owned_opens_give_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.alexnet");
     format::write_file(&path, &small_plan(), &synthetic::weights(&small_plan(), 1).unwrap()).unwrap();
     let mapped = Model::open(&path).unwrap();
     let owned = Model::open_owned(&path).unwrap();
@@ -334,20 +322,19 @@ fn item12_mapped_and_owned_open_the_same_file() {
     let x = synthetic::input(&small_plan(), 4, 2);
     assert_eq!(mapped.infer(&x).unwrap(), owned.infer(&x).unwrap());
     // The writer replaced the file atomically: no temp file is left behind.
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]
-fn item12_large_file_writes_and_opens_the_same_in_both_modes() {
+fn large_file_writes_and_opens_the_same_in_both_modes() {
     // A linear layer of 256 inputs x 9000 outputs: the file (about 9.3 MB) spans two whole
     // 4 MiB write blocks of the writer and a partial one.
     let mut plan = small_plan();
-    plan.layers[2] = Layer::Linear(Linear { name: "fc".into(), out_features: 9_000, relu: false });
-    plan.layers.insert(3, Layer::Linear(Linear { name: "fc2".into(), out_features: 5, relu: false }));
+    plan.layers[2] = layers::linear("fc", 9_000, false);
+    plan.layers.insert(3, layers::linear("fc2", 5, false));
     let tensors = synthetic::weights(&plan, 3).unwrap();
-    let dir = temp_dir("large");
-    let path = dir.join("big.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.alexnet");
     format::write_file(&path, &plan, &tensors).unwrap();
     let written = std::fs::read(&path).unwrap();
     assert!(written.len() > 8 << 20, "{} bytes", written.len());
@@ -359,15 +346,14 @@ fn item12_large_file_writes_and_opens_the_same_in_both_modes() {
     }
     let x = synthetic::input(&plan, 2, 5);
     assert_eq!(mapped.infer(&x).unwrap(), owned.infer(&x).unwrap());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
-fn item12_owned_model_survives_the_file_changing() {
+fn owned_model_survives_the_file_changing() {
     // The documented escape from "a mapped file must not change": an owned model keeps
     // working, with the same results, after its file is truncated and then rewritten.
-    let dir = temp_dir("owned");
-    let path = dir.join("m.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.alexnet");
     std::fs::write(&path, good_bytes()).unwrap();
     let owned = Model::open_owned(&path).unwrap();
     let x = synthetic::input(&small_plan(), 8, 2);
@@ -377,24 +363,22 @@ fn item12_owned_model_survives_the_file_changing() {
     std::fs::write(&path, vec![0xA5u8; good_bytes().len()]).unwrap();
     assert_eq!(owned.infer(&x).unwrap(), before);
     assert!(matches!(Model::open(&path), Err(Error::BadMagic)));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
-fn item11_path_through_a_file_is_an_io_error() {
-    let dir = temp_dir("notdir");
-    let file = dir.join("plain");
+fn path_through_a_file_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
     std::fs::write(&file, good_bytes()).unwrap();
     assert!(matches!(Model::open(file.join("child")), Err(Error::Io { .. })));
     assert!(matches!(Model::open_owned(file.join("child")), Err(Error::Io { .. })));
     assert!(matches!(WeightFile::open(file.join("child"), alexnet::OpenMode::Mapped), Err(Error::Io { .. })));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn mapped_open_copies_no_weight_bytes() {
-    let dir = temp_dir("zerocopy");
-    let path = dir.join("m.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.alexnet");
     format::write_file(&path, &small_plan(), &synthetic::weights(&small_plan(), 1).unwrap()).unwrap();
     let f = WeightFile::open(&path, alexnet::OpenMode::Mapped).unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -406,7 +390,6 @@ fn mapped_open_copies_no_weight_bytes() {
     let off = |n: &str| entries.iter().find(|e| e.name == n).unwrap().offset as usize;
     assert_eq!(delta, off("fc.weight") - off("conv1.weight"));
     assert_eq!(f.len_bytes(), bytes.len());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

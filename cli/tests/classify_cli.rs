@@ -9,61 +9,29 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use alexnet::plan::{Conv, Layer, Linear, MaxPool, Pads, Plan, Preprocess};
+use alexnet::plan::{Layer, Pads, Plan, Preprocess};
+use alexnet::synthetic::layers;
 use alexnet::{npy, synthetic, Model};
 
 const BIN: &str = env!("CARGO_BIN_EXE_alexnet-classify");
 const CLASSES: usize = 10;
 
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("alexnet-classify-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The tiny test network; `labels` may be empty.
 fn plan(labels: Vec<String>) -> Plan {
-    Plan {
-        input: [3, 35, 35],
-        preprocess: Preprocess { resize_shorter: 40, ..Preprocess::torchvision() },
-        layers: vec![
-            Layer::Conv(Conv {
-                name: "conv1".into(),
-                out_channels: 4,
-                kernel: [5, 5],
-                stride: [2, 2],
-                pads: Pads::default(),
-                groups: 1,
-                relu: true,
-            }),
-            Layer::MaxPool(MaxPool { kernel: [3, 3], stride: [2, 2], pads: Pads::default(), ceil_mode: false }),
-            Layer::Flatten,
-            Layer::Linear(Linear { name: "fc".into(), out_features: CLASSES as u32, relu: false }),
-        ],
-        labels,
-    }
+    let preprocess = Preprocess { resize_shorter: 40, ..Preprocess::torchvision() };
+    let net = vec![
+        layers::conv("conv1", 4, 5, 2, Pads::default(), 1, true),
+        layers::max_pool(3, 2, Pads::default(), false),
+        Layer::Flatten,
+        layers::linear("fc", CLASSES as u32, false),
+    ];
+    Plan { labels, ..layers::plan([3, 35, 35], preprocess, net) }
 }
 
 /// Write the test model into `dir` and return its path.
-fn write_model(dir: &TempDir, labels: Vec<String>) -> PathBuf {
+fn write_model(dir: &Path, labels: Vec<String>) -> PathBuf {
     let plan = plan(labels);
-    let path = dir.path("tiny.alexnet");
+    let path = dir.join("tiny.alexnet");
     let tensors = synthetic::weights(&plan, 7).expect("synthetic weights");
     alexnet::weights::format::write_file(&path, &plan, &tensors).expect("write weight file");
     path
@@ -113,19 +81,19 @@ fn reference_model(weights: &Path) -> Model {
 
 #[test]
 fn npy_inputs_match_model_infer_exactly() {
-    let dir = TempDir::new("npy");
-    let weights = write_model(&dir, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
     let p = plan(Vec::new());
     let batch = synthetic::input(&p, 3, 2);
     let single = synthetic::input(&p, 4, 1);
-    npy::write(&dir.path("batch.npy"), &[2, 3, 35, 35], &batch).unwrap();
-    npy::write(&dir.path("single.npy"), &[3, 35, 35], &single).unwrap();
-    let probs = dir.path("probs.npy");
+    npy::write(&dir.path().join("batch.npy"), &[2, 3, 35, 35], &batch).unwrap();
+    npy::write(&dir.path().join("single.npy"), &[3, 35, 35], &single).unwrap();
+    let probs = dir.path().join("probs.npy");
     let out = run(&[
         "--weights".as_ref(),
         weights.as_os_str(),
-        dir.path("batch.npy").as_os_str(),
-        dir.path("single.npy").as_os_str(),
+        dir.path().join("batch.npy").as_os_str(),
+        dir.path().join("single.npy").as_os_str(),
         "--threads=1".as_ref(),
         "--output".as_ref(),
         probs.as_os_str(),
@@ -151,19 +119,19 @@ fn npy_inputs_match_model_infer_exactly() {
 
 #[test]
 fn json_output_has_k_entries_and_escapes_labels() {
-    let dir = TempDir::new("json");
+    let dir = tempfile::tempdir().unwrap();
     let mut labels: Vec<String> = (0..CLASSES).map(|i| format!("class {i}")).collect();
     labels[3] = "say \"hi\"\\ \t".into();
-    let weights = write_model(&dir, labels);
+    let weights = write_model(dir.path(), labels);
     let p = plan(Vec::new());
-    npy::write(&dir.path("x.npy"), &[2, 3, 35, 35], &synthetic::input(&p, 5, 2)).unwrap();
+    npy::write(&dir.path().join("x.npy"), &[2, 3, 35, 35], &synthetic::input(&p, 5, 2)).unwrap();
     let out = run(&[
         "--weights".as_ref(),
         weights.as_os_str(),
         "--json".as_ref(),
         "--top".as_ref(),
         "10".as_ref(),
-        dir.path("x.npy").as_os_str(),
+        dir.path().join("x.npy").as_os_str(),
     ]);
     let json = ok(out);
     assert_eq!(json.lines().count(), 1, "one JSON object: {json}");
@@ -172,7 +140,7 @@ fn json_output_has_k_entries_and_escapes_labels() {
     assert_eq!(results.len(), 2);
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r["index_in_input"], i);
-        assert_eq!(r["input"], dir.path("x.npy").display().to_string());
+        assert_eq!(r["input"], dir.path().join("x.npy").display().to_string());
         let top = r["top"].as_array().expect("top");
         assert_eq!(top.len(), CLASSES);
         assert!(top.iter().all(|c| c["probability"].is_f64() && c["class"].is_u64()));
@@ -186,20 +154,20 @@ fn json_output_has_k_entries_and_escapes_labels() {
         weights.as_os_str(),
         "--json".as_ref(),
         "--top=2".as_ref(),
-        dir.path("x.npy").as_os_str(),
+        dir.path().join("x.npy").as_os_str(),
     ]);
     assert_eq!(ok(out).matches("\"class\":").count(), 4);
 }
 
 #[test]
 fn images_are_preprocessed_like_the_library() {
-    let dir = TempDir::new("image");
-    let weights = write_model(&dir, Vec::new());
-    let png = dir.path("wide.png");
-    let jpg = dir.path("tall.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
+    let png = dir.path().join("wide.png");
+    let jpg = dir.path().join("tall.jpg");
     write_png(&png, 60, 45);
     write_jpeg(&jpg, 30, 70);
-    let probs = dir.path("p.npy");
+    let probs = dir.path().join("p.npy");
     let out = run(&[
         "--weights".as_ref(),
         weights.as_os_str(),
@@ -226,12 +194,12 @@ fn images_are_preprocessed_like_the_library() {
 
 #[test]
 fn label_file_names_the_classes() {
-    let dir = TempDir::new("labels");
-    let weights = write_model(&dir, Vec::new());
-    let labels = dir.path("labels.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
+    let labels = dir.path().join("labels.txt");
     let names: Vec<String> = (0..CLASSES).map(|i| format!("thing-{i}")).collect();
     std::fs::write(&labels, names.join("\n") + "\n").unwrap();
-    write_png(&dir.path("a.png"), 40, 40);
+    write_png(&dir.path().join("a.png"), 40, 40);
     let out = run(&[
         "--weights".as_ref(),
         weights.as_os_str(),
@@ -239,7 +207,7 @@ fn label_file_names_the_classes() {
         labels.as_os_str(),
         "--top".as_ref(),
         "10".as_ref(),
-        dir.path("a.png").as_os_str(),
+        dir.path().join("a.png").as_os_str(),
     ]);
     let text = ok(out);
     for name in &names {
@@ -270,37 +238,37 @@ fn help_and_usage_errors() {
 
 #[test]
 fn bad_inputs_fail_cleanly() {
-    let dir = TempDir::new("bad");
-    let weights = write_model(&dir, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
     let w = weights.as_os_str();
-    let good = dir.path("good.png");
+    let good = dir.path().join("good.png");
     write_png(&good, 40, 40);
     // Corrupt image: garbage bytes; truncated PNG and JPEG; an empty file.
-    std::fs::write(dir.path("garbage.png"), b"this is not an image at all").unwrap();
+    std::fs::write(dir.path().join("garbage.png"), b"this is not an image at all").unwrap();
     let png = std::fs::read(&good).unwrap();
-    std::fs::write(dir.path("cut.png"), &png[..png.len() / 2]).unwrap();
-    write_jpeg(&dir.path("full.jpg"), 64, 64);
-    let jpg = std::fs::read(dir.path("full.jpg")).unwrap();
-    std::fs::write(dir.path("cut.jpg"), &jpg[..jpg.len() - 40]).unwrap();
-    std::fs::write(dir.path("empty.jpg"), b"").unwrap();
+    std::fs::write(dir.path().join("cut.png"), &png[..png.len() / 2]).unwrap();
+    write_jpeg(&dir.path().join("full.jpg"), 64, 64);
+    let jpg = std::fs::read(dir.path().join("full.jpg")).unwrap();
+    std::fs::write(dir.path().join("cut.jpg"), &jpg[..jpg.len() - 40]).unwrap();
+    std::fs::write(dir.path().join("empty.jpg"), b"").unwrap();
     // Wrong tensor shapes and a non-npy .npy.
-    npy::write(&dir.path("hw.npy"), &[1, 3, 34, 35], &vec![0.0; 3 * 34 * 35]).unwrap();
-    npy::write(&dir.path("rank.npy"), &[3 * 35 * 35], &vec![0.0; 3 * 35 * 35]).unwrap();
-    npy::write(&dir.path("zero.npy"), &[0, 3, 35, 35], &[]).unwrap();
-    std::fs::write(dir.path("fake.npy"), b"not numpy").unwrap();
+    npy::write(&dir.path().join("hw.npy"), &[1, 3, 34, 35], &vec![0.0; 3 * 34 * 35]).unwrap();
+    npy::write(&dir.path().join("rank.npy"), &[3 * 35 * 35], &vec![0.0; 3 * 35 * 35]).unwrap();
+    npy::write(&dir.path().join("zero.npy"), &[0, 3, 35, 35], &[]).unwrap();
+    std::fs::write(dir.path().join("fake.npy"), b"not numpy").unwrap();
     // A label file one line short.
-    std::fs::write(dir.path("short.txt"), "a\nb\nc\n").unwrap();
+    std::fs::write(dir.path().join("short.txt"), "a\nb\nc\n").unwrap();
 
-    let msg = fails(run(&["--weights".as_ref(), dir.path("missing.alexnet").as_os_str(), good.as_os_str()]));
+    let msg = fails(run(&["--weights".as_ref(), dir.path().join("missing.alexnet").as_os_str(), good.as_os_str()]));
     assert!(msg.contains("missing.alexnet"), "{msg}");
-    fails(run(&["--weights".as_ref(), dir.0.as_os_str(), good.as_os_str()]));
+    fails(run(&["--weights".as_ref(), dir.path().as_os_str(), good.as_os_str()]));
     // A weight file that is really an image.
     let msg = fails(run(&["--weights".as_ref(), good.as_os_str(), good.as_os_str()]));
     assert!(msg.contains("good.png"), "{msg}");
     for bad in
         ["garbage.png", "cut.png", "cut.jpg", "empty.jpg", "hw.npy", "rank.npy", "zero.npy", "fake.npy", "nope.png"]
     {
-        let path = dir.path(bad);
+        let path = dir.path().join(bad);
         let out = run(&["--weights".as_ref(), w, good.as_os_str(), path.as_os_str()]);
         assert_eq!(out.status.code(), Some(1), "{bad}");
         let msg = fails(out);
@@ -312,14 +280,20 @@ fn bad_inputs_fail_cleanly() {
         "--weights".as_ref(),
         w,
         "--labels".as_ref(),
-        dir.path("short.txt").as_os_str(),
+        dir.path().join("short.txt").as_os_str(),
         good.as_os_str(),
     ]));
     assert!(msg.contains("3 lines"), "{msg}");
-    fails(run(&["--weights".as_ref(), w, "--labels".as_ref(), dir.path("none.txt").as_os_str(), good.as_os_str()]));
+    fails(run(&[
+        "--weights".as_ref(),
+        w,
+        "--labels".as_ref(),
+        dir.path().join("none.txt").as_os_str(),
+        good.as_os_str(),
+    ]));
     // A directory as an input, and an output path that cannot be written.
-    fails(run(&["--weights".as_ref(), w, dir.0.as_os_str()]));
-    let unwritable = dir.path("no-such-dir").join("p.npy");
+    fails(run(&["--weights".as_ref(), w, dir.path().as_os_str()]));
+    let unwritable = dir.path().join("no-such-dir").join("p.npy");
     let msg = fails(run(&["--weights".as_ref(), w, good.as_os_str(), "--output".as_ref(), unwritable.as_os_str()]));
     assert!(msg.contains("cannot write"), "{msg}");
 }

@@ -15,38 +15,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alexnet::plan::{Conv, Layer, Linear, Pads, Plan, Preprocess};
+use alexnet::plan::{Layer, Pads, Plan, Preprocess};
+use alexnet::synthetic::layers;
 use alexnet::weights::format;
 
 fn plan() -> Plan {
-    Plan {
-        input: [3, 35, 35],
-        preprocess: Preprocess::torchvision(),
-        layers: vec![
-            Layer::Conv(Conv {
-                name: "conv1".into(),
-                out_channels: 4,
-                kernel: [5, 5],
-                stride: [2, 2],
-                pads: Pads::uniform(1),
-                groups: 1,
-                relu: true,
-            }),
-            Layer::Flatten,
-            Layer::Linear(Linear { name: "fc".into(), out_features: 7, relu: false }),
-        ],
-        labels: vec![],
-    }
+    layers::plan(
+        [3, 35, 35],
+        Preprocess::torchvision(),
+        vec![layers::conv("conv1", 4, 5, 2, Pads::uniform(1), 1, true), Layer::Flatten, layers::linear("fc", 7, false)],
+    )
 }
 
 /// An edit of a valid plan and tensor table that makes the file hostile.
 type Edit = dyn Fn(&mut Plan, &mut Vec<format::TensorEntry>);
-
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("alexnet-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Run a command with a deadline; returns (exit code, stderr). Panics if it hangs, dies
 /// by a signal, or prints a panic message.
@@ -103,12 +85,12 @@ fn both_clis(weights: &Path, input: &Path, what: &str) -> Vec<i32> {
 
 #[test]
 fn hostile_weight_files_fail_cleanly() {
-    let d = dir();
+    let d = tempfile::tempdir().unwrap();
     let plan = plan();
     let good = alexnet::synthetic::weight_file(&plan, 1).unwrap();
-    let input = d.join("x.npy");
+    let input = d.path().join("x.npy");
     alexnet::npy::write(&input, &[1, 3, 35, 35], &alexnet::synthetic::input(&plan, 1, 1)).unwrap();
-    let file = d.join("w.alexnet");
+    let file = d.path().join("w.alexnet");
     let write_and_run = |bytes: &[u8], what: &str| {
         std::fs::write(&file, bytes).unwrap();
         both_clis(&file, &input, what)
@@ -159,13 +141,13 @@ fn hostile_weight_files_fail_cleanly() {
     }
     // Paths that are not regular files.
     let mut others = vec![
-        (d.clone(), "a directory"),
+        (d.path().to_path_buf(), "a directory"),
         (PathBuf::from("/dev/null"), "a device"),
-        (d.join("missing"), "a missing file"),
+        (d.path().join("missing"), "a missing file"),
     ];
     #[cfg(unix)]
     {
-        let fifo = d.join("fifo");
+        let fifo = d.path().join("fifo");
         if Command::new("mkfifo").arg(&fifo).status().map(|s| s.success()).unwrap_or(false) {
             others.push((fifo, "a FIFO"));
         }
@@ -173,14 +155,6 @@ fn hostile_weight_files_fail_cleanly() {
     for (path, what) in others {
         assert_eq!(both_clis(&path, &input, what), vec![1, 1], "{what} was accepted");
     }
-    std::fs::remove_dir_all(&d).ok();
-}
-
-/// A directory for one test (`dir()` is removed by the weight-file test when it ends).
-fn own_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("alexnet-hostile-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// A valid model file for `plan()`, in `d`.
@@ -192,8 +166,8 @@ fn model_in(d: &Path) -> PathBuf {
 
 #[test]
 fn hostile_images_fail_cleanly() {
-    let d = own_dir("images");
-    let weights = model_in(&d);
+    let d = tempfile::tempdir().unwrap();
+    let weights = model_in(d.path());
     let side = alexnet::image::MAX_IMAGE_SIDE;
     let png = common::png_zeros(40, 40, 8, 2);
     let jpg = common::jpeg_claiming(16, 16);
@@ -217,7 +191,7 @@ fn hostile_images_fail_cleanly() {
         ("text.jpg", b"not a jpeg".to_vec()),
     ];
     for (name, bytes) in &images {
-        let path = d.join(name);
+        let path = d.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         let (code, err) = run(
             Command::new(env!("CARGO_BIN_EXE_alexnet-classify")).arg("--weights").arg(&weights).arg(&path),
@@ -228,14 +202,16 @@ fn hostile_images_fail_cleanly() {
     }
     // The honest images decode (so the refusals above are about the damage).
     for name in ["ok.png", "ok.jpg"] {
-        std::fs::write(d.join(name), if name.ends_with("png") { &png } else { &jpg }).unwrap();
+        std::fs::write(d.path().join(name), if name.ends_with("png") { &png } else { &jpg }).unwrap();
         let out = run(
-            Command::new(env!("CARGO_BIN_EXE_alexnet-classify")).arg("--weights").arg(&weights).arg(d.join(name)),
+            Command::new(env!("CARGO_BIN_EXE_alexnet-classify"))
+                .arg("--weights")
+                .arg(&weights)
+                .arg(d.path().join(name)),
             name,
         );
         assert_eq!(out.0, 0, "{name}: {}", out.1);
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[cfg(unix)]
@@ -243,17 +219,17 @@ fn hostile_images_fail_cleanly() {
 fn fifos_and_devices_as_inputs_fail_cleanly() {
     // A FIFO given as a .npy tensor, an image or a label file must be refused, not read
     // (reading blocks until a writer appears, which here is never).
-    let d = own_dir("fifo-inputs");
-    let weights = model_in(&d);
+    let d = tempfile::tempdir().unwrap();
+    let weights = model_in(d.path());
     let classify = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_alexnet-classify"));
         c.arg("--weights").arg(&weights).args(["--top", "1"]);
         c
     };
-    let ok_npy = d.join("ok.npy");
+    let ok_npy = d.path().join("ok.npy");
     alexnet::npy::write(&ok_npy, &[3, 35, 35], &alexnet::synthetic::input(&plan(), 1, 1)).unwrap();
     for name in ["t.npy", "i.png", "labels.txt"] {
-        let fifo = d.join(name);
+        let fifo = d.path().join(name);
         assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo");
         let mut cmd = classify();
         if name == "labels.txt" {
@@ -266,7 +242,7 @@ fn fifos_and_devices_as_inputs_fail_cleanly() {
         assert!(err.contains(name) && err.contains("not a regular file"), "FIFO {name}: {err}");
     }
     // A device, as an image and (through a symlink named .npy) as a tensor.
-    let zero_npy = d.join("zero.npy");
+    let zero_npy = d.path().join("zero.npy");
     std::os::unix::fs::symlink("/dev/zero", &zero_npy).unwrap();
     for dev in [Path::new("/dev/zero"), &zero_npy] {
         let (code, err) = run(classify().arg(dev), "device input");
@@ -274,14 +250,13 @@ fn fifos_and_devices_as_inputs_fail_cleanly() {
         assert!(err.contains("not a regular file"), "{}: {err}", dev.display());
     }
     assert_eq!(run(classify().arg(&ok_npy), "ok.npy").0, 0);
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
 fn forcing_an_unsupported_isa_fails_cleanly() {
-    let d = own_dir("isa");
-    let weights = model_in(&d);
-    let input = d.join("x.npy");
+    let d = tempfile::tempdir().unwrap();
+    let weights = model_in(d.path());
+    let input = d.path().join("x.npy");
     alexnet::npy::write(&input, &[1, 3, 35, 35], &alexnet::synthetic::input(&plan(), 1, 1)).unwrap();
     let bench = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"));
@@ -312,5 +287,4 @@ fn forcing_an_unsupported_isa_fails_cleanly() {
     for isa in alexnet::Isa::ALL.into_iter().filter(|i| i.is_supported()) {
         assert_eq!(run(classify().env("ALEXNET_ISA", isa.name()), isa.name()).0, 0, "{isa}");
     }
-    std::fs::remove_dir_all(&d).ok();
 }

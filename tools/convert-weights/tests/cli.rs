@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{fixture, TempDir};
+use common::fixture;
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_convert-weights")).args(args).output().unwrap()
@@ -26,8 +26,8 @@ fn assert_one_line_error(out: &Output) -> String {
 
 #[test]
 fn converts_and_writes() {
-    let dir = TempDir::new("cli");
-    let out = dir.path("zoo.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("zoo.alexnet");
     let model = fixture("onnx/zoo_small/model.onnx");
     let r = run(&[model.as_os_str(), os("-o"), out.as_os_str(), os("--dump"), os("--check-finite")]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -36,31 +36,31 @@ fn converts_and_writes() {
     let m = alexnet::Model::open(&out).unwrap();
     assert_eq!(m.num_classes(), 10);
     // No temporary file is left behind.
-    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]
 fn errors_are_one_line() {
-    let dir = TempDir::new("cli-err");
-    let out = dir.path("x.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.alexnet");
     // Usage errors.
     assert_one_line_error(&run(&[]));
     assert_one_line_error(&run(&[os("--frobnicate")]));
     // A truncated model.
     let bytes = std::fs::read(fixture("onnx/spec_small/model.onnx")).unwrap();
-    let cut = dir.path("cut.onnx");
+    let cut = dir.path().join("cut.onnx");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = assert_one_line_error(&run(&[cut.as_os_str(), os("-o"), out.as_os_str()]));
     assert!(err.contains("decode"), "{err}");
     // A directory as input.
-    assert_one_line_error(&run(&[dir.0.as_os_str(), os("-o"), out.as_os_str()]));
+    assert_one_line_error(&run(&[dir.path().as_os_str(), os("-o"), out.as_os_str()]));
     // Nothing was written.
     assert!(!out.exists());
 }
 
 #[test]
 fn check_finite_fails_without_writing() {
-    let dir = TempDir::new("cli-nan");
+    let dir = tempfile::tempdir().unwrap();
     // A state dict with a NaN bias, via safetensors.
     let bytes = std::fs::read(fixture("state_dict/tv_small.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -77,9 +77,9 @@ fn check_finite_fails_without_writing() {
     for (k, dt, shape, data) in &owned {
         tensors.push((k.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap()));
     }
-    let path = dir.path("nan.safetensors");
+    let path = dir.path().join("nan.safetensors");
     std::fs::write(&path, safetensors::serialize(tensors, None).unwrap()).unwrap();
-    let out = dir.path("nan.alexnet");
+    let out = dir.path().join("nan.alexnet");
     let r = run(&[path.as_os_str(), os("-o"), out.as_os_str(), os("--check-finite")]);
     let err = assert_one_line_error(&r);
     assert!(err.contains("2 non-finite"), "{err}");
@@ -105,8 +105,8 @@ fn help() {
 /// panic or a signal (a hang would stall this test).
 #[test]
 fn hostile_model_files_fail_cleanly() {
-    let dir = TempDir::new("cli-hostile");
-    let out = dir.path("h.alexnet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h.alexnet");
     let files = [
         ("onnx/zoo_small/model.onnx", "onnx"),
         ("state_dict/tv_small.safetensors", "safetensors"),
@@ -115,7 +115,7 @@ fn hostile_model_files_fail_cleanly() {
     let mut refused = 0;
     for (file, ext) in files {
         let original = std::fs::read(fixture(file)).unwrap();
-        let path = dir.path(&format!("h.{ext}"));
+        let path = dir.path().join(format!("h.{ext}"));
         let mut check = |bytes: &[u8], what: &str| {
             std::fs::write(&path, bytes).unwrap();
             let r = run(&[path.as_os_str(), os("-o"), out.as_os_str()]);

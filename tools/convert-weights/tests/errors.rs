@@ -422,23 +422,23 @@ fn external(name: &str, dims: &[i64], location: &str, offset: u64, length: Optio
 
 #[test]
 fn external_data_is_read_and_checked() {
-    let dir = TempDir::new("external");
+    let dir = tempfile::tempdir().unwrap();
     let (nodes, mut inits) = tiny_nodes();
     let fw = values(720, 3);
     let mut blob = vec![0u8; 16]; // data at offset 16
     blob.extend(fw.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(dir.path("weights.bin"), &blob).unwrap();
+    std::fs::write(dir.path().join("weights.bin"), &blob).unwrap();
     let write_model = |t: TensorProto| {
         let mut inits = inits.clone();
         inits[2] = t;
-        let path = dir.path("model.onnx");
+        let path = dir.path().join("model.onnx");
         std::fs::write(&path, encode(&model(nodes.clone(), inits, [8, 8], "out"))).unwrap();
         convert_file(&path, &Options::default())
     };
     let c = write_model(external("fw", &[5, 144], "weights.bin", 16, Some(2880))).unwrap();
     assert_eq!(c.tensors[2].data, fw);
-    c.write(&dir.path("m.alexnet")).unwrap();
-    alexnet::Model::open(dir.path("m.alexnet")).unwrap();
+    c.write(&dir.path().join("m.alexnet")).unwrap();
+    alexnet::Model::open(dir.path().join("m.alexnet")).unwrap();
     for (loc, off, len) in [
         ("weights.bin", 17, None),      // runs past the end
         ("weights.bin", 16, Some(100)), // length disagrees with the shape
@@ -497,9 +497,9 @@ fn format_detection() {
 
 #[test]
 fn unreadable_inputs_are_io_errors() {
-    let dir = TempDir::new("io");
-    let e = convert_file(&dir.0, &Options::default()).unwrap_err();
+    let dir = tempfile::tempdir().unwrap();
+    let e = convert_file(dir.path(), &Options::default()).unwrap_err();
     assert!(matches!(e, ConvertError::Io { .. }), "{e}");
-    let e = convert_file(&dir.path("absent.onnx"), &Options::default()).unwrap_err();
+    let e = convert_file(&dir.path().join("absent.onnx"), &Options::default()).unwrap_err();
     assert!(matches!(e, ConvertError::Io { .. }), "{e}");
 }

@@ -6,13 +6,13 @@ mod common;
 
 use alexnet::plan::{ColorOrder, Layer};
 use alexnet_convert::{convert_file, ConvertError, InputFormat, Options, Tensor};
-use common::{check_against, fixture, meta_softmax, TempDir};
+use common::{check_against, fixture, meta_softmax};
 
 fn onnx_fixture(name: &str) -> alexnet_convert::Converted {
-    let dir = TempDir::new(name);
+    let dir = tempfile::tempdir().unwrap();
     let model = fixture(&format!("onnx/{name}/model.onnx"));
     let converted = convert_file(&model, &Options::default()).unwrap();
-    let out = dir.path("model.alexnet");
+    let out = dir.path().join("model.alexnet");
     converted.write(&out).unwrap();
     let softmax = meta_softmax(&fixture(&format!("onnx/{name}/meta.json")));
     check_against(
@@ -75,9 +75,9 @@ fn onnx_no_bias_small() {
 }
 
 fn state_dict(file: &str, expected: &str) -> alexnet_convert::Converted {
-    let dir = TempDir::new(file);
+    let dir = tempfile::tempdir().unwrap();
     let converted = convert_file(&fixture(&format!("state_dict/{file}")), &Options::default()).unwrap();
-    let out = dir.path("model.alexnet");
+    let out = dir.path().join("model.alexnet");
     converted.write(&out).unwrap();
     assert!(!meta_softmax(&fixture("state_dict/meta.json")));
     check_against(&out, &fixture("state_dict/input.npy"), &fixture(&format!("state_dict/{expected}")), false);
@@ -117,8 +117,8 @@ fn state_dict_prefixed_keys_and_sniffing() {
     let renamed: Vec<(String, safetensors::tensor::TensorView)> =
         parsed.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
     let out = safetensors::serialize(renamed, None).unwrap();
-    let dir = TempDir::new("prefixed");
-    let path = dir.path("weights.bin");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.bin");
     std::fs::write(&path, out).unwrap();
     let p = convert_file(&path, &Options::default()).unwrap();
     assert_eq!(p.format, InputFormat::Safetensors);
@@ -138,14 +138,14 @@ fn state_dict_input_size_227_and_refusal_at_other_sizes() {
 
 #[test]
 fn labels_are_embedded_and_counted() {
-    let dir = TempDir::new("labels");
-    let labels = dir.path("labels.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.txt");
     let names: Vec<String> = (0..10).map(|i| format!("class {i}")).collect();
     std::fs::write(&labels, names.join("\n") + "\n").unwrap();
     let opts = Options { labels: Some(labels.clone()), ..Default::default() };
     let c = convert_file(&fixture("onnx/torchvision_small/model.onnx"), &opts).unwrap();
     assert_eq!(c.plan.labels, names);
-    let out = dir.path("m.alexnet");
+    let out = dir.path().join("m.alexnet");
     c.write(&out).unwrap();
     assert_eq!(alexnet::Model::open(&out).unwrap().labels(), names.as_slice());
 
@@ -153,7 +153,7 @@ fn labels_are_embedded_and_counted() {
     let e = convert_file(&fixture("onnx/torchvision_small/model.onnx"), &opts).unwrap_err();
     assert!(e.to_string().contains("2 lines"), "{e}");
     // A directory is refused, never read.
-    let opts = Options { labels: Some(dir.0.clone()), ..Default::default() };
+    let opts = Options { labels: Some(dir.path().to_path_buf()), ..Default::default() };
     assert!(convert_file(&fixture("onnx/torchvision_small/model.onnx"), &opts).is_err());
 }
 

@@ -1,9 +1,8 @@
-//! Shared test helpers: fixture paths, unique temp dirs, output comparison, and a small
-//! builder for ONNX models made with the crate's own prost messages.
+//! Shared test helpers: fixture paths, output comparison, and a small builder for ONNX
+//! models made with the crate's own prost messages.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alexnet_convert::onnx_proto::{
     attribute_type, data_type, tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension, type_proto,
@@ -21,30 +20,6 @@ pub fn fixture(rel: &str) -> PathBuf {
     let p = fixtures().join(rel);
     assert!(p.is_file(), "missing fixture {} (generate with tools/make_fixtures.py)", p.display());
     p
-}
-
-/// A fresh, empty directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("alexnet-convert-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Log-probabilities of each row: log-softmax of logits, or the log of probabilities.
