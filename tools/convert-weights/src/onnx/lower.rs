@@ -1,0 +1,320 @@
+//! Per-op lowering: each supported op's inputs and attributes checked and mapped onto
+//! the `NetBuilder` (a new layer, a fusion into the layer before, or nothing for the
+//! ops that are identities here).
+
+use alexnet::plan::{Layer, Lrn, MaxPool, Pads, Shape};
+
+use super::attrs::{input, Attrs, Node};
+use super::graph::Importer;
+use super::tensor::{as_matrix, broadcast_bias, transpose};
+use crate::builder::ConvParams;
+use crate::error::{ConvertError, Result};
+
+impl Importer<'_> {
+    pub(super) fn conv(&mut self, n: &Node) -> Result<()> {
+        n.arity(2, 3)?;
+        let a = n.attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+        let weight = self.constant_f32(&n.node.input[1], &format!("weight of {}", n.ctx))?;
+        let bias = match input(n.node, 2) {
+            Some(b) => Some(self.constant_f32(b, &format!("bias of {}", n.ctx))?),
+            None => None,
+        };
+        let kernel = match weight.shape[..] {
+            [_, _, kh, kw] => [kh, kw],
+            _ => {
+                return Err(ConvertError::BadShape(format!(
+                    "{}: weight '{}' has shape {}, only 2-D convolutions ([out, in/groups, kh, kw]) are supported",
+                    n.ctx,
+                    weight.name,
+                    weight.shape_str()
+                )))
+            }
+        };
+        if let Some(ks) = a.ints("kernel_shape")? {
+            if ks.len() != 2 || ks[0] as u64 != kernel[0] || ks[1] as u64 != kernel[1] || ks.iter().any(|&k| k < 1) {
+                return Err(a.bad("kernel_shape", format!("{ks:?} disagrees with the weight's kernel {kernel:?}")));
+            }
+        }
+        let kernel = [u32::try_from(kernel[0]).unwrap_or(u32::MAX), u32::try_from(kernel[1]).unwrap_or(u32::MAX)];
+        let stride = a.pair("strides")?;
+        if a.pair("dilations")? != [1, 1] {
+            return Err(a.bad("dilations", "only dilation 1 is supported".into()));
+        }
+        let group = a.int("group", Some(1))?;
+        let groups = u32::try_from(group).ok().filter(|&g| g > 0).ok_or_else(|| a.bad("group", format!("{group}")))?;
+        let pads = self.window_pads(&a, kernel, stride)?;
+        self.net.conv(n.ctx, weight, bias, ConvParams { stride, pads, groups }, false)
+    }
+
+    /// `Relu`: fused into the conv/linear right before it when there is one.
+    pub(super) fn relu(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        n.attrs(&["consumed_inputs"])?;
+        if !self.net.fuse_relu() {
+            self.net.push(Layer::Relu, n.ctx)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn maxpool(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        let a = n.attrs(&["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"])?;
+        let kernel = a.pair_required("kernel_shape")?;
+        let stride = a.pair("strides")?;
+        if a.pair("dilations")? != [1, 1] {
+            return Err(a.bad("dilations", "only dilation 1 is supported".into()));
+        }
+        // storage_order only affects the Indices output, which must be unused.
+        a.int("storage_order", Some(0))?;
+        let ceil_mode = match a.int("ceil_mode", Some(0))? {
+            0 => false,
+            1 => true,
+            v => return Err(a.bad("ceil_mode", format!("{v}"))),
+        };
+        let pads = self.window_pads(&a, kernel, stride)?;
+        self.net.push(Layer::MaxPool(MaxPool { kernel, stride, pads, ceil_mode }), n.ctx)?;
+        Ok(())
+    }
+
+    pub(super) fn lrn(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        let a = n.attrs(&["size", "alpha", "beta", "bias"])?;
+        let size = a.int("size", None)?;
+        let size = u32::try_from(size).ok().filter(|&s| s > 0).ok_or_else(|| a.bad("size", format!("{size}")))?;
+        let lrn =
+            Lrn { size, alpha: a.float("alpha", 1e-4)?, beta: a.float("beta", 0.75)?, bias: a.float("bias", 1.0)? };
+        self.net.push(Layer::Lrn(lrn), n.ctx)?;
+        Ok(())
+    }
+
+    pub(super) fn average_pool(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        let a =
+            n.attrs(&["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"])?;
+        let kernel = a.pair_required("kernel_shape")?;
+        let stride = a.pair("strides")?;
+        let dilations = a.pair("dilations")?;
+        a.int("ceil_mode", Some(0))?;
+        a.int("count_include_pad", Some(0))?;
+        let pads = self.window_pads(&a, kernel, stride)?;
+        if !matches!(self.net.shape(), Shape::Spatial { .. })
+            || kernel != [1, 1]
+            || stride != [1, 1]
+            || dilations != [1, 1]
+            || pads != Pads::default()
+        {
+            return Err(n.unsupported(format!(
+                "only an identity average pool (kernel 1x1, stride 1, no padding) is supported, found kernel {kernel:?} \
+                 stride {stride:?} on {}",
+                self.net.shape()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn dropout(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 3)?;
+        n.attrs(&["ratio", "seed", "is_test", "consumed_inputs"])?;
+        // Opset 12+: a constant true `training_mode` would make the op random.
+        if let Some(mode) = input(n.node, 2) {
+            let (_, v) = self.constant_bool_or_int(mode, n.ctx)?;
+            if v.iter().any(|&x| x != 0) {
+                return Err(n.unsupported("training_mode is true".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Identity`: nothing to lower.
+    pub(super) fn identity(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        n.attrs(&[])?;
+        Ok(())
+    }
+
+    /// `GlobalAveragePool`: only over a 1x1 map, where it is an identity.
+    pub(super) fn global_average_pool(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        n.attrs(&[])?;
+        if !matches!(self.net.shape(), Shape::Spatial { h: 1, w: 1, .. }) {
+            return Err(n.unsupported(format!(
+                "only a global pool over a 1x1 map (an identity) is supported, the activation is {}",
+                self.net.shape()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn flatten(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        let a = n.attrs(&["axis"])?;
+        let axis = a.int("axis", Some(1))?;
+        match self.net.shape() {
+            Shape::Spatial { .. } if axis == 1 || axis == -3 => {
+                self.net.push(Layer::Flatten, n.ctx)?;
+            }
+            Shape::Flat(_) if axis == 1 || axis == -1 => {}
+            shape => {
+                return Err(
+                    a.bad("axis", format!("{axis} on [N, ..{shape}]; only flattening to [N, features] is supported"))
+                )
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn reshape(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 2)?;
+        let a = n.attrs(&["allowzero", "shape", "consumed_inputs"])?;
+        let allowzero = a.int("allowzero", Some(0))? != 0;
+        // Opset 1-4 carry the target shape as an attribute, later ones as an input.
+        let (dims, target) = match (input(n.node, 1), a.ints("shape")?) {
+            (Some(name), None) => self.constant_i64(name, &format!("shape of {}", n.ctx))?,
+            (None, Some(shape)) => (vec![shape.len() as u64], shape.to_vec()),
+            _ => return Err(a.bad("shape", "need exactly one of the shape input and the shape attribute".into())),
+        };
+        let cur = self.net.shape();
+        let features = cur.len() as i64;
+        // Dimension 1 of the current activation, what a 0 in position 1 copies.
+        let dim1 = match cur {
+            Shape::Spatial { c, .. } => c as i64,
+            Shape::Flat(f) => f as i64,
+        };
+        let refuse = || {
+            ConvertError::BadShape(format!(
+                "{}: Reshape to {target:?} (shape {dims:?}) of [N, ..{cur}]: only [N, {features}] is supported",
+                n.ctx
+            ))
+        };
+        let [first, second] = target[..] else { return Err(refuse()) };
+        let second = match second {
+            0 if !allowzero => dim1,
+            -1 if first != -1 => features,
+            v => v,
+        };
+        let first_ok = match first {
+            0 => !allowzero,
+            -1 => true,
+            v => v > 0 && self.batch.is_none_or(|b| b == v as u64),
+        };
+        if !first_ok || second != features {
+            return Err(refuse());
+        }
+        if let Shape::Spatial { .. } = cur {
+            self.net.push(Layer::Flatten, n.ctx)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn gemm(&mut self, n: &Node) -> Result<()> {
+        n.arity(2, 3)?;
+        let a = n.attrs(&["alpha", "beta", "transA", "transB", "broadcast"])?;
+        if a.int("transA", Some(0))? != 0 {
+            return Err(a.bad("transA", "a transposed activation is not supported".into()));
+        }
+        let trans_b = match a.int("transB", Some(0))? {
+            0 => false,
+            1 => true,
+            v => return Err(a.bad("transB", format!("{v}"))),
+        };
+        a.int("broadcast", Some(0))?;
+        let alpha = a.float("alpha", 1.0)?;
+        let beta = a.float("beta", 1.0)?;
+        let b = self.constant_f32(&n.node.input[1], &format!("B of {}", n.ctx))?;
+        let mut weight = if trans_b { as_matrix(b, n.ctx)? } else { transpose(b, n.ctx)? };
+        if alpha != 1.0 {
+            weight.data.iter_mut().for_each(|v| *v *= alpha);
+        }
+        let out = weight.shape.first().copied().unwrap_or(0);
+        let bias = match input(n.node, 2) {
+            Some(c) => {
+                let mut c = self.constant_f32(c, &format!("C of {}", n.ctx))?;
+                c = broadcast_bias(c, out, n.ctx)?;
+                c.data.iter_mut().for_each(|v| *v *= beta);
+                Some(c)
+            }
+            None => None,
+        };
+        self.net.linear(n.ctx, weight, bias, false)
+    }
+
+    pub(super) fn matmul(&mut self, n: &Node) -> Result<()> {
+        n.arity(2, 2)?;
+        n.attrs(&[])?;
+        let b = self.constant_f32(&n.node.input[1], &format!("B of {}", n.ctx))?;
+        let weight = transpose(b, n.ctx)?;
+        self.net.linear(n.ctx, weight, None, false)
+    }
+
+    pub(super) fn add(&mut self, n: &Node, data: usize) -> Result<()> {
+        n.arity(2, 2)?;
+        // Opset 1-6 broadcast only when asked, aligning B at `axis`; the feature axis of
+        // [N, out] is where a bias goes either way.
+        let a = n.attrs(&["broadcast", "axis", "consumed_inputs"])?;
+        a.int("broadcast", Some(0))?;
+        let axis = a.int("axis", Some(1))?;
+        if axis != 1 && axis != -1 {
+            return Err(a.bad("axis", format!("{axis}; a bias is added along axis 1")));
+        }
+        let other = &n.node.input[1 - data.min(1)];
+        let c = self.constant_f32(other, &format!("addend of {}", n.ctx))?;
+        let Some(bias) = self.net.last_linear_bias() else {
+            return Err(n.unsupported(
+                "Add is only supported as the bias of the Gemm/MatMul right before it (before its Relu)".into(),
+            ));
+        };
+        let c = broadcast_bias(c, bias.len() as u64, n.ctx)?;
+        bias.iter_mut().zip(&c.data).for_each(|(b, v)| *b += v);
+        Ok(())
+    }
+
+    pub(super) fn softmax(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        let a = n.attrs(&["axis"])?;
+        let axis = a.int("axis", Some(-1))?;
+        if axis != 1 && axis != -1 {
+            return Err(a.bad("axis", format!("{axis}; only the class axis (1 or -1) is supported")));
+        }
+        self.net.push(Layer::Softmax, n.ctx)?;
+        Ok(())
+    }
+
+    /// Explicit padding from `pads` / `auto_pad` for a window over the current activation.
+    pub(super) fn window_pads(&self, a: &Attrs, kernel: [u32; 2], stride: [u32; 2]) -> Result<Pads> {
+        let auto = a.string("auto_pad")?.unwrap_or("NOTSET");
+        match auto {
+            "NOTSET" | "" => match a.ints("pads")? {
+                None => Ok(Pads::default()),
+                Some(&[t, l, b, r]) => {
+                    let p = |v: i64| u32::try_from(v).map_err(|_| a.bad("pads", format!("{v}")));
+                    Ok(Pads { top: p(t)?, left: p(l)?, bottom: p(b)?, right: p(r)? })
+                }
+                Some(other) => Err(a.bad("pads", format!("{other:?}: need [top, left, bottom, right]"))),
+            },
+            "VALID" => Ok(Pads::default()),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let Shape::Spatial { h, w, .. } = self.net.shape() else {
+                    return Err(a.bad("auto_pad", "needs a [C, H, W] input".into()));
+                };
+                // Output ceil(in / stride); the total padding is split with the odd pixel
+                // at the end (SAME_UPPER) or the beginning (SAME_LOWER).
+                let split = |input: usize, k: u32, s: u32| -> (u32, u32) {
+                    let (input, k, s) = (input as u64, k as u64, s.max(1) as u64);
+                    let out = input.div_ceil(s);
+                    let total = ((out.saturating_sub(1)) * s + k).saturating_sub(input);
+                    let total = u32::try_from(total).unwrap_or(u32::MAX);
+                    let small = total / 2;
+                    if auto == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    }
+                };
+                let (top, bottom) = split(h, kernel[0], stride[0]);
+                let (left, right) = split(w, kernel[1], stride[1]);
+                Ok(Pads { top, left, bottom, right })
+            }
+            other => Err(a.bad("auto_pad", format!("unknown value {other:?}"))),
+        }
+    }
+}
