@@ -152,9 +152,8 @@ impl<'a> Im2col<'a> {
 const TAPS: usize = 256;
 
 impl PackB for Im2col<'_> {
-    /// About 2 since packing copies runs from the prepared input (it was about 5 when
-    /// every run worked out its own padding): conv3 at two threads then splits M, 1%
-    /// faster than the N split.
+    /// About 2: a panel is copied as runs of consecutive pixels from the prepared (already
+    /// padded) input, so it costs about two micro-tiles over the same K.
     const PACK_COST_IN_TILES: f64 = 2.0;
 
     /// Panel by panel: the runs of consecutive pixels in the panel (pieces of output

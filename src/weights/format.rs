@@ -1,4 +1,5 @@
-//! Weight-file format v1: the one place that writes and reads it.
+//! Weight-file format v1: the one place that encodes and decodes it (the writer module
+//! puts the bytes on disk).
 //!
 //! ```text
 //! offset  size  field
@@ -21,6 +22,7 @@
 //! `docs/weight-format.md` for the full grammar. Reading never trusts a count or length:
 //! each is capped and checked against the bytes that remain before anything is allocated.
 
+pub use super::writer::write_file;
 use crate::error::{Error, Result};
 use crate::plan::{ColorOrder, Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
 
@@ -547,7 +549,7 @@ pub struct OwnedTensor {
 
 /// Check `tensors` against `plan` and lay them out: table entries in plan order (the
 /// order the runtime reads them), each paired with its tensor.
-fn layout<'t>(plan: &Plan, tensors: &'t [OwnedTensor]) -> Result<Vec<(TensorEntry, &'t OwnedTensor)>> {
+pub(super) fn layout<'t>(plan: &Plan, tensors: &'t [OwnedTensor]) -> Result<Vec<(TensorEntry, &'t OwnedTensor)>> {
     let specs = plan.tensor_specs()?;
     if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
         return Err(Error::UnusedTensor(extra.name.clone()));
@@ -597,7 +599,7 @@ fn header(meta_len: usize, data_offset: u64, data_len: u64, sum: u64) -> [u8; HE
 
 /// Write the whole file to `out` in one pass over the tensors (plus one for the
 /// checksum, which the header carries up front). Returns the bytes written.
-fn write_to(plan: &Plan, tensors: &[OwnedTensor], out: &mut impl std::io::Write) -> Result<u64> {
+pub(super) fn write_to(plan: &Plan, tensors: &[OwnedTensor], out: &mut impl std::io::Write) -> Result<u64> {
     let laid = layout(plan, tensors)?;
     let entries: Vec<TensorEntry> = laid.iter().map(|(e, _)| e.clone()).collect();
     let meta = write_metadata(plan, &entries)?;
@@ -656,73 +658,4 @@ pub fn assemble(plan: &Plan, entries: &[TensorEntry], data: &[u8]) -> Result<Vec
     bytes.resize(data_offset as usize, 0);
     bytes.extend_from_slice(data);
     Ok(bytes)
-}
-
-/// A buffered writer whose writes to the file are whole blocks at block-aligned offsets
-/// (the last one excepted). Linux file systems with large folios (ext4, XFS) then cache
-/// the file in 2 MiB folios, which a map of it can use as huge pages: fewer page faults
-/// at the first inference and fewer TLB misses while the linear layers stream their
-/// weights. (On Linux 6.18 ext4, a 1 MiB `BufWriter` left 38% of the 232.6 MiB spec file
-/// mappable as huge pages, 4 MiB aligned writes all but its last partial 2 MiB.)
-struct AlignedWriter {
-    file: std::fs::File,
-    buf: Vec<u8>,
-}
-
-impl AlignedWriter {
-    /// Bytes per write: two 2 MiB huge pages.
-    const BLOCK: usize = 4 << 20;
-
-    /// Write what is buffered and return the file.
-    fn finish(mut self) -> std::io::Result<std::fs::File> {
-        use std::io::Write;
-        self.file.write_all(&self.buf)?;
-        Ok(self.file)
-    }
-}
-
-impl std::io::Write for AlignedWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = data.len().min(Self::BLOCK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == Self::BLOCK {
-            self.file.write_all(&self.buf)?;
-            self.buf.clear();
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Write a weight file atomically: into a temporary file beside `path`, fsync, then rename.
-///
-/// A file that a running process has mapped is therefore never truncated in place.
-pub fn write_file(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor]) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // Refuse bad input before touching the file system.
-    layout(plan, tensors)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name =
-        path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} has no file name", path.display())))?;
-    let unique = format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    let tmp = dir.join(format!(".{}.tmp{unique}", file_name.to_string_lossy()));
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        let mut out = AlignedWriter { file, buf: Vec::with_capacity(AlignedWriter::BLOCK) };
-        write_to(plan, tensors, &mut out)?;
-        let file = out.finish().map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

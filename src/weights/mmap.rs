@@ -3,12 +3,10 @@
 //! The map asks the kernel for transparent huge pages (Linux `MADV_HUGEPAGE`, a hint it
 //! may ignore): the linear layers stream 234 MB per inference, and with 4 KiB pages every
 //! 4 KiB of that stream costs a TLB miss and stops the hardware prefetcher at a page
-//! boundary. Measured on the 2-core EPYC (two threads summing 151 MB of anonymous
-//! memory, best of 9): 31-35 GB/s with 4 KiB pages, 37-39 GB/s with 2 MiB pages. With a
-//! cold page cache the advice makes the kernel read the file into 2 MiB folios (232 of
-//! its 232.6 MiB mapped as huge pages, against 84 MiB without it); a warm cache keeps the
-//! folios the file was written in, which is why `format::write_file` writes aligned
-//! 4 MiB blocks.
+//! boundary (`docs/performance.md` has the measured difference). With a cold page cache
+//! the advice makes the kernel read the file into 2 MiB folios; a warm cache keeps the
+//! folios the file was written in, which is why the weight writer writes aligned 4 MiB
+//! blocks.
 //!
 //! This is the only module of the weight loader that holds `unsafe`: creating a map.
 //! Mapping is sound only while no one truncates or rewrites the file; the OS gives no
@@ -32,9 +30,9 @@ pub(crate) enum Storage {
     /// A read-only map of the file: opening copies no weight bytes.
     Mapped(memmap2::Mmap),
     /// The file read into 64-byte aligned memory. (Heap memory, not huge pages: advised
-    /// anonymous memory made the linear layers of the embedded default 7% faster, b1 2t,
-    /// but its cold start went from a steady 160-180 ms to 90-610 ms on this project's VM,
-    /// a fresh huge page being memory the host has not backed yet.)
+    /// anonymous memory streams a little faster but makes the cold start slow and erratic
+    /// on virtual machines, a fresh huge page being memory the host has not backed yet;
+    /// see `docs/performance.md`.)
     Owned { blocks: Vec<Block>, len: usize },
 }
 

@@ -9,6 +9,7 @@
 
 pub mod format;
 mod mmap;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;

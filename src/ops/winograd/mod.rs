@@ -62,11 +62,10 @@ impl Variant {
         self.n() * self.n()
     }
     /// Most tiles (GEMM columns) per block, a multiple of 16, so that `V` and `M` stay near
-    /// the caches.
-    /// F(2x2, 3x3): 128 (conv3's V and M, 16 x (256 + 384) x 128 values, are 5 MiB; 256
-    /// ran 10-20% slower at batch 16, 64 no faster). F(3x3, 5x5): 48 (each group's M of
-    /// conv2 is then 49 x 128 x 48 values, 1.2 MiB; at batch 16 as fast as 32 and 3-15%
-    /// faster than 64-128, at batch 1 as fast as any).
+    /// the caches: with F(2x2, 3x3) at 128, conv3's `V` and `M` (16 x (256 + 384) x 128
+    /// values) are 5 MiB; with F(3x3, 5x5) at 48, each group's `M` of conv2 (49 x 128 x 48
+    /// values) is 1.2 MiB, inside L2. The sweep that chose them is in
+    /// `docs/performance.md`.
     const fn max_tiles(self) -> usize {
         match self {
             Variant::F2x3 => 128,
@@ -105,8 +104,8 @@ fn tiled(g: &ConvGeom, v: Variant) -> ConvGeom {
     ConvGeom { pads, ..*g }
 }
 
-/// The geometry the input is prepared in: [`tiled`], in two phases per row (even and odd
-/// columns).
+/// The geometry the input is prepared in: [`tiled`], in `m` phases per row (the columns
+/// congruent to 0, 1, .., m - 1 modulo the tile step `m`).
 fn prepared(g: &ConvGeom, v: Variant) -> ConvGeom {
     ConvGeom { sw: v.m(), ..tiled(g, v) }
 }
@@ -418,7 +417,7 @@ struct Runs {
 
 impl Runs {
     /// `V = B^T d B` for the `n` tiles (`1 <= n <= TW`) of a run whose first window starts
-    /// at `x[0]` (rows `row` apart, odd columns at `x[phase]`): position `xi` of tile `l`
+    /// at `x[0]` (rows `row` apart, the next phase's columns `phase` further on): position `xi` of tile `l`
     /// goes to `v[xi * ld + l]`. Lanes `n .. room` of each position may be written too
     /// (values a later run replaces). Straight from `x` unless the run reaches past its
     /// end (then from the run's rows copied out, the lanes past it reading zeros); straight
