@@ -1,7 +1,7 @@
 //! Instruction sets: what this CPU runs, detected once, and the tokens that prove it.
 //!
 //! [`Isa`] names a kernel family (public: `ModelBuilder::isa`, `ALEXNET_ISA`). A token
-//! ([`Avx512`], [`Avx2`], [`Neon`], [`Portable`]) is a zero-sized value that only a
+//! ([`Avx512`], [`Avx2`], `Neon`, [`Portable`]) is a zero-sized value that only a
 //! successful feature check can make, so code holding one may run that family's
 //! instructions; [`Cpu`] is the token chosen for a model, carried by it and passed down
 //! to every kernel. Nothing below the model detects anything, and forcing an ISA the
@@ -139,7 +139,7 @@ impl Neon {
 }
 
 /// The token of the ISA a model runs: one variant per family this build knows. Code
-/// generic over the family is reached through [`dispatch!`](crate::cpu::dispatch), the
+/// generic over the family is reached through `dispatch!`, the
 /// crate's one `match` on it.
 #[derive(Clone, Copy, Debug)]
 pub enum Cpu {

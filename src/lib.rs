@@ -64,15 +64,15 @@ macro_rules! internal {
 // Layers, bottom to top: each module imports only from those before it.
 pub mod error;
 internal! {
-    /// Instruction sets and their capability tokens.
+    // Instruction sets and their capability tokens.
     cpu,
-    /// The shared base: matrix views, task splitting, scratch, scalar rules.
+    // The shared base: matrix views, task splitting, scratch, scalar rules.
     base,
-    /// Vectors and the per-ISA dispatch.
+    // Vectors and the per-ISA dispatch.
     simd,
-    /// SGEMM and GEMV.
+    // SGEMM and GEMV.
     gemm,
-    /// Layer operators.
+    // Layer operators.
     ops,
 }
 #[cfg(feature = "image")]
@@ -85,13 +85,13 @@ pub mod weights;
 // Apart from the layers: the oracle and the tools of this project's own benches, tests
 // and CLIs. Production code never calls them.
 internal! { test_only:
-    /// Scalar references: the oracle of every kernel and of the whole network.
+    // Scalar references: the oracle of every kernel and of the whole network.
     reference,
-    /// Machine probes: FMA peak, read bandwidth.
+    // Machine probes: FMA peak, read bandwidth.
     probe,
-    /// Deterministic synthetic networks.
+    // Deterministic synthetic networks.
     synthetic,
-    /// `.npy` files.
+    // `.npy` files.
     npy,
 }
 /// Fuzz harnesses, shared with the tests that replay their corpora.

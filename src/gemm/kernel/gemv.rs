@@ -107,7 +107,7 @@ unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
 /// the `y.rows()` vectors of row-major `x` (`k` columns each): a GEMV for one vector, a
 /// weight-streaming GEMM for a few. `w` may hold more rows than `y` has columns: the rows
 /// after are not computed, but the first block of them is fetched ahead (see
-/// [`Prefetch`]) for the caller's next call.
+/// `Prefetch`) for the caller's next call.
 ///
 /// # Panics
 /// If `w` or `x` is too short (caller bugs).

@@ -1,5 +1,5 @@
-//! Micro-kernels: one generic `MR x NR` body ([`tile`]), one edge body for a panel's last
-//! few columns ([`edge`]), and per ISA a table entry ([`MicroKernel`]) saying which tile
+//! Micro-kernels: one generic `MR x NR` body (`tile`), one edge body for a panel's last
+//! few columns (`edge`), and per ISA a table entry ([`MicroKernel`]) saying which tile
 //! sizes and block sizes it runs.
 //!
 //! ```text
@@ -94,15 +94,15 @@ pub trait TileShape {
     const MR: usize;
     /// Vectors per row.
     const NV: usize;
-    /// Run [`tile::tile`] at this size on vectors `V`.
+    /// Run `tile::tile` at this size on vectors `V`.
     ///
     /// # Safety
-    /// As [`Call::new`], for a `MR x NV * LANES` tile; the CPU supports `V`.
+    /// As `Call::new`, for a `MR x NV * LANES` tile; the CPU supports `V`.
     unsafe fn tile<V: SimdF32>(call: &Call);
-    /// Run [`edge::columns`] with this tile's `MR` rows on vectors `V`.
+    /// Run `edge::columns` with this tile's `MR` rows on vectors `V`.
     ///
     /// # Safety
-    /// As [`Call::new`], for the `h x w` block of the call (`w <=` [`COLUMNS`]); the CPU
+    /// As `Call::new`, for the `h x w` block of the call (`w <=` `COLUMNS`); the CPU
     /// supports `V` and `MR <= 4 * LANES`.
     unsafe fn edge<V: SimdF32>(call: &Call);
 }
@@ -126,7 +126,7 @@ impl<const MR: usize, const NV: usize> TileShape for Tile<MR, NV> {
 }
 
 /// The operands of one micro-kernel call, as raw pointers. Made only by the unsafe
-/// [`Call::new`], whose contract makes a value a promise that they are valid for the
+/// `Call::new`, whose contract makes a value a promise that they are valid for the
 /// kernel it is passed to.
 #[derive(Clone, Copy, Debug)]
 pub struct Call {

@@ -11,7 +11,7 @@
 //! = 36 (3x3), 49 instead of 9 * 25 = 225 (5x5), at the price of the transforms: `B` and
 //! `A` hold small integers and halves (the points are 0, 1, -1, then 2, -2, 1/2, and
 //! infinity), so they are additions and a few multiplies. The transforms run on vectors
-//! ([`transforms`]).
+//! (`transforms`).
 //!
 //! Tiles are processed in blocks (at most `max_tiles` columns) so that `V` and `M` stay
 //! near the caches and the workspace does not grow with the batch. Groups run side by side
