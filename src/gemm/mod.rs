@@ -1,6 +1,6 @@
 //! SGEMM: `C = epilogue(A B)`, cache-blocked around an ISA-specific micro-kernel.
 //!
-//! Roles are fixed (`style.md`): A = weights, `M x K`, packed once into MR-row panels
+//! Roles are fixed (`docs/style.md`): A = weights, `M x K`, packed once into MR-row panels
 //! ([`PackedA`]); B = activations, `K x N`, any [`PackB`] source (row-major matrix,
 //! im2col of an image), packed per call into NR-column panels, or for a row-major matrix
 //! whose rows sit well in the caches read where it lies (only a ragged last panel is

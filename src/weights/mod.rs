@@ -2,7 +2,7 @@
 //!
 //! [`WeightFile`] holds the file's bytes (a map or an owned copy) and its parsed plan and
 //! tensor table. Opening validates everything listed in the weight-file section of
-//! `reliability.md` before any kernel runs: header, caps, plan hyperparameters, tensor
+//! `docs/reliability.md` before any kernel runs: header, caps, plan hyperparameters, tensor
 //! names, dtypes, layouts, shapes against the plan, bounds, alignment, overlap and exact
 //! coverage of the data section. After that, [`WeightFile::tensor`] hands out `&[f32]`
 //! views straight into the map: no weight byte is copied.
