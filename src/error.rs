@@ -86,6 +86,17 @@ pub enum Error {
         /// Dtype code in the file.
         code: u8,
     },
+    /// A known dtype where it is not allowed (a bf16 bias, weights of mixed dtypes), or a
+    /// tensor read as a dtype it is not.
+    #[error("tensor {tensor:?} is {found}, expected {expected}")]
+    WrongDtype {
+        /// Tensor name.
+        tensor: String,
+        /// What was required.
+        expected: &'static str,
+        /// What the file has.
+        found: &'static str,
+    },
     /// A layout code this build does not know, or one not valid for that tensor.
     #[error("tensor {tensor:?} has unsupported layout code {code}")]
     UnsupportedLayout {

@@ -70,10 +70,20 @@ pub fn roundtrip(data: &[u8]) {
     for t in &tensors {
         assert_eq!(file.tensor(&t.name).expect("tensor present"), &t.data[..]);
     }
+    // The same at bf16: weights rounded as the reference rounds, biases exact.
+    let bytes = crate::weights::format::to_bytes_as(&plan, &tensors, crate::weights::Dtype::Bf16)
+        .expect("a valid plan writes at bf16");
+    let file = WeightFile::from_bytes(bytes).expect("a written bf16 file opens");
+    for t in &tensors {
+        let got = file.tensor_f32(&t.name).expect("tensor present");
+        let round = t.name.ends_with(".weight");
+        let want: Vec<f32> = t.data.iter().map(|&v| if round { crate::reference::bf16_round(v) } else { v }).collect();
+        assert_eq!(got, want, "{}", t.name);
+    }
 }
 
 /// Every SGEMM kernel this CPU runs against the scalar reference, on small shapes and
-/// values taken from the bytes.
+/// values taken from the bytes; and the GEMV, f32 and bf16 weights, the same way.
 pub fn gemm_diff(data: &[u8]) {
     if data.len() < 4 {
         return;
@@ -98,6 +108,29 @@ pub fn gemm_diff(data: &[u8]) {
                 let e = if relu && e < 0.0 { 0.0 } else { e };
                 let g = c[i * n + j];
                 assert!((g - e).abs() <= 4e-4 * (k as f32 + 1.0), "{isa} {m}x{n}x{k} ({i},{j}): {g} vs {e}");
+            }
+        }
+    }
+    // GEMV: `m` rows of `a` (as W, K = k) times `vecs` rows of b's values.
+    let vecs = 1 + n % 9;
+    let x: Vec<f32> = (0..vecs * k).map(|i| at(i * 5 + 2)).collect();
+    let w16: Vec<u16> = a.iter().map(|&v| crate::weights::format::bf16_from_f32(v)).collect();
+    let wide: Vec<f32> = a.iter().map(|&v| crate::reference::bf16_round(v)).collect();
+    for (w, exact) in [(&a, true), (&wide, false)] {
+        let want = crate::reference::linear(&x, vecs, w, &vec![0.0; m], m, k, false);
+        for cpu in Cpu::all() {
+            let mut y = vec![f32::NAN; vecs * m];
+            if exact {
+                gemm::gemv(cpu, &a, k, &x, &mut crate::base::mat::MatMut::new(&mut y, vecs, m, m));
+            } else {
+                gemm::gemv(cpu, &w16, k, &x, &mut crate::base::mat::MatMut::new(&mut y, vecs, m, m));
+            }
+            for (i, (&g, &e)) in y.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - e).abs() <= 4e-4 * (k as f32 + 1.0),
+                    "{} gemv {m}x{k}x{vecs} [{i}]: {g} vs {e}",
+                    cpu.isa()
+                );
             }
         }
     }

@@ -80,6 +80,7 @@ pub mod image;
 pub mod labels;
 mod model;
 pub mod plan;
+mod precision;
 pub mod weights;
 
 // Apart from the layers: the oracle and the tools of this project's own benches, tests
@@ -104,4 +105,5 @@ pub use error::{Error, Result};
 pub use labels::top_k;
 pub use model::{Model, ModelBuilder, DEFAULT_MAX_WORKSPACE_BYTES};
 pub use plan::{Plan, Preprocess};
+pub use precision::Precision;
 pub use weights::{OpenMode, WeightFile};

@@ -259,6 +259,9 @@ pub struct TensorSpec {
     pub name: String,
     /// Required shape.
     pub shape: Vec<u64>,
+    /// True for a conv or linear weight (stored at the file's precision), false for a
+    /// bias (always f32).
+    pub weight: bool,
 }
 
 /// Output size of a sliding window, or an error message.
@@ -445,13 +448,18 @@ impl Plan {
                     specs.push(TensorSpec {
                         name: format!("{}.weight", conv.name),
                         shape: vec![o, cin, conv.kernel[0] as u64, conv.kernel[1] as u64],
+                        weight: true,
                     });
-                    specs.push(TensorSpec { name: format!("{}.bias", conv.name), shape: vec![o] });
+                    specs.push(TensorSpec { name: format!("{}.bias", conv.name), shape: vec![o], weight: false });
                 }
                 (Layer::Linear(lin), Shape::Flat(n)) => {
                     let o = lin.out_features as u64;
-                    specs.push(TensorSpec { name: format!("{}.weight", lin.name), shape: vec![o, n as u64] });
-                    specs.push(TensorSpec { name: format!("{}.bias", lin.name), shape: vec![o] });
+                    specs.push(TensorSpec {
+                        name: format!("{}.weight", lin.name),
+                        shape: vec![o, n as u64],
+                        weight: true,
+                    });
+                    specs.push(TensorSpec { name: format!("{}.bias", lin.name), shape: vec![o], weight: false });
                 }
                 _ => {}
             }

@@ -101,27 +101,32 @@ unsafe fn chains<V: SimdF32, const N: usize>(iters: usize) -> f32 {
 /// place from the map) to measure DRAM or page-cache bandwidth. A shared host's bandwidth
 /// drifts over seconds: take the best of several passes spread over the measurement it
 /// is compared with.
-pub fn read_bandwidth_gbps(data: &[f32], threads: usize) -> f64 {
+pub fn read_bandwidth_gbps(data: &[u8], threads: usize) -> f64 {
     let chunk = data.len().div_ceil(threads.max(1)).max(1);
     let t = Instant::now();
-    let sum: f32 = std::thread::scope(|s| {
+    let sum: u64 = std::thread::scope(|s| {
         let hs: Vec<_> = data.chunks(chunk).map(|c| s.spawn(move || sum(c))).collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).fold(0, u64::wrapping_add)
     });
     std::hint::black_box(sum);
-    (data.len() * 4) as f64 / t.elapsed().as_secs_f64() / 1e9
+    data.len() as f64 / t.elapsed().as_secs_f64() / 1e9
 }
 
-/// Sum of a slice with 16 partial sums (auto-vectorised): a plain streaming read.
-fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let mut chunks = a.chunks_exact(16);
+/// Wrapping sum of a byte slice as 64-bit words, 8 partial sums (auto-vectorised): a plain
+/// streaming read that cares nothing for what the bytes hold (integer adds: no slow
+/// paths for subnormal or NaN patterns).
+fn sum(a: &[u8]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut chunks = a.chunks_exact(64);
     for x in &mut chunks {
-        for l in 0..16 {
-            acc[l] += x[l];
+        for (l, w) in acc.iter_mut().zip(x.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            *l = l.wrapping_add(u64::from_ne_bytes(b));
         }
     }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    let tail = chunks.remainder().iter().fold(0u64, |s, &b| s.wrapping_add(b as u64));
+    acc.iter().fold(tail, |s, &v| s.wrapping_add(v))
 }
 
 #[cfg(test)]
@@ -134,7 +139,9 @@ mod tests {
             let (flops, keep) = fma_loop(cpu, 10);
             assert!(flops > 0.0 && keep.is_finite(), "{}", cpu.isa());
         }
-        assert_eq!(sum(&[1.0; 37]), 37.0);
-        assert!(read_bandwidth_gbps(&vec![1.0; 1 << 16], 2) > 0.0);
+        assert_eq!(sum(&[1; 37]), 37);
+        // Two 64-byte blocks (16 words of 0x0101..01) and a 3-byte tail.
+        assert_eq!(sum(&[1; 131]), 16u64.wrapping_mul(0x0101_0101_0101_0101) + 3);
+        assert!(read_bandwidth_gbps(&vec![1; 1 << 18], 2) > 0.0);
     }
 }

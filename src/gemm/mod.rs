@@ -29,7 +29,7 @@ pub mod kernel;
 pub mod pack;
 
 pub use blocking::BlockSizes;
-pub use kernel::{gemv, MicroKernel};
+pub use kernel::{gemv, MicroKernel, Weight};
 pub use pack::{PackB, PackedA, RowMajor};
 
 use kernel::{run_edge, run_tile, Store, MAX_MR, MAX_NR};

@@ -10,6 +10,7 @@ use crate::cpu::{Cpu, Isa};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::plan::Shape;
+use crate::precision::Precision;
 use crate::weights::{OpenMode, WeightFile};
 
 /// Options for opening a model.
@@ -20,6 +21,7 @@ pub struct ModelBuilder {
     mode: OpenMode,
     verify_checksum: bool,
     max_workspace_bytes: Option<u64>,
+    precision: Option<Precision>,
 }
 
 impl ModelBuilder {
@@ -54,6 +56,16 @@ impl ModelBuilder {
         self
     }
 
+    /// Run at `precision` (default: the precision the file stores its weights at, so f32
+    /// for an f32 file). An f32 file opened at bf16 rounds its linear weights to bf16 at
+    /// open (one pass over them, and half their bytes held in memory instead of read in
+    /// place from the map); a bf16 file opened at f32 runs its bf16 weights widened to f32,
+    /// which is all the precision they have.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = Some(precision);
+        self
+    }
+
     /// Open and validate the weight file at `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Model> {
         let file = WeightFile::open(path, self.mode)?;
@@ -83,7 +95,8 @@ impl ModelBuilder {
         let cpu = Cpu::new(isa)?;
         let shapes = weights.plan().shapes()?;
         // Packing (and Winograd-transforming) the conv weights uses the model's threads.
-        let steps = pool.install(|| compile(&weights, &shapes, cpu))?;
+        let precision = self.precision.unwrap_or_else(|| Precision::of_weights(weights.weight_dtype()));
+        let steps = pool.install(|| compile(&weights, &shapes, cpu, precision))?;
         // Per conv step: (channels in, channels out) alongside its geometry.
         let convs = || {
             steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
@@ -100,6 +113,7 @@ impl ModelBuilder {
             shapes,
             steps,
             cpu,
+            precision,
             threads,
             pool,
             size,

@@ -11,7 +11,21 @@ use crate::gemm::{self, PackedA};
 use crate::ops;
 use crate::ops::im2col::ConvGeom;
 use crate::plan::{Layer, Lrn, MaxPool, Shape};
-use crate::weights::WeightFile;
+use crate::precision::Precision;
+use crate::weights::format::{bf16_from_f32, f32_from_bf16};
+use crate::weights::{Dtype, WeightFile};
+
+/// Where a linear layer's weights are read from.
+#[derive(Clone, Debug)]
+pub(super) enum LinearWeight {
+    /// f32, in place in the file (this byte range).
+    F32(Range<usize>),
+    /// bf16, in place in the file.
+    Bf16(Range<usize>),
+    /// bf16 rounded at open from the file's f32 weights (a file opened below its
+    /// precision): half the file's bytes, in memory.
+    OwnedBf16(Vec<u16>),
+}
 
 /// One executable step, compiled from the plan with shapes resolved and ReLU fused.
 #[derive(Clone, Debug)]
@@ -39,7 +53,7 @@ pub(super) enum Step {
     },
     Flatten,
     Linear {
-        weight: Range<usize>,
+        weight: LinearWeight,
         bias: Range<usize>,
         m: usize,
         k: usize,
@@ -63,8 +77,35 @@ impl Step {
     }
 }
 
+/// A conv weight as f32 at `precision`: the file's values, rounded through bf16 when the
+/// file is f32 and the model bf16 (so that the result is the same as a bf16 file's).
+fn conv_weight(weights: &WeightFile, name: &str, precision: Precision) -> Result<Vec<f32>> {
+    let mut w = weights.tensor_f32(name)?;
+    if precision == Precision::Bf16 && weights.entry(name)?.dtype == Dtype::F32 {
+        w.iter_mut().for_each(|v| *v = f32_from_bf16(bf16_from_f32(*v)));
+    }
+    Ok(w)
+}
+
+/// A linear weight at `precision`: in place when the file stores it so, else converted.
+fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Result<LinearWeight> {
+    use rayon::prelude::*;
+    let range = weights.tensor_range(name)?;
+    Ok(match (weights.entry(name)?.dtype, precision) {
+        (Dtype::Bf16, Precision::Bf16) => LinearWeight::Bf16(range),
+        (Dtype::F32, Precision::Bf16) => {
+            let w = weights.f32s(range);
+            LinearWeight::OwnedBf16(w.par_iter().with_min_len(1 << 14).map(|&v| bf16_from_f32(v)).collect())
+        }
+        // Widening a bf16 file to f32 gains nothing in accuracy: it runs at bf16 cost
+        // with f32 arithmetic, which is what the in-place bf16 kernel does already.
+        (Dtype::Bf16, _) => LinearWeight::Bf16(range),
+        _ => LinearWeight::F32(range),
+    })
+}
+
 /// Resolve the plan into steps: tensor ranges, geometry, ReLU fused into conv/linear.
-pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu) -> Result<Vec<Step>> {
+pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precision: Precision) -> Result<Vec<Step>> {
     let mr = gemm::blocks(cpu).mr;
     let plan = weights.plan();
     let mut steps: Vec<Step> = Vec::with_capacity(plan.layers.len());
@@ -86,11 +127,11 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu) -> Resul
                 };
                 // Each group's OIHW weights packed into MR panels (Winograd-transformed
                 // first for a 3x3 stride-1 layer).
-                let wt = weights.tensor(&format!("{}.weight", cv.name))?;
+                let wt = conv_weight(weights, &format!("{}.weight", cv.name), precision)?;
                 let groups = cv.groups as usize;
                 let og = cv.out_channels as usize / groups;
                 Step::Conv {
-                    weights: ops::conv::pack_weights(wt, &geom, groups, og, mr),
+                    weights: ops::conv::pack_weights(&wt, &geom, groups, og, mr),
                     bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
                     out: cv.out_channels as usize,
                     geom,
@@ -114,7 +155,7 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu) -> Resul
             (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => Step::Lrn { lrn: l.clone(), c, hw: h * w },
             (Layer::Flatten, ..) => Step::Flatten,
             (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => Step::Linear {
-                weight: weights.tensor_range(&format!("{}.weight", l.name))?,
+                weight: linear_weight(weights, &format!("{}.weight", l.name), precision)?,
                 bias: weights.tensor_range(&format!("{}.bias", l.name))?,
                 m,
                 k,

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 pub use builder::ModelBuilder;
-use compile::Step;
+use compile::{LinearWeight, Step};
 use workspace::{Workspace, WorkspaceSize};
 
 use crate::base::scalar::relu;
@@ -25,6 +25,7 @@ use crate::cpu::{Cpu, Isa};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::plan::{Plan, Preprocess, Shape};
+use crate::precision::Precision;
 use crate::weights::{OpenMode, WeightFile};
 
 /// Default cap on the memory one inference call may use for activations and scratch.
@@ -36,6 +37,7 @@ pub struct Model {
     shapes: Vec<Shape>,
     steps: Vec<Step>,
     cpu: Cpu,
+    precision: Precision,
     threads: usize,
     pool: rayon::ThreadPool,
     size: WorkspaceSize,
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Model {
             .field("input", &self.input_shape())
             .field("classes", &self.num_classes())
             .field("isa", &self.cpu.isa())
+            .field("precision", &self.precision)
             .field("threads", &self.threads)
             .field("weights", &self.weights)
             .finish()
@@ -56,7 +59,12 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Options for opening a model: threads, ISA, mapped or owned, checksum.
+    /// The arithmetic the model runs in (see [`ModelBuilder::precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Options for opening a model: threads, ISA, mapped or owned, checksum, precision.
     pub fn builder() -> ModelBuilder {
         ModelBuilder::default()
     }
@@ -206,7 +214,13 @@ impl Model {
                     let m = *out;
                     (2 * (m * geom.k() * geom.n()) as u64, (m * geom.k() * 4) as u64)
                 }
-                Step::Linear { m, k, .. } => (2 * (m * k) as u64, (4 * m * k) as u64),
+                Step::Linear { m, k, weight, .. } => {
+                    let bytes = match weight {
+                        LinearWeight::F32(_) => 4,
+                        LinearWeight::Bf16(_) | LinearWeight::OwnedBf16(_) => 2,
+                    };
+                    (2 * (m * k) as u64, (bytes * m * k) as u64)
+                }
                 _ => (0, 0),
             })
             .collect()
@@ -276,8 +290,17 @@ impl Model {
                     pairs.for_each(|(y, x)| ops::lrn::lrn(x, *c, *hw, lrn, y));
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
-                    let (w, b) = (self.weights.f32s(weight.clone()), self.weights.f32s(bias.clone()));
-                    ops::linear::linear(self.cpu, src, batch, w, b, *m, *k, *relu, dst);
+                    let b = self.weights.f32s(bias.clone());
+                    let (cpu, (m, k, relu)) = (self.cpu, (*m, *k, *relu));
+                    match weight {
+                        LinearWeight::F32(r) => {
+                            ops::linear::linear(cpu, src, batch, self.weights.f32s(r.clone()), b, m, k, relu, dst)
+                        }
+                        LinearWeight::Bf16(r) => {
+                            ops::linear::linear(cpu, src, batch, self.weights.bf16s(r.clone()), b, m, k, relu, dst)
+                        }
+                        LinearWeight::OwnedBf16(w) => ops::linear::linear(cpu, src, batch, w, b, m, k, relu, dst),
+                    }
                 }
                 Step::Relu => cur.iter_mut().for_each(|v| *v = relu(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),

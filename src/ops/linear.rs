@@ -10,12 +10,13 @@ use crate::base::mat::MatMut;
 use crate::base::scalar;
 use crate::base::split::par_column_blocks;
 use crate::cpu::Cpu;
-use crate::gemm::gemv;
+use crate::gemm::{gemv, Weight};
 
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 32;
 
-/// `y [batch, m] = relu?(x [batch, k] W^T + b)` with `w` `[m, k]` row-major, read in place.
+/// `y [batch, m] = relu?(x [batch, k] W^T + b)` with `w` `[m, k]` row-major, read in place
+/// (f32, or bf16 bit patterns widened to f32 as they load).
 ///
 /// Output columns (W's rows) are split across the pool in fixed blocks; each task streams
 /// its rows of W once and applies them to every image of the batch (4 rows x 4 images
@@ -23,11 +24,11 @@ const ROWS_PER_TASK: usize = 32;
 /// Each task sees W from its first row to the end, so at batch > 4 it fetches the next
 /// task's first rows ahead too.
 #[allow(clippy::too_many_arguments)]
-pub fn linear(
+pub fn linear<E: Weight>(
     cpu: Cpu,
     x: &[f32],
     batch: usize,
-    w: &[f32],
+    w: &[E],
     b: &[f32],
     m: usize,
     k: usize,

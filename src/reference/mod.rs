@@ -129,6 +129,32 @@ pub fn lrn(input: &[f32], [c, h, w]: [usize; 3], p: &Lrn) -> Vec<f32> {
     out
 }
 
+/// `x` rounded to the nearest bfloat16 value (ties to even), as f32: the oracle for the
+/// weight file's bf16 encoder. Written from the definition, not from the bit trick the
+/// encoder uses: of the two bf16 neighbours of `x` (its bits truncated to the top 16, and
+/// the next value away from zero) it takes the nearer, measured in f64; on a tie, the
+/// one with an even last bit. NaN stays NaN.
+pub fn bf16_round(x: f32) -> f32 {
+    if x.is_nan() || x.is_infinite() {
+        return x;
+    }
+    let down = f32::from_bits(x.to_bits() & 0xffff_0000);
+    if down == x {
+        return x;
+    }
+    // The next bf16 away from zero (may be infinity: 0x7f80_0000 after the largest).
+    let up = f32::from_bits((x.to_bits() & 0xffff_0000) + 0x1_0000);
+    let (dd, du) = ((x as f64 - down as f64).abs(), (up as f64 - x as f64).abs());
+    // Past the largest finite bf16 the "up" neighbour is infinity: IEEE rounds to it
+    // when x is at least halfway to 2^128 (the next power of two), so measure from there.
+    let du = if up.is_infinite() { (2f64.powi(128) - (x as f64).abs()).abs() } else { du };
+    if dd < du || (dd == du && (down.to_bits() >> 16) & 1 == 0) {
+        down
+    } else {
+        up
+    }
+}
+
 /// `y[n] = W x[n] + b` for a batch: `x` is `[batch, k]`, `w` `[m, k]`, returns `[batch, m]`.
 pub fn linear(x: &[f32], batch: usize, w: &[f32], b: &[f32], m: usize, k: usize, relu: bool) -> Vec<f32> {
     let mut y = vec![0.0f32; batch * m];

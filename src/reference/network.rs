@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::plan::{Layer, Shape};
 use crate::weights::WeightFile;
 
-/// The whole network on the reference operators: the plan's raw output (`[batch, classes]`)
+/// The whole network on the reference operators (reduced-precision weights widened to
+/// f32 exactly, f32 arithmetic): the plan's raw output (`[batch, classes]`)
 /// for `input` (`[batch, C, H, W]`). Slow; for tests and fuzzing.
 pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
     let plan = file.plan();
@@ -23,11 +24,11 @@ pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
             |act: &[f32], f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> { act.chunks(inp.len()).flat_map(f).collect() };
         act = match (layer, inp, out) {
             (Layer::Conv(c), Shape::Spatial { c: ci, h, w }, Shape::Spatial { c: o, h: oh, w: ow }) => {
-                let wt = file.tensor(&format!("{}.weight", c.name))?;
+                let wt = file.tensor_f32(&format!("{}.weight", c.name))?;
                 let b = file.tensor(&format!("{}.bias", c.name))?;
                 let k = [c.kernel[0] as usize, c.kernel[1] as usize];
                 let s = [c.stride[0] as usize, c.stride[1] as usize];
-                images(&act, &|x| conv2d(x, [ci, h, w], wt, b, o, k, s, c.pads, c.groups as usize, [oh, ow], c.relu))
+                images(&act, &|x| conv2d(x, [ci, h, w], &wt, b, o, k, s, c.pads, c.groups as usize, [oh, ow], c.relu))
             }
             (Layer::MaxPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
                 images(&act, &|x| maxpool(x, [c, h, w], p, [oh, ow]))
@@ -36,9 +37,9 @@ pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
             (Layer::Relu, ..) => act.iter().map(|&v| relu(v)).collect(),
             (Layer::Flatten, ..) => act,
             (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => {
-                let wt = file.tensor(&format!("{}.weight", l.name))?;
+                let wt = file.tensor_f32(&format!("{}.weight", l.name))?;
                 let b = file.tensor(&format!("{}.bias", l.name))?;
-                linear(&act, batch, wt, b, m, k, l.relu)
+                linear(&act, batch, &wt, b, m, k, l.relu)
             }
             (Layer::Softmax, Shape::Flat(n), _) => softmax(&act, n),
             (layer, ..) => {

@@ -31,6 +31,12 @@ unsafe impl SimdF32 for F32x8 {
         F32x8(unsafe { _mm256_loadu_ps(p) })
     }
     #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> Self {
+        // SAFETY: `p` is valid for 8 u16 reads (trait contract); zero-extend and shift are
+        // AVX2.
+        F32x8(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())))) })
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: `p` is valid for 8 writes (trait contract).
         unsafe { _mm256_storeu_ps(p, self.0) }

@@ -30,6 +30,12 @@ unsafe impl SimdF32 for F32x16 {
         F32x16(unsafe { _mm512_loadu_ps(p) })
     }
     #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> Self {
+        // SAFETY: `p` is valid for 16 u16 reads (trait contract); zero-extend and shift
+        // are AVX-512F.
+        F32x16(unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())))) })
+    }
+    #[inline(always)]
     unsafe fn load_first(p: *const f32, n: usize) -> Self {
         // SAFETY: masked-off lanes are neither read nor faulted on, and p is valid for the
         // n read ones (trait contract).

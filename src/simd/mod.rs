@@ -99,6 +99,23 @@ pub unsafe trait SimdF32: Copy {
     /// # Safety
     /// As [`SimdF32::zero`], and `p` is valid for `LANES` reads.
     unsafe fn load(p: *const f32) -> Self;
+    /// Load `LANES` bfloat16 values (bit patterns) from `p` (unaligned), widened to f32
+    /// exactly. This default goes through memory; ISAs override it with a zero-extend
+    /// and shift.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`], and `p` is valid for `LANES` reads.
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> Self {
+        const MAX: usize = 16;
+        let mut x = [0.0f32; MAX];
+        for (i, v) in x.iter_mut().enumerate().take(Self::LANES.min(MAX)) {
+            // SAFETY: p is valid for LANES reads (caller); read_unaligned needs no alignment.
+            *v = f32::from_bits((unsafe { p.add(i).read_unaligned() } as u32) << 16);
+        }
+        // SAFETY: x holds LANES <= MAX values.
+        unsafe { Self::load(x.as_ptr()) }
+    }
     /// Store `LANES` values to `p` (unaligned).
     ///
     /// # Safety

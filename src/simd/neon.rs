@@ -30,6 +30,11 @@ unsafe impl SimdF32 for F32x4 {
         F32x4(unsafe { vld1q_f32(p) })
     }
     #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> Self {
+        // SAFETY: `p` is valid for 4 u16 reads (trait contract); widening shift is NEON.
+        F32x4(unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p))) })
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: `p` is valid for 4 writes (trait contract).
         unsafe { vst1q_f32(p, self.0) }

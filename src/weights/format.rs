@@ -17,12 +17,12 @@
 //! data_offset   tensors, each starting at the next 64-byte boundary after the previous
 //! ```
 //!
-//! All integers little-endian, floats IEEE-754 binary32. The metadata block is a sequence
+//! All integers little-endian, floats IEEE-754 binary32 (weights may be bfloat16). The metadata block is a sequence
 //! of fixed-width fields and length-prefixed UTF-8 strings (`u16` length); see
 //! `docs/weight-format.md` for the full grammar. Reading never trusts a count or length:
 //! each is capped and checked against the bytes that remain before anything is allocated.
 
-pub use super::writer::write_file;
+pub use super::writer::{write_file, write_file_as};
 use crate::error::{Error, Result};
 use crate::plan::{ColorOrder, Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
 
@@ -54,6 +54,9 @@ pub const MAX_LABELS: usize = 1 << 20;
 pub enum Dtype {
     /// IEEE-754 binary32, little-endian (code 0).
     F32,
+    /// bfloat16: the high half of a binary32, little-endian `u16` (code 1). Weights
+    /// only; rounded from f32 to nearest, ties to even (see [`bf16_from_f32`]).
+    Bf16,
 }
 
 impl Dtype {
@@ -61,6 +64,7 @@ impl Dtype {
     pub fn code(self) -> u8 {
         match self {
             Dtype::F32 => 0,
+            Dtype::Bf16 => 1,
         }
     }
 
@@ -68,15 +72,42 @@ impl Dtype {
     pub fn size(self) -> u64 {
         match self {
             Dtype::F32 => 4,
+            Dtype::Bf16 => 2,
+        }
+    }
+
+    /// Lower-case name, as the CLIs print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
         }
     }
 
     fn from_code(code: u8, tensor: &str) -> Result<Dtype> {
         match code {
             0 => Ok(Dtype::F32),
+            1 => Ok(Dtype::Bf16),
             _ => Err(Error::UnsupportedDtype { tensor: tensor.into(), code }),
         }
     }
+}
+
+/// `x` rounded to bfloat16 (to nearest, ties to even), as its bit pattern. NaN stays NaN
+/// (made quiet, sign kept); infinities and values that round past the largest bf16 become
+/// infinities, as IEEE rounding does.
+pub fn bf16_from_f32(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) as u16) | 0x0040;
+    }
+    let round = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+/// The f32 value of a bfloat16 bit pattern (exact).
+pub fn f32_from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
 }
 
 /// How a tensor's elements are ordered. Codes are part of the format.
@@ -548,8 +579,13 @@ pub struct OwnedTensor {
 }
 
 /// Check `tensors` against `plan` and lay them out: table entries in plan order (the
-/// order the runtime reads them), each paired with its tensor.
-pub(super) fn layout<'t>(plan: &Plan, tensors: &'t [OwnedTensor]) -> Result<Vec<(TensorEntry, &'t OwnedTensor)>> {
+/// order the runtime reads them), each paired with its tensor. Weights (conv and linear
+/// `.weight` tensors) are stored as `weights`; biases always as f32.
+pub(super) fn layout<'t>(
+    plan: &Plan,
+    tensors: &'t [OwnedTensor],
+    weights: Dtype,
+) -> Result<Vec<(TensorEntry, &'t OwnedTensor)>> {
     let specs = plan.tensor_specs()?;
     if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
         return Err(Error::UnusedTensor(extra.name.clone()));
@@ -569,13 +605,14 @@ pub(super) fn layout<'t>(plan: &Plan, tensors: &'t [OwnedTensor]) -> Result<Vec<
                 found: t.data.len() as u64 * 4,
             });
         }
+        let dtype = if spec.weight { weights } else { Dtype::F32 };
         let entry = TensorEntry {
             name: spec.name,
-            dtype: Dtype::F32,
+            dtype,
             layout: Layout::RowMajor,
             shape: spec.shape,
             offset,
-            len: elems * 4,
+            len: elems * dtype.size(),
         };
         offset = align_up(offset + entry.len)?;
         out.push((entry, t));
@@ -599,8 +636,13 @@ fn header(meta_len: usize, data_offset: u64, data_len: u64, sum: u64) -> [u8; HE
 
 /// Write the whole file to `out` in one pass over the tensors (plus one for the
 /// checksum, which the header carries up front). Returns the bytes written.
-pub(super) fn write_to(plan: &Plan, tensors: &[OwnedTensor], out: &mut impl std::io::Write) -> Result<u64> {
-    let laid = layout(plan, tensors)?;
+pub(super) fn write_to(
+    plan: &Plan,
+    tensors: &[OwnedTensor],
+    weights: Dtype,
+    out: &mut impl std::io::Write,
+) -> Result<u64> {
+    let laid = layout(plan, tensors, weights)?;
     let entries: Vec<TensorEntry> = laid.iter().map(|(e, _)| e.clone()).collect();
     let meta = write_metadata(plan, &entries)?;
     let data_offset = align_up(HEADER_LEN as u64 + meta.len() as u64)?;
@@ -614,7 +656,10 @@ pub(super) fn write_to(plan: &Plan, tensors: &[OwnedTensor], out: &mut impl std:
             sink(&chunk)?;
             for vals in t.data.chunks(1 << 14) {
                 chunk.clear();
-                chunk.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
+                match entry.dtype {
+                    Dtype::Bf16 => chunk.extend(vals.iter().flat_map(|&v| bf16_from_f32(v).to_le_bytes())),
+                    _ => chunk.extend(vals.iter().flat_map(|v| v.to_le_bytes())),
+                }
                 sink(&chunk)?;
             }
             pos = entry.offset + entry.len;
@@ -640,8 +685,14 @@ pub(super) fn write_to(plan: &Plan, tensors: &[OwnedTensor], out: &mut impl std:
 /// The plan is validated and every tensor checked against it first, so a file this
 /// function writes always opens.
 pub fn to_bytes(plan: &Plan, tensors: &[OwnedTensor]) -> Result<Vec<u8>> {
+    to_bytes_as(plan, tensors, Dtype::F32)
+}
+
+/// [`to_bytes`] with the weights stored as `weights` ([`Dtype::F32`] or
+/// [`Dtype::Bf16`]; biases stay f32).
+pub fn to_bytes_as(plan: &Plan, tensors: &[OwnedTensor], weights: Dtype) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    write_to(plan, tensors, &mut bytes)?;
+    write_to(plan, tensors, weights, &mut bytes)?;
     Ok(bytes)
 }
 

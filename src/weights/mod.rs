@@ -5,7 +5,8 @@
 //! `docs/reliability.md` before any kernel runs: header, caps, plan hyperparameters, tensor
 //! names, dtypes, layouts, shapes against the plan, bounds, alignment, overlap and exact
 //! coverage of the data section. After that, [`WeightFile::tensor`] hands out `&[f32]`
-//! views straight into the map: no weight byte is copied.
+//! views straight into the map (the linear layers read bf16 weights in place the same
+//! way): no weight byte is copied.
 
 pub mod format;
 mod mmap;
@@ -77,7 +78,10 @@ impl WeightFile {
         // Every view must be constructible; this cannot fail after the checks above, but a
         // failure here is an error, never a panic later.
         for t in &file.tensors {
-            file.view(t)?;
+            match t.dtype {
+                Dtype::F32 => file.view::<f32>(t).map(|_| ())?,
+                Dtype::Bf16 => file.view::<u16>(t).map(|_| ())?,
+            }
         }
         Ok(file)
     }
@@ -113,7 +117,8 @@ impl WeightFile {
         Ok(true)
     }
 
-    fn view(&self, t: &TensorEntry) -> Result<&[f32]> {
+    /// A tensor's bytes, viewed as elements of `T` (`f32` or bf16 bits as `u16`).
+    fn view<T: bytemuck::Pod>(&self, t: &TensorEntry) -> Result<&[T]> {
         let start = self.data_offset + t.offset as usize;
         let bytes = &self.storage.bytes()[start..start + t.len as usize];
         bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned {
@@ -123,17 +128,55 @@ impl WeightFile {
         })
     }
 
-    /// A tensor's values, viewed in place.
+    /// The table entry of the tensor called `name`.
+    pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
+        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::MissingTensor(name.into()))
+    }
+
+    /// An f32 tensor's values, viewed in place; [`Error::WrongDtype`] for another dtype
+    /// (see [`WeightFile::tensor_f32`]).
     pub fn tensor(&self, name: &str) -> Result<&[f32]> {
-        let t = self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let t = self.entry(name)?;
+        if t.dtype != Dtype::F32 {
+            return Err(Error::WrongDtype { tensor: t.name.clone(), expected: "f32", found: t.dtype.name() });
+        }
         self.view(t)
+    }
+
+    /// A tensor's bytes in place, whatever its dtype.
+    pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
+        let range = self.tensor_range(name)?;
+        self.storage.bytes().get(range).ok_or(Error::Overflow("tensor range"))
+    }
+
+    /// A tensor's values as f32 whatever its dtype: a copy (bf16 widens exactly).
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.entry(name)?;
+        Ok(match t.dtype {
+            Dtype::F32 => self.view::<f32>(t)?.to_vec(),
+            Dtype::Bf16 => self.view::<u16>(t)?.iter().map(|&h| format::f32_from_bf16(h)).collect(),
+        })
+    }
+
+    /// The dtype of the file's conv and linear weights (one for all, checked at open;
+    /// f32 for a plan without weights).
+    pub fn weight_dtype(&self) -> Dtype {
+        let specs = self.plan.tensor_specs().unwrap_or_default();
+        specs.iter().find(|s| s.weight).and_then(|s| self.entry(&s.name).ok()).map(|t| t.dtype).unwrap_or(Dtype::F32)
     }
 
     /// Byte range of a tensor in the file, for kernels that index by position.
     pub(crate) fn tensor_range(&self, name: &str) -> Result<std::ops::Range<usize>> {
-        let t = self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let t = self.entry(name)?;
         let start = self.data_offset + t.offset as usize;
         Ok(start..start + t.len as usize)
+    }
+
+    /// View a byte range returned by [`WeightFile::tensor_range`] of a bf16 tensor as its
+    /// bit patterns.
+    pub(crate) fn bf16s(&self, range: std::ops::Range<usize>) -> &[u16] {
+        // As in `f32s`: validated, aligned ranges; the fallback is unreachable.
+        self.storage.bytes().get(range).and_then(|b| bytemuck::try_cast_slice(b).ok()).unwrap_or(&[])
     }
 
     /// View a byte range returned by [`WeightFile::tensor_range`] as f32 values.
@@ -169,6 +212,7 @@ fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()
             return Err(Error::TensorOutOfBounds { tensor: t.name.clone(), offset: t.offset, len: t.len, data_len });
         }
     }
+    let mut weight_dtype = None;
     for spec in &specs {
         let t = by_name.get(spec.name.as_str()).ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
         if t.shape != spec.shape {
@@ -177,6 +221,11 @@ fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()
                 expected: spec.shape.clone(),
                 found: t.shape.clone(),
             });
+        }
+        // Biases are f32; the weights share one dtype, the file's precision.
+        let expected = if spec.weight { *weight_dtype.get_or_insert(t.dtype) } else { Dtype::F32 };
+        if t.dtype != expected {
+            return Err(Error::WrongDtype { tensor: t.name.clone(), expected: expected.name(), found: t.dtype.name() });
         }
     }
     if let Some(t) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {

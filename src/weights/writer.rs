@@ -2,7 +2,7 @@
 //! block-aligned writes, so a file that a process has mapped is never truncated in place
 //! and the page cache can hold the new file in huge folios.
 
-use super::format::{layout, write_to, OwnedTensor};
+use super::format::{layout, write_to, Dtype, OwnedTensor};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 
@@ -48,10 +48,15 @@ impl std::io::Write for AlignedWriter {
 ///
 /// A file that a running process has mapped is therefore never truncated in place.
 pub fn write_file(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor]) -> Result<()> {
+    write_file_as(path, plan, tensors, Dtype::F32)
+}
+
+/// [`write_file`] with the weights stored as `weights` (biases stay f32).
+pub fn write_file_as(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor], weights: Dtype) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // Refuse bad input before touching the file system.
-    layout(plan, tensors)?;
+    layout(plan, tensors, weights)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -63,7 +68,7 @@ pub fn write_file(path: &std::path::Path, plan: &Plan, tensors: &[OwnedTensor]) 
     let result = (|| -> Result<()> {
         let file = std::fs::File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
         let mut out = AlignedWriter { file, buf: Vec::with_capacity(AlignedWriter::BLOCK) };
-        write_to(plan, tensors, &mut out)?;
+        write_to(plan, tensors, weights, &mut out)?;
         let file = out.finish().map_err(|source| Error::Io { path: tmp.clone(), source })?;
         file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
         std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })

@@ -9,14 +9,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use alexnet::cpu::Cpu;
-use alexnet::{probe, synthetic, Isa, Model};
+use alexnet::{probe, synthetic, Isa, Model, Precision};
 use serde::Serialize;
 
 const USAGE: &str = "usage: alexnet-bench [--weights FILE] [--batch N] [--threads T] [--iters N] [--warmup N]
-                     [--isa avx512|avx2|neon|portable] [--seed S] [--json] [--no-profile]
+                     [--isa avx512|avx2|neon|portable] [--precision f32|bf16] [--seed S]
+                     [--json] [--no-profile]
 
 With no --weights, runs the embedded default: the spec network (227x227, LRN after
-pooling, groups of 2) with deterministic synthetic weights made in-process.
+pooling, groups of 2) with deterministic synthetic weights made in-process. --precision
+runs at that precision (default: the file's own; f32 for the embedded default).
 
 After the timed loop it profiles each layer (median over --iters runs): conv layers in
 GFLOP/s and % of the FMA peak measured here for the model's ISA and threads, linear
@@ -31,6 +33,7 @@ struct Args {
     iters: usize,
     warmup: usize,
     isa: Option<Isa>,
+    precision: Option<Precision>,
     seed: u64,
     json: bool,
     profile: bool,
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         iters: 30,
         warmup: 3,
         isa: None,
+        precision: None,
         seed: 1,
         json: false,
         profile: true,
@@ -60,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => a.warmup = num("--warmup", value("--warmup")?)?,
             "--seed" => a.seed = num("--seed", value("--seed")?)? as u64,
             "--isa" => a.isa = Some(Isa::parse(&value("--isa")?).map_err(|e| e.to_string())?),
+            "--precision" => a.precision = Some(Precision::parse(&value("--precision")?).map_err(|e| e.to_string())?),
             "--json" => a.json = true,
             "--no-profile" => a.profile = false,
             "-h" | "--help" => {
@@ -89,6 +94,9 @@ fn run(a: Args) -> Result<(), String> {
     let mut builder = Model::builder().threads(a.threads);
     if let Some(isa) = a.isa {
         builder = builder.isa(isa);
+    }
+    if let Some(p) = a.precision {
+        builder = builder.precision(p);
     }
     // Cold start = open (map + validate + build) + the first inference; making the
     // synthetic weights of the embedded default is not part of it.
@@ -134,6 +142,7 @@ fn run(a: Args) -> Result<(), String> {
             batch: a.batch,
             threads: model.threads(),
             isa: model.isa().name(),
+            precision: model.precision().name(),
             iters: a.iters,
             min_ms: round(sorted[0], 4),
             median_ms: round(median, 4),
@@ -152,7 +161,7 @@ fn run(a: Args) -> Result<(), String> {
         let [c, h, w] = model.input_shape();
         println!("model     {source}");
         println!("input     [{}, {c}, {h}, {w}]  classes {}", a.batch, model.num_classes());
-        println!("isa       {}  threads {}", model.isa(), model.threads());
+        println!("isa       {}  threads {}  precision {}", model.isa(), model.threads(), model.precision());
         println!(
             "latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
             sorted[0],
@@ -246,6 +255,7 @@ struct Report<'a> {
     batch: usize,
     threads: usize,
     isa: &'static str,
+    precision: &'static str,
     iters: usize,
     min_ms: f64,
     median_ms: f64,
@@ -307,7 +317,7 @@ fn profile(model: &Model, input: &[f32], out: &mut [f32], iters: usize) -> Resul
         .layers
         .iter()
         .filter_map(|l| if let alexnet::plan::Layer::Linear(f) = l { Some(format!("{}.weight", f.name)) } else { None })
-        .filter_map(|name| model.weight_file().tensor(&name).ok())
+        .filter_map(|name| model.weight_file().tensor_bytes(&name).ok())
         .max_by_key(|t| t.len())
         .unwrap_or(&[]);
     let mut bandwidth_gbps = if largest.is_empty() { f64::NAN } else { 0.0 };

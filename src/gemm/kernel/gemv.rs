@@ -8,8 +8,47 @@ use crate::simd::{prefetch_l2, Job, Simd, SimdF32};
 
 /// Rows of W per block.
 const GEMV_ROWS: usize = 4;
-/// f32 values per 64-byte cache line.
-const LINE: usize = 16;
+
+/// An element type W may be stored as: `f32`, or bfloat16 as its `u16` bit pattern. The
+/// kernel widens each to f32 as it loads it (exactly), so the arithmetic after the load
+/// is the same for both and the memory stream is what bf16 halves.
+pub trait Weight: bytemuck::Pod + Send + Sync {
+    /// Elements per 64-byte cache line.
+    const LINE: usize;
+    /// `V::LANES` elements from `p`, as f32.
+    ///
+    /// # Safety
+    /// The CPU supports `V`'s instructions; `p` is valid for `V::LANES` reads.
+    unsafe fn load<V: SimdF32>(p: *const Self) -> V;
+    /// The element as f32.
+    fn value(self) -> f32;
+}
+
+impl Weight for f32 {
+    const LINE: usize = 16;
+    #[inline(always)]
+    unsafe fn load<V: SimdF32>(p: *const f32) -> V {
+        // SAFETY: forwarded contract.
+        unsafe { V::load(p) }
+    }
+    #[inline(always)]
+    fn value(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for u16 {
+    const LINE: usize = 32;
+    #[inline(always)]
+    unsafe fn load<V: SimdF32>(p: *const u16) -> V {
+        // SAFETY: forwarded contract.
+        unsafe { V::load_bf16(p) }
+    }
+    #[inline(always)]
+    fn value(self) -> f32 {
+        f32::from_bits((self as u32) << 16)
+    }
+}
 
 /// What a GEMV pass fetches ahead into L2. With several groups of vectors per block of
 /// rows (batch > 4), the first group reads the block from memory and the others from
@@ -18,18 +57,18 @@ const LINE: usize = 16;
 /// lines (line `i` by the group with `i % phases == phase`) while it computes. Into L2,
 /// not L1: in L1 the lines would evict the vectors the other groups use.
 #[derive(Clone, Copy, Debug)]
-struct Prefetch {
+struct Prefetch<E> {
     /// The next block's first row (`GEMV_ROWS` rows at W's stride), or null: nothing.
-    rows: *const f32,
+    rows: *const E,
     /// Which share of the lines this pass fetches.
     phase: usize,
     /// Shares the lines are dealt into (at least 1).
     phases: usize,
 }
 
-impl Prefetch {
+impl<E> Prefetch<E> {
     /// Fetch nothing.
-    const NONE: Prefetch = Prefetch { rows: std::ptr::null(), phase: 0, phases: 1 };
+    const NONE: Prefetch<E> = Prefetch { rows: std::ptr::null(), phase: 0, phases: 1 };
 }
 
 /// `R` rows of W times `B` vectors at once: `out[b * ldo + r] = dot(W[r], x[b])`. Each
@@ -46,22 +85,22 @@ impl Prefetch {
 /// `b * ldo + r` for `b < B`, `r < R`. `next` may point anywhere (it is only prefetched).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
+unsafe fn gemv_block<V: SimdF32, E: Weight, const R: usize, const B: usize>(
     k: usize,
-    w: *const f32,
+    w: *const E,
     ldw: usize,
     x: *const f32,
     ldx: usize,
     out: *mut f32,
     ldo: usize,
-    next: Prefetch,
+    next: Prefetch<E>,
 ) {
     let lanes = V::LANES;
     // SAFETY: pointer ranges as promised by the caller (this fn's contract).
     unsafe {
         let mut acc = [[V::zero(); B]; R];
         // The next 64-byte line (in f32 offsets along a row) whose turn it is to be fetched.
-        let mut fetch_at = if next.rows.is_null() { usize::MAX } else { LINE * next.phase };
+        let mut fetch_at = if next.rows.is_null() { usize::MAX } else { E::LINE * next.phase };
         let mut p = 0;
         while p + lanes <= k {
             let mut xv = [V::zero(); B];
@@ -70,12 +109,12 @@ unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
             }
             if p == fetch_at {
                 for r in 0..GEMV_ROWS {
-                    prefetch_l2(next.rows.wrapping_add(r * ldw + p));
+                    prefetch_l2(next.rows.wrapping_add(r * ldw + p).cast());
                 }
-                fetch_at += LINE * next.phases;
+                fetch_at += E::LINE * next.phases;
             }
             for (r, row) in acc.iter_mut().enumerate() {
-                let wv = V::load(w.add(r * ldw + p));
+                let wv: V = E::load(w.add(r * ldw + p));
                 for (a, &xb) in row.iter_mut().zip(&xv) {
                     *a = wv.mul_add(xb, *a);
                 }
@@ -95,7 +134,7 @@ unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
                 }
                 let mut sum = lane[0];
                 for q in p..k {
-                    sum += *w.add(r * ldw + q) * *x.add(b * ldx + q);
+                    sum += (*w.add(r * ldw + q)).value() * *x.add(b * ldx + q);
                 }
                 *out.add(b * ldo + r) = sum;
             }
@@ -111,21 +150,21 @@ unsafe fn gemv_block<V: SimdF32, const R: usize, const B: usize>(
 ///
 /// # Panics
 /// If `w` or `x` is too short (caller bugs).
-pub fn gemv(cpu: Cpu, w: &[f32], k: usize, x: &[f32], y: &mut MatMut<'_>) {
+pub fn gemv<E: Weight>(cpu: Cpu, w: &[E], k: usize, x: &[f32], y: &mut MatMut<'_>) {
     let (vecs, rows) = (y.rows(), y.cols());
     assert!(w.len() >= rows * k && x.len() >= vecs * k, "gemv operands too short");
     cpu.vectorize(Gemv { w, k, x, y });
 }
 
 /// [`gemv`]'s operands, checked, as a [`Job`].
-struct Gemv<'a, 'y, 'v> {
-    w: &'a [f32],
+struct Gemv<'a, 'y, 'v, E> {
+    w: &'a [E],
     k: usize,
     x: &'a [f32],
     y: &'y mut MatMut<'v>,
 }
 
-impl Job for Gemv<'_, '_, '_> {
+impl<E: Weight> Job for Gemv<'_, '_, '_, E> {
     type Output = ();
     #[inline(always)]
     fn run<S: Simd>(self, _: S) {
@@ -154,10 +193,10 @@ impl Job for Gemv<'_, '_, '_> {
                 unsafe {
                     let (wp, xp) = (w.as_ptr().add(r * k), x.as_ptr().add(b * k));
                     match (rr, bb) {
-                        (4, 4) => gemv_block::<S::F32, 4, 4>(k, wp, k, xp, k, out, ldy, next),
-                        (4, _) => gemv_block::<S::F32, 4, 1>(k, wp, k, xp, k, out, ldy, next),
-                        (_, 4) => gemv_block::<S::F32, 1, 4>(k, wp, k, xp, k, out, ldy, next),
-                        _ => gemv_block::<S::F32, 1, 1>(k, wp, k, xp, k, out, ldy, next),
+                        (4, 4) => gemv_block::<S::F32, E, 4, 4>(k, wp, k, xp, k, out, ldy, next),
+                        (4, _) => gemv_block::<S::F32, E, 4, 1>(k, wp, k, xp, k, out, ldy, next),
+                        (_, 4) => gemv_block::<S::F32, E, 1, 4>(k, wp, k, xp, k, out, ldy, next),
+                        _ => gemv_block::<S::F32, E, 1, 1>(k, wp, k, xp, k, out, ldy, next),
                     }
                 }
                 b += bb;

@@ -32,7 +32,7 @@ mod avx512;
 mod neon;
 mod portable;
 
-pub use gemv::gemv;
+pub use gemv::{gemv, Weight};
 
 use std::marker::PhantomData;
 

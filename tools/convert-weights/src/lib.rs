@@ -116,13 +116,25 @@ pub struct NonFinite {
 impl Converted {
     /// Write the weight file atomically (temporary file beside `path`, then rename).
     pub fn write(&self, path: &Path) -> Result<()> {
-        alexnet::weights::format::write_file(path, &self.plan, &self.tensors)?;
+        self.write_as(path, alexnet::Precision::F32)
+    }
+
+    /// [`Converted::write`] with the weights stored at `precision` (biases stay f32).
+    pub fn write_as(&self, path: &Path, precision: alexnet::Precision) -> Result<()> {
+        alexnet::weights::format::write_file_as(path, &self.plan, &self.tensors, precision.weight_dtype())?;
         Ok(())
     }
 
     /// Total bytes of tensor data (f32).
     pub fn tensor_bytes(&self) -> u64 {
-        self.tensors.iter().map(|t| t.data.len() as u64 * 4).sum()
+        self.tensor_bytes_as(alexnet::Precision::F32)
+    }
+
+    /// Bytes of tensor data with the weights stored at `precision`.
+    pub fn tensor_bytes_as(&self, precision: alexnet::Precision) -> u64 {
+        let size = precision.weight_dtype().size();
+        let bytes = |t: &OwnedTensor| t.data.len() as u64 * if t.name.ends_with(".weight") { size } else { 4 };
+        self.tensors.iter().map(bytes).sum()
     }
 
     /// Tensors holding NaN or infinite values, with their counts (empty when all finite).

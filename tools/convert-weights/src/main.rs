@@ -36,6 +36,8 @@ OPTIONS:
         --std A,B,C          per-channel standard deviation
         --resize N           resize the shorter side to N before the centre crop (0: none)
         --labels FILE        embed class labels, one per line (count must match classes)
+        --precision P        store the weights as 'f32' (default, exact) or 'bf16' (rounded
+                             to nearest even; half the bytes; the file runs at bf16)
         --check-finite       report NaN/Inf weights per tensor; exit 1 (and write nothing)
                              if there are any
         --dump               print the plan: layers and shapes, input, preprocessing,
@@ -52,6 +54,7 @@ struct Cli {
     check_finite: bool,
     dump: bool,
     help: bool,
+    precision: Option<alexnet::Precision>,
 }
 
 fn usage(msg: String) -> ConvertError {
@@ -127,6 +130,11 @@ fn parse_args(args: &[String]) -> Result<Cli> {
             "--std" => pre.std = Some(parse_triple(flag, &value("A,B,C")?)?),
             "--resize" => pre.resize = Some(parse_u32(flag, &value("a size")?)?),
             "--labels" => cli.options.labels = Some(PathBuf::from(value("a file")?)),
+            "--precision" => {
+                let v = value("f32 or bf16")?;
+                cli.precision =
+                    Some(alexnet::Precision::parse(&v).map_err(|_| usage(format!("--precision: unknown {v:?}")))?);
+            }
             "--check-finite" => cli.check_finite = true,
             "--dump" => cli.dump = true,
             f if f.starts_with('-') && f.len() > 1 => return Err(usage(format!("unknown option {f:?}"))),
@@ -178,13 +186,14 @@ fn run(args: &[String]) -> Result<()> {
         print(&format!("all {} tensors are finite\n", converted.tensors.len()));
     }
     if let Some(out) = &cli.output {
-        converted.write(out)?;
+        let precision = cli.precision.unwrap_or(alexnet::Precision::F32);
+        converted.write_as(out, precision)?;
         print(&format!(
-            "wrote {}: {} layers, {} tensors, {} bytes of weights (from {})\n",
+            "wrote {}: {} layers, {} tensors, {} bytes of weights at {precision} (from {})\n",
             out.display(),
             converted.plan.layers.len(),
             converted.tensors.len(),
-            converted.tensor_bytes(),
+            converted.tensor_bytes_as(precision),
             converted.format.name()
         ));
     }
@@ -231,7 +240,7 @@ mod tests {
     fn parses_a_full_command_line() {
         let cli = parse_args(&args(
             "m.onnx -o out.alexnet --input-size 227 --preprocess caffe --rgb --scale 0.5 --mean 1,2,3 \
-             --std=4,5,6 --resize 0 --labels l.txt --dump --check-finite",
+             --std=4,5,6 --resize 0 --labels l.txt --dump --check-finite --precision bf16",
         ))
         .unwrap();
         assert_eq!(cli.input, PathBuf::from("m.onnx"));
@@ -245,6 +254,7 @@ mod tests {
         assert_eq!(p.std, Some([4.0, 5.0, 6.0]));
         assert_eq!(p.resize, Some(0));
         assert!(cli.dump && cli.check_finite);
+        assert_eq!(cli.precision, Some(alexnet::Precision::Bf16));
     }
 
     #[test]
@@ -268,6 +278,7 @@ mod tests {
             "m.onnx -o x --preprocess keras",
             "m.onnx -o x --input-size 0",
             "m.onnx -o x --dump=yes",
+            "m.onnx -o x --precision fp8",
         ] {
             let e = parse_args(&args(bad)).unwrap_err();
             assert!(matches!(e, ConvertError::InvalidOption(_)), "{bad}: {e}");
