@@ -31,13 +31,57 @@ fn json_output_parses_with_hostile_layer_names() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    for key in
-        ["median_ms", "p90_ms", "min_ms", "mean_ms", "throughput_ips", "batch", "threads", "isa", "cold_start_ms"]
-    {
+    for key in [
+        "median_ms",
+        "p90_ms",
+        "min_ms",
+        "mean_ms",
+        "throughput_ips",
+        "batch",
+        "threads",
+        "isa",
+        "cold_start_ms",
+        "precision",
+    ] {
         assert!(doc.get(key).is_some(), "missing {key}");
     }
     assert_eq!(doc["source"], path.display().to_string());
     let names: Vec<&str> = doc["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert!(names.contains(&format!("conv:{name}").as_str()), "{names:?}");
     assert!(names.contains(&"linear:fc \"x\""), "{names:?}");
+}
+
+#[test]
+fn accuracy_mode_reports_agreement_as_json() {
+    let plan = layers::plan(
+        [3, 19, 19],
+        Preprocess::caffe(),
+        vec![
+            layers::conv("c", 8, 3, 2, Pads::uniform(1), 1, true),
+            alexnet::plan::Layer::Flatten,
+            layers::linear("fc", 10, false),
+            alexnet::plan::Layer::Softmax,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.alexnet");
+    alexnet::weights::format::write_file(&path, &plan, &synthetic::weights(&plan, 3).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"))
+        .arg("--weights")
+        .arg(&path)
+        .args(["--accuracy", "6", "--threads", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(doc["precision"], "bf16");
+    assert_eq!(doc["reference"], "f32");
+    assert_eq!(doc["images"], 6);
+    let top1 = doc["top1_agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1), "{top1}");
+    let max = doc["max_abs_dlogp"].as_f64().unwrap();
+    let median = doc["median_abs_dlogp"].as_f64().unwrap();
+    // bf16 weights move log-probabilities a little, never by nothing at all on random
+    // weights, and the median never exceeds the maximum.
+    assert!(median <= max && max > 0.0 && max < 1.0, "{median} {max}");
 }

@@ -14,11 +14,16 @@ use serde::Serialize;
 
 const USAGE: &str = "usage: alexnet-bench [--weights FILE] [--batch N] [--threads T] [--iters N] [--warmup N]
                      [--isa avx512|avx2|neon|portable] [--precision f32|bf16] [--seed S]
-                     [--json] [--no-profile]
+                     [--json] [--no-profile] [--accuracy N [--inputs X.npy]]
 
 With no --weights, runs the embedded default: the spec network (227x227, LRN after
 pooling, groups of 2) with deterministic synthetic weights made in-process. --precision
 runs at that precision (default: the file's own; f32 for the embedded default).
+
+--accuracy N runs the model at --precision (default bf16) beside the same weights at f32
+on N inputs (synthetic, or the first N images of X.npy, [N, C, H, W] float32 already
+preprocessed) and reports top-1 agreement, top-5 overlap and the max and median
+|log p - log p_f32| over each image's f32 top-5 classes, instead of timing.
 
 After the timed loop it profiles each layer (median over --iters runs): conv layers in
 GFLOP/s and % of the FMA peak measured here for the model's ISA and threads, linear
@@ -37,6 +42,8 @@ struct Args {
     seed: u64,
     json: bool,
     profile: bool,
+    accuracy: Option<usize>,
+    inputs: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,6 +58,8 @@ fn parse_args() -> Result<Args, String> {
         seed: 1,
         json: false,
         profile: true,
+        accuracy: None,
+        inputs: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -67,6 +76,8 @@ fn parse_args() -> Result<Args, String> {
             "--precision" => a.precision = Some(Precision::parse(&value("--precision")?).map_err(|e| e.to_string())?),
             "--json" => a.json = true,
             "--no-profile" => a.profile = false,
+            "--accuracy" => a.accuracy = Some(num("--accuracy", value("--accuracy")?)?),
+            "--inputs" => a.inputs = Some(value("--inputs")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -90,7 +101,74 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// `--accuracy`: the model at the asked precision beside f32, on the same inputs.
+fn accuracy(a: &Args, images: usize) -> Result<(), String> {
+    let precision = a.precision.unwrap_or(Precision::Bf16);
+    let open = |p: Precision| -> Result<Model, String> {
+        let mut b = Model::builder().threads(a.threads).precision(p);
+        if let Some(isa) = a.isa {
+            b = b.isa(isa);
+        }
+        match &a.weights {
+            Some(path) => b.open(path),
+            None => synthetic::weight_file(&synthetic::spec_plan(), a.seed).and_then(|w| b.from_bytes(w)),
+        }
+        .map_err(|e| e.to_string())
+    };
+    let (reference, model) = (open(Precision::F32)?, open(precision)?);
+    let per = model.input_len();
+    let input = match &a.inputs {
+        Some(path) => {
+            let x = alexnet::npy::read(path.as_ref()).map_err(|e| e.to_string())?.data;
+            let n = (x.len() / per).min(images);
+            if n == 0 || x.len() % per != 0 {
+                return Err(format!("{path}: {} values are not whole images of {per}", x.len()));
+            }
+            x[..n * per].to_vec()
+        }
+        None => synthetic::input(model.plan(), a.seed, images),
+    };
+    let n = input.len() / per;
+    let classes = model.num_classes();
+    let (mut want, mut got) = (vec![0.0f32; n * classes], vec![0.0f32; n * classes]);
+    // In batches of up to 16: fast, and the results are the batch-1 results anyway.
+    for (i, x) in input.chunks(16 * per).enumerate() {
+        let rows = i * 16 * classes..(i * 16 + x.len() / per) * classes;
+        reference.infer_into(x, &mut want[rows.clone()]).map_err(|e| e.to_string())?;
+        model.infer_into(x, &mut got[rows]).map_err(|e| e.to_string())?;
+    }
+    let r = alexnet_cli::accuracy::compare(&want, &got, classes);
+    if a.json {
+        #[derive(Serialize)]
+        struct AccuracyReport<'a> {
+            precision: &'static str,
+            reference: &'static str,
+            isa: &'static str,
+            #[serde(flatten)]
+            agreement: &'a alexnet_cli::accuracy::Agreement,
+        }
+        let report = AccuracyReport {
+            precision: model.precision().name(),
+            reference: "f32",
+            isa: model.isa().name(),
+            agreement: &r,
+        };
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!("accuracy  {} vs f32 on {} images ({})", model.precision(), r.images, model.isa());
+        println!("  top-1 agreement {:.2}%  top-5 overlap {:.2}%", 100.0 * r.top1_agreement, 100.0 * r.top5_overlap);
+        println!(
+            "  |log p - log p_f32| on the f32 top-5: max {:.3e}  median {:.3e}",
+            r.max_abs_dlogp, r.median_abs_dlogp
+        );
+    }
+    Ok(())
+}
+
 fn run(a: Args) -> Result<(), String> {
+    if let Some(n) = a.accuracy {
+        return accuracy(&a, n);
+    }
     let mut builder = Model::builder().threads(a.threads);
     if let Some(isa) = a.isa {
         builder = builder.isa(isa);
