@@ -24,6 +24,8 @@
 //! kernel takes a panel's last few columns (1-8 of them) for a fraction of a tile's FMAs,
 //! each element by the same arithmetic as in a tile.
 
+#[cfg(target_arch = "x86_64")]
+pub mod bf16;
 pub mod blocking;
 pub mod kernel;
 pub mod pack;
@@ -117,14 +119,32 @@ pub fn sgemm_view<B: PackB>(
     tasks: usize,
 ) {
     let (m, k) = (a.m(), a.k());
-    assert_eq!(a.mr(), blocks(cpu).mr, "A packed for another kernel");
     assert!(c.rows() == m && c.cols() == n, "C view is {}x{}, product is {m}x{n}", c.rows(), c.cols());
     match ep.bias {
         Bias::Row(r) => assert!(r.len() >= m),
         Bias::Col(cb) => assert!(cb.len() >= n),
         Bias::None => {}
     }
+    if a.is_bf16() {
+        #[cfg(target_arch = "x86_64")]
+        return bf16::sgemm_view(a, b, c, ep, tasks);
+        #[cfg(not(target_arch = "x86_64"))]
+        panic!("bf16 panels on a CPU without a bf16 kernel");
+    }
+    assert_eq!(a.mr(), blocks(cpu).mr, "A packed for another kernel");
     dispatch!(cpu, t => parallel(t, a, b, c, 0, 0, k, ep, tasks))
+}
+
+/// Whether `cpu` multiplies bf16 natively ([`bf16`]: AVX512_BF16): weights packed for it
+/// and converted by [`PackedA::into_bf16`] then run products at bf16, twice the f32 rate.
+pub fn has_bf16(cpu: Cpu) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return bf16::supported(cpu);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = cpu;
+        false
+    }
 }
 
 /// Split the block of C at `(i0, j0)` into `tasks` parts along M (in whole MR panels) or

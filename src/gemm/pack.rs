@@ -19,6 +19,10 @@ pub struct PackedA {
     m: usize,
     k: usize,
     data: Vec<f32>,
+    /// The same panels as bf16 pairs once [`PackedA::into_bf16`] has run (then `data`
+    /// is empty): per pair of k steps `mr` values, row r's k = 2p in the low half and
+    /// 2p + 1 in the high half, a last odd k paired with zero.
+    pairs: Vec<u32>,
 }
 
 impl PackedA {
@@ -33,6 +37,7 @@ impl PackedA {
     /// once it has held a matrix at least as large.
     pub fn repack(&mut self, a: &[f32], m: usize, k: usize, mr: usize) {
         let panels = m.div_ceil(mr);
+        self.pairs = Vec::new();
         self.data.clear();
         self.data.resize(panels * mr * k, 0.0);
         for (pi, panel) in self.data.chunks_exact_mut(mr * k.max(1)).enumerate().take(panels) {
@@ -52,13 +57,50 @@ impl PackedA {
     /// An `m x k` matrix of zeros in `mr`-row panels, to be filled through
     /// [`PackedA::panels_mut`].
     pub(crate) fn zeroed(m: usize, k: usize, mr: usize) -> PackedA {
-        PackedA { mr, m, k, data: vec![0.0; m.div_ceil(mr) * mr * k] }
+        PackedA { mr, m, k, data: vec![0.0; m.div_ceil(mr) * mr * k], pairs: Vec::new() }
     }
 
     /// The panels, in order: panel `pi` holds rows `pi * mr ..`, value `(r, p)` at
     /// `p * mr + r`.
     pub(crate) fn panels_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
         self.data.chunks_exact_mut((self.mr * self.k).max(1))
+    }
+
+    /// The panels as bf16 pairs for the bf16 kernel (each value rounded to nearest even),
+    /// in place of the f32 ones.
+    pub fn into_bf16(mut self) -> PackedA {
+        use crate::weights::format::bf16_from_f32;
+        if self.is_bf16() {
+            return self;
+        }
+        let (mr, kp) = (self.mr, self.k.div_ceil(2));
+        let panels = self.m.div_ceil(mr);
+        let mut pairs = vec![0u32; panels * mr * kp];
+        for (pi, out) in pairs.chunks_exact_mut((mr * kp).max(1)).enumerate().take(panels) {
+            let panel = &self.data[pi * mr * self.k..(pi + 1) * mr * self.k];
+            for (p, run) in out.chunks_exact_mut(mr).enumerate() {
+                for (r, x) in run.iter_mut().enumerate() {
+                    let lo = bf16_from_f32(panel[2 * p * mr + r]) as u32;
+                    let hi = panel.get((2 * p + 1) * mr + r).map_or(0, |&v| bf16_from_f32(v) as u32);
+                    *x = lo | hi << 16;
+                }
+            }
+        }
+        self.data = Vec::new();
+        self.pairs = pairs;
+        self
+    }
+
+    /// Whether the panels are bf16 pairs ([`PackedA::into_bf16`]).
+    pub fn is_bf16(&self) -> bool {
+        !self.pairs.is_empty()
+    }
+
+    /// Pairs `[q0, q1)` of panel `pi` in bf16 form: `mr * (q1 - q0)` values.
+    #[inline]
+    pub(crate) fn pair_panel(&self, pi: usize, q0: usize, q1: usize) -> &[u32] {
+        let base = pi * self.mr * self.k.div_ceil(2);
+        &self.pairs[base + q0 * self.mr..base + q1 * self.mr]
     }
 
     /// Panel height.

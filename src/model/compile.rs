@@ -87,6 +87,21 @@ fn conv_weight(weights: &WeightFile, name: &str, precision: Precision) -> Result
     Ok(w)
 }
 
+/// Packed conv weights for the kernel that runs them: at bf16, on a CPU that multiplies
+/// bf16 natively, as bf16 pairs (the products then round B to bf16 too); elsewhere the
+/// bf16-rounded values stay f32 for the f32 kernels. F(3x3, 5x5) Winograd layers stay
+/// f32: their transforms scale values by up to 6 before the products, so bf16 products
+/// there lose several times the accuracy of the others, and with K = 48 per group
+/// (conv2) the products are too short for the bf16 kernel to gain anything.
+fn conv_packed(packed: Vec<PackedA>, geom: &ConvGeom, cpu: Cpu, precision: Precision) -> Vec<PackedA> {
+    let f3x5 = ops::winograd::variant(geom) == Some(ops::winograd::Variant::F3x5);
+    if precision == Precision::Bf16 && gemm::has_bf16(cpu) && !f3x5 {
+        packed.into_iter().map(PackedA::into_bf16).collect()
+    } else {
+        packed
+    }
+}
+
 /// A linear weight at `precision`: in place when the file stores it so, else converted.
 fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Result<LinearWeight> {
     use rayon::prelude::*;
@@ -131,7 +146,7 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                 let groups = cv.groups as usize;
                 let og = cv.out_channels as usize / groups;
                 Step::Conv {
-                    weights: ops::conv::pack_weights(&wt, &geom, groups, og, mr),
+                    weights: conv_packed(ops::conv::pack_weights(&wt, &geom, groups, og, mr), &geom, cpu, precision),
                     bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
                     out: cv.out_channels as usize,
                     geom,

@@ -1,0 +1,218 @@
+//! The bf16 micro-kernel: AVX512_BF16's `vdpbf16ps`, a 12 x 32 tile (12 rows x 2 zmm).
+//!
+//! Operands are bf16 pairs: A packed in 12-row panels, for each pair of k steps 12 `u32`
+//! (row r's values at k = 2p in the low half, 2p + 1 in the high half); B in 32-column
+//! panels, for each pair 32 `u32` the same way. One `vdpbf16ps` multiplies 16 columns'
+//! pairs by a broadcast pair of A and adds both products to 16 f32 accumulators: twice
+//! the multiply-adds of an f32 FMA per instruction. Per k pair: 2 vector loads of B, 12
+//! broadcasts, 24 dot products into 24 accumulators; bias, ReLU and the store are f32.
+//!
+//! Each accumulator lane adds `a0 b0 + a1 b1` to itself per pair, in an order fixed by K
+//! alone, so results do not depend on how M and N are split. Products of two bf16 values
+//! are exact in f32; the instruction treats denormal inputs and outputs as zero and
+//! rounds each addition to nearest even (so sums may differ in the last bit from an FMA
+//! chain over the same rounded operands, within the bound the tests derive).
+//!
+//! Partial tiles need no stack tile: A and B are padded with zero rows and columns, and
+//! the store masks the columns and skips the rows outside the block.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use crate::base::mat::MatMut;
+use crate::cpu::Isa;
+
+/// Rows of an A panel.
+pub const MR: usize = 12;
+/// Columns of a B panel.
+pub const NR: usize = 32;
+/// Columns of the narrow tile (one vector of B): a last panel of at most this many.
+pub const NARROW_NR: usize = 16;
+
+/// Proof that this CPU runs AVX-512F/BW and AVX512_BF16: only [`Avx512Bf16::new`], after
+/// the feature check, makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Bf16(());
+
+impl Avx512Bf16 {
+    /// The token, if the CPU has the instructions.
+    pub fn new() -> Option<Self> {
+        let has = Isa::Avx512.is_supported()
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512bf16");
+        has.then_some(Avx512Bf16(()))
+    }
+}
+
+/// How far ahead (in `u32` pairs, 1.5 KiB) a tile fetches its A panel: at batch 1 a
+/// Winograd product reads each panel of its transformed weights once, from memory.
+const A_AHEAD: usize = 384;
+
+/// The tile body: `kp` pairs of an A panel times the first `NV` vectors of a B panel,
+/// stored through the epilogue into the `h x w` block at `c`.
+///
+/// # Safety
+/// The CPU runs AVX-512F/BW and AVX512_BF16; `a` holds `kp * MR` values, `b` `kp * NR`;
+/// `c` is valid for reads and writes of `h <= MR` rows of `w <= NV * 16` values `ldc`
+/// apart; `rb` (if non-null) holds `h` values, `cb` (if non-null) `w`.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn tile<const NV: usize>(
+    kp: usize,
+    a: *const u32,
+    b: *const u32,
+    (c, ldc): (*mut f32, usize),
+    (h, w): (usize, usize),
+    (rb, cb): (*const f32, *const f32),
+    first: bool,
+    relu: bool,
+) {
+    // SAFETY: every pointer range is as the contract promises; the features are enabled.
+    unsafe {
+        for i in 0..h {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast());
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + w - 1).cast());
+        }
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        for p in 0..kp {
+            let ap = a.add(p * MR);
+            _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_AHEAD).cast());
+            let mut bv = [_mm512_setzero_si512(); NV];
+            for v in 0..NV {
+                bv[v] = _mm512_loadu_si512(b.add(p * NR + v * 16).cast());
+            }
+            for i in 0..MR {
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
+                for v in 0..NV {
+                    acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, std::mem::transmute::<__m512i, __m512bh>(bv[v]));
+                }
+            }
+        }
+        for i in 0..h {
+            let row = c.add(i * ldc);
+            for v in 0..NV {
+                let cols = w.saturating_sub(v * 16).min(16);
+                if cols == 0 {
+                    break;
+                }
+                let mask = ((1u32 << cols) - 1) as __mmask16;
+                let p = row.add(v * 16);
+                let mut x = acc[i][v];
+                if first {
+                    if !rb.is_null() {
+                        x = _mm512_add_ps(x, _mm512_set1_ps(*rb.add(i)));
+                    }
+                    if !cb.is_null() {
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, cb.add(v * 16)));
+                    }
+                } else {
+                    x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), x);
+                }
+                if relu {
+                    // max(0, x) returns the second operand when either is NaN: NaN is kept.
+                    x = _mm512_max_ps(_mm512_setzero_ps(), x);
+                }
+                _mm512_mask_storeu_ps(p, mask, x);
+            }
+        }
+    }
+}
+
+/// How a tile is stored: the first K slice writes `acc + bias`, later ones add to C; ReLU
+/// on the last.
+#[derive(Clone, Copy, Debug)]
+pub struct Store<'a> {
+    /// First K slice.
+    pub first: bool,
+    /// Last K slice of a layer with ReLU.
+    pub relu: bool,
+    /// One bias per row of the block (first slice only).
+    pub row_bias: Option<&'a [f32]>,
+    /// One bias per column of the block (first slice only).
+    pub col_bias: Option<&'a [f32]>,
+}
+
+/// The `h x w` block of `c` at `(i, j)` from `kp` pairs of an A panel (`a`, `kp * MR`
+/// values) and a B panel (`b`, `kp * NR` values): the narrow kernel when `w <=`
+/// [`NARROW_NR`].
+///
+/// # Panics
+/// If an operand is too short or the block lies outside `c` (caller bugs).
+#[allow(clippy::too_many_arguments)]
+pub fn run_tile(
+    _: Avx512Bf16,
+    kp: usize,
+    a: &[u32],
+    b: &[u32],
+    c: &mut MatMut<'_>,
+    (i, j): (usize, usize),
+    (h, w): (usize, usize),
+    st: &Store<'_>,
+) {
+    assert!((1..=MR).contains(&h) && (1..=NR).contains(&w), "bf16 tile {h}x{w}");
+    assert!(a.len() >= kp * MR && b.len() >= kp * NR, "bf16 panels too short");
+    let rb = st.row_bias.map_or(std::ptr::null(), |r| {
+        assert!(r.len() >= h, "row bias too short");
+        r.as_ptr()
+    });
+    let cb = st.col_bias.map_or(std::ptr::null(), |r| {
+        assert!(r.len() >= w, "column bias too short");
+        r.as_ptr()
+    });
+    let out = c.block_ptr(i, j, h, w);
+    // SAFETY: the token proves the features; lengths, the block and biases were checked.
+    unsafe {
+        if w <= NARROW_NR {
+            tile::<1>(kp, a.as_ptr(), b.as_ptr(), out, (h, w), (rb, cb), st.first, st.relu)
+        } else {
+            tile::<2>(kp, a.as_ptr(), b.as_ptr(), out, (h, w), (rb, cb), st.first, st.relu)
+        }
+    }
+}
+
+/// Lane order that turns `[lo0 .. lo15, hi0 .. hi15]` into `[lo0, hi0, lo1, hi1, ..]`.
+const INTERLEAVE: [u16; 32] = {
+    let mut idx = [0u16; 32];
+    let mut j = 0;
+    while j < 16 {
+        idx[2 * j] = j as u16;
+        idx[2 * j + 1] = 16 + j as u16;
+        j += 1;
+    }
+    idx
+};
+
+/// # Safety
+/// As [`pairs`] promises: `src` holds `rows * NR` values, `out` `rows.div_ceil(2) * NR`.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pairs_raw(src: *const f32, rows: usize, out: *mut u32) {
+    // SAFETY: ranges as the contract promises; the features are enabled.
+    unsafe {
+        let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
+        for p in 0..rows.div_ceil(2) {
+            for v in 0..NR / 16 {
+                let lo = _mm512_loadu_ps(src.add(2 * p * NR + v * 16));
+                let hi = if 2 * p + 1 < rows {
+                    _mm512_loadu_ps(src.add((2 * p + 1) * NR + v * 16))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                // Round to nearest even: the low half of the result from `lo`, the high from `hi`.
+                let both: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_storeu_si512(out.add(p * NR + v * 16).cast(), _mm512_permutexvar_epi16(idx, both));
+            }
+        }
+    }
+}
+
+/// One packed f32 B panel (`rows` k rows of [`NR`] values) as bf16 pairs: `rows / 2`
+/// rounded up pairs of `NR` values (a last odd row paired with zero), each value rounded
+/// to nearest even.
+///
+/// # Panics
+/// If `src` or `out` is too short.
+pub fn pairs(_: Avx512Bf16, src: &[f32], rows: usize, out: &mut [u32]) {
+    assert!(src.len() >= rows * NR && out.len() >= rows.div_ceil(2) * NR, "bf16 pack too short");
+    // SAFETY: the token proves the features; lengths checked above.
+    unsafe { pairs_raw(src.as_ptr(), rows, out.as_mut_ptr()) }
+}
