@@ -111,6 +111,22 @@ pub fn gemm_diff(data: &[u8]) {
             }
         }
     }
+    // The bf16 GEMM where the CPU has one: against the reference on bf16-rounded operands.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(cpu) = Cpu::all().into_iter().find(|&c| gemm::has_bf16(c)) {
+        let r = crate::reference::bf16_round;
+        let (ar, br): (Vec<f32>, Vec<f32>) = (a.iter().map(|&v| r(v)).collect(), b.iter().map(|&v| r(v)).collect());
+        let want = crate::reference::sgemm(m, n, k, &ar, &br);
+        let packed = PackedA::pack(&a, m, k, gemm::blocks(cpu).mr).into_bf16();
+        let mut c = vec![f32::NAN; m * n];
+        let ep = Epilogue { bias: Bias::Row(&bias), relu };
+        gemm::sgemm(cpu, &packed, &RowMajor { data: &b, ld: n }, n, &mut c, n, ep);
+        for (idx, &g) in c.iter().enumerate() {
+            let e = want[idx] + bias[idx / n];
+            let e = if relu && e < 0.0 { 0.0 } else { e };
+            assert!((g - e).abs() <= 4e-4 * (k as f32 + 1.0), "bf16 gemm {m}x{n}x{k} [{idx}]: {g} vs {e}");
+        }
+    }
     // GEMV: `m` rows of `a` (as W, K = k) times `vecs` rows of b's values.
     let vecs = 1 + n % 9;
     let x: Vec<f32> = (0..vecs * k).map(|i| at(i * 5 + 2)).collect();
@@ -132,6 +148,22 @@ pub fn gemm_diff(data: &[u8]) {
                     cpu.isa()
                 );
             }
+        }
+    }
+    // The bf16 GEMV where the CPU has one: bf16 W times x rounded to bf16.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(tok) = gemm::kernel::bf16::Avx512Bf16::new() {
+        let xr: Vec<f32> = x.iter().map(|&v| crate::reference::bf16_round(v)).collect();
+        let want = crate::reference::linear(&xr, vecs, &wide, &vec![0.0; m], m, k, false);
+        let ldx = gemm::pairs_len(k);
+        let mut pairs = vec![0u32; vecs * ldx];
+        for (i, row) in pairs.chunks_exact_mut(ldx).enumerate() {
+            gemm::kernel::bf16::to_pairs(tok, &x[i * k..(i + 1) * k], k, row);
+        }
+        let mut y = vec![f32::NAN; vecs * m];
+        gemm::kernel::bf16::gemv(tok, &w16, k, &pairs, &mut crate::base::mat::MatMut::new(&mut y, vecs, m, m));
+        for (i, (&g, &e)) in y.iter().zip(&want).enumerate() {
+            assert!((g - e).abs() <= 4e-4 * (k as f32 + 1.0), "bf16 gemv {m}x{k}x{vecs} [{i}]: {g} vs {e}");
         }
     }
 }

@@ -138,3 +138,51 @@ fn bf16_gemm_keeps_nan_through_relu() {
         assert_eq!(v.is_nan(), idx / n == 2, "[{}, {}] = {v}", idx / n, idx % n);
     }
 }
+
+/// The bf16 GEMV (linear layers): W bf16 as stored, x rounded by `to_pairs`; every
+/// (row, vector) within `(k + 2) u sum |w x|` of the f64 oracle, and bitwise the same
+/// whether a vector runs alone or in a batch (the rows and vectors are grouped
+/// differently).
+#[test]
+fn bf16_gemv_matches_its_oracle_and_is_batch_invariant() {
+    use alexnet::base::mat::MatMut;
+    use alexnet::gemm::kernel::bf16 as k16;
+    use alexnet::weights::format::{bf16_from_f32, f32_from_bf16};
+    let Some(tok) = k16::Avx512Bf16::new() else {
+        eprintln!("note: no AVX512_BF16 on this CPU; the bf16 GEMV is not tested here");
+        return;
+    };
+    let u = 2f64.powi(-24);
+    for &(rows, k) in &[(1, 1), (3, 31), (4, 32), (5, 33), (8, 100), (9, 47), (13, 1000), (33, 257), (17, 9216)] {
+        for &vecs in &[1, 2, 4, 5, 9] {
+            let seed = (rows * 7 + k + vecs) as u64;
+            let w: Vec<u16> = synthetic::fill(seed, rows * k, 1.0).iter().map(|&v| bf16_from_f32(v)).collect();
+            let x = synthetic::fill(seed + 1, vecs * k, 1.0);
+            let ldx = gemm::pairs_len(k);
+            let mut pairs = vec![0xdead_beef_u32; vecs * ldx];
+            for (n, row) in pairs.chunks_exact_mut(ldx).enumerate() {
+                k16::to_pairs(tok, &x[n * k..(n + 1) * k], k, row);
+            }
+            let mut y = vec![0.0f32; vecs * rows];
+            k16::gemv(tok, &w, k, &pairs, &mut MatMut::new(&mut y, vecs, rows, rows));
+            for n in 0..vecs {
+                for r in 0..rows {
+                    let (mut sum, mut mag) = (0.0f64, 0.0f64);
+                    for p in 0..k {
+                        let t = f32_from_bf16(w[r * k + p]) as f64 * bf16_round(x[n * k + p]) as f64;
+                        sum += t;
+                        mag += t.abs();
+                    }
+                    let got = y[n * rows + r] as f64;
+                    let tol = 2.0 * (k + 2) as f64 * u * mag + f64::MIN_POSITIVE;
+                    assert!((got - sum).abs() <= tol, "{rows}x{k} x{vecs} [{n}, {r}]: {got} vs {sum}");
+                }
+                let mut alone = vec![0.0f32; rows];
+                let one = &pairs[n * ldx..(n + 1) * ldx];
+                k16::gemv(tok, &w, k, one, &mut MatMut::new(&mut alone, 1, rows, rows));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&alone), bits(&y[n * rows..(n + 1) * rows]), "{rows}x{k} vector {n} alone");
+            }
+        }
+    }
+}

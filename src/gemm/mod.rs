@@ -135,6 +135,12 @@ pub fn sgemm_view<B: PackB>(
     dispatch!(cpu, t => parallel(t, a, b, c, 0, 0, k, ep, tasks))
 }
 
+/// Values (`u32` pairs, or the f32 storage that holds them) a vector of `k` takes as
+/// bf16 pairs for the bf16 GEMV: `k` rounded up to whole vectors of 32 bf16, two per value.
+pub fn pairs_len(k: usize) -> usize {
+    k.div_ceil(32) * 16
+}
+
 /// Whether `cpu` multiplies bf16 natively ([`bf16`]: AVX512_BF16): weights packed for it
 /// and converted by [`PackedA::into_bf16`] then run products at bf16, twice the f32 rate.
 pub fn has_bf16(cpu: Cpu) -> bool {

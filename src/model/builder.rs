@@ -107,6 +107,9 @@ impl ModelBuilder {
         let conv_scratch = convs().map(|(g, _, o)| ops::conv::scratch_len(g, o, 2) / 2).max().unwrap_or(0);
         let conv_fixed = convs().map(|(g, c, o)| ops::conv::fixed_scratch_len(g, c, o)).max().unwrap_or(0);
         let phased = convs().map(|(g, c, _)| ops::conv::phased_len(g, c)).max().unwrap_or(0);
+        // The phased buffer also holds a bf16 linear layer's rounded input.
+        let linear_k = steps.iter().filter_map(|s| if let Step::Linear { k, .. } = s { Some(*k) } else { None });
+        let phased = phased.max(linear_k.map(crate::gemm::pairs_len).max().unwrap_or(0));
         let size = WorkspaceSize::of(&shapes, conv_scratch, conv_fixed, phased);
         Ok(Model {
             weights,

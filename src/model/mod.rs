@@ -291,16 +291,7 @@ impl Model {
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let b = self.weights.f32s(bias.clone());
-                    let (cpu, (m, k, relu)) = (self.cpu, (*m, *k, *relu));
-                    match weight {
-                        LinearWeight::F32(r) => {
-                            ops::linear::linear(cpu, src, batch, self.weights.f32s(r.clone()), b, m, k, relu, dst)
-                        }
-                        LinearWeight::Bf16(r) => {
-                            ops::linear::linear(cpu, src, batch, self.weights.bf16s(r.clone()), b, m, k, relu, dst)
-                        }
-                        LinearWeight::OwnedBf16(w) => ops::linear::linear(cpu, src, batch, w, b, m, k, relu, dst),
-                    }
+                    self.linear(weight, src, batch, b, (*m, *k, *relu), dst, phased);
                 }
                 Step::Relu => cur.iter_mut().for_each(|v| *v = relu(*v)),
                 Step::Softmax => ops::softmax::softmax_rows(cur, in_len),
@@ -314,6 +305,48 @@ impl Model {
             if let (Some(t), Some(start)) = (times.as_deref_mut(), started) {
                 t[i] = start.elapsed();
             }
+        }
+    }
+}
+
+impl Model {
+    /// One linear layer: on the bf16 kernel when the model is bf16 on a CPU that
+    /// multiplies bf16 natively (input rounded to bf16 into `pairs`), else on the f32
+    /// FMA kernel reading the weights as stored.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &self,
+        weight: &LinearWeight,
+        src: &[f32],
+        batch: usize,
+        b: &[f32],
+        (m, k, relu): (usize, usize, bool),
+        dst: &mut [f32],
+        pairs: &mut [f32],
+    ) {
+        let cpu = self.cpu;
+        #[cfg(target_arch = "x86_64")]
+        if self.precision == Precision::Bf16 && crate::gemm::has_bf16(cpu) {
+            if let Some(tok) = crate::gemm::kernel::bf16::Avx512Bf16::new() {
+                let w = match weight {
+                    LinearWeight::Bf16(r) => Some(self.weights.bf16s(r.clone())),
+                    LinearWeight::OwnedBf16(w) => Some(&w[..]),
+                    LinearWeight::F32(_) => None,
+                };
+                if let Some(w) = w {
+                    return ops::linear::linear_bf16(tok, src, batch, w, b, (m, k), relu, dst, pairs);
+                }
+            }
+        }
+        let _ = pairs;
+        match weight {
+            LinearWeight::F32(r) => {
+                ops::linear::linear(cpu, src, batch, self.weights.f32s(r.clone()), b, m, k, relu, dst)
+            }
+            LinearWeight::Bf16(r) => {
+                ops::linear::linear(cpu, src, batch, self.weights.bf16s(r.clone()), b, m, k, relu, dst)
+            }
+            LinearWeight::OwnedBf16(w) => ops::linear::linear(cpu, src, batch, w, b, m, k, relu, dst),
         }
     }
 }

@@ -216,3 +216,152 @@ pub fn pairs(_: Avx512Bf16, src: &[f32], rows: usize, out: &mut [u32]) {
     // SAFETY: the token proves the features; lengths checked above.
     unsafe { pairs_raw(src.as_ptr(), rows, out.as_mut_ptr()) }
 }
+
+/// bf16 values per vector of a GEMV (16 pairs).
+const GEMV_STEP: usize = 32;
+/// Rows of W per GEMV block.
+const GEMV_ROWS: usize = 4;
+
+use crate::gemm::pairs_len;
+
+/// # Safety
+/// As [`to_pairs`] checks: `x` holds `k` values, `out` [`pairs_len`]`(k)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn to_pairs_raw(x: *const f32, k: usize, out: *mut u32) {
+    // SAFETY: ranges as the contract promises (masked lanes are not read); features enabled.
+    unsafe {
+        for c in 0..k.div_ceil(16) {
+            let n = (k - 16 * c).min(16);
+            let v = _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, x.add(16 * c));
+            _mm256_storeu_si256(out.add(8 * c).cast(), std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)));
+        }
+        if k.div_ceil(16) % 2 == 1 {
+            _mm256_storeu_si256(out.add(8 * k.div_ceil(16)).cast(), _mm256_setzero_si256());
+        }
+    }
+}
+
+/// A vector of `k` f32 values as bf16 (rounded to nearest even) in pairs: value `2p` in
+/// the low half of `out[p]`, `2p + 1` in the high half (the order bf16 weights lie in
+/// memory), zero-padded to [`pairs_len`]`(k)`.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn to_pairs(_: Avx512Bf16, x: &[f32], k: usize, out: &mut [u32]) {
+    assert!(x.len() >= k && out.len() >= pairs_len(k), "bf16 pairs too short");
+    // SAFETY: the token proves the features; lengths checked above.
+    unsafe { to_pairs_raw(x.as_ptr(), k, out.as_mut_ptr()) }
+}
+
+/// `R` rows of bf16 W (`k` values each, `ldw` apart) times `B` vectors of bf16 pairs
+/// (`ldx` pairs apart): `out[b * ldo + r] = dot(W[r], x[b])`, one accumulator per (row,
+/// vector), reduced pairwise across lanes, so a pair's result is the same whatever `R`
+/// and `B`. The last partial vector of W is a masked load (zeros past `k`). With `next`
+/// non-null it fetches lines `i` of the next block's rows into L2 for `i % phases ==
+/// phase` while it computes (hints only).
+///
+/// # Safety
+/// The CPU runs AVX-512F/BW and AVX512_BF16; `w` is valid for `R` rows of `k` values at
+/// stride `ldw`, `x` for `B` rows of [`pairs_len`]`(k)` pairs at stride `ldx`, `out` for
+/// writes at `b * ldo + r`.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn gemv_block<const R: usize, const B: usize>(
+    k: usize,
+    (w, ldw): (*const u16, usize),
+    (x, ldx): (*const u32, usize),
+    (out, ldo): (*mut f32, usize),
+    (next, phase, phases): (*const u16, usize, usize),
+) {
+    // SAFETY: pointer ranges as the contract promises; features enabled.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); B]; R];
+        let steps = k.div_ceil(GEMV_STEP);
+        for s in 0..steps {
+            let at = s * GEMV_STEP;
+            let mask: __mmask32 = if at + GEMV_STEP <= k { !0 } else { (1u32 << (k - at)) - 1 };
+            let mut xv = [_mm512_setzero_si512(); B];
+            for b in 0..B {
+                xv[b] = _mm512_loadu_si512(x.add(b * ldx + at / 2).cast());
+            }
+            if !next.is_null() && s % phases == phase {
+                for r in 0..GEMV_ROWS {
+                    _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(r * ldw + at).cast());
+                }
+            }
+            for r in 0..R {
+                let wv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(mask, w.add(r * ldw + at).cast()));
+                for b in 0..B {
+                    acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv, std::mem::transmute::<__m512i, __m512bh>(xv[b]));
+                }
+            }
+        }
+        for r in 0..R {
+            for b in 0..B {
+                let mut lane = [0.0f32; 16];
+                _mm512_storeu_ps(lane.as_mut_ptr(), acc[r][b]);
+                let mut width = 16;
+                while width > 1 {
+                    width /= 2;
+                    for l in 0..width {
+                        lane[l] += lane[l + width];
+                    }
+                }
+                *out.add(b * ldo + r) = lane[0];
+            }
+        }
+    }
+}
+
+/// `y[b, r] = dot(W[r], x[b])` for the `y.cols()` rows of row-major bf16 `w` (`k`
+/// columns) and the `y.rows()` vectors of `x` in bf16 pairs ([`to_pairs`], rows
+/// [`pairs_len`]`(k)` apart): 4 rows x 4 vectors per pass (8 rows x 1 for a last
+/// vector or few), so W streams from memory once
+/// at any batch. `w` may hold more rows than `y` has columns: the first block after them
+/// is fetched ahead (into L2, by the passes after the first over each block) for the
+/// caller's next call.
+///
+/// # Panics
+/// If `w` or `x` is too short (caller bugs).
+pub fn gemv(_: Avx512Bf16, w: &[u16], k: usize, x: &[u32], y: &mut MatMut<'_>) {
+    let (vecs, rows) = (y.rows(), y.cols());
+    let ldx = pairs_len(k);
+    assert!(w.len() >= rows * k && x.len() >= vecs * ldx, "bf16 gemv operands too short");
+    let groups = vecs / 4 + vecs % 4;
+    let mut r = 0;
+    while r < rows {
+        // One vector (or a last few): 8 rows, 8 streams from memory for the hardware
+        // prefetchers, more of W in flight from one core than 4 rows keep.
+        let rr = match rows - r {
+            left if left >= 2 * GEMV_ROWS && vecs < 4 => 2 * GEMV_ROWS,
+            left if left >= GEMV_ROWS => GEMV_ROWS,
+            _ => 1,
+        };
+        let (mut b, mut group) = (0, 0);
+        while b < vecs {
+            let bb = if vecs - b >= 4 { 4 } else { 1 };
+            let (out, ldy) = y.block_ptr(b, r, bb, rr);
+            let next = if group > 0 && (r + rr + GEMV_ROWS) * k <= w.len() {
+                (w[(r + rr) * k..].as_ptr(), group - 1, groups - 1)
+            } else {
+                (std::ptr::null(), 0, 1)
+            };
+            group += 1;
+            // SAFETY: the token proves the features; rows r..r+rr of w and vectors b..b+bb
+            // of x are in bounds (checked above), as is the output block (block_ptr checked
+            // it); prefetched rows are inside w (checked here) and never fault anyway.
+            unsafe {
+                let (wp, xp) = ((w.as_ptr().add(r * k), k), (x.as_ptr().add(b * ldx), ldx));
+                match (rr, bb) {
+                    (8, _) => gemv_block::<8, 1>(k, wp, xp, (out, ldy), next),
+                    (4, 4) => gemv_block::<4, 4>(k, wp, xp, (out, ldy), next),
+                    (4, _) => gemv_block::<4, 1>(k, wp, xp, (out, ldy), next),
+                    (_, 4) => gemv_block::<1, 4>(k, wp, xp, (out, ldy), next),
+                    _ => gemv_block::<1, 1>(k, wp, xp, (out, ldy), next),
+                }
+            }
+            b += bb;
+        }
+        r += rr;
+    }
+}
