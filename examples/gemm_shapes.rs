@@ -2,11 +2,12 @@
 //! (`tools/gemm_vs_openblas.py` interleaves this with numpy's OpenBLAS in one run).
 //!
 //! ```sh
-//! cargo run --release --example gemm_shapes -- [--isa avx512,avx2] [--threads 1,2] [--reps 15] [--min-ms 0] [--peak]
+//! cargo run --release --example gemm_shapes -- [--isa avx512,avx2] [--threads 1,2] [--reps 15] [--min-ms 0] [--peak] [--bf16]
 //! cargo run --release --example gemm_shapes -- --list
 //! ```
 //! Each shape runs at least `--reps` times and at least `--min-ms` milliseconds (after two
-//! unmeasured calls); the median is reported.
+//! unmeasured calls); the median is reported. With `--bf16` the AVX-512 shapes also run
+//! on the bf16 kernel (where the CPU has AVX512_BF16), as isa `avx512-bf16`.
 //! Each line: `{"isa", "shape", "m", "k", "n", "threads", "median_ms", "gflops"}`; with
 //! `--peak`, also `{"isa", "threads", "peak_gflops"}` lines from the FMA probe; with
 //! `--list`, only `{"shape", "m", "k", "n"}` lines.
@@ -43,11 +44,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
         for &isa in &isas {
             let cpu = Cpu::new(isa)?;
-            for (name, m, k, n) in shapes.iter().cloned() {
+            let bf16 = args.iter().any(|a| a == "--bf16") && gemm::has_bf16(cpu);
+            for ((name, m, k, n), half) in shapes.iter().cloned().flat_map(|s| [(s.clone(), false), (s, true)]) {
+                if half && !bf16 {
+                    continue;
+                }
                 if only.as_deref().is_some_and(|s| s != name) {
                     continue;
                 }
                 let a = PackedA::pack(&synthetic::fill(1, m * k, 1.0), m, k, gemm::blocks(cpu).mr);
+                let a = if half { a.into_bf16() } else { a };
                 let b = synthetic::fill(2, k * n, 1.0);
                 let bias = synthetic::fill(3, m, 1.0);
                 let mut c = vec![0.0f32; m * n];
@@ -70,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let med = times[times.len() / 2];
                 let gflops = 2.0 * (m * n * k) as f64 / med / 1e9;
                 let line = json!({
-                    "isa": isa.name(), "shape": name, "m": m, "k": k, "n": n, "threads": t,
+                    "isa": if half { "avx512-bf16" } else { isa.name() }, "shape": name, "m": m, "k": k, "n": n, "threads": t,
                     "median_ms": med * 1e3, "gflops": gflops,
                 });
                 println!("{line}");
