@@ -206,10 +206,12 @@ pub fn pool_lrn_diff(data: &[u8]) {
     let same = |g: f32, e: f32, tol: f32| if e.is_nan() { g.is_nan() } else { (g - e).abs() <= tol * (1.0 + e.abs()) };
     // The standalone pooling alone: selections, so exact.
     let pooled = reference::maxpool(&input, [c, h, w], &pool, [oh, ow]);
-    let mut got = vec![f32::NAN; c * oh * ow];
-    crate::ops::maxpool::maxpool(&input, [c, h, w], &pool, [oh, ow], &mut got);
-    for (g, e) in got.iter().zip(&pooled) {
-        assert!(same(*g, *e, 0.0), "maxpool: {g} vs {e} for {pool:?} on {c}x{h}x{w}");
+    for cpu in Cpu::all() {
+        let mut got = vec![f32::NAN; c * oh * ow];
+        crate::ops::maxpool::maxpool(cpu, &input, [c, h, w], &pool, [oh, ow], &mut got);
+        for (g, e) in got.iter().zip(&pooled) {
+            assert!(same(*g, *e, 0.0), "{} maxpool: {g} vs {e} for {pool:?} on {c}x{h}x{w}", cpu.isa());
+        }
     }
     let want = match order {
         Order::PoolThenLrn => {

@@ -5,7 +5,7 @@
 //!
 //! The loops are the f32 driver's (jc, pc, ic, jr, ir; see [`super`]), simpler: every B
 //! block is packed (through the f32 packer, then rounded into pairs), partial tiles are
-//! stored with masks, and threads split M or N by the same [`best_cut`], never K, so
+//! stored with masks, and threads split M or N by the same `best_cut` as the f32 driver, never K, so
 //! results are bitwise identical for any thread count.
 
 use super::kernel::bf16::{self as k16, Avx512Bf16, MR, NARROW_NR, NR};
@@ -49,7 +49,7 @@ pub(super) fn sgemm_view<B: PackB>(a: &PackedA, b: &B, c: MatMut<'_>, ep: Epilog
     parallel(tok, a, b, c, (0, 0), ep, tasks);
 }
 
-/// Split the block of C at `(i0, j0)` between `tasks` threads by [`best_cut`].
+/// Split the block of C at `(i0, j0)` between `tasks` threads by [`super::best_cut`].
 fn parallel<B: PackB>(
     tok: Avx512Bf16,
     a: &PackedA,

@@ -283,7 +283,7 @@ impl Model {
                 // Standalone pooling and LRN: whole images shared out over the pool.
                 Step::MaxPool { pool, input, out } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::maxpool::maxpool(x, *input, pool, *out, y));
+                    pairs.for_each(|(y, x)| ops::maxpool::maxpool(self.cpu, x, *input, pool, *out, y));
                 }
                 Step::Lrn { lrn, c, hw } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));

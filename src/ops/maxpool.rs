@@ -1,11 +1,14 @@
 //! Max pooling of one CHW image, channels split across the pool, and the row pooling that
 //! the fused pool + LRN step shares.
+#![allow(unsafe_code)]
 
 use rayon::prelude::*;
 
 use crate::base::scalar::max_nan;
 use crate::base::scratch::{self, Scratch};
+use crate::cpu::Cpu;
 use crate::plan::MaxPool;
+use crate::simd::{Job, Simd, SimdF32};
 
 /// Channels per parallel task of [`maxpool`].
 const CHANNELS_PER_TASK: usize = 8;
@@ -16,28 +19,88 @@ thread_local! {
 }
 
 /// Pool `[c, h, w]` into `[c, oh, ow]`; padded cells never win, NaN is sticky.
-pub fn maxpool(input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usize; 2], out: &mut [f32]) {
+pub fn maxpool(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usize; 2], out: &mut [f32]) {
     let plane = h * w;
     let out = &mut out[..c * oh * ow];
     out.par_chunks_mut((oh * ow * CHANNELS_PER_TASK).max(1)).enumerate().for_each(|(task, dst)| {
         scratch::with(&ROWS, 2 * w, |rows| {
-            for (i, d) in dst.chunks_exact_mut(oh * ow).enumerate() {
-                let ch = task * CHANNELS_PER_TASK + i;
-                pool_rows(&input[ch * plane..(ch + 1) * plane], 0, h, w, p, 0, oh, ow, d, rows);
-            }
+            let planes = dst.chunks_exact_mut(oh * ow).enumerate();
+            let src = |i: usize| &input[(task * CHANNELS_PER_TASK + i) * plane..][..plane];
+            cpu.vectorize(Planes { planes, src, geom: (h, w, oh, ow), p, rows });
         })
     });
 }
 
-/// Max-pool output rows `y0..y1` of one channel into `dst` (`(y1 - y0) * ow` values).
-/// `rows` holds input rows `row0..` of the channel (`h` is the full height); `scratch`
-/// holds `2 w` values. Separable: the window's rows are first reduced element-wise (a
-/// vectorisable pass), then the windows that lie wholly inside the row take the max of
-/// `kw` shifted copies of that row (vectorisable passes again), each output picking its
-/// window's start at stride `sw`; windows cut by the padding are reduced one by one.
-/// Padded cells never win; NaN is sticky in every pass, so any NaN in a window wins.
+/// Whole planes pooled one after another inside the ISA's shell, as a [`Job`]: `planes`
+/// yields (index, output plane), `src(index)` the input plane.
+pub(crate) struct Planes<'a, I, F> {
+    pub(crate) planes: I,
+    pub(crate) src: F,
+    /// Input height and width, output height and width.
+    pub(crate) geom: (usize, usize, usize, usize),
+    pub(crate) p: &'a MaxPool,
+    /// `2 w` values of scratch.
+    pub(crate) rows: &'a mut [f32],
+}
+
+impl<'a, 'o, I: Iterator<Item = (usize, &'o mut [f32])>, F: Fn(usize) -> &'a [f32]> Job for Planes<'a, I, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let (h, w, oh, ow) = self.geom;
+        for (i, dst) in self.planes {
+            pool_rows(s, (self.src)(i), 0, h, w, self.p, 0, oh, ow, dst, self.rows);
+        }
+    }
+}
+
+/// [`pool_rows`] inside `cpu`'s shell.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pool_rows(
+pub(crate) fn pool_rows_on(
+    cpu: Cpu,
+    rows: &[f32],
+    row0: usize,
+    h: usize,
+    w: usize,
+    p: &MaxPool,
+    y0: usize,
+    y1: usize,
+    ow: usize,
+    dst: &mut [f32],
+    scratch: &mut [f32],
+) {
+    struct RowsJob<'a> {
+        rows: &'a [f32],
+        at: (usize, usize, usize, usize, usize, usize),
+        p: &'a MaxPool,
+        dst: &'a mut [f32],
+        scratch: &'a mut [f32],
+    }
+    impl Job for RowsJob<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<S: Simd>(self, s: S) {
+            let (row0, h, w, y0, y1, ow) = self.at;
+            pool_rows(s, self.rows, row0, h, w, self.p, y0, y1, ow, self.dst, self.scratch);
+        }
+    }
+    cpu.vectorize(RowsJob { rows, at: (row0, h, w, y0, y1, ow), p, dst, scratch });
+}
+
+/// Max-pool output rows `y0..y1` of one channel into `dst` (`(y1 - y0) * ow` values), on
+/// `S`'s vectors. `rows` holds input rows `row0..` of the channel (`h` is the full
+/// height); `scratch` holds `2 w` values. 3x3 stride-2 windows with none cut by the
+/// padding (all of AlexNet's) take each output row straight from the input rows in
+/// registers ([`window3s2`]). Otherwise separable: the window's rows are first reduced
+/// element-wise (vector passes), then the windows that lie wholly inside the row take the
+/// max of `kw` shifted copies of that row, each output picking its window's start at
+/// stride `sw`; windows cut by the padding are reduced one by one. Every fast pass
+/// watches for NaN; where one may be, the row is redone on the sticky path. Padded cells
+/// never win; NaN is sticky, so any NaN in a window wins.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pool_rows<S: Simd>(
+    s: S,
     rows: &[f32],
     row0: usize,
     h: usize,
@@ -68,6 +131,14 @@ pub(crate) fn pool_rows(
             out.fill(f32::NEG_INFINITY);
             continue;
         }
+        // AlexNet's 3x3 stride-2 windows, none cut by padding: every output straight
+        // from the rows, in registers (unless a NaN may be there: then as below).
+        if sw == 2 && kw == 3 && xa == 0 && xb == ow && full > 0 {
+            let o = &mut out[..];
+            if !window3s2(s, &|r| &row(r0 + r)[first..], r1 - r0, o) {
+                continue;
+            }
+        }
         // The common case has no NaN: plain maxima (one instruction a lane) while
         // watching for NaN; if one turns up, the rows are reduced again NaN-sticky.
         let mut nan = false;
@@ -75,9 +146,9 @@ pub(crate) fn pool_rows(
             colmax.copy_from_slice(row(r0));
             nan = colmax.iter().any(|v| v.is_nan());
         } else {
-            nan |= max_of::<false>(colmax, row(r0), row(r0 + 1));
+            nan |= max_rows(s, colmax, row(r0), row(r0 + 1));
             for r in r0 + 2..r1 {
-                nan |= max_into::<false>(colmax, row(r));
+                nan |= max_rows_into(s, colmax, row(r));
             }
             if nan {
                 max_of::<true>(colmax, row(r0), row(r0 + 1));
@@ -86,7 +157,11 @@ pub(crate) fn pool_rows(
                 }
             }
         }
-        if full > 0 {
+        if full > 0 && !nan && sw == 2 && kw == 3 {
+            // AlexNet's 3x3 stride-2 windows: each output the max of three neighbours
+            // at stride 2, in one pass the compiler vectorises (an interleaved load).
+            stride2_max3(s, &colmax[first..], &mut out[xa..xb]);
+        } else if full > 0 {
             let wm = &mut winmax[..full];
             if kw == 1 {
                 wm.copy_from_slice(&colmax[..full]);
@@ -114,6 +189,162 @@ pub(crate) fn pool_rows(
             let c1 = (x * sw + kw).saturating_sub(pl).min(w);
             out[x] = colmax[c0..c1.max(c0)].iter().copied().fold(f32::NEG_INFINITY, max_nan);
         }
+    }
+}
+
+/// `out[i] = max(a[i], b[i])` on `S`'s vectors (the last one overlapping the one before
+/// it), for inputs without NaN; returns whether there may have been one (true also for
+/// an infinity, whose `x - x` is NaN as well: the caller then redoes the rows exactly).
+/// The compiler's own vectorisation of the plain loop leaves rows shorter than its
+/// unrolled AVX-512 body (55 values in AlexNet's pool1) to scalar code.
+#[inline(always)]
+fn max_rows<S: Simd>(_: S, out: &mut [f32], a: &[f32], b: &[f32]) -> bool {
+    type V<S> = <S as Simd>::F32;
+    let n = out.len().min(a.len()).min(b.len());
+    let l = V::<S>::LANES;
+    if n < l {
+        return max_of::<false>(&mut out[..n], &a[..n], &b[..n]);
+    }
+    let mut i = 0;
+    // SAFETY: the token proves the CPU runs S's vectors; every access is at i + l <= n.
+    unsafe {
+        let mut probe = V::<S>::zero();
+        loop {
+            let (x, y) = (V::<S>::load(a.as_ptr().add(i)), V::<S>::load(b.as_ptr().add(i)));
+            probe = probe.add(x.sub(x)).add(y.sub(y));
+            x.max_plain(y).store(out.as_mut_ptr().add(i));
+            if i + l == n {
+                break;
+            }
+            i = (i + l).min(n - l);
+        }
+        any_nan::<S>(probe)
+    }
+}
+
+/// `acc[i] = max(acc[i], v[i])` as [`max_rows`] (recomputing an overlapped lane gives
+/// the same value).
+#[inline(always)]
+fn max_rows_into<S: Simd>(_: S, acc: &mut [f32], v: &[f32]) -> bool {
+    type V<S> = <S as Simd>::F32;
+    let n = acc.len().min(v.len());
+    let l = V::<S>::LANES;
+    if n < l {
+        return max_into::<false>(&mut acc[..n], &v[..n]);
+    }
+    let mut i = 0;
+    // SAFETY: the token proves the CPU runs S's vectors; every access is at i + l <= n.
+    unsafe {
+        let mut probe = V::<S>::zero();
+        loop {
+            let x = V::<S>::load(v.as_ptr().add(i));
+            probe = probe.add(x.sub(x));
+            V::<S>::load(acc.as_ptr().add(i)).max_plain(x).store(acc.as_mut_ptr().add(i));
+            if i + l == n {
+                break;
+            }
+            i = (i + l).min(n - l);
+        }
+        any_nan::<S>(probe)
+    }
+}
+
+/// Whether any lane of `v` is NaN.
+///
+/// # Safety
+/// The CPU runs `S`'s vectors.
+#[inline(always)]
+unsafe fn any_nan<S: Simd>(v: S::F32) -> bool {
+    let mut lanes = [0.0f32; 16];
+    // SAFETY: 16 values hold any ISA's lanes; the CPU runs S (caller).
+    unsafe { v.store(lanes.as_mut_ptr()) };
+    lanes[..S::F32::LANES.min(16)].iter().any(|x| x.is_nan())
+}
+
+/// `out[x]` = the maximum over rows `r < rows` of `row(r)[2x .. 2x + 3]` (plain maxima)
+/// on `S`'s vectors: each row's values loaded and reduced in registers, then the even,
+/// odd and next-even lanes combined (a stored column maximum read back at an offset of
+/// two would stall on store forwarding). Returns whether an input may be NaN (or
+/// infinite), in which case `out` is to be recomputed exactly.
+#[inline(always)]
+fn window3s2<'r, S: Simd>(_: S, row: &dyn Fn(usize) -> &'r [f32], rows: usize, out: &mut [f32]) -> bool {
+    type V<S> = <S as Simd>::F32;
+    let n = out.len();
+    let l = V::<S>::LANES;
+    if n < l || rows == 0 {
+        return true;
+    }
+    let rs: [&[f32]; 3] = [row(0), row(1.min(rows - 1)), row(2.min(rows - 1))];
+    if rows > 3 || rs.iter().any(|r| r.len() < 2 * n + 1) {
+        return true;
+    }
+    let mut x0 = 0;
+    // SAFETY: the token proves the CPU runs S's vectors; each row holds 2 n + 1 values
+    // (checked above); loads read [2 x0, 2 x0 + 2 l + 2) but the last, which reads at
+    // most to 2 n + 1 (a masked load; the lane past it is odd and never used); stores
+    // are at x0 + l <= n.
+    unsafe {
+        let mut probe = V::<S>::zero();
+        loop {
+            let last = (2 * n + 1 - (2 * x0 + 2 + l)).min(l);
+            let load = |r: &[f32]| {
+                let p = r.as_ptr().add(2 * x0);
+                (V::<S>::load(p), V::<S>::load(p.add(l)), V::<S>::load(p.add(2)), V::<S>::load_first(p.add(2 + l), last))
+            };
+            let (mut a, mut b, mut a2, mut b2) = load(rs[0]);
+            probe = probe.add(a.sub(a)).add(b.sub(b)).add(b2.sub(b2));
+            for r in &rs[1..rows] {
+                let (c, d, c2, d2) = load(r);
+                probe = probe.add(c.sub(c)).add(d.sub(d)).add(d2.sub(d2));
+                (a, b, a2, b2) = (a.max_plain(c), b.max_plain(d), a2.max_plain(c2), b2.max_plain(d2));
+            }
+            let (even, odd) = a.unzip(b);
+            let (next, _) = a2.unzip(b2);
+            even.max_plain(odd).max_plain(next).store(out.as_mut_ptr().add(x0));
+            if x0 + l == n {
+                break;
+            }
+            x0 = (x0 + l).min(n - l);
+        }
+        any_nan::<S>(probe)
+    }
+}
+
+/// `out[x] = max(c[2x], c[2x + 1], c[2x + 2])` (plain maxima: no NaN in `c`), a vector
+/// of outputs at a time from the even and odd lanes of two pairs of loads (the compiler
+/// does not vectorise the strided reads), the last few one by one.
+#[inline(always)]
+fn stride2_max3<S: Simd>(_: S, c: &[f32], out: &mut [f32]) {
+    type V<S> = <S as Simd>::F32;
+    let n = out.len();
+    let c = &c[..2 * n + 1];
+    let l = V::<S>::LANES;
+    if n < l {
+        for (x, o) in out.iter_mut().enumerate() {
+            let (a, b, d) = (c[2 * x], c[2 * x + 1], c[2 * x + 2]);
+            let m = if b > a { b } else { a };
+            *o = if d > m { d } else { m };
+        }
+        return;
+    }
+    // Vectors of l outputs, the last one ending at n (overlapping the one before it:
+    // those outputs are computed twice, identically).
+    let mut x0 = 0;
+    loop {
+        // SAFETY: the token proves the CPU runs S's vectors; the loads read c[2 x0 ..
+        // 2 x0 + 2 l + 2) but the last, which reads at most to c's end (2 n + 1 values;
+        // the lane past it, an odd one, is never used); the store is at x0 + l <= n.
+        unsafe {
+            let p = c.as_ptr().add(2 * x0);
+            let (even, odd) = V::<S>::load(p).unzip(V::<S>::load(p.add(l)));
+            let last = (c.len() - (2 * x0 + 2 + l)).min(l);
+            let (next, _) = V::<S>::load(p.add(2)).unzip(V::<S>::load_first(p.add(2 + l), last));
+            even.max_plain(odd).max_plain(next).store(out.as_mut_ptr().add(x0));
+        }
+        if x0 + l == n {
+            break;
+        }
+        x0 = (x0 + l).min(n - l);
     }
 }
 
@@ -161,7 +392,7 @@ mod tests {
     #[test]
     fn every_small_geometry_matches_reference() {
         let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0];
-        for (case, (h, w)) in [(1, 1), (2, 5), (5, 2), (7, 9), (4, 17)].into_iter().enumerate() {
+        for (case, (h, w)) in [(1, 1), (2, 5), (5, 2), (7, 9), (4, 17), (5, 70), (3, 35)].into_iter().enumerate() {
             let c = 3;
             let mut input: Vec<f32> = (0..c * h * w).map(|i| ((i * 37 + case) % 23) as f32 - 11.0).collect();
             // Channel 0 has no special values; channel 1 one NaN; channel 2 several kinds.
@@ -189,11 +420,13 @@ mod tests {
                         ceil_mode: false,
                     };
                     let want = reference::maxpool(&input, [c, h, w], &p, [oh, ow]);
-                    let mut got = vec![1234.5; c * oh * ow];
-                    maxpool(&input, [c, h, w], &p, [oh, ow], &mut got);
-                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                        let same = if e.is_nan() { g.is_nan() } else { g == e };
-                        assert!(same, "{h}x{w} {p:?} at {i}: {g} vs {e}");
+                    for cpu in Cpu::all() {
+                        let mut got = vec![1234.5; c * oh * ow];
+                        maxpool(cpu, &input, [c, h, w], &p, [oh, ow], &mut got);
+                        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                            let same = if e.is_nan() { g.is_nan() } else { g == e };
+                            assert!(same, "{:?} {h}x{w} {p:?} at {i}: {g} vs {e}", cpu.isa());
+                        }
                     }
                 }
             }

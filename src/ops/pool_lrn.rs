@@ -2,12 +2,13 @@
 //!
 //! AlexNet normalises right before or right after each of its first two poolings: after
 //! in CaffeNet and this project's spec (pool then LRN), before in the paper and the ONNX
-//! zoo (LRN then pool). Run separately, each op reads and writes the whole activation;
-//! fused, the work goes one band of output rows at a time, for all channels, through a
-//! per-thread buffer that stays in cache, and the output is written once:
+//! zoo (LRN then pool). The two run as one step, and the output is written once:
 //!
-//! - pool then LRN: pool the band of every channel into the buffer, then normalise it
-//!   across channels straight into the output;
+//! - pool then LRN: every channel's plane is pooled into the output (plane by plane, so
+//!   each input plane is read as one stream; a band of rows across all channels would
+//!   read short runs far apart, each at the cache's latency), then the output is
+//!   normalised across channels in place, one band of rows at a time through a
+//!   per-thread buffer that stays in cache (the pooled map is a quarter of the input);
 //! - LRN then pool: normalise the input rows the band's windows cover (all channels) into
 //!   the buffer, then pool from it into the output. Bands overlap by `kernel - stride`
 //!   input rows, which are normalised twice; bands are several rows tall to keep that small.
@@ -19,13 +20,13 @@
 //! the direct sum matches the ONNX definition and the reference exactly in which values
 //! meet. The arithmetic (`x / (k + alpha/size * sum)^beta`, with `beta = 0.75` as
 //! `x / sqrt(t * sqrt(t))`, no `powf`) is SIMD for every ISA through [`SimdF32`]; other
-//! betas use `powf` per value. Pooling is `pool_rows`: separable, in whole-row passes
-//! that the compiler vectorises, NaN handled exactly on a slower path only where one occurs.
+//! betas use `powf` per value. Pooling is `maxpool::pool_rows`, on the ISA's vectors,
+//! NaN handled exactly on a slower path only where one may occur.
 //!
 //! Bands are a fixed number of rows, so results do not depend on the thread count.
 #![allow(unsafe_code)]
 
-use super::maxpool::pool_rows;
+use super::maxpool::{pool_rows_on, Planes};
 use crate::base::mat::MatMut;
 use crate::base::scratch::{self, Scratch};
 use crate::base::split::par_column_blocks;
@@ -59,6 +60,8 @@ pub struct PoolLrn {
 
 /// Output rows per band (a parallel task).
 const BAND_ROWS: usize = 4;
+/// Channels per parallel pooling task of one image.
+const POOL_CHANNELS: usize = 8;
 
 thread_local! {
     /// Each thread's band buffer; grows once to the largest band.
@@ -70,7 +73,15 @@ thread_local! {
 pub fn pool_lrn(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
     let [c, _, _] = p.input;
     let [oh, ow] = p.out;
-    let view = MatMut::new(&mut out[..c * oh * ow], c, oh * ow, oh * ow);
+    let out = &mut out[..c * oh * ow];
+    if p.order == Order::PoolThenLrn {
+        use rayon::prelude::*;
+        let [_, h, w] = p.input;
+        let (inp, outp) = (POOL_CHANNELS * h * w, POOL_CHANNELS * oh * ow);
+        let tasks = out.par_chunks_mut(outp).zip(input[..c * h * w].par_chunks(inp));
+        tasks.for_each(|(y, x)| pool_planes(cpu, x, p, y));
+    }
+    let view = MatMut::new(out, c, oh * ow, oh * ow);
     par_column_blocks(view, BAND_ROWS * ow, &|col0, band| run_band(cpu, input, p, col0, band));
 }
 
@@ -84,6 +95,9 @@ pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &
     let (in_len, out_len) = (c * h * w, c * oh * ow);
     let out = &mut out[..batch * out_len];
     out.par_chunks_mut(out_len).zip(input[..batch * in_len].par_chunks(in_len)).for_each(|(y, x)| {
+        if p.order == Order::PoolThenLrn {
+            pool_planes(cpu, x, p, y);
+        }
         let mut rest = MatMut::new(y, c, oh * ow, oh * ow);
         let mut col0 = 0;
         while rest.cols() > 0 {
@@ -95,7 +109,22 @@ pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &
     });
 }
 
-/// One band: output columns `col0 ..` (whole rows) of every channel.
+/// Pool the whole planes of `input` (channels of `p`'s input) into those of `out`, one
+/// after another on this thread.
+fn pool_planes(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
+    let [_, h, w] = p.input;
+    let [oh, ow] = p.out;
+    scratch::with(&BAND, 2 * w, |rows| {
+        let planes = out.chunks_exact_mut(oh * ow).enumerate();
+        let src = |i: usize| &input[i * h * w..(i + 1) * h * w];
+        cpu.vectorize(Planes { planes, src, geom: (h, w, oh, ow), p: &p.pool, rows });
+    });
+}
+
+/// One band: output columns `col0 ..` (whole rows) of every channel. Pool then LRN
+/// finds the band already pooled in place (in `band`): pooling channel by channel reads
+/// each input plane in one stream, where a band's windows across every channel would
+/// read short runs far apart at the cache's latency.
 fn run_band(cpu: Cpu, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<'_>) {
     let [c, h, w] = p.input;
     let [_, ow] = p.out;
@@ -115,8 +144,7 @@ fn run_band(cpu: Cpu, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<
             Order::PoolThenLrn => {
                 let pooled = first;
                 for ch in 0..c {
-                    let dst = &mut pooled[ch * np..(ch + 1) * np];
-                    pool_rows(&input[ch * h * w..(ch + 1) * h * w], 0, h, w, &p.pool, y0, y1, ow, dst, pool_scratch);
+                    pooled[ch * np..(ch + 1) * np].copy_from_slice(&band.row_mut(ch)[..np]);
                 }
                 lrn_band(cpu, &p.lrn, c, np, &|ch| &pooled[ch * np..(ch + 1) * np], squares, &mut band);
             }
@@ -126,7 +154,7 @@ fn run_band(cpu: Cpu, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<
                 lrn_band(cpu, &p.lrn, c, np, &src, squares, &mut MatMut::new(normed, c, np, np));
                 for ch in 0..c {
                     let band_rows = &normed[ch * np..(ch + 1) * np];
-                    pool_rows(band_rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), pool_scratch);
+                    pool_rows_on(cpu, band_rows, iy0, h, w, &p.pool, y0, y1, ow, band.row_mut(ch), pool_scratch);
                 }
             }
         }

@@ -77,6 +77,11 @@ unsafe impl SimdF32 for F32x8 {
         F32x8(unsafe { _mm256_sqrt_ps(self.0) })
     }
     #[inline(always)]
+    unsafe fn max_plain(self, b: Self) -> Self {
+        // SAFETY: AVX is available.
+        F32x8(unsafe { _mm256_max_ps(self.0, b.0) })
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // max(0, x) returns the second operand when either is NaN: NaN is kept.
         // SAFETY: AVX is available.
@@ -91,6 +96,18 @@ unsafe impl SimdF32 for F32x8 {
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes);
             _mm256_maskstore_ps(p, mask, self.0);
+        }
+    }
+    #[inline(always)]
+    unsafe fn unzip(self, b: Self) -> (Self, Self) {
+        // Within each 128-bit half: [s0 s2 b0 b2 | s4 s6 b4 b6] (even) and the odd ones;
+        // then the 64-bit quarters reordered to [s0 s2 s4 s6 | b0 b2 b4 b6].
+        // SAFETY: AVX2 is available.
+        unsafe {
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(self.0, b.0);
+            let o = _mm256_shuffle_ps::<0b11_01_11_01>(self.0, b.0);
+            let fix = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+            (F32x8(fix(e)), F32x8(fix(o)))
         }
     }
     #[inline(always)]

@@ -82,6 +82,20 @@ unsafe impl SimdF32 for F32x16 {
         F32x16(unsafe { _mm512_sqrt_ps(self.0) })
     }
     #[inline(always)]
+    unsafe fn unzip(self, b: Self) -> (Self, Self) {
+        // SAFETY: AVX-512F is available; the indices pick lanes 0..32 of [self, b].
+        unsafe {
+            let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+            (F32x16(_mm512_permutex2var_ps(self.0, even, b.0)), F32x16(_mm512_permutex2var_ps(self.0, odd, b.0)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn max_plain(self, b: Self) -> Self {
+        // SAFETY: AVX-512F is available.
+        F32x16(unsafe { _mm512_max_ps(self.0, b.0) })
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // max(0, x) returns the second operand when either is NaN: NaN is kept.
         // SAFETY: AVX-512F is available.

@@ -145,6 +145,12 @@ pub unsafe trait SimdF32: Copy {
     /// # Safety
     /// As [`SimdF32::zero`].
     unsafe fn sub(self, b: Self) -> Self;
+    /// Lane-wise maximum of inputs without NaN (which lane wins on a NaN, or between
+    /// `-0.0` and `0.0`, is the ISA's).
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    unsafe fn max_plain(self, b: Self) -> Self;
     /// Lane-wise product.
     ///
     /// # Safety
@@ -213,6 +219,27 @@ pub unsafe trait SimdF32: Copy {
                 (z[2 * i], z[2 * i + 1]) = (x[i], y[i]);
             }
             (Self::load(z.as_ptr()), Self::load(z.as_ptr().add(l)))
+        }
+    }
+    /// The inverse of [`SimdF32::zip`]: the even and the odd lanes of `[self, b]`
+    /// (`([s0, s2, .., b0, b2, ..], [s1, s3, .., b1, b3, ..])`). This default goes
+    /// through memory; ISAs with a shuffle override it.
+    ///
+    /// # Safety
+    /// As [`SimdF32::zero`].
+    #[inline(always)]
+    unsafe fn unzip(self, b: Self) -> (Self, Self) {
+        const MAX: usize = 16;
+        let l = Self::LANES.min(MAX);
+        let (mut z, mut e, mut o) = ([0.0f32; 2 * MAX], [0.0f32; MAX], [0.0f32; MAX]);
+        // SAFETY: each array holds at least LANES values; the CPU supports Self (caller).
+        unsafe {
+            self.store(z.as_mut_ptr());
+            b.store(z.as_mut_ptr().add(l));
+            for i in 0..l {
+                (e[i], o[i]) = (z[2 * i], z[2 * i + 1]);
+            }
+            (Self::load(e.as_ptr()), Self::load(o.as_ptr()))
         }
     }
 }

@@ -71,6 +71,16 @@ unsafe impl SimdF32 for F32x4 {
         F32x4(unsafe { vsqrtq_f32(self.0) })
     }
     #[inline(always)]
+    unsafe fn unzip(self, b: Self) -> (Self, Self) {
+        // SAFETY: NEON is available.
+        unsafe { (F32x4(vuzp1q_f32(self.0, b.0)), F32x4(vuzp2q_f32(self.0, b.0))) }
+    }
+    #[inline(always)]
+    unsafe fn max_plain(self, b: Self) -> Self {
+        // SAFETY: NEON is available.
+        F32x4(unsafe { vmaxq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // Select x where x >= 0 or x is NaN (x < 0 is false for NaN), else 0.
         // SAFETY: NEON is available.

@@ -59,6 +59,10 @@ unsafe impl SimdF32 for F32x8 {
         F32x8(self.0.sqrt())
     }
     #[inline(always)]
+    unsafe fn max_plain(self, b: Self) -> Self {
+        F32x8(self.0.max(b.0))
+    }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
         // Keep x where x >= 0 or NaN: blend zero in only where x < 0.
         let neg = self.0.simd_lt(f32x8::ZERO);
