@@ -228,6 +228,17 @@ pub enum Error {
     /// An invalid argument to an API call (top-k of zero, label count, ...).
     #[error("{0}")]
     InvalidArgument(String),
+    /// A call with a timeout could not start before it ran out (the model was busy with
+    /// earlier calls); it did no work.
+    #[error("inference could not start within {waited_ms} ms: the model is busy")]
+    Timeout {
+        /// How long the call waited, in milliseconds.
+        waited_ms: u64,
+    },
+    /// The batch this call's image was run in failed (a panic in another call's thread:
+    /// a bug); the model itself is unaffected and later calls run normally.
+    #[error("the shared batch this image ran in failed")]
+    BatchFailed,
 }
 
 /// Result alias used across the crate.

@@ -1,6 +1,7 @@
 //! The steady-state inference path allocates nothing: after warm-up calls (which size the
 //! workspace and each pool thread's packing buffer), `infer_into` at the same batch makes
-//! no heap allocation, on the calling thread or on the model's pool threads.
+//! no heap allocation, on the calling thread or on the model's pool threads, with
+//! batching across callers on or off.
 // A counting global allocator is `unsafe impl GlobalAlloc`: the only unsafe code here.
 #![allow(unsafe_code)]
 
@@ -40,11 +41,16 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn steady_state_infer_allocates_nothing() {
     let plan = alexnet::synthetic::spec_plan();
-    let model = alexnet::Model::builder()
+    let weights = alexnet::synthetic::weight_file(&plan, 1).expect("weights");
+    let plain = alexnet::Model::builder().threads(2).from_bytes(weights.clone()).expect("model");
+    // With batching on, a single caller leads one-image batches through the staging
+    // buffers, which were allocated when the model opened.
+    let batched = alexnet::Model::builder()
         .threads(2)
-        .from_bytes(alexnet::synthetic::weight_file(&plan, 1).expect("weights"))
+        .batching(4, std::time::Duration::from_millis(1))
+        .from_bytes(weights)
         .expect("model");
-    for batch in [1, 3] {
+    for (model, batch) in [(&plain, 1), (&plain, 3), (&batched, 1)] {
         let input = alexnet::synthetic::input(&plan, 2, batch);
         let mut out = vec![0.0f32; batch * model.num_classes()];
         // Warm-up: the workspace grows to this batch and every pool thread's packing

@@ -2,8 +2,11 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use super::batch::Batcher;
 use super::compile::{compile, Step};
+use super::gate::Gate;
 use super::workspace::WorkspaceSize;
 use super::{Model, DEFAULT_MAX_WORKSPACE_BYTES};
 use crate::cpu::{Cpu, Isa};
@@ -22,6 +25,8 @@ pub struct ModelBuilder {
     verify_checksum: bool,
     max_workspace_bytes: Option<u64>,
     precision: Option<Precision>,
+    max_concurrency: Option<usize>,
+    batching: Option<(usize, Duration)>,
 }
 
 impl ModelBuilder {
@@ -63,6 +68,27 @@ impl ModelBuilder {
     /// which is all the precision they have.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = Some(precision);
+        self
+    }
+
+    /// At most `n` (at least 1) inference calls run at once; the others wait in arrival
+    /// order, without allocating, and memory for activations is bounded by `n`
+    /// workspaces whatever the number of callers. Default: one call per 16 pool threads
+    /// (so 1 up to 15): a call spreads over its pool's threads, and a second one beside it
+    /// on a small pool only shares them, gaining little throughput for a worse tail
+    /// (measured in `docs/performance.md`).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Run single-image calls that arrive while the model is busy together, up to
+    /// `max_batch` images per batch (each caller gets its own row, bit for bit what it
+    /// would get alone). A batch's first caller waits up to `max_wait` for it to fill
+    /// once its turn has come, but only while other calls are in flight, so a lone caller
+    /// never waits. Off by default. `max_batch` images must fit the workspace cap.
+    pub fn batching(mut self, max_batch: usize, max_wait: Duration) -> Self {
+        self.batching = Some((max_batch.max(1), max_wait));
         self
     }
 
@@ -111,6 +137,18 @@ impl ModelBuilder {
         let linear_k = steps.iter().filter_map(|s| if let Step::Linear { k, .. } = s { Some(*k) } else { None });
         let phased = phased.max(linear_k.map(crate::gemm::pairs_len).max().unwrap_or(0));
         let size = WorkspaceSize::of(&shapes, conv_scratch, conv_fixed, phased);
+        let input_len = shapes[0].len();
+        let classes = shapes.last().map(Shape::len).unwrap_or(0);
+        let batcher = match self.batching {
+            Some((max_batch, max_wait)) if max_batch > 1 => {
+                let cap = self.max_workspace_bytes.unwrap_or(DEFAULT_MAX_WORKSPACE_BYTES);
+                if size.bytes(max_batch).is_none_or(|b| b > cap) {
+                    return Err(Error::BatchTooLarge { batch: max_batch, limit_bytes: cap });
+                }
+                Some(Batcher::new(max_batch, max_wait, input_len, classes))
+            }
+            _ => None,
+        };
         Ok(Model {
             weights,
             shapes,
@@ -122,6 +160,13 @@ impl ModelBuilder {
             size,
             workspaces: Mutex::new(Vec::new()),
             max_workspace_bytes: self.max_workspace_bytes.unwrap_or(DEFAULT_MAX_WORKSPACE_BYTES),
+            gate: Gate::new(self.max_concurrency.unwrap_or(default_concurrency(threads))),
+            batcher,
         })
     }
+}
+
+/// Calls that run at once by default on a pool of `threads`: one per 16 threads.
+fn default_concurrency(threads: usize) -> usize {
+    1 + threads / 16
 }

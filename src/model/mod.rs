@@ -3,16 +3,23 @@
 //!
 //! `Model` is `Send + Sync`. Every method takes `&self`; any number of threads may call
 //! [`Model::infer`] / [`Model::infer_into`] on one model at once and get the same results
-//! as sequential calls. Each call borrows a [`workspace::Workspace`] from a small cache
-//! (or makes one), so once every concurrent caller has run a batch of a given size the
-//! steady state allocates nothing.
+//! as sequential calls. Calls are admitted in arrival order, at most
+//! [`ModelBuilder::max_concurrency`] at once (`gate`); the others wait without
+//! allocating. Each running call borrows a [`workspace::Workspace`] from a small cache (or
+//! makes one), so memory is bounded by the concurrency, not by the number of callers,
+//! and once every slot has run a batch of a given size the steady state allocates
+//! nothing. With [`ModelBuilder::batching`], single-image calls that arrive while the
+//! model is busy run together as one batch (`batch`).
 
+mod batch;
 mod builder;
 mod compile;
+mod gate;
 mod workspace;
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -43,6 +50,8 @@ pub struct Model {
     size: WorkspaceSize,
     workspaces: Mutex<Vec<Workspace>>,
     max_workspace_bytes: u64,
+    gate: gate::Gate,
+    batcher: Option<batch::Batcher>,
 }
 
 impl std::fmt::Debug for Model {
@@ -169,6 +178,40 @@ impl Model {
         self.run(input, output, true)
     }
 
+    /// [`Model::infer`], giving up with [`Error::Timeout`] if the call cannot start within
+    /// `timeout` (calls wait their turn in arrival order). A call that gives up has done no
+    /// work; once started it runs to the end. Calls with a timeout are never batched.
+    pub fn infer_timeout(&self, input: &[f32], timeout: Duration) -> Result<Vec<f32>> {
+        let batch = self.batch_of(input)?;
+        let len = self.admit(batch, true)?;
+        let mut out = vec![0.0f32; len];
+        self.infer_into_timeout(input, &mut out, timeout)?;
+        Ok(out)
+    }
+
+    /// [`Model::infer_into`] with a timeout, as [`Model::infer_timeout`].
+    pub fn infer_into_timeout(&self, input: &[f32], output: &mut [f32], timeout: Duration) -> Result<()> {
+        // A timeout too long to add to now is no deadline at all (but still unbatched).
+        self.run_inner(input, output, true, None, Wait::Until(Instant::now().checked_add(timeout)))
+    }
+
+    /// Calls that may run at once ([`ModelBuilder::max_concurrency`]).
+    pub fn max_concurrency(&self) -> usize {
+        self.gate.max()
+    }
+
+    /// Images a shared batch holds at most ([`ModelBuilder::batching`]); `None`: calls
+    /// are not batched.
+    pub fn max_batch(&self) -> Option<usize> {
+        self.batcher.as_ref().map(batch::Batcher::max_batch)
+    }
+
+    /// With batching on: how many shared batches have run and how many images they held
+    /// (their ratio is the mean batch size); `None` when calls are not batched.
+    pub fn batch_counts(&self) -> Option<(u64, u64)> {
+        self.batcher.as_ref().map(batch::Batcher::counts)
+    }
+
     /// The network's own output (logits if it does not end in softmax) into `output`.
     pub fn infer_raw_into(&self, input: &[f32], output: &mut [f32]) -> Result<()> {
         self.run(input, output, false)
@@ -200,7 +243,7 @@ impl Model {
                 self.steps.len()
             )));
         }
-        self.run_inner(input, output, true, Some(times))
+        self.run_inner(input, output, true, Some(times), Wait::Batchable)
     }
 
     /// Work per image of each layer: (FLOPs, weight bytes read), in plan order. Convolutions
@@ -227,15 +270,18 @@ impl Model {
     }
 
     fn run(&self, input: &[f32], output: &mut [f32], probabilities: bool) -> Result<()> {
-        self.run_inner(input, output, probabilities, None)
+        self.run_inner(input, output, probabilities, None, Wait::Batchable)
     }
 
+    /// Check the call, then run it: in a shared batch (a single image's probabilities,
+    /// no timings, no deadline, batching on), else on its own once admitted.
     fn run_inner(
         &self,
         input: &[f32],
         output: &mut [f32],
         probabilities: bool,
         times: Option<&mut [std::time::Duration]>,
+        wait: Wait,
     ) -> Result<()> {
         let batch = self.batch_of(input)?;
         let classes = self.num_classes();
@@ -244,6 +290,47 @@ impl Model {
             return Err(Error::OutputLength { expected, found: output.len() });
         }
         self.admit(batch, false)?;
+        if let Some(b) = self.batcher.as_ref().filter(|_| batch == 1 && probabilities && times.is_none()) {
+            if matches!(wait, Wait::Batchable) {
+                match b.join(input) {
+                    batch::Role::Follower { buf, batch, row } => return b.wait(buf, batch, row, output),
+                    batch::Role::Leader { buf, .. } => {
+                        let _pass = self.gate.enter(None);
+                        let mut sealed = b.seal(buf, self.gate.others_in_flight());
+                        let n = sealed.images;
+                        let (len, rows) = (self.input_len(), n * classes);
+                        let (inputs, outputs) = (&sealed.inputs[..n * len], &mut sealed.outputs[..rows]);
+                        self.execute(inputs, n, outputs, true, None);
+                        sealed.publish(true, output);
+                        return Ok(());
+                    }
+                    batch::Role::Alone => {}
+                }
+            }
+        }
+        let started = Instant::now();
+        let deadline = match wait {
+            Wait::Batchable => None,
+            Wait::Until(d) => d,
+        };
+        let _pass = self.gate.enter(deadline).ok_or_else(|| Error::Timeout {
+            waited_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+        })?;
+        self.execute(input, batch, output, probabilities, times);
+        Ok(())
+    }
+
+    /// Run an admitted, checked call: `batch` images of `input` into `output`.
+    fn execute(
+        &self,
+        input: &[f32],
+        batch: usize,
+        output: &mut [f32],
+        probabilities: bool,
+        times: Option<&mut [std::time::Duration]>,
+    ) {
+        let classes = self.num_classes();
+        let expected = batch * classes;
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
         self.pool.install(|| self.forward(input, batch, &mut ws, times));
@@ -252,7 +339,6 @@ impl Model {
             ops::softmax::softmax_rows(output, classes);
         }
         self.give_back(ws);
-        Ok(())
     }
 
     fn take_workspace(&self) -> Workspace {
@@ -349,6 +435,15 @@ impl Model {
             LinearWeight::OwnedBf16(w) => ops::linear::linear(cpu, src, batch, w, b, m, k, relu, dst),
         }
     }
+}
+
+/// How a call waits for its turn.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// As long as it takes; a single image may join a shared batch.
+    Batchable,
+    /// Until the deadline, if any; never batched.
+    Until(Option<Instant>),
 }
 
 // A model is shared across threads by design; make the promise a compile-time check.
