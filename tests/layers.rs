@@ -140,7 +140,7 @@ fn bitwise_identical_across_thread_counts() {
     for (name, plan) in plans() {
         let input = synthetic::input(&plan, 5, 2);
         let one = model(&plan, 1).infer(&input).unwrap();
-        for threads in [2, 3, 4] {
+        for threads in [2, 3, 4, 5, 8, 16] {
             let many = model(&plan, threads).infer(&input).unwrap();
             assert!(
                 one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
@@ -216,6 +216,24 @@ fn layer_costs_count_the_direct_convolution_and_the_weights() {
                 _ => (0, 0),
             };
             assert_eq!(costs[i], want, "{name}: layer {i}");
+        }
+    }
+}
+
+/// The full-size spec network, at each precision, on pools larger than this machine's
+/// cores (every split of every layer at 3, 5, 8 and 16 tasks): the same bits as one thread.
+#[test]
+fn spec_network_is_bitwise_identical_on_pools_past_two_cores() {
+    let plan = synthetic::spec_plan();
+    let bytes = synthetic::weight_file(&plan, 1).unwrap();
+    let input = synthetic::input(&plan, 4, 2);
+    for precision in alexnet::Precision::ALL {
+        let open =
+            |threads| Model::builder().threads(threads).precision(precision).from_bytes(bytes.clone()).expect("model");
+        let one: Vec<u32> = open(1).infer(&input).unwrap().iter().map(|v| v.to_bits()).collect();
+        for threads in [3, 5, 8, 16] {
+            let many: Vec<u32> = open(threads).infer(&input).unwrap().iter().map(|v| v.to_bits()).collect();
+            assert!(one == many, "{precision}: {threads} threads differ from 1");
         }
     }
 }
