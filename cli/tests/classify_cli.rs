@@ -291,9 +291,175 @@ fn bad_inputs_fail_cleanly() {
         dir.path().join("none.txt").as_os_str(),
         good.as_os_str(),
     ]));
-    // A directory as an input, and an output path that cannot be written.
-    fails(run(&["--weights".as_ref(), w, dir.path().as_os_str()]));
+    // An output path that cannot be written.
     let unwritable = dir.path().join("no-such-dir").join("p.npy");
     let msg = fails(run(&["--weights".as_ref(), w, good.as_os_str(), "--output".as_ref(), unwritable.as_os_str()]));
     assert!(msg.contains("cannot write"), "{msg}");
+}
+
+/// Every image result line of a text report, keyed by its heading.
+fn headings(text: &str) -> Vec<String> {
+    text.lines().filter(|l| !l.starts_with(' ')).map(|l| l.trim_end_matches(':').to_owned()).collect()
+}
+
+#[test]
+fn folders_stream_in_order_skip_bad_files_and_match_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir_all(imgs.join("sub/deeper")).unwrap();
+    // 23 images in nested folders (more than a batch), a corrupt one among them, and
+    // files that are not images by content (skipped without a word).
+    let mut want_order = Vec::new();
+    for i in 0..23 {
+        let sub = ["", "sub", "sub/deeper"][i % 3];
+        let path = imgs.join(sub).join(format!("img{i:02}.{}", if i % 2 == 0 { "png" } else { "jpg" }));
+        if i % 2 == 0 {
+            write_png(&path, 36 + i as u32, 40);
+        } else {
+            write_jpeg(&path, 40, 36 + i as u32);
+        }
+        want_order.push(path);
+    }
+    let png = std::fs::read(&want_order[0]).unwrap();
+    let corrupt = imgs.join("sub").join("img99.png");
+    std::fs::write(&corrupt, &png[..png.len() / 2]).unwrap();
+    std::fs::write(imgs.join("notes.txt"), "not an image").unwrap();
+    std::fs::write(imgs.join("sub").join("fake.jpg"), "not a jpeg either").unwrap();
+    want_order.sort();
+    let probs = dir.path().join("p.npy");
+    let out = run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        imgs.as_os_str(),
+        "--batch".as_ref(),
+        "4".as_ref(),
+        "--decode-threads".as_ref(),
+        "3".as_ref(),
+        "--output".as_ref(),
+        probs.as_os_str(),
+    ]);
+    // The corrupt file is reported (one line naming it) and skipped; the run fails.
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("alexnet-classify: ") && err.contains("img99.png"), "{err}");
+    // The others in name order (directories walked in name order), as one by one.
+    let text = stdout(&out);
+    let shown: Vec<String> = want_order.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(headings(&text), shown);
+    let model = reference_model(&weights);
+    let got = npy::read(&probs).unwrap();
+    // One row per image found, the corrupt one's row NaN.
+    let mut all: Vec<_> = want_order.clone();
+    all.push(corrupt.clone());
+    all.sort();
+    assert_eq!(got.shape, vec![all.len(), CLASSES]);
+    for (row, path) in got.data.chunks(CLASSES).zip(&all) {
+        if *path == corrupt {
+            assert!(row.iter().all(|v| v.is_nan()));
+            continue;
+        }
+        let x = alexnet::image::load_image(path, model.preprocess(), model.input_shape()).unwrap();
+        let want = model.infer(&x).unwrap();
+        assert!(row.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()), "{}", path.display());
+    }
+}
+
+#[test]
+fn paths_from_stdin_and_csv_and_jsonl_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
+    let (a, b) = (dir.path().join("a,1.png"), dir.path().join("b.jpg"));
+    write_png(&a, 40, 40);
+    write_jpeg(&b, 50, 40);
+    let list = format!("{}\n\n{}\n", a.display(), b.display());
+    let classify = |format: &str| {
+        let mut child = Command::new(BIN)
+            .args(["--weights".as_ref(), weights.as_os_str(), "-".as_ref(), "--top=3".as_ref()])
+            .args(["--format", format])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+        ok(child.wait_with_output().unwrap())
+    };
+    let csv = classify("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "path,class_1,label_1,probability_1,class_2,label_2,probability_2,class_3,label_3,probability_3"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with(&format!("\"{}\",", a.display())), "a comma in a path is quoted: {}", lines[1]);
+    assert!(lines[2].starts_with(&format!("{},", b.display())));
+    let jsonl = classify("jsonl");
+    let recs: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1]["input"], b.display().to_string());
+    assert_eq!(recs[0]["top"].as_array().unwrap().len(), 3);
+    // The same classes and probabilities as the library.
+    let model = reference_model(&weights);
+    let x = alexnet::image::load_image(&b, model.preprocess(), model.input_shape()).unwrap();
+    let top = alexnet::top_k(&model.infer(&x).unwrap(), 3).unwrap();
+    for (rec, (class, p)) in recs[1]["top"].as_array().unwrap().iter().zip(top) {
+        assert_eq!(rec["class"], class);
+        assert_eq!(rec["probability"].as_f64().unwrap() as f32, p);
+    }
+}
+
+#[test]
+fn eval_reports_accuracy_on_a_labelled_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
+    let model = reference_model(&weights);
+    // Images filed under the class the model gives them (folder names in the file's
+    // label order: with no labels, class i is the i-th folder in name order) except one
+    // misfiled: top-1 is then (n - 1) / n.
+    let set = dir.path().join("val");
+    let scratch = dir.path().join("scratch.png");
+    let mut n = 0;
+    let mut bests = Vec::new();
+    for i in 0..12u32 {
+        write_png(&scratch, 36 + i, 40 + 2 * i);
+        let x = alexnet::image::load_image(&scratch, model.preprocess(), model.input_shape()).unwrap();
+        let probs = model.infer(&x).unwrap();
+        let best = alexnet::top_k(&probs, 1).unwrap()[0].0;
+        bests.push(best);
+        let class = if i == 0 { (best + 1) % CLASSES } else { best };
+        let folder = set.join(format!("c{class:02}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&scratch, folder.join(format!("{i}.png"))).unwrap();
+        n += 1;
+    }
+    // Empty folders for the other classes keep folder order equal to class order.
+    for c in 0..CLASSES {
+        std::fs::create_dir_all(set.join(format!("c{c:02}"))).unwrap();
+    }
+    std::fs::remove_file(&scratch).unwrap();
+    let text = ok(run(&["--weights".as_ref(), weights.as_os_str(), "--eval".as_ref(), set.as_os_str()]));
+    let want = format!("top-1 {:.2}%", 100.0 * (n - 1) as f64 / n as f64);
+    assert!(text.lines().last().unwrap().starts_with(&want), "{text}");
+    assert!(text.contains(&format!("({n} images)")), "{text}");
+    // The same through a ground-truth file: every image labelled with class 0.
+    let truth = dir.path().join("truth.txt");
+    let lines: String = (0..12).map(|i| format!("{i}.png 0\n")).collect();
+    std::fs::write(&truth, lines).unwrap();
+    let text = ok(run(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--eval".as_ref(),
+        set.as_os_str(),
+        "--ground-truth".as_ref(),
+        truth.as_os_str(),
+    ]));
+    let zeros = bests.iter().filter(|&&b| b == 0).count();
+    let want = format!("top-1 {:.2}%", 100.0 * zeros as f64 / 12.0);
+    assert!(text.lines().last().unwrap().starts_with(&want), "{text}");
+    assert!(text.contains("(12 images)"), "{text}");
+    let version = ok(run(&["--version"]));
+    assert!(version.starts_with("alexnet-classify "), "{version}");
 }
