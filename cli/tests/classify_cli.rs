@@ -463,3 +463,47 @@ fn eval_reports_accuracy_on_a_labelled_folder() {
     let version = ok(run(&["--version"]));
     assert!(version.starts_with("alexnet-classify "), "{version}");
 }
+
+/// Ctrl-C (SIGINT) while the run waits for more paths on stdin: the results so far are
+/// written, the `.npy` is complete and valid, the exit status is 130.
+#[cfg(unix)]
+#[test]
+fn interrupt_ends_cleanly_with_results_written() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let weights = write_model(dir.path(), Vec::new());
+    let img = dir.path().join("a.png");
+    write_png(&img, 40, 40);
+    let probs = dir.path().join("p.npy");
+    let mut child = Command::new(BIN)
+        .args(["--weights".as_ref(), weights.as_os_str(), "-".as_ref(), "--batch=1".as_ref(), "--output".as_ref()])
+        .arg(&probs)
+        .args(["--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for _ in 0..3 {
+        writeln!(stdin, "{}", img.display()).unwrap();
+    }
+    stdin.flush().unwrap();
+    // Wait for the three results (header + 3 rows), with stdin still open.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..4 {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let done = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(done.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&done.stderr));
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(err.contains("interrupted after 3 images"), "{err}");
+    let got = npy::read(&probs).unwrap();
+    assert_eq!(got.shape, vec![3, CLASSES]);
+    assert!(got.data.iter().all(|v| v.is_finite()));
+}

@@ -542,7 +542,7 @@ fn read_ground_truth(path: &Path, classes: usize) -> Result<HashMap<String, usiz
     Ok(map)
 }
 
-fn run(cli: Cli) -> Result<bool, Failure> {
+fn run(cli: Cli) -> Result<Outcome, Failure> {
     let mut builder = Model::builder();
     if let Some(t) = cli.threads {
         builder = builder.threads(t as usize);
@@ -582,7 +582,9 @@ fn run(cli: Cli) -> Result<bool, Failure> {
             std::thread::spawn(move || decode(jobs, done, model, truth))
         })
         .collect();
-    drop(done_tx);
+    // The workers hold the only handles now: once they all exit, the producer's sends
+    // fail and it stops too.
+    drop((done_tx, jobs_rx));
     let (inputs, eval_dir, shape) = (cli.inputs.clone(), cli.eval.clone(), model.input_shape());
     let eval_names = names.clone();
     let eval_truth = truth.clone();
@@ -623,6 +625,15 @@ fn run(cli: Cli) -> Result<bool, Failure> {
         failed: 0,
         csv_header: false,
     };
+    // Ctrl-C ends the run after the batch in hand: what was classified is written out
+    // and the .npy header completed, then the exit status is 130.
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        // Without a handler (another one is installed) Ctrl-C simply ends the process.
+        let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    }
+    let stop = || interrupted.load(std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
     let per = model.input_len();
     let mut images = vec![0.0f32; batch * per];
@@ -645,7 +656,16 @@ fn run(cli: Cli) -> Result<bool, Failure> {
         }
         Ok(())
     };
-    for ready in done_rx.iter() {
+    loop {
+        // Polled, so that Ctrl-C ends a run that waits on its input (a list on stdin).
+        let ready = match done_rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !stop() => continue,
+            Err(_) => break,
+        };
+        if stop() {
+            break;
+        }
         waiting.insert(ready.seq, ready);
         while let Some(r) = waiting.remove(&next) {
             next += 1;
@@ -671,9 +691,14 @@ fn run(cli: Cli) -> Result<bool, Failure> {
         }
     }
     flush(&mut sink, &mut meta, &images)?;
-    let _ = producer.join();
-    for w in workers {
-        let _ = w.join();
+    // Interrupted, the producer may be blocked reading stdin: the threads are left to
+    // end with the process. Otherwise they have finished their work.
+    drop(done_rx);
+    if !stop() {
+        let _ = producer.join();
+        for w in workers {
+            let _ = w.join();
+        }
     }
     if let Some(bar) = &progress {
         bar.finish_and_clear();
@@ -715,7 +740,18 @@ fn run(cli: Cli) -> Result<bool, Failure> {
             sink.done as f64 / secs.max(1e-9)
         );
     }
-    Ok(sink.failed == 0)
+    if stop() {
+        report_error(&format!("interrupted after {} images", sink.done + sink.failed));
+        return Ok(Outcome::Interrupted);
+    }
+    Ok(if sink.failed == 0 { Outcome::AllOk } else { Outcome::SomeFailed })
+}
+
+/// How a run that was not stopped by an error ended.
+enum Outcome {
+    AllOk,
+    SomeFailed,
+    Interrupted,
 }
 
 /// Print `message` as one line on stderr, whatever newlines it carries.
@@ -741,8 +777,9 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(Outcome::AllOk) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeFailed) => ExitCode::FAILURE,
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(Failure::Run(message)) => {
             report_error(&message);
             ExitCode::FAILURE
