@@ -10,85 +10,75 @@ use std::time::{Duration, Instant};
 
 use alexnet::cpu::Cpu;
 use alexnet::{probe, synthetic, Isa, Model, Precision};
+use clap::Parser;
 use serde::Serialize;
 
-const USAGE: &str = "usage: alexnet-bench [--weights FILE] [--batch N] [--threads T] [--iters N] [--warmup N]
-                     [--isa avx512|avx2|neon|portable] [--precision f32|bf16] [--seed S]
-                     [--json] [--no-profile] [--accuracy N [--inputs X.npy]]
-
-With no --weights, runs the embedded default: the spec network (227x227, LRN after
-pooling, groups of 2) with deterministic synthetic weights made in-process. --precision
-runs at that precision (default: the file's own; f32 for the embedded default).
-
---accuracy N runs the model at --precision (default bf16) beside the same weights at f32
-on N inputs (synthetic, or the first N images of X.npy, [N, C, H, W] float32 already
-preprocessed) and reports top-1 agreement, top-5 overlap and the max and median
-|log p - log p_f32| over each image's f32 top-5 classes, instead of timing.
-
-After the timed loop it profiles each layer (median over --iters runs): conv layers in
-GFLOP/s and % of the FMA peak measured here for the model's ISA and threads, linear
-layers in GB/s of weights streamed, against the read bandwidth measured on the largest
-weight tensor. The roofline bound is conv FLOPs at that peak plus linear weight bytes at
-that bandwidth.";
-
+/// How the bench is run (see the module doc; `--help` prints this).
+#[derive(Parser, Debug)]
+#[command(
+    name = "alexnet-bench",
+    version,
+    about = "Latency, throughput and a per-layer profile of an alexnet weight file, or of the embedded \
+             default: the spec network (227x227, LRN after pooling, groups of 2) with deterministic \
+             synthetic weights made in-process.",
+    after_help = "After the timed loop it profiles each layer (median over --iters runs): conv layers in \
+                  GFLOP/s and % of the FMA peak measured here for the model's ISA and threads, linear \
+                  layers in GB/s of weights streamed, against the read bandwidth measured on the largest \
+                  weight tensor. The roofline bound is conv FLOPs at that peak plus linear weight bytes at \
+                  that bandwidth.",
+    help_template = "{about}\n\nusage: {usage}\n\n{all-args}{after-help}"
+)]
 struct Args {
+    /// Weight file (default: the embedded spec network).
+    #[arg(long, value_name = "FILE")]
     weights: Option<String>,
+    /// Images per inference.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     batch: usize,
+    /// The model's threads (default: this machine's cores).
+    #[arg(long, value_name = "T", default_value_t = cores(), value_parser = at_least_one)]
     threads: usize,
+    /// Timed runs.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = at_least_one)]
     iters: usize,
+    /// Untimed runs first.
+    #[arg(long, value_name = "N", default_value_t = 3)]
     warmup: usize,
+    /// Kernel family: avx512, avx2, neon or portable (default: the best this CPU runs).
+    #[arg(long, value_name = "ISA", value_parser = |s: &str| Isa::parse(s).map_err(|e| e.to_string()))]
     isa: Option<Isa>,
+    /// Arithmetic: f32 or bf16 (default: the file's own; f32 for the embedded default).
+    #[arg(long, value_name = "P", value_parser = |s: &str| Precision::parse(s).map_err(|e| e.to_string()))]
     precision: Option<Precision>,
+    /// Seed of the synthetic weights and inputs.
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
     json: bool,
+    /// Skip the per-layer profile.
+    #[arg(long = "no-profile", action = clap::ArgAction::SetFalse)]
     profile: bool,
+    /// Instead of timing: run at --precision (default bf16) beside f32 on N inputs and
+    /// report top-1 agreement, top-5 overlap and max/median |log p - log p_f32|.
+    #[arg(long, value_name = "N")]
     accuracy: Option<usize>,
+    /// With --accuracy: take the first N images of X.npy ([N, C, H, W] float32, already
+    /// preprocessed) instead of synthetic inputs.
+    #[arg(long, value_name = "X.npy", requires = "accuracy")]
     inputs: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        weights: None,
-        batch: 1,
-        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        iters: 30,
-        warmup: 3,
-        isa: None,
-        precision: None,
-        seed: 1,
-        json: false,
-        profile: true,
-        accuracy: None,
-        inputs: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let num = |name: &str, v: String| v.parse::<usize>().map_err(|_| format!("{name}: {v:?} is not a number"));
-        match arg.as_str() {
-            "--weights" => a.weights = Some(value("--weights")?),
-            "--batch" => a.batch = num("--batch", value("--batch")?)?,
-            "--threads" => a.threads = num("--threads", value("--threads")?)?,
-            "--iters" => a.iters = num("--iters", value("--iters")?)?,
-            "--warmup" => a.warmup = num("--warmup", value("--warmup")?)?,
-            "--seed" => a.seed = num("--seed", value("--seed")?)? as u64,
-            "--isa" => a.isa = Some(Isa::parse(&value("--isa")?).map_err(|e| e.to_string())?),
-            "--precision" => a.precision = Some(Precision::parse(&value("--precision")?).map_err(|e| e.to_string())?),
-            "--json" => a.json = true,
-            "--no-profile" => a.profile = false,
-            "--accuracy" => a.accuracy = Some(num("--accuracy", value("--accuracy")?)?),
-            "--inputs" => a.inputs = Some(value("--inputs")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number")),
     }
-    if a.batch == 0 || a.threads == 0 || a.iters == 0 {
-        return Err("--batch, --threads and --iters must be at least 1".into());
-    }
-    Ok(a)
 }
 
 /// Percentile of sorted samples (nearest rank).
@@ -442,7 +432,21 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() -> ExitCode {
-    match parse_args().and_then(run) {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ");
+            eprintln!("alexnet-bench: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("alexnet-bench: {}", e.lines().next().unwrap_or(""));
