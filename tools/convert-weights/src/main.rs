@@ -1,49 +1,95 @@
 //! `convert-weights`: ONNX / safetensors / npz AlexNet weights to the alexnet weight file.
 //!
-//! A thin front end: hand-written argument parsing (no CLI framework dependency), one call
-//! into the `alexnet_convert` library, and printing. Every failure, including a usage
+//! A thin front end: argument parsing (clap), one call into the `alexnet_convert` library,
+//! and printing. Every failure, including a usage
 //! error, is one line `convert-weights: <error>` on stderr and exit status 1; a bug that
 //! panics is reported the same way, without a backtrace.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alexnet::plan::ColorOrder;
 use alexnet_convert::{convert_file, Convention, ConvertError, Options, Result};
+use clap::Parser;
 
-const HELP: &str = "\
-convert-weights: convert AlexNet-family weights to the alexnet weight file
+/// The command line, as clap parses it.
+#[derive(Parser, Debug)]
+#[command(
+    name = "convert-weights",
+    version,
+    about = "convert-weights: convert AlexNet-family weights to the alexnet weight file.\n\n\
+             INPUT is an ONNX model (.onnx), or a torchvision alexnet state dict as .safetensors or \
+             .npz. Without a known extension the format is sniffed from the content.",
+    help_template = "{about}\n\nusage: {usage}\n\n{all-args}"
+)]
+struct Args {
+    /// The model or state dict to convert.
+    #[arg(value_name = "INPUT")]
+    input: Option<PathBuf>,
+    /// Weight file to write (written to a temporary file, then renamed); may be omitted
+    /// with --dump or --check-finite.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Input height and width (or one S for S x S): needed for ONNX models with a
+    /// symbolic image size; state dicts default to 224.
+    #[arg(long, value_name = "H W", num_args = 1..=2)]
+    input_size: Option<Vec<String>>,
+    /// Start from 'caffe' (BGR, 0..255, mean 104,117,123) or 'torchvision' (RGB, /255,
+    /// ImageNet mean/std) preprocessing; default: caffe when the network has LRN, else
+    /// torchvision.
+    #[arg(long, value_name = "NAME", value_parser = ["caffe", "torchvision"])]
+    preprocess: Option<String>,
+    /// The network expects BGR.
+    #[arg(long, conflicts_with = "rgb")]
+    bgr: bool,
+    /// The network expects RGB.
+    #[arg(long)]
+    rgb: bool,
+    /// Multiplier for 0..255 pixel values.
+    #[arg(long, value_name = "F", value_parser = finite)]
+    scale: Option<f32>,
+    /// Per-channel mean (after scaling).
+    #[arg(long, value_name = "A,B,C", value_parser = triple)]
+    mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation.
+    #[arg(long, value_name = "A,B,C", value_parser = triple)]
+    std: Option<[f32; 3]>,
+    /// Resize the shorter side to N before the centre crop (0: none).
+    #[arg(long, value_name = "N")]
+    resize: Option<u32>,
+    /// Embed class labels, one per line (count must match classes).
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
+    /// Store the weights as 'f32' (default, exact) or 'bf16' (rounded to nearest even;
+    /// half the bytes; the file runs at bf16).
+    #[arg(long, value_name = "P", value_parser = |s: &str| alexnet::Precision::parse(s).map_err(|e| e.to_string()))]
+    precision: Option<alexnet::Precision>,
+    /// Report NaN/Inf weights per tensor; exit 1 (and write nothing) if there are any.
+    #[arg(long)]
+    check_finite: bool,
+    /// Print the plan: layers and shapes, input, preprocessing, tensor count and bytes.
+    #[arg(long)]
+    dump: bool,
+}
 
-USAGE:
-    convert-weights INPUT -o OUTPUT [OPTIONS]
+fn positive(s: &str) -> std::result::Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("sizes must be positive".into()),
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!("{s:?} is not a size")),
+    }
+}
 
-INPUT is an ONNX model (.onnx), or a torchvision alexnet state dict as .safetensors or
-.npz. Without a known extension the format is sniffed from the content.
+fn finite(s: &str) -> std::result::Result<f32, String> {
+    s.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("{s:?} is not a finite number"))
+}
 
-OPTIONS:
-    -o, --output FILE        weight file to write (written to a temporary file, then
-                             renamed); may be omitted with --dump or --check-finite
-        --input-size H W     input height and width (or one S for S x S): needed for ONNX
-                             models with a symbolic image size; state dicts default to 224
-        --preprocess NAME    start from 'caffe' (BGR, 0..255, mean 104,117,123) or
-                             'torchvision' (RGB, /255, ImageNet mean/std) preprocessing;
-                             default: caffe when the network has LRN, else torchvision
-        --bgr, --rgb         channel order the network expects
-        --scale F            multiplier for 0..255 pixel values
-        --mean A,B,C         per-channel mean (after scaling)
-        --std A,B,C          per-channel standard deviation
-        --resize N           resize the shorter side to N before the centre crop (0: none)
-        --labels FILE        embed class labels, one per line (count must match classes)
-        --precision P        store the weights as 'f32' (default, exact) or 'bf16' (rounded
-                             to nearest even; half the bytes; the file runs at bf16)
-        --check-finite       report NaN/Inf weights per tensor; exit 1 (and write nothing)
-                             if there are any
-        --dump               print the plan: layers and shapes, input, preprocessing,
-                             tensor count and bytes
-    -h, --help               print this help
-";
+fn triple(s: &str) -> std::result::Result<[f32; 3], String> {
+    let v: Vec<f32> = s.split(',').map(finite).collect::<std::result::Result<_, _>>()?;
+    <[f32; 3]>::try_from(v).map_err(|_| format!("{s:?}: expected three comma-separated numbers"))
+}
 
 /// What the command line asks for.
 #[derive(Debug, Default, PartialEq)]
@@ -53,7 +99,8 @@ struct Cli {
     options: Options,
     check_finite: bool,
     dump: bool,
-    help: bool,
+    /// Help or version text to print instead of converting.
+    text: Option<String>,
     precision: Option<alexnet::Precision>,
 }
 
@@ -61,98 +108,64 @@ fn usage(msg: String) -> ConvertError {
     ConvertError::InvalidOption(format!("{msg} (see --help)"))
 }
 
-fn parse_f32(flag: &str, v: &str) -> Result<f32> {
-    v.trim().parse::<f32>().ok().filter(|x| x.is_finite()).ok_or_else(|| usage(format!("{flag}: bad number {v:?}")))
-}
-
-fn parse_u32(flag: &str, v: &str) -> Result<u32> {
-    v.trim().parse::<u32>().map_err(|_| usage(format!("{flag}: bad integer {v:?}")))
-}
-
-fn parse_triple(flag: &str, v: &str) -> Result<[f32; 3]> {
-    let parts: Vec<&str> = v.split(',').collect();
-    match parts[..] {
-        [a, b, c] => Ok([parse_f32(flag, a)?, parse_f32(flag, b)?, parse_f32(flag, c)?]),
-        _ => Err(usage(format!("{flag}: expected three comma-separated numbers, got {v:?}"))),
-    }
-}
-
-/// Parse the arguments after the program name.
 fn parse_args(args: &[String]) -> Result<Cli> {
-    let mut cli = Cli::default();
-    let mut input = None;
-    let mut i = 0;
-    while i < args.len() {
-        // `--flag=value` is the same as `--flag value`.
-        let (flag, inline) = match args[i].split_once('=') {
-            Some((f, v)) if args[i].starts_with("--") => (f, Some(v.to_string())),
-            _ => (args[i].as_str(), None),
-        };
-        i += 1;
-        let mut value = |what: &str| -> Result<String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
+    let argv = std::iter::once("convert-weights".to_string()).chain(args.iter().cloned());
+    let a = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                return Ok(Cli { text: Some(e.to_string()), ..Cli::default() });
             }
-            let v = args.get(i).cloned().ok_or_else(|| usage(format!("{flag} needs {what}")))?;
-            i += 1;
-            Ok(v)
-        };
-        let pre = &mut cli.options.preprocess;
-        match flag {
-            "-h" | "--help" => cli.help = true,
-            "-o" | "--output" => cli.output = Some(PathBuf::from(value("a file")?)),
-            "--input-size" => {
-                let h = parse_u32(flag, &value("a size")?)?;
-                // A second number, if present, is the width.
-                let w = match args.get(i).map(|a| a.parse::<u32>()) {
-                    Some(Ok(w)) if inline.is_none() => {
-                        i += 1;
-                        w
-                    }
-                    _ => h,
-                };
-                if h == 0 || w == 0 {
-                    return Err(usage("--input-size: sizes must be positive".into()));
-                }
-                cli.options.input_size = Some([h, w]);
-            }
-            "--preprocess" => {
-                pre.convention = Some(match value("caffe or torchvision")?.as_str() {
-                    "caffe" => Convention::Caffe,
-                    "torchvision" => Convention::Torchvision,
-                    other => return Err(usage(format!("--preprocess: unknown convention {other:?}"))),
-                })
-            }
-            "--bgr" => pre.color = Some(ColorOrder::Bgr),
-            "--rgb" => pre.color = Some(ColorOrder::Rgb),
-            "--scale" => pre.scale = Some(parse_f32(flag, &value("a number")?)?),
-            "--mean" => pre.mean = Some(parse_triple(flag, &value("A,B,C")?)?),
-            "--std" => pre.std = Some(parse_triple(flag, &value("A,B,C")?)?),
-            "--resize" => pre.resize = Some(parse_u32(flag, &value("a size")?)?),
-            "--labels" => cli.options.labels = Some(PathBuf::from(value("a file")?)),
-            "--precision" => {
-                let v = value("f32 or bf16")?;
-                cli.precision =
-                    Some(alexnet::Precision::parse(&v).map_err(|_| usage(format!("--precision: unknown {v:?}")))?);
-            }
-            "--check-finite" => cli.check_finite = true,
-            "--dump" => cli.dump = true,
-            f if f.starts_with('-') && f.len() > 1 => return Err(usage(format!("unknown option {f:?}"))),
-            _ => {
-                if input.is_some() {
-                    return Err(usage(format!("unexpected argument {:?}", args[i - 1])));
-                }
-                input = Some(PathBuf::from(&args[i - 1]));
-            }
+            let text = e.to_string();
+            return Err(usage(text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").into()));
         }
-        if inline.is_some() && matches!(flag, "-h" | "--help" | "--bgr" | "--rgb" | "--check-finite" | "--dump") {
-            return Err(usage(format!("{flag} takes no value")));
+    };
+    let convention =
+        a.preprocess.as_deref().map(|n| if n == "caffe" { Convention::Caffe } else { Convention::Torchvision });
+    let color = if a.bgr {
+        Some(ColorOrder::Bgr)
+    } else if a.rgb {
+        Some(ColorOrder::Rgb)
+    } else {
+        None
+    };
+    let preprocess = alexnet_convert::PreprocessOptions {
+        convention,
+        color,
+        scale: a.scale,
+        mean: a.mean,
+        std: a.std,
+        resize: a.resize,
+    };
+    // `--input-size S INPUT`: a second value that is not a number is the input.
+    let mut input = a.input;
+    let input_size = match a.input_size.as_deref() {
+        None => None,
+        Some(v) => {
+            let h = positive(&v[0]).map_err(|e| usage(format!("--input-size: {e}")))?;
+            let w = match v.get(1) {
+                Some(second) if second.parse::<u32>().is_ok() || input.is_some() => {
+                    positive(second).map_err(|e| usage(format!("--input-size: {e}")))?
+                }
+                Some(second) => {
+                    input = Some(PathBuf::from(second));
+                    h
+                }
+                None => h,
+            };
+            Some([h, w])
         }
-    }
-    if cli.help {
-        return Ok(cli);
-    }
-    cli.input = input.ok_or_else(|| usage("no INPUT file given".into()))?;
+    };
+    let cli = Cli {
+        input: input.ok_or_else(|| usage("no INPUT file given".into()))?,
+        output: a.output,
+        options: Options { input_size, preprocess, labels: a.labels },
+        check_finite: a.check_finite,
+        dump: a.dump,
+        text: None,
+        precision: a.precision,
+    };
     if cli.output.is_none() && !cli.dump && !cli.check_finite {
         return Err(usage("no output given: -o OUTPUT (or --dump / --check-finite for a dry run)".into()));
     }
@@ -166,15 +179,36 @@ fn print(text: &str) {
 
 fn run(args: &[String]) -> Result<()> {
     let cli = parse_args(args)?;
-    if cli.help {
-        print(HELP);
+    if let Some(text) = &cli.text {
+        print(text);
         return Ok(());
     }
-    let converted = convert_file(&cli.input, &cli.options)?;
+    // A large file takes seconds to read and write: on a terminal, say which stage runs.
+    let large = std::fs::metadata(&cli.input).is_ok_and(|m| m.len() > 32 << 20);
+    let progress = (large && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message(format!("reading {}", cli.input.display()));
+        bar
+    });
+    let converted = convert_file(&cli.input, &cli.options);
+    let stage = |msg: String| {
+        if let Some(bar) = &progress {
+            bar.set_message(msg);
+        }
+    };
+    let done = || {
+        if let Some(bar) = &progress {
+            bar.finish_and_clear();
+        }
+    };
+    let converted = converted.inspect_err(|_| done())?;
     if cli.dump {
+        done();
         print(&converted.dump());
     }
     if cli.check_finite {
+        done();
         let bad = converted.non_finite();
         for t in &bad {
             print(&format!("non-finite: {}: {} NaN, {} Inf\n", t.name, t.nan, t.inf));
@@ -187,7 +221,10 @@ fn run(args: &[String]) -> Result<()> {
     }
     if let Some(out) = &cli.output {
         let precision = cli.precision.unwrap_or(alexnet::Precision::F32);
-        converted.write_as(out, precision)?;
+        stage(format!("writing {} at {precision}", out.display()));
+        let written = converted.write_as(out, precision);
+        done();
+        written?;
         print(&format!(
             "wrote {}: {} layers, {} tensors, {} bytes of weights at {precision} (from {})\n",
             out.display(),
@@ -283,6 +320,7 @@ mod tests {
             let e = parse_args(&args(bad)).unwrap_err();
             assert!(matches!(e, ConvertError::InvalidOption(_)), "{bad}: {e}");
         }
-        assert!(parse_args(&args("--help")).unwrap().help);
+        assert!(parse_args(&args("--help")).unwrap().text.unwrap().contains("usage: convert-weights"));
+        assert!(parse_args(&args("--version")).unwrap().text.unwrap().starts_with("convert-weights "));
     }
 }

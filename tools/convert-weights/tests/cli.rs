@@ -95,7 +95,10 @@ fn check_finite_fails_without_writing() {
 fn help() {
     let r = run(&[os("--help")]);
     assert!(r.status.success());
-    assert!(String::from_utf8_lossy(&r.stdout).contains("USAGE"));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(text.contains("usage: convert-weights") && text.contains("--input-size"), "{text}");
+    let r = run(&[os("--version")]);
+    assert!(r.status.success() && String::from_utf8_lossy(&r.stdout).starts_with("convert-weights "));
 }
 
 /// Hostile model files through the binary: truncations at every byte of the first 256
