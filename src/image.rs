@@ -20,18 +20,19 @@
 //!    When `resize_shorter` is smaller than `h` or `w` the shorter side becomes
 //!    `max(h, w)` instead, so the crop always fits (torchvision would pad with zeros).
 //!    The filter is PIL's antialiased bilinear (a triangle widened by the downscale
-//!    factor), with PIL's coordinate mapping; the result is rounded to 8 bits as PIL's
-//!    is, so both resized and untouched images feed integer pixel values to step 5.
+//!    factor), with PIL's coordinate mapping and fixed-point arithmetic; each pass is
+//!    rounded to 8 bits as PIL's is, so step 5 sees PIL's integer pixel values.
 //! 4. **Centre-crop** `h x w`; the offset `(resized - crop) / 2` rounds half to even, as
 //!    torchvision's `round()` does.
 //! 5. **Normalise** into the network's channel order (BGR when `color == Bgr`):
 //!    `x = (pixel * scale - mean[c]) / std[c]`, mean and std given in that order.
 //!
 //! Steps 3 and 4 run together: only the cropped pixels of the resized image are ever
-//! computed, one output row at a time (vertical pass into a row buffer, then horizontal
-//! pass), so an extreme aspect ratio or a large `resize_shorter` never allocates the full
-//! resized image. Memory beyond the decoded image is one source row of f32 plus the
-//! filter taps.
+//! computed, by PIL's own two passes in its fixed point (horizontal over the source rows
+//! the crop reaches, rounded to 8 bits, then vertical), so the pixels equal PIL's bit for
+//! bit and an extreme aspect ratio or a large `resize_shorter` never allocates the full
+//! resized image. Memory beyond the decoded image is those source rows at the crop's
+//! width, 8 bits a channel, plus the filter taps.
 //!
 //! Decoders are third-party parsers of untrusted bytes: a panic inside one is caught and
 //! returned as [`Error::Image`] (the process's panic hook still reports it), so a decoder
@@ -45,6 +46,9 @@ use ::image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, 
 
 use crate::error::{Error, Result};
 use crate::plan::{limits, ColorOrder, Preprocess};
+
+#[cfg(feature = "turbojpeg")]
+mod turbo;
 
 /// Largest accepted image width or height, in pixels.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
@@ -134,6 +138,13 @@ fn decode_rgb8(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let fmt = format!("{format:?}").to_uppercase();
     if format == ImageFormat::Jpeg {
         check_jpeg_structure(bytes)?;
+        #[cfg(feature = "turbojpeg")]
+        match turbo::decode(bytes, MAX_IMAGE_SIDE, MAX_DECODE_BYTES) {
+            Ok(img) => return Ok(img),
+            Err(turbo::Outcome::Failed(reason)) => return Err(reason),
+            // CMYK and YCCK files go to image-rs.
+            Err(turbo::Outcome::Unsupported) => {}
+        }
     }
     let decoded = catch_unwind(AssertUnwindSafe(|| decode_limited(reader)));
     match decoded {
@@ -251,20 +262,27 @@ fn describe(format: &str, e: &ImageError) -> String {
     }
 }
 
-/// Filter taps for one output coordinate: the first source index and normalised weights.
+/// Fractional bits of PIL's fixed-point filter weights (`PRECISION_BITS` in its
+/// `Resample.c`: 32 - 8 - 2, so that 255 times a sum of weights fits an `i32`).
+const PRECISION_BITS: u32 = 22;
+
+/// Filter taps for one output coordinate: the first source index and the weights in
+/// PIL's fixed point (`2^PRECISION_BITS` is 1).
 struct Taps {
     start: usize,
-    weights: Vec<f32>,
+    weights: Vec<i32>,
 }
 
 /// PIL's antialiased bilinear taps for outputs `first..first + count` of a resize from
-/// `in_size` to `out_size` samples (only the cropped window of outputs is computed).
+/// `in_size` to `out_size` samples (only the cropped window of outputs is computed): its
+/// `precompute_coeffs` in f64, then `normalize_coeffs_8bpc` to fixed point.
 fn bilinear_taps(in_size: u32, out_size: u64, first: u64, count: usize) -> Vec<Taps> {
     let scale = f64::from(in_size) / out_size as f64;
     // Downscaling widens the triangle so every source pixel contributes (antialiasing).
     let filter_scale = scale.max(1.0);
     let support = filter_scale; // the triangle's support is 1 before widening
     let inv = 1.0 / filter_scale;
+    let one = f64::from(1u32 << PRECISION_BITS);
     (0..count as u64)
         .map(|i| {
             let center = (first + i) as f64 + 0.5;
@@ -277,14 +295,27 @@ fn bilinear_taps(in_size: u32, out_size: u64, first: u64, count: usize) -> Vec<T
             let total: f64 = weights.iter().sum();
             if total > 0.0 {
                 weights.iter_mut().for_each(|w| *w /= total);
-                Taps { start: lo, weights: weights.into_iter().map(|w| w as f32).collect() }
+                // Round half away from zero, as PIL's `(int)(0.5 + w * (1 << bits))`.
+                let fixed = weights.iter().map(|&w| (if w < 0.0 { -0.5 } else { 0.5 } + w * one) as i32).collect();
+                Taps { start: lo, weights: fixed }
             } else {
                 // Unreachable for in-range centres; take the nearest pixel rather than fail.
                 let nearest = (center as usize).min(in_size as usize - 1);
-                Taps { start: nearest, weights: vec![1.0] }
+                Taps { start: nearest, weights: vec![1 << PRECISION_BITS] }
             }
         })
         .collect()
+}
+
+/// PIL's `clip8`: a fixed-point sum (with its half already added) to an 8-bit value.
+fn clip8(sum: i32) -> u8 {
+    if sum <= 0 {
+        0
+    } else if sum >= 255 << PRECISION_BITS {
+        255
+    } else {
+        (sum >> PRECISION_BITS) as u8
+    }
 }
 
 /// Round half to even, torchvision's `round((big - small) / 2)` for crop offsets.
@@ -311,17 +342,38 @@ fn geometry(src_w: u32, src_h: u32, resize_shorter: u32, h: usize, w: usize) -> 
 }
 
 /// Resize, centre-crop and normalise an RGB image into a `[3, h, w]` CHW tensor.
+///
+/// Bit for bit PIL's two-pass bilinear resize of the cropped window: a horizontal pass
+/// over the source rows the window's vertical taps reach, rounded to 8 bits, then a
+/// vertical pass over those, rounded to 8 bits again, in PIL's fixed point.
 fn resize_crop_normalise(img: &RgbImage, pre: &Preprocess, h: usize, w: usize) -> Vec<f32> {
     let (src_w, src_h) = img.dimensions();
     let ([rw, rh], [left, top]) = geometry(src_w, src_h, pre.resize_shorter, h, w);
     let cols = bilinear_taps(src_w, rw, left, w);
     let rows = bilinear_taps(src_h, rh, top, h);
-    // Source columns any output column reads: the vertical pass fills only these.
-    let x0 = cols.iter().map(|t| t.start).min().unwrap_or(0);
-    let x1 = cols.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0);
     let raw: &[u8] = img.as_raw();
     let stride = src_w as usize * 3;
-    let mut line = vec![0.0f32; (x1 - x0) * 3];
+    // Source rows the vertical pass reads.
+    let y0 = rows.iter().map(|t| t.start).min().unwrap_or(0);
+    let y1 = rows.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0);
+    let half = 1i32 << (PRECISION_BITS - 1);
+    // Horizontal pass: those source rows at the window's columns, 8-bit RGB.
+    let mut temp = vec![0u8; (y1 - y0) * w * 3];
+    for (r, line) in temp.chunks_exact_mut(w * 3).enumerate() {
+        let src = &raw[(y0 + r) * stride..(y0 + r + 1) * stride];
+        for (x, col) in cols.iter().enumerate() {
+            let mut acc = [half; 3];
+            for (k, &wx) in col.weights.iter().enumerate() {
+                let p = (col.start + k) * 3;
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a += i32::from(src[p + c]) * wx;
+                }
+            }
+            for c in 0..3 {
+                line[x * 3 + c] = clip8(acc[c]);
+            }
+        }
+    }
     // out[o] takes source channel src[o]; mean and std are in the network's order.
     let src = match pre.color {
         ColorOrder::Rgb => [0, 1, 2],
@@ -329,27 +381,18 @@ fn resize_crop_normalise(img: &RgbImage, pre: &Preprocess, h: usize, w: usize) -
     };
     let plane = h * w;
     let mut out = vec![0.0f32; 3 * plane];
+    // Vertical pass, then normalisation.
     for (y, row) in rows.iter().enumerate() {
-        // Vertical pass: one blended source row over the needed columns.
-        line.iter_mut().for_each(|v| *v = 0.0);
-        for (k, &wy) in row.weights.iter().enumerate() {
-            let begin = (row.start + k) * stride + x0 * 3;
-            let pixels = &raw[begin..begin + line.len()];
-            for (acc, &p) in line.iter_mut().zip(pixels) {
-                *acc += wy * f32::from(p);
-            }
-        }
-        // Horizontal pass, rounding to 8 bits as PIL does, then normalisation.
-        for (x, col) in cols.iter().enumerate() {
-            let mut rgb = [0.0f32; 3];
-            for (k, &wx) in col.weights.iter().enumerate() {
-                let p = (col.start + k - x0) * 3;
-                for (c, v) in rgb.iter_mut().enumerate() {
-                    *v += wx * line[p + c];
+        for x in 0..w {
+            let mut acc = [half; 3];
+            for (k, &wy) in row.weights.iter().enumerate() {
+                let p = ((row.start + k - y0) * w + x) * 3;
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a += i32::from(temp[p + c]) * wy;
                 }
             }
             for o in 0..3 {
-                let pixel = rgb[src[o]].round().clamp(0.0, 255.0);
+                let pixel = f32::from(clip8(acc[src[o]]));
                 out[o * plane + y * w + x] = (pixel * pre.scale - pre.mean[o]) / pre.std[o];
             }
         }

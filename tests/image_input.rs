@@ -166,3 +166,26 @@ fn image_files_on_disk() {
     assert!(matches!(load_image(&ok, &pre, [1, 16, 16]), Err(Error::InvalidArgument(_))));
     assert_eq!(load_image(&ok, &pre, SHAPE).unwrap().len(), 3 * 16 * 16);
 }
+
+/// PIL's preprocessing of the committed images (`tools/make_image_fixtures.py`): the
+/// resize is PIL's own fixed-point arithmetic, so PNGs (lossless) match bit for bit.
+/// JPEGs match bit for bit with the `turbojpeg` feature (libjpeg-turbo, PIL's decoder);
+/// image-rs's decoder differs from it by a few levels on some pixels, the bound below.
+#[test]
+fn preprocessing_matches_pil_on_committed_images() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let pre = Preprocess { resize_shorter: 40, ..Preprocess::caffe() };
+    for name in ["up.png", "down.png", "grey.png", "photo.jpg"] {
+        let got = alexnet::image::load_image(dir.join(name), &pre, [3, 35, 35]).unwrap();
+        let stem = name.split('.').next().unwrap();
+        let want = alexnet::npy::read(&dir.join(format!("{stem}.npy"))).unwrap();
+        assert_eq!(want.shape, vec![3, 35, 35], "{name}");
+        let worst = got.iter().zip(&want.data).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        let exact = name.ends_with(".png") || cfg!(feature = "turbojpeg");
+        if exact {
+            assert_eq!(worst, 0.0, "{name}: differs from PIL by up to {worst}");
+        } else {
+            assert!(worst <= 8.0, "{name}: differs from PIL by up to {worst}");
+        }
+    }
+}
