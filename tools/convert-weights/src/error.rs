@@ -39,6 +39,10 @@ pub enum ConvertError {
         /// Who needs it.
         context: String,
     },
+    /// A `torch.save` file whose pickle cannot be read, or that asks for anything a
+    /// state dict does not need (the unpickler runs no code).
+    #[error("torch.save file: {0}")]
+    Pickle(String),
     /// State-dict keys the torchvision layout needs but the file lacks.
     #[error("missing state-dict keys: {}", .0.join(", "))]
     MissingKeys(Vec<String>),

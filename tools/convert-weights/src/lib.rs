@@ -6,13 +6,14 @@
 //!  .onnx         --onnx::import-------+
 //!  .safetensors  --state_dict::...----+--> NetBuilder (shapes checked per layer)
 //!  .npz          --state_dict::...----+        |  finish: names, preprocessing, labels
-//!                                              v
+//!  .pth / .pt    --pth::read----------+        v
 //!                                   Converted { plan, tensors } --write--> model.alexnet
 //! ```
 //!
 //! * [`onnx`] maps a chain-shaped ONNX graph (Conv, Relu, MaxPool, LRN, Gemm/MatMul, ...)
 //!   onto the layer plan; anything it cannot express is refused by op and node name.
-//! * [`state_dict`] maps a torchvision `alexnet` state dict (safetensors or npz).
+//! * [`state_dict`] maps a torchvision `alexnet` state dict (safetensors, npz, or
+//!   `torch.save`'s zip and legacy files, read by [`pth`]'s restricted unpickler).
 //! * [`Converted::write`] goes through `alexnet::weights::format::write_file`, the one
 //!   writer of the format (temp file + rename), which re-checks every tensor against the
 //!   plan.
@@ -31,6 +32,7 @@ pub mod fuzzing;
 pub mod onnx;
 pub mod onnx_proto;
 pub mod options;
+pub mod pth;
 pub mod state_dict;
 
 use std::fmt::Write as _;
@@ -54,11 +56,14 @@ pub enum InputFormat {
     Safetensors,
     /// A torchvision state dict as a NumPy `.npz` archive.
     Npz,
+    /// A torchvision state dict saved by `torch.save` (`.pth`, `.pt`; zip or legacy).
+    Pth,
 }
 
 impl InputFormat {
     /// The format named by `path`'s extension, else sniffed from the first bytes:
-    /// `PK` is a zip (npz); an 8-byte little-endian header length that fits the file
+    /// a zip with a `data.pkl` or a legacy pickle is `torch.save`'s; another zip (`PK`) is
+    /// an npz; an 8-byte little-endian header length that fits the file
     /// followed by `{` is safetensors; anything else is taken to be ONNX, which has no
     /// magic (a wrong guess then fails to decode).
     pub fn detect(path: &Path, bytes: &[u8]) -> InputFormat {
@@ -67,7 +72,11 @@ impl InputFormat {
             Some("onnx") => return InputFormat::Onnx,
             Some("safetensors") => return InputFormat::Safetensors,
             Some("npz") => return InputFormat::Npz,
+            Some("pth" | "pt") => return InputFormat::Pth,
             _ => {}
+        }
+        if pth::looks_like(bytes) {
+            return InputFormat::Pth;
         }
         if bytes.starts_with(b"PK") {
             return InputFormat::Npz;
@@ -87,6 +96,7 @@ impl InputFormat {
             InputFormat::Onnx => "onnx",
             InputFormat::Safetensors => "safetensors",
             InputFormat::Npz => "npz",
+            InputFormat::Pth => "pth",
         }
     }
 }
@@ -277,6 +287,7 @@ pub fn convert_bytes(
         InputFormat::Onnx => onnx::import(bytes, base_dir, options),
         InputFormat::Safetensors => state_dict::from_safetensors(bytes, options),
         InputFormat::Npz => state_dict::from_npz(bytes, options),
+        InputFormat::Pth => state_dict::from_tensors(pth::read(bytes)?, InputFormat::Pth, options),
     }
 }
 

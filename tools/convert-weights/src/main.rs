@@ -20,8 +20,9 @@ use clap::Parser;
     name = "convert-weights",
     version,
     about = "convert-weights: convert AlexNet-family weights to the alexnet weight file.\n\n\
-             INPUT is an ONNX model (.onnx), or a torchvision alexnet state dict as .safetensors or \
-             .npz. Without a known extension the format is sniffed from the content.",
+             INPUT is an ONNX model (.onnx), or a torchvision alexnet state dict as .safetensors, \
+             .npz or a torch.save file (.pth, .pt; zip or legacy). Without a known extension the \
+             format is sniffed from the content.",
     help_template = "{about}\n\nusage: {usage}\n\n{all-args}"
 )]
 struct Args {

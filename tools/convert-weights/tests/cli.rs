@@ -114,6 +114,8 @@ fn hostile_model_files_fail_cleanly() {
         ("onnx/zoo_small/model.onnx", "onnx"),
         ("state_dict/tv_small.safetensors", "safetensors"),
         ("state_dict/tv_small.npz", "npz"),
+        ("state_dict/tv_small_zip.pth", "pth"),
+        ("state_dict/tv_small_legacy.pth", "pth"),
     ];
     let mut refused = 0;
     for (file, ext) in files {

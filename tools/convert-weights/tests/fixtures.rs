@@ -205,3 +205,49 @@ fn state_dict_from_tensors_reports_all_missing_and_unexpected_keys() {
         other => panic!("{other}"),
     }
 }
+
+/// `torch.save` files, zip and legacy, with a transposed view and an offset view among
+/// their tensors: the same network, bit for bit, as the same state dict in safetensors.
+#[test]
+fn state_dict_pth_zip_and_legacy_equal_safetensors() {
+    let st = convert_file(&fixture("state_dict/tv_small.safetensors"), &Options::default()).unwrap();
+    for file in ["tv_small_zip.pth", "tv_small_legacy.pth"] {
+        let c = state_dict(file, "expected.npy");
+        assert_eq!(c.format, alexnet_convert::InputFormat::Pth, "{file}");
+        assert_eq!(c.plan, st.plan, "{file}");
+        assert_eq!(c.tensors.len(), st.tensors.len());
+        for (a, b) in c.tensors.iter().zip(&st.tensors) {
+            assert_eq!(a.name, b.name);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.data), bits(&b.data), "{file}: {}", a.name);
+        }
+        // Sniffed without the extension too.
+        let bytes = std::fs::read(fixture(&format!("state_dict/{file}"))).unwrap();
+        assert_eq!(
+            alexnet_convert::InputFormat::detect(std::path::Path::new("weights"), &bytes),
+            alexnet_convert::InputFormat::Pth
+        );
+    }
+}
+
+/// A pickle that names anything but the few globals a state dict needs is refused by
+/// name, before anything could run.
+#[test]
+fn pth_pickles_naming_other_globals_are_refused() {
+    let evil =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pth_import/evil.pkl"))
+            .unwrap();
+    // As a legacy file's first pickle: the magic number check fails first.
+    let e = alexnet_convert::pth::read(&evil).unwrap_err().to_string();
+    assert!(e.contains("torch.save"), "{e}");
+    // Inside a zip as data.pkl: the global itself is refused.
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        z.start_file("x/data.pkl", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut z, &evil).unwrap();
+        z.finish().unwrap();
+    }
+    let e = alexnet_convert::pth::read(buf.get_ref()).unwrap_err().to_string();
+    assert!(e.contains("system") && e.contains("refused"), "{e}");
+}

@@ -34,3 +34,8 @@ fn safetensors_corpus() {
 fn npz_corpus() {
     replay("npz_import", InputFormat::Npz);
 }
+
+#[test]
+fn pth_corpus() {
+    replay("pth_import", InputFormat::Pth);
+}

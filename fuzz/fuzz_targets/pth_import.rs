@@ -1,0 +1,7 @@
+//! torch.save (.pth) importer: the restricted unpickler and both file layouts. The
+//! harness lives in the library, shared with the corpus replay tests.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| alexnet_convert::fuzzing::import(alexnet_convert::InputFormat::Pth, data));
