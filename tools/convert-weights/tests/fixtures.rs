@@ -251,3 +251,29 @@ fn pth_pickles_naming_other_globals_are_refused() {
     let e = alexnet_convert::pth::read(buf.get_ref()).unwrap_err().to_string();
     assert!(e.contains("system") && e.contains("refused"), "{e}");
 }
+
+/// Nodes in any order (exporters and graph tools do not all keep ONNX's topological
+/// order): the converter takes them in dependency order, so a graph with its nodes
+/// reversed in the file converts to the same network; an input nothing provides is an
+/// error naming the node.
+#[test]
+fn onnx_nodes_out_of_file_order_convert_the_same() {
+    use prost::Message;
+    for name in ["zoo_small", "odd_small", "spec_small"] {
+        let bytes = std::fs::read(fixture(&format!("onnx/{name}/model.onnx"))).unwrap();
+        let want = alexnet_convert::convert_bytes(&bytes, InputFormat::Onnx, None, &Options::default()).unwrap();
+        let mut model = alexnet_convert::onnx_proto::ModelProto::decode(&bytes[..]).unwrap();
+        model.graph.as_mut().unwrap().node.reverse();
+        let reversed = model.encode_to_vec();
+        let got = alexnet_convert::convert_bytes(&reversed, InputFormat::Onnx, None, &Options::default()).unwrap();
+        assert_eq!(got.plan, want.plan, "{name}");
+        assert_eq!(got.tensors, want.tensors, "{name}");
+        // A dangling input.
+        let graph = model.graph.as_mut().unwrap();
+        graph.node[0].input.push("nowhere".into());
+        let e = alexnet_convert::convert_bytes(&model.encode_to_vec(), InputFormat::Onnx, None, &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere"), "{name}: {e}");
+    }
+}

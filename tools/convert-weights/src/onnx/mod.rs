@@ -73,13 +73,68 @@ pub fn import_owned(bytes: Vec<u8>, base_dir: Option<&Path>, options: &Options) 
 fn import_model(model: &ModelProto, base_dir: Option<&Path>, options: &Options) -> Result<Converted> {
     let graph = model.graph.as_ref().ok_or_else(|| ConvertError::BadGraph("the model has no graph".into()))?;
     let mut importer = Importer::new(graph, base_dir, options)?;
-    for (index, node) in graph.node.iter().enumerate() {
-        importer.node(index, node)?;
+    for index in dependency_order(graph)? {
+        importer.node(index, &graph.node[index])?;
     }
     importer.check_output()?;
     let has_lrn = importer.net.layers().iter().any(|l| matches!(l, Layer::Lrn(_)));
     let detected = if has_lrn { Convention::Caffe } else { Convention::Torchvision };
     finish(importer.net, detected, InputFormat::Onnx, options)
+}
+
+/// The nodes in an order where each comes after the nodes producing its inputs (file
+/// order where the file already is one, as ONNX requires but not every tool writes): a
+/// stable topological sort (Kahn's, lowest file index first). A cycle, or an input that
+/// nothing produces and that is neither a graph input nor an initializer, is an error
+/// naming the node.
+fn dependency_order(graph: &crate::onnx_proto::GraphProto) -> Result<Vec<usize>> {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if producer.insert(o.as_str(), i).is_some() {
+                return Err(ConvertError::BadGraph(format!("value '{o}' is produced twice")));
+            }
+        }
+    }
+    let given: HashSet<&str> =
+        graph.input.iter().map(|i| i.name.as_str()).chain(graph.initializer.iter().map(|t| t.name.as_str())).collect();
+    let mut waiting: Vec<usize> = vec![0; graph.node.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
+    for (i, n) in graph.node.iter().enumerate() {
+        for inp in n.input.iter().filter(|x| !x.is_empty()) {
+            match producer.get(inp.as_str()) {
+                Some(&p) => {
+                    waiting[i] += 1;
+                    users[p].push(i);
+                }
+                None if given.contains(inp.as_str()) => {}
+                None => {
+                    let name = if n.name.is_empty() { format!("#{i}") } else { n.name.clone() };
+                    return Err(ConvertError::BadGraph(format!(
+                        "node '{name}' ({}) reads '{inp}', which no node, input or initializer provides",
+                        n.op_type
+                    )));
+                }
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..graph.node.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut order = Vec::with_capacity(graph.node.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            waiting[u] -= 1;
+            if waiting[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() < graph.node.len() {
+        let stuck = (0..graph.node.len()).find(|&i| waiting[i] > 0).unwrap_or(0);
+        return Err(ConvertError::BadGraph(format!("the graph has a cycle through node #{stuck}")));
+    }
+    Ok(order)
 }
 
 /// Operators with a mapping (besides `Constant`, which only feeds others).
