@@ -277,3 +277,11 @@ fn onnx_nodes_out_of_file_order_convert_the_same() {
         assert!(e.contains("nowhere"), "{name}: {e}");
     }
 }
+
+/// torchvision's AlexNet module exported by today's default `torch.onnx.export` (opset
+/// 20, weights in an external data file): converts and matches ONNX Runtime.
+#[test]
+fn onnx_torch_export_224_with_external_data() {
+    let c = onnx_fixture("torch_export_224");
+    assert_eq!(layer_names(&c).len(), 8);
+}
