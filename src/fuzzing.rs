@@ -52,6 +52,19 @@ pub fn roundtrip(data: &[u8]) {
     });
     let lrn = Layer::Lrn(Lrn { size: 1 + b(14) % 5, alpha: 1e-4, beta: 0.5 + (b(15) % 4) as f32 * 0.25, bias: 1.0 });
     layers.extend(if b(16) % 2 == 0 { [pool, lrn] } else { [lrn, pool] });
+    // Average pools in a third of the plans each.
+    if b(20) % 3 == 0 {
+        layers.push(Layer::AvgPool(crate::plan::AvgPool {
+            kernel: [1 + b(21) % 2, 2],
+            stride: [1, 1 + b(22) % 2],
+            pads: Pads { top: 0, left: b(23) % 2, bottom: 0, right: 0 },
+            ceil_mode: b(24) % 2 == 1,
+            count_include_pad: b(25) % 2 == 1,
+        }));
+    }
+    if b(26) % 3 == 0 {
+        layers.push(Layer::AdaptiveAvgPool(crate::plan::AdaptiveAvgPool { out: [1 + b(27) % 3, 1 + b(28) % 4] }));
+    }
     layers.push(Layer::Flatten);
     layers.push(Layer::Linear(Linear { name: "fc".into(), out_features: 1 + b(17) % 7, relu: false }));
     if b(18) % 2 == 0 {

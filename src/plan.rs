@@ -84,6 +84,33 @@ pub struct MaxPool {
     pub ceil_mode: bool,
 }
 
+/// Average pooling with explicit, possibly asymmetric, padding (ONNX `AveragePool`,
+/// Caffe `Pooling: AVE`). Each output is the mean of its window's cells: with
+/// `count_include_pad` the divisor counts the window clipped to the padded input (PyTorch,
+/// Caffe, ONNX `count_include_pad=1`); without, only the input cells it covers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AvgPool {
+    /// Window (height, width).
+    pub kernel: [u32; 2],
+    /// Stride (vertical, horizontal).
+    pub stride: [u32; 2],
+    /// Zero padding.
+    pub pads: Pads,
+    /// Round the output size up (the last window may hang over the end).
+    pub ceil_mode: bool,
+    /// Whether padded cells count in the divisor.
+    pub count_include_pad: bool,
+}
+
+/// Adaptive average pooling to a fixed output size (torchvision's
+/// `AdaptiveAvgPool2d`): output `i` of `n` along a side of `m` averages input cells
+/// `floor(i m / n) .. ceil((i + 1) m / n)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaptiveAvgPool {
+    /// Output (height, width).
+    pub out: [u32; 2],
+}
+
 /// Local response normalisation across channels:
 /// `b_c = a_c / (bias + alpha/size * sum_{c' in window(c)} a_c'^2)^beta`, with the window
 /// `[c - floor((size-1)/2), c + ceil((size-1)/2)]` clipped to the channels (ONNX, Caffe).
@@ -121,6 +148,10 @@ pub enum Layer {
     Relu,
     /// Max pooling.
     MaxPool(MaxPool),
+    /// Average pooling.
+    AvgPool(AvgPool),
+    /// Adaptive average pooling to a fixed size.
+    AdaptiveAvgPool(AdaptiveAvgPool),
     /// Local response normalisation.
     Lrn(Lrn),
     /// Collapse `[C, H, W]` to `[C*H*W]`.
@@ -138,6 +169,8 @@ impl Layer {
             Layer::Conv(_) => "conv",
             Layer::Relu => "relu",
             Layer::MaxPool(_) => "maxpool",
+            Layer::AvgPool(_) => "avgpool",
+            Layer::AdaptiveAvgPool(_) => "adaptive_avgpool",
             Layer::Lrn(_) => "lrn",
             Layer::Flatten => "flatten",
             Layer::Linear(_) => "linear",
@@ -371,6 +404,30 @@ impl Plan {
                     let ow =
                         window_out(w, pool.kernel[1], pool.stride[1], p.left, p.right, pool.ceil_mode).map_err(bad)?;
                     Shape::Spatial { c: c as usize, h: oh as usize, w: ow as usize }
+                }
+                Layer::AvgPool(pool) => {
+                    let (c, h, w) = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
+                    check_window(index, kind, pool.kernel, pool.stride, pool.pads)?;
+                    let p = pool.pads;
+                    if p.top >= pool.kernel[0]
+                        || p.bottom >= pool.kernel[0]
+                        || p.left >= pool.kernel[1]
+                        || p.right >= pool.kernel[1]
+                    {
+                        return Err(bad("padding must be smaller than the kernel".into()));
+                    }
+                    let oh =
+                        window_out(h, pool.kernel[0], pool.stride[0], p.top, p.bottom, pool.ceil_mode).map_err(bad)?;
+                    let ow =
+                        window_out(w, pool.kernel[1], pool.stride[1], p.left, p.right, pool.ceil_mode).map_err(bad)?;
+                    Shape::Spatial { c: c as usize, h: oh as usize, w: ow as usize }
+                }
+                Layer::AdaptiveAvgPool(pool) => {
+                    let (c, _, _) = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
+                    for (what, v) in [("output height", pool.out[0]), ("output width", pool.out[1])] {
+                        check_range(index, kind, what, v, 1, limits::MAX_SIDE)?;
+                    }
+                    Shape::Spatial { c: c as usize, h: pool.out[0] as usize, w: pool.out[1] as usize }
                 }
                 Layer::Lrn(lrn) => {
                     spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;

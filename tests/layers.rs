@@ -2,7 +2,7 @@
 //! kind and AlexNet variant: CaffeNet and paper order, groups, asymmetric pads, ceil mode,
 //! even LRN windows, other betas, non-square inputs, standalone ReLU, batches.
 
-use alexnet::plan::{Layer, Lrn, Pads, Plan, Preprocess, Shape};
+use alexnet::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, Pads, Plan, Preprocess, Shape};
 use alexnet::reference;
 use alexnet::synthetic::{self, layers::conv, layers::linear as fc, layers::max_pool as pool};
 use alexnet::{Model, WeightFile};
@@ -78,6 +78,34 @@ fn plans() -> Vec<(&'static str, Plan)> {
                     fc("fc1", 9, false),
                     Layer::Relu,
                     fc("fc2", 3, false),
+                ],
+            ),
+        ),
+        (
+            "average pools: padded with and without the pad count, ceil mode, adaptive 6x6",
+            plan(
+                [3, 71, 59],
+                vec![
+                    conv("conv1", 6, 11, 4, Pads::uniform(2), 1, true),
+                    Layer::AvgPool(AvgPool {
+                        kernel: [3, 3],
+                        stride: [2, 2],
+                        pads: Pads { top: 1, left: 0, bottom: 1, right: 1 },
+                        ceil_mode: true,
+                        count_include_pad: true,
+                    }),
+                    conv("conv2", 8, 3, 1, p1, 1, true),
+                    Layer::AvgPool(AvgPool {
+                        kernel: [2, 3],
+                        stride: [1, 2],
+                        pads: p1,
+                        ceil_mode: false,
+                        count_include_pad: false,
+                    }),
+                    Layer::AdaptiveAvgPool(AdaptiveAvgPool { out: [6, 6] }),
+                    Layer::Flatten,
+                    fc("fc6", 12, true),
+                    fc("fc8", 5, false),
                 ],
             ),
         ),

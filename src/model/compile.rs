@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{self, PackedA};
 use crate::ops;
 use crate::ops::im2col::ConvGeom;
-use crate::plan::{Layer, Lrn, MaxPool, Shape};
+use crate::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, MaxPool, Shape};
 use crate::precision::Precision;
 use crate::weights::format::{bf16_from_f32, f32_from_bf16};
 use crate::weights::{Dtype, WeightFile};
@@ -51,6 +51,15 @@ pub(super) enum Step {
         c: usize,
         hw: usize,
     },
+    AvgPool {
+        pool: AvgPool,
+        input: [usize; 3],
+        out: [usize; 2],
+    },
+    AdaptiveAvgPool {
+        pool: AdaptiveAvgPool,
+        input: [usize; 3],
+    },
     Flatten,
     Linear {
         weight: LinearWeight,
@@ -72,7 +81,13 @@ impl Step {
     pub(super) fn swaps(&self) -> bool {
         matches!(
             self,
-            Step::Conv { .. } | Step::MaxPool { .. } | Step::Lrn { .. } | Step::Linear { .. } | Step::PoolLrn(_)
+            Step::Conv { .. }
+                | Step::MaxPool { .. }
+                | Step::Lrn { .. }
+                | Step::Linear { .. }
+                | Step::PoolLrn(_)
+                | Step::AvgPool { .. }
+                | Step::AdaptiveAvgPool { .. }
         )
     }
 }
@@ -168,6 +183,12 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                 Step::MaxPool { pool: p.clone(), input: [c, h, w], out: [oh, ow] }
             }
             (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => Step::Lrn { lrn: l.clone(), c, hw: h * w },
+            (Layer::AvgPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
+                Step::AvgPool { pool: p.clone(), input: [c, h, w], out: [oh, ow] }
+            }
+            (Layer::AdaptiveAvgPool(p), Shape::Spatial { c, h, w }, _) => {
+                Step::AdaptiveAvgPool { pool: p.clone(), input: [c, h, w] }
+            }
             (Layer::Flatten, ..) => Step::Flatten,
             (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => Step::Linear {
                 weight: linear_weight(weights, &format!("{}.weight", l.name), precision)?,

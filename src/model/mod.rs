@@ -371,6 +371,14 @@ impl Model {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
                     pairs.for_each(|(y, x)| ops::maxpool::maxpool(self.cpu, x, *input, pool, *out, y));
                 }
+                Step::AvgPool { pool, input, out } => {
+                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                    pairs.for_each(|(y, x)| ops::avgpool::avgpool(x, *input, pool, *out, y));
+                }
+                Step::AdaptiveAvgPool { pool, input } => {
+                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                    pairs.for_each(|(y, x)| ops::avgpool::adaptive_avgpool(x, *input, pool, y));
+                }
                 Step::Lrn { lrn, c, hw } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
                     pairs.for_each(|(y, x)| ops::lrn::lrn(x, *c, *hw, lrn, y));

@@ -6,6 +6,7 @@
 //!
 //! [`Cpu`]: crate::cpu::Cpu
 
+pub mod avgpool;
 pub mod conv;
 pub mod im2col;
 pub mod linear;

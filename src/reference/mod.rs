@@ -12,7 +12,7 @@ mod network;
 
 pub use network::network;
 
-use crate::plan::{Lrn, MaxPool, Pads};
+use crate::plan::{AdaptiveAvgPool, AvgPool, Lrn, MaxPool, Pads};
 
 /// Direct convolution of one image. `input` is `[c, h, w]`, `weight` `[o, c/groups, kh, kw]`,
 /// `bias` `[o]`; returns `[o, oh, ow]` (`oh`, `ow` given by the caller's plan).
@@ -100,6 +100,62 @@ pub fn maxpool(input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usi
                     }
                 }
                 out[(ch * oh + y) * ow + x] = m;
+            }
+        }
+    }
+    out
+}
+
+/// Average pooling of one `[c, h, w]` image into `[c, oh, ow]` (sums in f64): the
+/// window's input cells summed, divided by the window clipped to the padded input
+/// (`count_include_pad`) or by the input cells it covers.
+pub fn avgpool(input: &[f32], [c, h, w]: [usize; 3], p: &AvgPool, [oh, ow]: [usize; 2]) -> Vec<f32> {
+    let mut out = vec![0.0f32; c * oh * ow];
+    let (hp, wp) = ((h + p.pads.top as usize + p.pads.bottom as usize) as isize, (w + p.pads.left as usize + p.pads.right as usize) as isize);
+    for ch in 0..c {
+        for y in 0..oh {
+            for x in 0..ow {
+                let (mut sum, mut cells, mut padded) = (0.0f64, 0usize, 0usize);
+                for ky in 0..p.kernel[0] as usize {
+                    let py = (y * p.stride[0] as usize + ky) as isize;
+                    for kx in 0..p.kernel[1] as usize {
+                        let px = (x * p.stride[1] as usize + kx) as isize;
+                        if py < hp && px < wp {
+                            padded += 1;
+                        }
+                        let (iy, ix) = (py - p.pads.top as isize, px - p.pads.left as isize);
+                        if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                            sum += input[(ch * h + iy as usize) * w + ix as usize] as f64;
+                            cells += 1;
+                        }
+                    }
+                }
+                let n = if p.count_include_pad { padded } else { cells };
+                out[(ch * oh + y) * ow + x] = (sum / n.max(1) as f64) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Adaptive average pooling of one `[c, h, w]` image to `p.out` (sums in f64): output `i`
+/// of `n` along a side of `m` averages cells `floor(i m / n) .. ceil((i + 1) m / n)`.
+pub fn adaptive_avgpool(input: &[f32], [c, h, w]: [usize; 3], p: &AdaptiveAvgPool) -> Vec<f32> {
+    let [oh, ow] = [p.out[0] as usize, p.out[1] as usize];
+    let span = |i: usize, n: usize, m: usize| (i * m / n, ((i + 1) * m).div_ceil(n));
+    let mut out = vec![0.0f32; c * oh * ow];
+    for ch in 0..c {
+        for y in 0..oh {
+            let (y0, y1) = span(y, oh, h);
+            for x in 0..ow {
+                let (x0, x1) = span(x, ow, w);
+                let mut sum = 0.0f64;
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        sum += input[(ch * h + iy) * w + ix] as f64;
+                    }
+                }
+                out[(ch * oh + y) * ow + x] = (sum / ((y1 - y0) * (x1 - x0)) as f64) as f32;
             }
         }
     }

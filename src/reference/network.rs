@@ -34,6 +34,12 @@ pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
                 images(&act, &|x| maxpool(x, [c, h, w], p, [oh, ow]))
             }
             (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => images(&act, &|x| lrn(x, [c, h, w], l)),
+            (Layer::AvgPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
+                images(&act, &|x| super::avgpool(x, [c, h, w], p, [oh, ow]))
+            }
+            (Layer::AdaptiveAvgPool(p), Shape::Spatial { c, h, w }, _) => {
+                images(&act, &|x| super::adaptive_avgpool(x, [c, h, w], p))
+            }
             (Layer::Relu, ..) => act.iter().map(|&v| relu(v)).collect(),
             (Layer::Flatten, ..) => act,
             (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => {

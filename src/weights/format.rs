@@ -24,7 +24,7 @@
 
 pub use super::writer::{write_file, write_file_as};
 use crate::error::{Error, Result};
-use crate::plan::{ColorOrder, Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+use crate::plan::{AdaptiveAvgPool, AvgPool, ColorOrder, Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
 
 /// The eight magic bytes at the start of every weight file.
 pub const MAGIC: [u8; 8] = *b"ALEXNET\0";
@@ -381,6 +381,8 @@ const TAG_LRN: u8 = 4;
 const TAG_FLATTEN: u8 = 5;
 const TAG_LINEAR: u8 = 6;
 const TAG_SOFTMAX: u8 = 7;
+const TAG_AVGPOOL: u8 = 8;
+const TAG_ADAPTIVE_AVGPOOL: u8 = 9;
 
 /// Parse the metadata block (plan and tensor table). Structural checks only; the plan's
 /// hyperparameters and the table's placement are checked by the caller.
@@ -431,6 +433,14 @@ pub fn read_metadata(meta: &[u8]) -> Result<Metadata> {
                 relu: c.bool("linear relu")?,
             }),
             TAG_SOFTMAX => Layer::Softmax,
+            TAG_AVGPOOL => Layer::AvgPool(AvgPool {
+                kernel: c.pair("pool kernel")?,
+                stride: c.pair("pool stride")?,
+                pads: c.pads()?,
+                ceil_mode: c.bool("pool ceil_mode")?,
+                count_include_pad: c.bool("pool count_include_pad")?,
+            }),
+            TAG_ADAPTIVE_AVGPOOL => Layer::AdaptiveAvgPool(AdaptiveAvgPool { out: c.pair("adaptive pool output")? }),
             t => return Err(Error::Malformed(format!("unknown layer kind tag {t}"))),
         };
         layers.push(layer);
@@ -548,6 +558,17 @@ fn write_metadata(plan: &Plan, tensors: &[TensorEntry]) -> Result<Vec<u8>> {
                 o.u8(l.relu as u8);
             }
             Layer::Softmax => o.u8(TAG_SOFTMAX),
+            Layer::AvgPool(ap) => {
+                o.u8(TAG_AVGPOOL);
+                ap.kernel.iter().chain(&ap.stride).for_each(|&v| o.u32(v));
+                o.pads(ap.pads);
+                o.u8(ap.ceil_mode as u8);
+                o.u8(ap.count_include_pad as u8);
+            }
+            Layer::AdaptiveAvgPool(ap) => {
+                o.u8(TAG_ADAPTIVE_AVGPOOL);
+                ap.out.iter().for_each(|&v| o.u32(v));
+            }
         }
     }
     o.u32(plan.labels.len() as u32);

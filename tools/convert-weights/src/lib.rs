@@ -247,6 +247,20 @@ fn describe(layer: &Layer) -> (&str, String) {
             ),
         ),
         Layer::Lrn(l) => ("", format!("lrn size {} alpha {} beta {} bias {}", l.size, l.alpha, l.beta, l.bias)),
+        Layer::AvgPool(a) => (
+            "",
+            format!(
+                "avgpool k{}x{} s{}x{} {}{}{}",
+                a.kernel[0],
+                a.kernel[1],
+                a.stride[0],
+                a.stride[1],
+                pads(a.pads),
+                if a.ceil_mode { " ceil" } else { "" },
+                if a.count_include_pad { " +pad" } else { "" }
+            ),
+        ),
+        Layer::AdaptiveAvgPool(a) => ("", format!("adaptive avgpool to {}x{}", a.out[0], a.out[1])),
         Layer::Flatten => ("", "flatten".into()),
         Layer::Linear(l) => (&l.name, format!("linear {}{}", l.out_features, if l.relu { " +relu" } else { "" })),
         Layer::Softmax => ("", "softmax".into()),

@@ -9,7 +9,7 @@
 //! features.6   Conv k3  s1 p1 + ReLU
 //! features.8   Conv k3  s1 p1 + ReLU
 //! features.10  Conv k3  s1 p1 + ReLU, MaxPool k3 s2
-//!              AdaptiveAvgPool2d((6, 6))  -- an identity when the map is 6x6; checked
+//!              AdaptiveAvgPool2d((6, 6))  -- dropped when the map is already 6x6
 //!              Flatten
 //! classifier.1 Linear + ReLU     (classifier.0, .3 are Dropout)
 //! classifier.4 Linear + ReLU
@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use alexnet::plan::{Layer, MaxPool, Pads, Shape};
+use alexnet::plan::{AdaptiveAvgPool, Layer, MaxPool, Pads, Shape};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::builder::{ConvParams, NetBuilder, Tensor};
@@ -193,14 +193,11 @@ pub fn from_tensors(tensors: Vec<Tensor>, format: InputFormat, options: &Options
             net.push(Layer::MaxPool(p), &format!("max-pool after {ctx}"))?;
         }
     }
-    match net.shape() {
-        Shape::Spatial { h: POOL_OUT, w: POOL_OUT, .. } => {}
-        shape => {
-            return Err(ConvertError::BadShape(format!(
-                "conv5's pooled output is {shape}; AdaptiveAvgPool2d(({POOL_OUT}, {POOL_OUT})) is only supported \
-                 as an identity on a {POOL_OUT}x{POOL_OUT} map (input {h}x{w}; use 224 or 227)"
-            )))
-        }
+    // AdaptiveAvgPool2d((6, 6)): an identity on a 6x6 map (224 and 227 inputs), else a
+    // real adaptive pool.
+    if !matches!(net.shape(), Shape::Spatial { h: POOL_OUT, w: POOL_OUT, .. }) {
+        let out = [POOL_OUT as u32; 2];
+        net.push(Layer::AdaptiveAvgPool(AdaptiveAvgPool { out }), "AdaptiveAvgPool2d((6, 6))")?;
     }
     net.push(Layer::Flatten, "flatten")?;
     for (i, &(prefix, relu)) in LINEARS.iter().enumerate() {

@@ -127,13 +127,28 @@ fn state_dict_prefixed_keys_and_sniffing() {
 }
 
 #[test]
-fn state_dict_input_size_227_and_refusal_at_other_sizes() {
+fn state_dict_input_size_227_and_256() {
     let opts = Options { input_size: Some([227, 227]), ..Default::default() };
     let c = convert_file(&fixture("state_dict/tv_small.npz"), &opts).unwrap();
     assert_eq!(c.plan.input, [3, 227, 227]);
+    // At 256 conv5's map is 7x7: AdaptiveAvgPool2d((6, 6)) is a real pool, and the
+    // result matches PyTorch's forward pass (tools/make_adaptive_fixture.py).
     let opts = Options { input_size: Some([256, 256]), ..Default::default() };
-    let e = convert_file(&fixture("state_dict/tv_small.npz"), &opts).unwrap_err();
-    assert!(matches!(&e, ConvertError::BadShape(m) if m.contains("AdaptiveAvgPool2d")), "{e}");
+    let c = convert_file(&fixture("state_dict/tv_small.npz"), &opts).unwrap();
+    assert!(c.plan.layers.iter().any(|l| matches!(l, Layer::AdaptiveAvgPool(p) if p.out == [6, 6])));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m256.alexnet");
+    c.write(&out).unwrap();
+    check_against(&out, &fixture("state_dict/input_256.npy"), &fixture("state_dict/expected_256.npy"), false);
+}
+
+/// The same module exported at 256 by today's default `torch.onnx.export`: its adaptive
+/// pool arrives as Transpose / GatherND / Transpose / ReduceMean, recognised as one
+/// adaptive average pool; matches ONNX Runtime.
+#[test]
+fn onnx_torch_export_256_adaptive_pool_pattern() {
+    let c = onnx_fixture("torch_export_256");
+    assert!(c.plan.layers.iter().any(|l| matches!(l, Layer::AdaptiveAvgPool(p) if p.out == [6, 6])));
 }
 
 #[test]

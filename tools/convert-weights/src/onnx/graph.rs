@@ -29,6 +29,9 @@ pub(super) struct Importer<'g> {
     /// The batch dimension when the model fixes it.
     pub(super) batch: Option<u64>,
     pub(super) net: NetBuilder,
+    /// How far an exported adaptive average pool's node pattern has been seen
+    /// (`lower::Adaptive`).
+    pub(super) adaptive: Option<super::lower::Adaptive>,
 }
 
 /// A node's name for messages: its name, else its first output, else its position.
@@ -141,11 +144,15 @@ impl<'g> Importer<'g> {
             cur: inp.name.clone(),
             batch,
             net: NetBuilder::new([3, h, w])?,
+            adaptive: None,
         })
     }
 
     /// The graph must have one output, and it must be the last activation.
     pub(super) fn check_output(&self) -> Result<()> {
+        if self.adaptive.is_some() {
+            return Err(ConvertError::BadGraph("the graph ends inside an adaptive average pool's pattern".into()));
+        }
         match &self.graph.output[..] {
             [out] if out.name == self.cur => Ok(()),
             [out] => Err(ConvertError::BadGraph(format!(
@@ -214,7 +221,15 @@ impl<'g> Importer<'g> {
             Some(o) => o.clone(),
             None => return Err(ConvertError::BadGraph(format!("{ctx} has no output"))),
         };
+        if self.adaptive.is_some() && !matches!(op, "GatherND" | "Transpose" | "ReduceMean") {
+            return Err(
+                n.unsupported("an adaptive average pool's Transpose/GatherND/ReduceMean pattern is cut short".into())
+            );
+        }
         match op {
+            "Transpose" => self.transpose(&n)?,
+            "GatherND" => self.gather_nd(&n)?,
+            "ReduceMean" => self.reduce_mean(&n)?,
             "Conv" => self.conv(&n)?,
             "Relu" => self.relu(&n)?,
             "MaxPool" => self.maxpool(&n)?,

@@ -2,7 +2,7 @@
 //! the `NetBuilder` (a new layer, a fusion into the layer before, or nothing for the
 //! ops that are identities here).
 
-use alexnet::plan::{Layer, Lrn, MaxPool, Pads, Shape};
+use alexnet::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, MaxPool, Pads, Shape};
 
 use super::attrs::{input, Attrs, Node};
 use super::graph::Importer;
@@ -87,28 +87,33 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// `AveragePool`: an identity (1x1, stride 1, no padding) is dropped; any other is an
+    /// average-pool layer, with ONNX's `count_include_pad` and `ceil_mode`.
     pub(super) fn average_pool(&mut self, n: &Node) -> Result<()> {
         n.arity(1, 1)?;
         let a =
             n.attrs(&["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"])?;
         let kernel = a.pair_required("kernel_shape")?;
         let stride = a.pair("strides")?;
-        let dilations = a.pair("dilations")?;
-        a.int("ceil_mode", Some(0))?;
-        a.int("count_include_pad", Some(0))?;
-        let pads = self.window_pads(&a, kernel, stride)?;
-        if !matches!(self.net.shape(), Shape::Spatial { .. })
-            || kernel != [1, 1]
-            || stride != [1, 1]
-            || dilations != [1, 1]
-            || pads != Pads::default()
-        {
-            return Err(n.unsupported(format!(
-                "only an identity average pool (kernel 1x1, stride 1, no padding) is supported, found kernel {kernel:?} \
-                 stride {stride:?} on {}",
-                self.net.shape()
-            )));
+        if a.pair("dilations")? != [1, 1] {
+            return Err(a.bad("dilations", "only dilation 1 is supported".into()));
         }
+        let flag = |name: &str| -> Result<bool> {
+            match a.int(name, Some(0))? {
+                0 => Ok(false),
+                1 => Ok(true),
+                v => Err(a.bad(name, format!("{v}"))),
+            }
+        };
+        let (ceil_mode, count_include_pad) = (flag("ceil_mode")?, flag("count_include_pad")?);
+        let pads = self.window_pads(&a, kernel, stride)?;
+        if !matches!(self.net.shape(), Shape::Spatial { .. }) {
+            return Err(n.unsupported(format!("an average pool needs a [C, H, W] input, found {}", self.net.shape())));
+        }
+        if kernel == [1, 1] && stride == [1, 1] && pads == Pads::default() {
+            return Ok(());
+        }
+        self.net.push(Layer::AvgPool(AvgPool { kernel, stride, pads, ceil_mode, count_include_pad }), n.ctx)?;
         Ok(())
     }
 
@@ -132,17 +137,18 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// `GlobalAveragePool`: only over a 1x1 map, where it is an identity.
+    /// `GlobalAveragePool`: an adaptive average pool to 1x1 (dropped over a 1x1 map,
+    /// where it is an identity).
     pub(super) fn global_average_pool(&mut self, n: &Node) -> Result<()> {
         n.arity(1, 1)?;
         n.attrs(&[])?;
-        if !matches!(self.net.shape(), Shape::Spatial { h: 1, w: 1, .. }) {
-            return Err(n.unsupported(format!(
-                "only a global pool over a 1x1 map (an identity) is supported, the activation is {}",
-                self.net.shape()
-            )));
+        match self.net.shape() {
+            Shape::Spatial { h: 1, w: 1, .. } => Ok(()),
+            Shape::Spatial { .. } => {
+                self.net.push(Layer::AdaptiveAvgPool(AdaptiveAvgPool { out: [1, 1] }), n.ctx).map(|_| ())
+            }
+            shape => Err(n.unsupported(format!("a global pool needs a [C, H, W] input, found {shape}"))),
         }
-        Ok(())
     }
 
     pub(super) fn flatten(&mut self, n: &Node) -> Result<()> {
@@ -316,5 +322,102 @@ impl Importer<'_> {
             }
             other => Err(a.bad("auto_pad", format!("unknown value {other:?}"))),
         }
+    }
+}
+
+/// The stages of the node pattern today's `torch.onnx.export` writes for an
+/// `AdaptiveAvgPool2d` whose output does not divide its input: `Transpose` to
+/// `[H, W, N, C]`, `GatherND` of every output's window cells (indices `[oh, kh, ow, kw, 2]`),
+/// `Transpose` to `[N, C, oh, kh, ow, kw]`, `ReduceMean` over `kh` and `kw`. It is one
+/// adaptive average pool when the indices are exactly its windows (all of one size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Adaptive {
+    /// After the first Transpose.
+    Transposed,
+    /// After a GatherND of adaptive windows to `out`.
+    Gathered { out: [u32; 2] },
+    /// After the second Transpose.
+    Ready { out: [u32; 2] },
+}
+
+impl Importer<'_> {
+    pub(super) fn transpose(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 1)?;
+        let a = n.attrs(&["perm"])?;
+        let perm = a.ints("perm")?.unwrap_or_default();
+        self.adaptive = match (self.adaptive, perm, self.net.shape()) {
+            (None, [2, 3, 0, 1], Shape::Spatial { .. }) => Some(Adaptive::Transposed),
+            (Some(Adaptive::Gathered { out }), [4, 5, 0, 1, 2, 3], _) => Some(Adaptive::Ready { out }),
+            _ => {
+                return Err(n.unsupported(format!(
+                    "Transpose {perm:?} is supported only within an exported adaptive average pool"
+                )))
+            }
+        };
+        Ok(())
+    }
+
+    pub(super) fn gather_nd(&mut self, n: &Node) -> Result<()> {
+        n.arity(2, 2)?;
+        let a = n.attrs(&["batch_dims"])?;
+        let Shape::Spatial { h, w, .. } = self.net.shape() else {
+            return Err(n.unsupported("GatherND needs the pattern's transposed [C, H, W] map".into()));
+        };
+        if self.adaptive != Some(Adaptive::Transposed) || a.int("batch_dims", Some(0))? != 0 {
+            return Err(n.unsupported("GatherND is supported only within an exported adaptive average pool".into()));
+        }
+        let name = input(n.node, 1).unwrap_or_default();
+        let (dims, idx) = self.constant_i64(name, n.ctx)?;
+        let [oh, kh, ow, kw, 2] = dims[..] else {
+            return Err(n.unsupported(format!("GatherND indices of shape {dims:?}, not [oh, kh, ow, kw, 2]")));
+        };
+        let (oh, kh, ow, kw) = (oh as usize, kh as usize, ow as usize, kw as usize);
+        // Adaptive windows: output i of n over m starts at floor(i m / n) and is ceil((i +
+        // 1) m / n) - start long; the pattern needs one length per side.
+        let starts = |n: usize, m: usize, k: usize| -> Option<Vec<usize>> {
+            (0..n).map(|i| ((((i + 1) * m).div_ceil(n) - i * m / n) == k).then_some(i * m / n)).collect()
+        };
+        let (Some(ys), Some(xs)) = (starts(oh, h, kh), starts(ow, w, kw)) else {
+            return Err(n.unsupported(format!("GatherND indices are not the adaptive windows of {h}x{w} to {oh}x{ow}")));
+        };
+        let mut at = 0;
+        for &y0 in &ys {
+            for ky in 0..kh {
+                for &x0 in &xs {
+                    for kx in 0..kw {
+                        if idx[at..at + 2] != [(y0 + ky) as i64, (x0 + kx) as i64] {
+                            return Err(n.unsupported(format!(
+                                "GatherND indices are not the adaptive windows of {h}x{w} to {oh}x{ow}"
+                            )));
+                        }
+                        at += 2;
+                    }
+                }
+            }
+        }
+        self.adaptive = Some(Adaptive::Gathered { out: [oh as u32, ow as u32] });
+        Ok(())
+    }
+
+    pub(super) fn reduce_mean(&mut self, n: &Node) -> Result<()> {
+        n.arity(1, 2)?;
+        let a = n.attrs(&["axes", "keepdims", "noop_with_empty_axes"])?;
+        let Some(Adaptive::Ready { out }) = self.adaptive else {
+            return Err(n.unsupported("ReduceMean is supported only within an exported adaptive average pool".into()));
+        };
+        // Opset 18 moved the axes from an attribute to an input.
+        let axes: Vec<i64> = match (input(n.node, 1), a.ints("axes")?) {
+            (Some(name), None) => self.constant_i64(name, n.ctx)?.1,
+            (None, Some(v)) => v.to_vec(),
+            _ => return Err(a.bad("axes", "need exactly one of the axes input and attribute".into())),
+        };
+        let mut axes: Vec<i64> = axes.iter().map(|&x| if x < 0 { x + 6 } else { x }).collect();
+        axes.sort_unstable();
+        if axes != [3, 5] || a.int("keepdims", Some(1))? != 0 {
+            return Err(n.unsupported(format!("ReduceMean over {axes:?} is not the pattern's window axes [3, 5]")));
+        }
+        self.adaptive = None;
+        self.net.push(Layer::AdaptiveAvgPool(AdaptiveAvgPool { out }), n.ctx)?;
+        Ok(())
     }
 }

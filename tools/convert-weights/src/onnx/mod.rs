@@ -138,7 +138,10 @@ fn dependency_order(graph: &crate::onnx_proto::GraphProto) -> Result<Vec<usize>>
 }
 
 /// Operators with a mapping (besides `Constant`, which only feeds others).
-const SUPPORTED: [&str; 15] = [
+const SUPPORTED: [&str; 18] = [
+    "Transpose",
+    "GatherND",
+    "ReduceMean",
     "Conv",
     "Relu",
     "MaxPool",
