@@ -517,3 +517,63 @@ fn unreadable_inputs_are_io_errors() {
     let e = convert_file(&dir.path().join("absent.onnx"), &Options::default()).unwrap_err();
     assert!(matches!(e, ConvertError::Io { .. }), "{e}");
 }
+
+/// Shape computations as exporters write them are folded at conversion: the flatten of
+/// `Shape -> Gather -> Unsqueeze/Mul -> Concat -> Cast -> Reshape` (with the batch
+/// symbolic or fixed), a weight through `Identity`, a bias plus `ConstantOfShape` zeros;
+/// the result is the plain network's. Arithmetic on the unknown batch is refused.
+#[test]
+fn shape_subgraphs_are_folded() {
+    let (plain_nodes, inits) = tiny_nodes();
+    let want = convert(&model(plain_nodes, inits.clone(), [8, 8], "out")).unwrap();
+    let mut inits = inits;
+    inits.push(init_i64("i0", &[0]));
+    inits.push(init_i64("i1", &[1]));
+    inits.push(init_i64("i2", &[2]));
+    inits.push(init_i64("i3", &[3]));
+    inits.push(init_i64("five", &[5]));
+    let zeros = TensorProto { dims: vec![1], data_type: data_type::FLOAT, float_data: vec![0.0], ..Default::default() };
+    let mut cos = node("ConstantOfShape", "zeros", &["five"], &["z"], vec![]);
+    cos.attribute.push(alexnet_convert::onnx_proto::AttributeProto {
+        name: "value".into(),
+        r#type: 4,
+        t: Some(zeros),
+        ..Default::default()
+    });
+    let nodes = |batch_gather: &str| {
+        vec![
+            node("Conv", "conv", &["x", "cw", "cb"], &["c"], vec![ints("kernel_shape", &[3, 3])]),
+            node("Relu", "relu", &["c"], &["r"], vec![]),
+            node("Shape", "shape", &["r"], &["s"], vec![]),
+            node("Gather", "g0", &["s", batch_gather], &["n"], vec![int("axis", 0)]),
+            node("Gather", "g1", &["s", "i1"], &["ch"], vec![int("axis", 0)]),
+            node("Gather", "g2", &["s", "i2"], &["hh"], vec![int("axis", 0)]),
+            node("Gather", "g3", &["s", "i3"], &["ww"], vec![int("axis", 0)]),
+            node("Mul", "m1", &["ch", "hh"], &["chh"], vec![]),
+            node("Mul", "m2", &["chh", "ww"], &["feat"], vec![]),
+            node("Concat", "cat", &["n", "feat"], &["target"], vec![int("axis", 0)]),
+            node("Cast", "cast", &["target"], &["target64"], vec![int("to", 7)]),
+            node("Reshape", "flat", &["r", "target64"], &["f"], vec![]),
+            node("Identity", "wid", &["fw"], &["fw2"], vec![]),
+            cos.clone(),
+            node("Add", "bias", &["fb", "z"], &["fb2"], vec![]),
+            node("Gemm", "fc", &["f", "fw2", "fb2"], &["out"], vec![int("transB", 1)]),
+        ]
+    };
+    for symbolic in [false, true] {
+        let mut m = model(nodes("i0"), inits.clone(), [8, 8], "out");
+        if symbolic {
+            m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, Some(3), Some(8), Some(8)]);
+        }
+        let got = convert(&m).unwrap();
+        assert_eq!(got.plan, want.plan, "symbolic batch {symbolic}");
+        assert_eq!(got.tensors, want.tensors, "symbolic batch {symbolic}");
+    }
+    // The unknown batch multiplied into a dimension: refused.
+    let mut bad = nodes("i0");
+    bad[7] = node("Mul", "m1", &["ch", "n"], &["chh"], vec![]);
+    let mut m = model(bad, inits, [8, 8], "out");
+    m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, Some(3), Some(8), Some(8)]);
+    let e = convert(&m).unwrap_err().to_string();
+    assert!(e.contains("batch"), "{e}");
+}

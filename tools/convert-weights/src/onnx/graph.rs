@@ -32,6 +32,8 @@ pub(super) struct Importer<'g> {
     /// How far an exported adaptive average pool's node pattern has been seen
     /// (`lower::Adaptive`).
     pub(super) adaptive: Option<super::lower::Adaptive>,
+    /// Which elements of folded integer constants stand for the unknown batch size.
+    pub(super) marks: super::fold::Marks,
 }
 
 /// A node's name for messages: its name, else its first output, else its position.
@@ -145,6 +147,7 @@ impl<'g> Importer<'g> {
             batch,
             net: NetBuilder::new([3, h, w])?,
             adaptive: None,
+            marks: Default::default(),
         })
     }
 
@@ -192,6 +195,10 @@ impl<'g> Importer<'g> {
         }
         if op == "Constant" {
             return self.constant_node(&name, node);
+        }
+        if self.foldable(node) {
+            let ctx = format!("node '{name}' ({op})");
+            return self.fold(&Node { name: &name, ctx: &ctx, node });
         }
         if !SUPPORTED.contains(&op) {
             return Err(ConvertError::UnsupportedOp { op: op.into(), node: name });

@@ -198,7 +198,10 @@ impl Importer<'_> {
             -1 if first != -1 => features,
             v => v,
         };
+        // A folded shape whose first element is the model's unknown batch size.
+        let batch_first = input(n.node, 1).and_then(|t| self.marks.get(t)).is_some_and(|m| m.first() == Some(&true));
         let first_ok = match first {
+            _ if batch_first => true,
             0 => !allowzero,
             -1 => true,
             v => v > 0 && self.batch.is_none_or(|b| b == v as u64),

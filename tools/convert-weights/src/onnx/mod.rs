@@ -42,6 +42,7 @@
 //! * `attrs`: a node's inputs and typed, checked access to its attributes.
 
 mod attrs;
+mod fold;
 mod graph;
 mod lower;
 mod tensor;
