@@ -70,12 +70,14 @@ pub fn load_image(path: impl AsRef<Path>, pre: &Preprocess, input: [usize; 3]) -
     preprocess_bytes(&bytes, &path.display().to_string(), pre, input)
 }
 
-/// Decode an encoded JPEG or PNG held in memory and preprocess it into a `[3, h, w]`
-/// CHW tensor (see the module documentation for the exact steps).
+/// Decode an encoded JPEG or PNG held in memory and preprocess it into a `[c, h, w]`
+/// CHW tensor (see the module documentation for the exact steps). A 1-channel network
+/// gets the image in grey, as PIL's `convert("L")` makes it, before the resize.
 ///
 /// `name` identifies the image in error messages (a path, or `<memory>`).
 pub fn preprocess_bytes(bytes: &[u8], name: &str, pre: &Preprocess, input: [usize; 3]) -> Result<Vec<f32>> {
-    let [h, w] = check_input(input)?;
+    let [c, h, w] = input;
+    let [h, w] = check_input([c, h, w])?;
     if pre.resize_shorter > limits::MAX_SIDE {
         return Err(Error::InvalidArgument(format!(
             "resize_shorter {} is above the limit of {}",
@@ -84,7 +86,24 @@ pub fn preprocess_bytes(bytes: &[u8], name: &str, pre: &Preprocess, input: [usiz
         )));
     }
     let rgb = decode_rgb8(bytes).map_err(|reason| Error::Image { path: name.to_owned(), reason })?;
+    if c == 1 {
+        let grey = to_grey(&rgb);
+        let x = resize_crop_normalise(&grey, &Preprocess { color: ColorOrder::Rgb, ..pre.clone() }, h, w);
+        return Ok(x[..h * w].to_vec());
+    }
     Ok(resize_crop_normalise(&rgb, pre, h, w))
+}
+
+/// PIL's `convert("L")` (ITU-R 601-2 luma in its fixed point), replicated into the three
+/// channels so the one resize serves; channel 0 is the grey image.
+fn to_grey(img: &RgbImage) -> RgbImage {
+    let mut out = img.clone();
+    for p in out.pixels_mut() {
+        let [r, g, b] = p.0.map(u32::from);
+        let l = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8;
+        p.0 = [l, l, l];
+    }
+    out
 }
 
 /// Read a whole regular file, refusing directories, devices, FIFOs and oversized files.
@@ -114,8 +133,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Check the network input shape and return `[h, w]`.
 fn check_input([c, h, w]: [usize; 3]) -> Result<[usize; 2]> {
-    if c != 3 {
-        return Err(Error::InvalidArgument(format!("images become 3-channel inputs, the network takes {c} channels")));
+    if c != 3 && c != 1 {
+        return Err(Error::InvalidArgument(format!(
+            "images become 3-channel (colour) or 1-channel (grey) inputs, the network takes {c} channels"
+        )));
     }
     let side_ok = |s: usize| (1..=limits::MAX_SIDE as usize).contains(&s);
     if !side_ok(h) || !side_ok(w) || (3 * h * w) as u64 > limits::MAX_ACTIVATION {
@@ -612,7 +633,10 @@ mod tests {
     fn input_shape_and_files_are_checked() {
         let png = encode(solid(8, 8, [1, 2, 3]), ImageFormat::Png);
         let pre = raw(ColorOrder::Rgb, 8);
-        assert!(matches!(preprocess_bytes(&png, "c", &pre, [1, 8, 8]), Err(Error::InvalidArgument(_))));
+        assert!(matches!(preprocess_bytes(&png, "c", &pre, [2, 8, 8]), Err(Error::InvalidArgument(_))));
+        // One channel: PIL's grey of (1, 2, 3) is (1*19595 + 2*38470 + 3*7471 + 32768) >> 16 = 2.
+        let grey = preprocess_bytes(&png, "g", &pre, [1, 8, 8]).unwrap();
+        assert_eq!(grey, vec![2.0; 64]);
         assert!(matches!(preprocess_bytes(&png, "z", &pre, [3, 0, 8]), Err(Error::InvalidArgument(_))));
         let dir = std::env::temp_dir();
         assert!(matches!(load_image(&dir, &pre, [3, 8, 8]), Err(Error::NotRegularFile(_))));

@@ -160,10 +160,10 @@ fn image_files_on_disk() {
     assert!(matches!(load_image(empty.join("x.png"), &pre, SHAPE), Err(Error::Io { .. })));
     #[cfg(unix)]
     assert!(matches!(load_image("/dev/zero", &pre, SHAPE), Err(Error::NotRegularFile(_))));
-    // A network that does not take 3-channel input.
+    // A network that takes neither 3 (colour) nor 1 (grey) channels.
     let ok = dir.path().join("ok.png");
     std::fs::write(&ok, common::png_zeros(8, 8, 8, 2)).unwrap();
-    assert!(matches!(load_image(&ok, &pre, [1, 16, 16]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(load_image(&ok, &pre, [2, 16, 16]), Err(Error::InvalidArgument(_))));
     assert_eq!(load_image(&ok, &pre, SHAPE).unwrap().len(), 3 * 16 * 16);
 }
 
@@ -188,4 +188,9 @@ fn preprocessing_matches_pil_on_committed_images() {
             assert!(worst <= 8.0, "{name}: differs from PIL by up to {worst}");
         }
     }
+    // A grey (1-channel) network: PIL's convert("L"), then the same pipeline.
+    let got = alexnet::image::load_image(dir.join("down.png"), &pre, [1, 35, 35]).unwrap();
+    let want = alexnet::npy::read(&dir.join("down_grey.npy")).unwrap();
+    assert_eq!(want.shape, vec![1, 35, 35]);
+    assert!(got.iter().zip(&want.data).all(|(g, w)| g == w), "grey preprocessing differs from PIL's");
 }

@@ -4,7 +4,8 @@
 Writes tests/fixtures/images/: a few small images (upscaled and downscaled PNGs, a 4:2:0
 JPEG, a grey PNG) and, for each, the [3, 35, 35] float32 tensor that PIL + NumPy make of
 it with torchvision's pipeline (shorter side to 40 with PIL bilinear, centre crop 35,
-BGR, mean 104/117/123): `NAME.npy` beside `NAME.png|jpg`. Needs numpy and Pillow.
+BGR, mean 104/117/123): `NAME.npy` beside `NAME.png|jpg`; and `down_grey.npy`, the
+[1, 35, 35] tensor of down.png for a grey network (PIL convert("L") first, mean 104). Needs numpy and Pillow.
 Deterministic: the images come from a seeded generator.
 
     python3 tools/make_image_fixtures.py
@@ -38,6 +39,17 @@ def preprocess(img):
     return (x - MEAN).transpose(2, 0, 1).astype(np.float32)
 
 
+def preprocess_grey(img):
+    """The same for a 1-channel network: PIL's convert("L") first, mean[0]."""
+    img = img.convert("L")
+    w, h = img.size
+    rw, rh = (RESIZE, RESIZE * h // w) if w <= h else (RESIZE * w // h, RESIZE)
+    img = img.resize((rw, rh), Image.BILINEAR)
+    left, top = round((rw - CROP) / 2.0), round((rh - CROP) / 2.0)
+    x = np.asarray(img.crop((left, top, left + CROP, top + CROP)), np.float32)
+    return (x - MEAN[0])[None].astype(np.float32)
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     cases = [
@@ -54,6 +66,8 @@ def main():
             img.save(path)
         # Preprocess what was written (the JPEG as decoded, not as generated).
         np.save(os.path.join(ROOT, f"{name}.npy"), preprocess(Image.open(path)))
+        if name == "down":
+            np.save(os.path.join(ROOT, "down_grey.npy"), preprocess_grey(Image.open(path)))
     print(f"wrote {len(cases)} images and tensors to {os.path.normpath(ROOT)}")
 
 

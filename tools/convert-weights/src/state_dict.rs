@@ -169,12 +169,16 @@ pub fn from_tensors(tensors: Vec<Tensor>, format: InputFormat, options: &Options
     if !unexpected.is_empty() {
         return Err(ConvertError::UnexpectedKeys(unexpected));
     }
+    // Input channels from conv1's weight: 3 for colour, 1 for a network retrained on grey.
+    let channels = by_key.get("features.0.weight").and_then(|t| t.shape.get(1)).copied().unwrap_or(3);
+    let channels =
+        u32::try_from(channels).map_err(|_| ConvertError::BadShape(format!("conv1 has {channels} input channels")))?;
     let mut take = |key: String| {
         by_key.remove(&key).ok_or(ConvertError::MissingTensor { name: key, context: "torchvision AlexNet".into() })
     };
 
     let [h, w] = options.input_size.unwrap_or([DEFAULT_INPUT, DEFAULT_INPUT]);
-    let mut net = NetBuilder::new([3, h, w])?;
+    let mut net = NetBuilder::new([channels, h, w])?;
     for (i, &(prefix, k, stride, pad, pool)) in CONVS.iter().enumerate() {
         let ctx = format!("conv{} ({prefix})", i + 1);
         let weight = take(format!("{prefix}.weight"))?;

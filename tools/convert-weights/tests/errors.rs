@@ -581,3 +581,20 @@ fn shape_subgraphs_are_folded() {
     let e = convert(&m).unwrap_err().to_string();
     assert!(e.contains("batch"), "{e}");
 }
+
+/// A network retrained on grey images (1 input channel) converts; its plan takes
+/// `[1, H, W]`, and it runs.
+#[test]
+fn one_channel_networks_convert_and_run() {
+    let (nodes, mut inits) = tiny_nodes();
+    inits[0] = init("cw", &[4, 1, 3, 3], &values(36, 1));
+    let mut m = model(nodes, inits, [8, 8], "out");
+    m.graph.as_mut().unwrap().input[0] = value_info("x", &[Some(1), Some(1), Some(8), Some(8)]);
+    let c = convert(&m).unwrap();
+    assert_eq!(c.plan.input, [1, 8, 8]);
+    let bytes = alexnet::weights::format::to_bytes(&c.plan, &c.tensors).unwrap();
+    let model = alexnet::Model::from_bytes(bytes).unwrap();
+    assert_eq!(model.input_shape(), [1, 8, 8]);
+    let probs = model.infer(&[0.5; 64]).unwrap();
+    assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+}

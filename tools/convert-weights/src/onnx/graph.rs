@@ -88,15 +88,16 @@ impl<'g> Importer<'g> {
                 })
                 .collect()
         });
-        let (batch, hw) = match dims.as_deref() {
-            None => (None, [None, None]),
+        let (batch, hw, channels) = match dims.as_deref() {
+            None => (None, [None, None], None),
             Some([n, c, h, w]) => {
-                if let Some(c) = c.filter(|&c| c != 3) {
-                    return Err(ConvertError::BadGraph(format!(
-                        "input '{}' has {c} channels, expected [N, 3, H, W]",
-                        inp.name
-                    )));
-                }
+                let channels = match *c {
+                    Some(c) if c > 0 => Some(
+                        u32::try_from(c)
+                            .map_err(|_| ConvertError::BadGraph(format!("input '{}' has {c} channels", inp.name)))?,
+                    ),
+                    _ => None,
+                };
                 // Some exporters write 0 or -1 for a dynamic dimension: treat as unknown.
                 let fixed = |v: Option<i64>, what: &str| -> Result<Option<u32>> {
                     match v {
@@ -108,7 +109,7 @@ impl<'g> Importer<'g> {
                     }
                 };
                 let batch = fixed(*n, "batch size")?.map(u64::from);
-                (batch, [fixed(*h, "height")?, fixed(*w, "width")?])
+                (batch, [fixed(*h, "height")?, fixed(*w, "width")?], channels)
             }
             Some(other) => {
                 return Err(ConvertError::BadGraph(format!(
@@ -145,7 +146,9 @@ impl<'g> Importer<'g> {
             used,
             cur: inp.name.clone(),
             batch,
-            net: NetBuilder::new([3, h, w])?,
+            // Grey networks (1 channel) and others take their channel count from the
+            // input; an unknown one is taken to be 3.
+            net: NetBuilder::new([channels.unwrap_or(3), h, w])?,
             adaptive: None,
             marks: Default::default(),
         })
