@@ -50,6 +50,8 @@ struct Params {
     weight_shape: Vec<u64>,
     weight: Vec<f32>,
     bias: Vec<f32>,
+    /// Where the weight and the bias came from in the source (`-` for a made-up zero bias).
+    sources: [String; 2],
 }
 
 /// Layers pushed so far, their parameters and the current activation shape.
@@ -162,6 +164,7 @@ impl NetBuilder {
             dim_u32(kh, limits::MAX_KERNEL, &format!("{context}: kernel height"))?,
             dim_u32(kw, limits::MAX_KERNEL, &format!("{context}: kernel width"))?,
         ];
+        let sources = [weight.name.clone(), bias.as_ref().map_or("-".into(), |b| b.name.clone())];
         let bias = self.bias(context, bias, o)?;
         let layer = Layer::Conv(Conv {
             name: String::new(),
@@ -173,7 +176,7 @@ impl NetBuilder {
             relu,
         });
         self.push(layer, context)?;
-        self.params.push(Params { weight_shape: weight.shape, weight: weight.data, bias });
+        self.params.push(Params { weight_shape: weight.shape, weight: weight.data, bias, sources });
         Ok(())
     }
 
@@ -199,9 +202,10 @@ impl NetBuilder {
             )));
         }
         let out = dim_u32(o, limits::MAX_CHANNELS * 16, &format!("{context}: output features"))?;
+        let sources = [weight.name.clone(), bias.as_ref().map_or("-".into(), |b| b.name.clone())];
         let bias = self.bias(context, bias, o)?;
         self.push(Layer::Linear(Linear { name: String::new(), out_features: out, relu }), context)?;
-        self.params.push(Params { weight_shape: weight.shape, weight: weight.data, bias });
+        self.params.push(Params { weight_shape: weight.shape, weight: weight.data, bias, sources });
         Ok(())
     }
 
@@ -244,8 +248,9 @@ impl NetBuilder {
         }
     }
 
-    /// Name the layers, and return the plan (without labels) and its tensors.
-    pub fn finish(self, preprocess: Preprocess) -> Result<(Plan, Vec<OwnedTensor>)> {
+    /// Name the layers, and return the plan (without labels), its tensors, and where each
+    /// tensor came from in the source.
+    pub fn finish(self, preprocess: Preprocess) -> Result<(Plan, Vec<OwnedTensor>, Vec<String>)> {
         let convs = self.layers.iter().filter(|l| matches!(l, Layer::Conv(_))).count();
         let linears = self.layers.iter().filter(|l| matches!(l, Layer::Linear(_))).count();
         // The classic AlexNet numbers its FC layers after the five convolutions.
@@ -269,12 +274,14 @@ impl NetBuilder {
             }
         }
         let mut tensors = Vec::with_capacity(2 * self.params.len());
+        let mut sources = Vec::with_capacity(2 * self.params.len());
         for (name, p) in names.into_iter().zip(self.params) {
             let out = p.bias.len() as u64;
+            sources.extend(p.sources);
             tensors.push(OwnedTensor { name: format!("{name}.weight"), shape: p.weight_shape, data: p.weight });
             tensors.push(OwnedTensor { name: format!("{name}.bias"), shape: vec![out], data: p.bias });
         }
         let plan = Plan { input: self.input, preprocess, layers, labels: Vec::new() };
-        Ok((plan, tensors))
+        Ok((plan, tensors, sources))
     }
 }

@@ -110,6 +110,9 @@ pub struct Converted {
     pub plan: Plan,
     /// `{layer}.weight` / `{layer}.bias` for every conv and linear layer, in plan order.
     pub tensors: Vec<OwnedTensor>,
+    /// For each tensor, its name in the source (initializer, state-dict key; `-` for a
+    /// zero bias the source did not have).
+    pub sources: Vec<String>,
 }
 
 /// NaN and infinity counts of one tensor.
@@ -191,8 +194,9 @@ impl Converted {
                 Layer::Conv(_) | Layer::Linear(_) => self
                     .tensors
                     .iter()
-                    .filter(|t| t.name.strip_suffix(".weight").or(t.name.strip_suffix(".bias")) == Some(name))
-                    .map(|t| format!("{} {:?}", t.name, t.shape))
+                    .zip(&self.sources)
+                    .filter(|(t, _)| t.name.strip_suffix(".weight").or(t.name.strip_suffix(".bias")) == Some(name))
+                    .map(|(t, src)| format!("{} {:?} <- {src}", t.name, t.shape))
                     .collect::<Vec<_>>()
                     .join(", "),
                 _ => String::new(),
@@ -313,7 +317,7 @@ pub(crate) fn finish(
     format: InputFormat,
     options: &Options,
 ) -> Result<Converted> {
-    let (mut plan, tensors) = net.finish(options.preprocess.resolve(detected))?;
+    let (mut plan, tensors, sources) = net.finish(options.preprocess.resolve(detected))?;
     let shapes = plan.shapes()?;
     if let Some(path) = &options.labels {
         let classes = shapes.last().map(Shape::len).unwrap_or(0);
@@ -341,5 +345,5 @@ pub(crate) fn finish(
             )));
         }
     }
-    Ok(Converted { format, plan, tensors })
+    Ok(Converted { format, plan, tensors, sources })
 }

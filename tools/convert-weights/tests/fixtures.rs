@@ -229,6 +229,10 @@ fn state_dict_pth_zip_and_legacy_equal_safetensors() {
     for file in ["tv_small_zip.pth", "tv_small_legacy.pth"] {
         let c = state_dict(file, "expected.npy");
         assert_eq!(c.format, alexnet_convert::InputFormat::Pth, "{file}");
+        // The dump names each tensor's source key.
+        let dump = c.dump();
+        assert!(dump.contains("conv1.weight [16, 3, 11, 11] <- features.0.weight"), "{dump}");
+        assert!(dump.contains("fc8.bias [10] <- classifier.6.bias"), "{dump}");
         assert_eq!(c.plan, st.plan, "{file}");
         assert_eq!(c.tensors.len(), st.tensors.len());
         for (a, b) in c.tensors.iter().zip(&st.tensors) {
