@@ -91,10 +91,25 @@ fn bad(msg: impl Into<String>) -> ConvertError {
 /// Most values on the stack and entries in the memo: far above any state dict's.
 const MAX_ITEMS: usize = 1 << 20;
 
+/// Most values the memo may copy out in all (each `BINGET` copies its value): a state
+/// dict copies a few small tuples; a hostile pickle that doubles a list through the memo
+/// would otherwise grow exponentially.
+const MAX_COPIED: usize = 1 << 22;
+
+/// Values in `v`, nested ones counted.
+fn size(v: &V) -> usize {
+    match v {
+        V::Tuple(x) | V::List(x) => 1 + x.iter().map(size).sum::<usize>(),
+        V::Dict(x) => 1 + x.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 /// One pickle starting at `bytes[*at]`; `*at` moves past its STOP.
 fn unpickle(bytes: &[u8], at: &mut usize) -> Result<V> {
     let mut stack: Vec<V> = Vec::new();
     let mut memo: HashMap<u32, V> = HashMap::new();
+    let mut copied = 0usize;
     let take = |n: usize, at: &mut usize| -> Result<&[u8]> {
         let end = at.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("truncated pickle"))?;
         let s = &bytes[*at..end];
@@ -183,8 +198,12 @@ fn unpickle(bytes: &[u8], at: &mut usize) -> Result<V> {
                     b'r' => u32::from_le_bytes(take(4, at)?.try_into().unwrap_or_default()),
                     _ => memo.len() as u32,
                 };
-                let top = stack.last().ok_or_else(|| bad("pickle stack underflow"))?.clone();
-                memo.insert(id, top);
+                let top = stack.last().ok_or_else(|| bad("pickle stack underflow"))?;
+                copied += size(top);
+                if copied > MAX_COPIED {
+                    return Err(bad("pickle copies too many values through its memo"));
+                }
+                memo.insert(id, top.clone());
             }
             b'h' | b'j' => {
                 let id = if op == b'h' {
@@ -192,7 +211,12 @@ fn unpickle(bytes: &[u8], at: &mut usize) -> Result<V> {
                 } else {
                     u32::from_le_bytes(take(4, at)?.try_into().unwrap_or_default())
                 };
-                stack.push(memo.get(&id).cloned().ok_or_else(|| bad(format!("pickle memo {id} unset")))?);
+                let v = memo.get(&id).ok_or_else(|| bad(format!("pickle memo {id} unset")))?;
+                copied += size(v);
+                if copied > MAX_COPIED {
+                    return Err(bad("pickle copies too many values through its memo"));
+                }
+                stack.push(v.clone());
             }
             b'c' | 0x93 => {
                 let name = if op == b'c' {
@@ -412,11 +436,19 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<Tensor>> {
         .find(|n| n.ends_with("data.pkl"))
         .ok_or_else(|| bad("no data.pkl"))?;
     let prefix = pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
-    let read_member = |name: &str, zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>| -> Result<Vec<u8>> {
+    // torch.save stores its members uncompressed; a re-compressed archive may inflate, up
+    // to the larger of 256 MiB and 64x the archive in all (never above 4 GiB), which stops
+    // a deflate bomb.
+    let cap = (bytes.len() as u64).saturating_mul(64).clamp(256 << 20, 4 << 30);
+    let mut total = 0u64;
+    let mut read_member = |name: &str, zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>| -> Result<Vec<u8>> {
         let mut m = zip.by_name(name).map_err(|_| bad(format!("missing archive member {name}")))?;
         let mut buf = Vec::new();
-        // A stored member's size is its own; still read at most the archive's size.
-        (&mut m).take(bytes.len() as u64 + 1).read_to_end(&mut buf).map_err(|e| bad(format!("{name}: {e}")))?;
+        (&mut m).take(cap - total + 1).read_to_end(&mut buf).map_err(|e| bad(format!("{name}: {e}")))?;
+        total += buf.len() as u64;
+        if total > cap {
+            return Err(bad(format!("archive members inflate to more than {cap} bytes")));
+        }
         Ok(buf)
     };
     if let Ok(order) = read_member(&format!("{prefix}byteorder"), &mut zip) {

@@ -304,3 +304,24 @@ fn onnx_torch_export_224_with_external_data() {
     let c = onnx_fixture("torch_export_224");
     assert_eq!(layer_names(&c).len(), 8);
 }
+
+/// A pickle that doubles a list through its memo (`[x] -> [x, x] -> ...`, 40 times) is
+/// refused long before it could exhaust memory.
+#[test]
+fn pth_memo_doubling_is_bounded() {
+    // PROTO 2, EMPTY_LIST, BINPUT 0, then 40 x (MARK, BINGET 0, BINGET 0, LIST, BINPUT 0), STOP.
+    let mut p = vec![0x80, 2, b']', b'q', 0];
+    for _ in 0..40 {
+        p.extend_from_slice(&[b'(', b'h', 0, b'h', 0, b'l', b'q', 0]);
+    }
+    p.push(b'.');
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        z.start_file("x/data.pkl", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut z, &p).unwrap();
+        z.finish().unwrap();
+    }
+    let e = alexnet_convert::pth::read(buf.get_ref()).unwrap_err().to_string();
+    assert!(e.contains("too many"), "{e}");
+}

@@ -332,11 +332,12 @@ impl Importer<'_> {
                     .enumerate()
                     .map(|(i, &d)| if d == 0 && !allowzero { old.get(i).map_or(0, |&o| o as i64) } else { d })
                     .collect();
-                let known: i64 = dims.iter().filter(|&&d| d != -1).product();
+                let product = |d: &[i64]| d.iter().try_fold(1i64, |p, &x| p.checked_mul(x));
+                let known = product(&dims.iter().copied().filter(|&d| d != -1).collect::<Vec<_>>()).unwrap_or(-1);
                 if let Some(p) = dims.iter().position(|&d| d == -1) {
                     dims[p] = if known > 0 { count / known } else { 0 };
                 }
-                if dims.iter().any(|&d| d < 0) || dims.iter().product::<i64>() != count {
+                if dims.iter().any(|&d| d < 0) || product(&dims) != Some(count) {
                     return Err(n.unsupported(format!("Reshape of {count} values to {target:?}")));
                 }
                 let dims = dims.iter().map(|&d| d as u64).collect();
