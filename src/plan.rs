@@ -341,6 +341,28 @@ fn check_window(index: usize, kind: &'static str, kernel: [u32; 2], stride: [u32
     Ok(())
 }
 
+/// The output of a max or average pool of `kernel` at `stride` with `pads` over
+/// `(c, h, w)`, after checking the window; every pad must be smaller than the kernel (a
+/// window wholly in the padding would have no input cell).
+fn pooled(
+    index: usize,
+    kind: &'static str,
+    (c, h, w): (u32, u32, u32),
+    kernel: [u32; 2],
+    stride: [u32; 2],
+    p: Pads,
+    ceil_mode: bool,
+) -> Result<Shape> {
+    let bad = |reason: String| Error::InvalidLayer { index, kind, reason };
+    check_window(index, kind, kernel, stride, p)?;
+    if p.top >= kernel[0] || p.bottom >= kernel[0] || p.left >= kernel[1] || p.right >= kernel[1] {
+        return Err(bad("padding must be smaller than the kernel".into()));
+    }
+    let oh = window_out(h, kernel[0], stride[0], p.top, p.bottom, ceil_mode).map_err(bad)?;
+    let ow = window_out(w, kernel[1], stride[1], p.left, p.right, ceil_mode).map_err(bad)?;
+    Ok(Shape::Spatial { c: c as usize, h: oh as usize, w: ow as usize })
+}
+
 impl Plan {
     /// Check every hyperparameter and infer the activation shape after each layer.
     ///
@@ -388,39 +410,12 @@ impl Plan {
                     Shape::Spatial { c: conv.out_channels as usize, h: oh as usize, w: ow as usize }
                 }
                 Layer::MaxPool(pool) => {
-                    let (c, h, w) = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
-                    check_window(index, kind, pool.kernel, pool.stride, pool.pads)?;
-                    let p = pool.pads;
-                    // A window lying entirely in padding would have no input to take the max of.
-                    if p.top >= pool.kernel[0]
-                        || p.bottom >= pool.kernel[0]
-                        || p.left >= pool.kernel[1]
-                        || p.right >= pool.kernel[1]
-                    {
-                        return Err(bad("padding must be smaller than the kernel".into()));
-                    }
-                    let oh =
-                        window_out(h, pool.kernel[0], pool.stride[0], p.top, p.bottom, pool.ceil_mode).map_err(bad)?;
-                    let ow =
-                        window_out(w, pool.kernel[1], pool.stride[1], p.left, p.right, pool.ceil_mode).map_err(bad)?;
-                    Shape::Spatial { c: c as usize, h: oh as usize, w: ow as usize }
+                    let chw = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
+                    pooled(index, kind, chw, pool.kernel, pool.stride, pool.pads, pool.ceil_mode)?
                 }
                 Layer::AvgPool(pool) => {
-                    let (c, h, w) = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
-                    check_window(index, kind, pool.kernel, pool.stride, pool.pads)?;
-                    let p = pool.pads;
-                    if p.top >= pool.kernel[0]
-                        || p.bottom >= pool.kernel[0]
-                        || p.left >= pool.kernel[1]
-                        || p.right >= pool.kernel[1]
-                    {
-                        return Err(bad("padding must be smaller than the kernel".into()));
-                    }
-                    let oh =
-                        window_out(h, pool.kernel[0], pool.stride[0], p.top, p.bottom, pool.ceil_mode).map_err(bad)?;
-                    let ow =
-                        window_out(w, pool.kernel[1], pool.stride[1], p.left, p.right, pool.ceil_mode).map_err(bad)?;
-                    Shape::Spatial { c: c as usize, h: oh as usize, w: ow as usize }
+                    let chw = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
+                    pooled(index, kind, chw, pool.kernel, pool.stride, pool.pads, pool.ceil_mode)?
                 }
                 Layer::AdaptiveAvgPool(pool) => {
                     let (c, _, _) = spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;

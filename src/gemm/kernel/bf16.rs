@@ -118,19 +118,9 @@ unsafe fn tile<const NV: usize>(
     }
 }
 
-/// How a tile is stored: the first K slice writes `acc + bias`, later ones add to C; ReLU
-/// on the last.
-#[derive(Clone, Copy, Debug)]
-pub struct Store<'a> {
-    /// First K slice.
-    pub first: bool,
-    /// Last K slice of a layer with ReLU.
-    pub relu: bool,
-    /// One bias per row of the block (first slice only).
-    pub row_bias: Option<&'a [f32]>,
-    /// One bias per column of the block (first slice only).
-    pub col_bias: Option<&'a [f32]>,
-}
+/// How a tile is stored: the f32 kernels' [`super::Store`], its biases here one per row
+/// and column of the block (`h` and `w` values).
+pub use super::Store;
 
 /// The `h x w` block of `c` at `(i, j)` from `kp` pairs of an A panel (`a`, `kp * MR`
 /// values) and a B panel (`b`, `kp * NR` values): the narrow kernel when `w <=`
