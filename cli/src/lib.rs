@@ -3,3 +3,4 @@
 //! their dependencies.
 
 pub mod accuracy;
+pub mod machine;

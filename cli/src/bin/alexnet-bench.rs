@@ -211,6 +211,7 @@ fn run(a: Args) -> Result<(), String> {
             threads: model.threads(),
             isa: model.isa().name(),
             precision: model.precision().name(),
+            cpu: alexnet_cli::machine::cpu_description(),
             iters: a.iters,
             min_ms: round(sorted[0], 4),
             median_ms: round(median, 4),
@@ -229,6 +230,7 @@ fn run(a: Args) -> Result<(), String> {
         let [c, h, w] = model.input_shape();
         println!("model     {source}");
         println!("input     [{}, {c}, {h}, {w}]  classes {}", a.batch, model.num_classes());
+        println!("cpu       {}", alexnet_cli::machine::cpu_description());
         println!("isa       {}  threads {}  precision {}", model.isa(), model.threads(), model.precision());
         println!(
             "latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
@@ -324,6 +326,8 @@ struct Report<'a> {
     threads: usize,
     isa: &'static str,
     precision: &'static str,
+    /// The CPU: name, family and model, L2 and L3 sizes.
+    cpu: String,
     iters: usize,
     min_ms: f64,
     median_ms: f64,
