@@ -16,25 +16,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn as nn
-import torchvision
 from safetensors.torch import load_file
+
+from make_torch_export_fixture import small_alexnet
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 
 
 def main():
     warnings.filterwarnings("ignore")
-    m = torchvision.models.AlexNet(num_classes=10)
-    m.features = nn.Sequential(
-        nn.Conv2d(3, 16, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(16, 24, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(24, 32, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(32, 24, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(24, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
-    m.classifier = nn.Sequential(
-        nn.Dropout(), nn.Linear(16 * 36, 40), nn.ReLU(inplace=True),
-        nn.Dropout(), nn.Linear(40, 40), nn.ReLU(inplace=True), nn.Linear(40, 10))
+    m = small_alexnet((16, 24, 32, 24, 16), (40, 40, 10))
     m.load_state_dict(load_file(os.path.join(ROOT, "state_dict", "tv_small.safetensors")))
     m.eval()
     x = np.random.default_rng(11).standard_normal((2, 3, 256, 256)).astype(np.float32)

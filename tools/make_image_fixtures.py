@@ -29,25 +29,23 @@ def scene(w, h, seed):
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 
-def preprocess(img):
-    img = img.convert("RGB")
+def resize_crop(img):
+    """torchvision's Resize(RESIZE) + CenterCrop(CROP) with PIL bilinear, as float32."""
     w, h = img.size
     rw, rh = (RESIZE, RESIZE * h // w) if w <= h else (RESIZE * w // h, RESIZE)
     img = img.resize((rw, rh), Image.BILINEAR)
     left, top = round((rw - CROP) / 2.0), round((rh - CROP) / 2.0)
-    x = np.asarray(img.crop((left, top, left + CROP, top + CROP)), np.float32)[:, :, ::-1]
+    return np.asarray(img.crop((left, top, left + CROP, top + CROP)), np.float32)
+
+
+def preprocess(img):
+    x = resize_crop(img.convert("RGB"))[:, :, ::-1]
     return (x - MEAN).transpose(2, 0, 1).astype(np.float32)
 
 
 def preprocess_grey(img):
     """The same for a 1-channel network: PIL's convert("L") first, mean[0]."""
-    img = img.convert("L")
-    w, h = img.size
-    rw, rh = (RESIZE, RESIZE * h // w) if w <= h else (RESIZE * w // h, RESIZE)
-    img = img.resize((rw, rh), Image.BILINEAR)
-    left, top = round((rw - CROP) / 2.0), round((rh - CROP) / 2.0)
-    x = np.asarray(img.crop((left, top, left + CROP, top + CROP)), np.float32)
-    return (x - MEAN[0])[None].astype(np.float32)
+    return (resize_crop(img.convert("L")) - MEAN[0])[None].astype(np.float32)
 
 
 def main():

@@ -21,19 +21,27 @@ import torchvision
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "onnx", "torch_export_224")
 
 
+def small_alexnet(convs, fcs):
+    """torchvision's AlexNet module with its widths cut down: conv channels `convs` (five),
+    linear widths `fcs` (the last is the class count)."""
+    c1, c2, c3, c4, c5 = convs
+    m = torchvision.models.AlexNet(num_classes=fcs[-1])
+    m.features = nn.Sequential(
+        nn.Conv2d(3, c1, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+    m.classifier = nn.Sequential(
+        nn.Dropout(), nn.Linear(c5 * 36, fcs[0]), nn.ReLU(inplace=True),
+        nn.Dropout(), nn.Linear(fcs[0], fcs[1]), nn.ReLU(inplace=True), nn.Linear(fcs[1], fcs[2]))
+    return m
+
+
 def main():
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
-    m = torchvision.models.AlexNet(num_classes=10)
-    m.features = nn.Sequential(
-        nn.Conv2d(3, 8, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(8, 12, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(12, 16, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
-    m.classifier = nn.Sequential(
-        nn.Dropout(), nn.Linear(8 * 36, 32), nn.ReLU(inplace=True),
-        nn.Dropout(), nn.Linear(32, 32), nn.ReLU(inplace=True), nn.Linear(32, 10))
+    m = small_alexnet((8, 12, 16, 16, 8), (32, 32, 10))
     m.eval()
     os.makedirs(OUT, exist_ok=True)
     tmp = os.path.join(OUT, "export.onnx")
