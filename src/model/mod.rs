@@ -420,7 +420,8 @@ impl Model {
     ) {
         let cpu = self.cpu;
         #[cfg(target_arch = "x86_64")]
-        if self.precision == Precision::Bf16 && crate::gemm::has_bf16(cpu) {
+        // The AVX-512 kernels, and a CPU with AVX512_BF16 (the token proves it).
+        if self.precision == Precision::Bf16 && matches!(cpu, Cpu::Avx512(_)) {
             if let Some(tok) = crate::gemm::kernel::bf16::Avx512Bf16::new() {
                 let w = match weight {
                     LinearWeight::Bf16(r) => Some(self.weights.bf16s(r.clone())),
@@ -432,7 +433,7 @@ impl Model {
                 }
             }
         }
-        let _ = pairs;
+        let _ = pairs; // only the bf16 kernel needs it
         match weight {
             LinearWeight::F32(r) => {
                 ops::linear::linear(cpu, src, batch, self.weights.f32s(r.clone()), b, m, k, relu, dst)
