@@ -170,8 +170,8 @@ pub fn gemm_diff(data: &[u8]) {
         let want = crate::reference::linear(&xr, vecs, &wide, &vec![0.0; m], m, k, false);
         let ldx = gemm::pairs_len(k);
         let mut pairs = vec![0u32; vecs * ldx];
-        for (i, row) in pairs.chunks_exact_mut(ldx).enumerate() {
-            gemm::kernel::bf16::to_pairs(tok, &x[i * k..(i + 1) * k], k, row);
+        for i in 0..vecs {
+            gemm::kernel::bf16::to_pairs(tok, &x[i * k..(i + 1) * k], k, &mut pairs[i * ldx..(i + 1) * ldx]);
         }
         let mut y = vec![f32::NAN; vecs * m];
         gemm::kernel::bf16::gemv(tok, &w16, k, &pairs, &mut crate::base::mat::MatMut::new(&mut y, vecs, m, m));

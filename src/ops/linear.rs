@@ -70,8 +70,9 @@ pub fn linear_bf16(
     use crate::gemm::kernel::bf16 as k16;
     let ldx = crate::gemm::pairs_len(k);
     let xs: &mut [u32] = bytemuck::cast_slice_mut(&mut pairs[..batch * ldx]);
-    for (n, row) in xs.chunks_exact_mut(ldx).enumerate() {
-        k16::to_pairs(tok, &x[n * k..(n + 1) * k], k, row);
+    // By index, not chunks_exact_mut: K = 0 gives zero-length rows.
+    for n in 0..batch {
+        k16::to_pairs(tok, &x[n * k..(n + 1) * k], k, &mut xs[n * ldx..(n + 1) * ldx]);
     }
     let xs: &[u32] = xs;
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
