@@ -97,6 +97,15 @@ pub enum Error {
         /// What the file has.
         found: &'static str,
     },
+    /// A tensor whose values cannot be used (an int8 scale that is zero, negative or
+    /// not finite).
+    #[error("tensor {tensor:?}: {reason}")]
+    InvalidTensorValue {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A layout code this build does not know, or one not valid for that tensor.
     #[error("tensor {tensor:?} has unsupported layout code {code}")]
     UnsupportedLayout {

@@ -68,6 +68,8 @@ internal! {
     cpu,
     // The shared base: matrix views, task splitting, scratch, scalar rules.
     base,
+    // int8 quantization: the rules every int8 path shares.
+    quant,
     // Vectors and the per-ISA dispatch.
     simd,
     // SGEMM and GEMV.

@@ -16,17 +16,23 @@ pub enum Precision {
     /// bfloat16 weights, products accumulated in f32; bias, ReLU, pooling, LRN and
     /// softmax in f32. The linear layers stream half the bytes of f32.
     Bf16,
+    /// int8 weights (symmetric per output channel) times `u8` activations quantized per
+    /// image and layer, summed exactly in i32 ([`crate::quant`] has the rules); bias,
+    /// ReLU, pooling, LRN and softmax in f32. The linear layers stream a quarter of the
+    /// bytes of f32.
+    Int8,
 }
 
 impl Precision {
     /// Every precision, in order of decreasing exactness.
-    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Bf16];
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
 
-    /// Lower-case name (`f32`, `bf16`), as the CLIs take and print it.
+    /// Lower-case name (`f32`, `bf16`, `int8`), as the CLIs take and print it.
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 
@@ -43,6 +49,7 @@ impl Precision {
         match self {
             Precision::F32 => Dtype::F32,
             Precision::Bf16 => Dtype::Bf16,
+            Precision::Int8 => Dtype::I8,
         }
     }
 
@@ -50,6 +57,7 @@ impl Precision {
     pub fn of_weights(dtype: Dtype) -> Precision {
         match dtype {
             Dtype::Bf16 => Precision::Bf16,
+            Dtype::I8 => Precision::Int8,
             _ => Precision::F32,
         }
     }

@@ -27,6 +27,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod bf16;
 pub mod blocking;
+pub mod i8;
 pub mod kernel;
 pub mod pack;
 

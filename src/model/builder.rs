@@ -136,6 +136,14 @@ impl ModelBuilder {
         // The phased buffer also holds a bf16 linear layer's rounded input.
         let linear_k = steps.iter().filter_map(|s| if let Step::Linear { k, .. } = s { Some(*k) } else { None });
         let phased = phased.max(linear_k.map(crate::gemm::pairs_len).max().unwrap_or(0));
+        // At int8 it holds a convolution's prepared input for one image (the convolution
+        // runs image by image), or a linear layer's input codes and parameters.
+        let int8 = steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
+            (Step::ConvI8 { geom, .. }, Shape::Spatial { c, .. }) => Some(ops::conv::phased_len_i8(geom, *c)),
+            (Step::Linear { k, .. }, _) => Some(ops::linear::i8_scratch_len(*k, 1)),
+            _ => None,
+        });
+        let phased = phased.max(int8.max().unwrap_or(0));
         let size = WorkspaceSize::of(&shapes, conv_scratch, conv_fixed, phased);
         let input_len = shapes[0].len();
         let classes = shapes.last().map(Shape::len).unwrap_or(0);

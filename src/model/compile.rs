@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use crate::cpu::Cpu;
 use crate::error::{Error, Result};
+use crate::gemm::i8::PackedI8;
 use crate::gemm::{self, PackedA};
 use crate::ops;
 use crate::ops::im2col::ConvGeom;
@@ -25,6 +26,21 @@ pub(super) enum LinearWeight {
     /// bf16 rounded at open from the file's f32 weights (a file opened below its
     /// precision): half the file's bytes, in memory.
     OwnedBf16(Vec<u16>),
+    /// f32 dequantized at open from the file's int8 weights (an int8 file opened at a
+    /// higher precision), in memory.
+    OwnedF32(Vec<f32>),
+    /// int8 codes, in place in the file or quantized at open from its f32 or bf16 weights,
+    /// with each row's scale and code sum (computed at open: one pass over the codes).
+    I8 { codes: I8Codes, scales: Vec<f32>, sums: Vec<i32> },
+}
+
+/// Where an int8 linear weight's codes are.
+#[derive(Clone, Debug)]
+pub(super) enum I8Codes {
+    /// In place in the file (this byte range).
+    File(Range<usize>),
+    /// Quantized at open.
+    Owned(Vec<i8>),
 }
 
 /// One executable step, compiled from the plan with shapes resolved and ReLU fused.
@@ -36,6 +52,15 @@ pub(super) enum Step {
         /// Byte range of the bias in the file.
         bias: Range<usize>,
         /// Output channels (all groups).
+        out: usize,
+        geom: ConvGeom,
+        relu: bool,
+    },
+    /// An int8 convolution: codes packed per group for the int8 GEMM (im2col for every
+    /// shape: Winograd's transforms do not keep integers small).
+    ConvI8 {
+        weights: Vec<PackedI8>,
+        bias: Range<usize>,
         out: usize,
         geom: ConvGeom,
         relu: bool,
@@ -82,6 +107,7 @@ impl Step {
         matches!(
             self,
             Step::Conv { .. }
+                | Step::ConvI8 { .. }
                 | Step::MaxPool { .. }
                 | Step::Lrn { .. }
                 | Step::Linear { .. }
@@ -121,7 +147,30 @@ fn conv_packed(packed: Vec<PackedA>, geom: &ConvGeom, cpu: Cpu, precision: Preci
 fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Result<LinearWeight> {
     use rayon::prelude::*;
     let range = weights.tensor_range(name)?;
-    Ok(match (weights.entry(name)?.dtype, precision) {
+    let entry = weights.entry(name)?;
+    // Above MAX_K an int8 sum could overflow: such a layer runs as the file stores it.
+    let small = entry.shape.get(1).is_some_and(|&k| k as usize <= crate::quant::MAX_K);
+    Ok(match (entry.dtype, precision) {
+        (Dtype::I8, Precision::Int8) if small => {
+            let (codes, scales) = weights.tensor_i8(name)?;
+            let k = codes.len() / scales.len().max(1);
+            let sums = row_sums_par(codes, k);
+            LinearWeight::I8 { codes: I8Codes::File(range), scales: scales.to_vec(), sums }
+        }
+        (_, Precision::Int8) if small => {
+            let w = weights.tensor_f32(name)?;
+            let rows = weights.entry(name)?.shape[0] as usize;
+            let k = w.len() / rows.max(1);
+            let scales = crate::quant::weight_scales(&w, k);
+            let codes: Vec<i8> = w
+                .par_chunks(k.max(1))
+                .zip(&scales)
+                .flat_map_iter(|(row, &s)| row.iter().map(move |&v| crate::quant::quantize_weight(v, s)))
+                .collect();
+            let sums = row_sums_par(&codes, k);
+            LinearWeight::I8 { codes: I8Codes::Owned(codes), scales, sums }
+        }
+        (Dtype::I8, _) => LinearWeight::OwnedF32(weights.tensor_f32(name)?),
         (Dtype::Bf16, Precision::Bf16) => LinearWeight::Bf16(range),
         (Dtype::F32, Precision::Bf16) => {
             let w = weights.f32s(range);
@@ -132,6 +181,23 @@ fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Resu
         (Dtype::Bf16, _) => LinearWeight::Bf16(range),
         _ => LinearWeight::F32(range),
     })
+}
+
+/// Each row's code sum, rows shared out over the pool.
+fn row_sums_par(codes: &[i8], k: usize) -> Vec<i32> {
+    use rayon::prelude::*;
+    codes.par_chunks(k.max(1)).map(|row| row.iter().map(|&v| v as i32).sum()).collect()
+}
+
+/// A conv weight's int8 codes and scales: the file's, or quantized from its weights.
+fn conv_codes(weights: &WeightFile, name: &str, rows: usize) -> Result<(Vec<i8>, Vec<f32>)> {
+    if let Ok((codes, scales)) = weights.tensor_i8(name) {
+        return Ok((codes.to_vec(), scales.to_vec()));
+    }
+    let w = weights.tensor_f32(name)?;
+    let k = w.len() / rows.max(1);
+    let scales = crate::quant::weight_scales(&w, k);
+    Ok((crate::quant::quantize_weights(&w, k, &scales), scales))
 }
 
 /// Resolve the plan into steps: tensor ranges, geometry, ReLU fused into conv/linear.
@@ -155,6 +221,23 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                     oh,
                     ow,
                 };
+                let (name, o) = (format!("{}.weight", cv.name), cv.out_channels as usize);
+                if precision == Precision::Int8 && geom.k() <= crate::quant::MAX_K {
+                    let (codes, scales) = conv_codes(weights, &name, o)?;
+                    let og = o / cv.groups as usize;
+                    let per = og * geom.k();
+                    let packed = (0..cv.groups as usize)
+                        .map(|g| PackedI8::pack(&codes[g * per..], &scales[g * og..], og, geom.k()))
+                        .collect();
+                    steps.push(Step::ConvI8 {
+                        weights: packed,
+                        bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
+                        out: o,
+                        geom,
+                        relu: cv.relu,
+                    });
+                    continue;
+                }
                 // Each group's OIHW weights packed into MR panels (Winograd-transformed
                 // first for a 3x3 stride-1 layer).
                 let wt = conv_weight(weights, &format!("{}.weight", cv.name), precision)?;
@@ -171,7 +254,11 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
             (Layer::Relu, ..) => {
                 // Fuse into the producer's epilogue when there is one.
                 match steps.last_mut() {
-                    Some(Step::Conv { relu, .. }) | Some(Step::Linear { relu, .. }) if !*relu => {
+                    Some(Step::Conv { relu, .. })
+                    | Some(Step::ConvI8 { relu, .. })
+                    | Some(Step::Linear { relu, .. })
+                        if !*relu =>
+                    {
                         *relu = true;
                         // Keep step indices aligned with layers: a no-op stands in.
                         Step::Fused

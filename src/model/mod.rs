@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 pub use builder::ModelBuilder;
-use compile::{LinearWeight, Step};
+use compile::{I8Codes, LinearWeight, Step};
 use workspace::{Workspace, WorkspaceSize};
 
 use crate::base::scalar::relu;
@@ -257,10 +257,15 @@ impl Model {
                     let m = *out;
                     (2 * (m * geom.k() * geom.n()) as u64, (m * geom.k() * 4) as u64)
                 }
+                Step::ConvI8 { out, geom, .. } => {
+                    let m = *out;
+                    (2 * (m * geom.k() * geom.n()) as u64, (m * geom.k()) as u64)
+                }
                 Step::Linear { m, k, weight, .. } => {
                     let bytes = match weight {
-                        LinearWeight::F32(_) => 4,
+                        LinearWeight::F32(_) | LinearWeight::OwnedF32(_) => 4,
                         LinearWeight::Bf16(_) | LinearWeight::OwnedBf16(_) => 2,
+                        LinearWeight::I8 { .. } => 1,
                     };
                     (2 * (m * k) as u64, (bytes * m * k) as u64)
                 }
@@ -366,6 +371,11 @@ impl Model {
                     let b = self.weights.f32s(bias.clone());
                     ops::conv::conv2d(self.cpu, src, batch, geom, weights, b, *relu, dst, scratch, phased);
                 }
+                Step::ConvI8 { weights, bias, geom, relu, .. } => {
+                    let b = self.weights.f32s(bias.clone());
+                    let kern = crate::gemm::kernel::i8::Kernel::for_cpu(self.cpu);
+                    ops::conv::conv2d_i8(kern, src, batch, geom, weights, b, *relu, dst, phased);
+                }
                 // Standalone pooling and LRN: whole images shared out over the pool.
                 Step::MaxPool { pool, input, out } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
@@ -426,15 +436,23 @@ impl Model {
                 let w = match weight {
                     LinearWeight::Bf16(r) => Some(self.weights.bf16s(r.clone())),
                     LinearWeight::OwnedBf16(w) => Some(&w[..]),
-                    LinearWeight::F32(_) => None,
+                    _ => None,
                 };
                 if let Some(w) = w {
                     return ops::linear::linear_bf16(tok, src, batch, w, b, (m, k), relu, dst, pairs);
                 }
             }
         }
-        let _ = pairs; // only the bf16 kernel needs it
         match weight {
+            LinearWeight::I8 { codes, scales, sums } => {
+                let kern = crate::gemm::kernel::i8::Kernel::for_cpu(cpu);
+                let codes = match codes {
+                    I8Codes::File(r) => self.weights.i8s(r.clone()),
+                    I8Codes::Owned(c) => &c[..],
+                };
+                ops::linear::linear_i8(kern, src, batch, (codes, scales, sums), b, (m, k), relu, dst, pairs)
+            }
+            LinearWeight::OwnedF32(w) => ops::linear::linear(cpu, src, batch, w, b, m, k, relu, dst),
             LinearWeight::F32(r) => {
                 ops::linear::linear(cpu, src, batch, self.weights.f32s(r.clone()), b, m, k, relu, dst)
             }

@@ -12,7 +12,10 @@ use super::im2col::{prepare, ConvGeom, Im2col};
 use super::winograd;
 use crate::base::split::halve;
 use crate::cpu::Cpu;
+use crate::gemm::i8::{self, PackedI8};
+use crate::gemm::kernel::i8::Kernel;
 use crate::gemm::{sgemm_tasks, Bias, Epilogue, PackedA};
+use crate::quant::ActParams;
 
 /// Output maps smaller than this are batched into one GEMM per group.
 pub const BATCH_COLUMNS_BELOW: usize = 1000;
@@ -114,6 +117,48 @@ pub fn conv2d(
                 sgemm_tasks(cpu, &weights[grp], &Im2col::single(img, g), n, c, n, ep(grp), t);
             });
         }
+    }
+}
+
+/// Values per image of the prepared input [`conv2d_i8`] packs from.
+pub fn phased_len_i8(g: &ConvGeom, in_channels: usize) -> usize {
+    in_channels * g.plane()
+}
+
+/// [`conv2d`] at int8: one image at a time, its input quantized by its own parameters
+/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs), each
+/// group's int8 GEMM dequantizing into the group's slice of the CHW output. `phased`
+/// holds at least [`phased_len_i8`] values.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_i8(
+    kern: Kernel,
+    input: &[f32],
+    batch: usize,
+    g: &ConvGeom,
+    weights: &[PackedI8],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+    phased: &mut [f32],
+) {
+    let n = g.n();
+    let groups = weights.len();
+    let o = bias.len();
+    let og = o / groups;
+    let channels = g.cg * groups;
+    let (in_len, out_len, plane) = (channels * g.h * g.w, o * n, g.cg * g.plane());
+    let phased = &mut phased[..phased_len_i8(g, channels)];
+    let tasks = rayon::current_num_threads();
+    for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
+        let img = &input[b * in_len..(b + 1) * in_len];
+        let act = ActParams::of(img).unwrap_or(ActParams::POISONED);
+        prepare(img, channels, g, phased);
+        let phased = &*phased;
+        by_group(groups, tasks, out, og * n, &|grp, c, t| {
+            let src = Im2col::single(&phased[grp * plane..(grp + 1) * plane], g);
+            let ep = i8::Epilogue { act, bias: &bias[grp * og..(grp + 1) * og], relu };
+            i8::gemm(kern, &weights[grp], &src, n, c, n, ep, t);
+        });
     }
 }
 

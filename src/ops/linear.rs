@@ -10,7 +10,9 @@ use crate::base::mat::MatMut;
 use crate::base::scalar;
 use crate::base::split::par_column_blocks;
 use crate::cpu::Cpu;
+use crate::gemm::kernel::i8::Kernel;
 use crate::gemm::{gemv, Weight};
+use crate::quant::ActParams;
 
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 32;
@@ -83,6 +85,74 @@ pub fn linear_bf16(
             for (o, &bias) in dst.row_mut(n).iter_mut().zip(&b[r0..r0 + rows]) {
                 let v = *o + bias;
                 *o = if relu { scalar::relu(v) } else { v };
+            }
+        }
+    });
+}
+
+/// Values of the f32 scratch [`linear_i8`] takes for `batch` images of `k` inputs: the
+/// `u8` codes (four to a value) and three values of parameters per image.
+pub fn i8_scratch_len(k: usize, batch: usize) -> usize {
+    batch * (k.div_ceil(4) + 3)
+}
+
+/// [`linear`] at int8: each image's input quantized by its own parameters
+/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs) into
+/// `scratch` ([`i8_scratch_len`] values), then W's codes read in place, 4 rows x 4 images
+/// per pass (4 rows x 1 for the last images), the exact sums dequantized by the row's
+/// scale and code sum (`sums`).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_i8(
+    kern: Kernel,
+    x: &[f32],
+    batch: usize,
+    (w, scales, sums): (&[i8], &[f32], &[i32]),
+    b: &[f32],
+    (m, k): (usize, usize),
+    relu: bool,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    use crate::gemm::kernel::i8::{dots, quantize_row, GEMV_IMAGES as V, GEMV_ROWS as R};
+    let ldx = k.div_ceil(4) * 4;
+    let (codes, params) = scratch[..i8_scratch_len(k, batch)].split_at_mut(batch * ldx / 4);
+    let codes: &mut [u8] = bytemuck::cast_slice_mut(codes);
+    for (n, (row, p)) in codes.chunks_exact_mut(ldx).zip(params.chunks_exact_mut(3)).enumerate() {
+        let xs = &x[n * k..(n + 1) * k];
+        let act = ActParams::of(xs).unwrap_or(ActParams::POISONED);
+        quantize_row(kern, xs, &act, row);
+        p.copy_from_slice(&[act.scale, act.inv, act.zero as f32]);
+    }
+    let (codes, params) = (&*codes, &*params);
+    let act = |n: usize| (params[3 * n], params[3 * n + 2] as i32);
+    let out = MatMut::new(&mut y[..batch * m], batch, m, m);
+    par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
+        let rows = dst.cols();
+        let mut put = |n: usize, r: usize, acc: i32| {
+            let (sx, zero) = act(n);
+            let g = r0 + r;
+            dst.row_mut(n)[r] = crate::quant::dequantize(acc, zero * sums[g], scales[g] * sx, b[g], relu);
+        };
+        let mut r = 0;
+        while r < rows {
+            let wr = &w[(r0 + r) * k..];
+            let mut n = 0;
+            if rows - r >= R {
+                while batch - n >= V {
+                    let s = dots::<R, V>(kern, wr, k, &codes[n * ldx..], ldx);
+                    (0..V).for_each(|v| (0..R).for_each(|i| put(n + v, r + i, s[v][i])));
+                    n += V;
+                }
+                for n in n..batch {
+                    let s = dots::<R, 1>(kern, wr, k, &codes[n * ldx..], ldx);
+                    (0..R).for_each(|i| put(n, r + i, s[0][i]));
+                }
+                r += R;
+            } else {
+                for n in 0..batch {
+                    put(n, r, dots::<1, 1>(kern, wr, k, &codes[n * ldx..], ldx)[0][0]);
+                }
+                r += 1;
             }
         }
     });

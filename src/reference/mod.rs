@@ -8,9 +8,10 @@
 //! own tests and, behind the `internals` feature, for the integration tests, benches and
 //! fuzz targets.
 
+pub mod int8;
 mod network;
 
-pub use network::network;
+pub use network::{network, network_int8};
 
 use crate::plan::{AdaptiveAvgPool, AvgPool, Lrn, MaxPool, Pads};
 

@@ -10,6 +10,28 @@ use crate::weights::WeightFile;
 /// f32 exactly, f32 arithmetic): the plan's raw output (`[batch, classes]`)
 /// for `input` (`[batch, C, H, W]`). Slow; for tests and fuzzing.
 pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
+    network_at(file, input, false)
+}
+
+/// [`network`] with the convolutions and linear layers at int8 ([`super::int8`]): the
+/// file's codes and scales if it stores int8 weights, else its weights quantized by the
+/// reference's rule. Layers with K above 65536 stay f32, as the runtime's do.
+pub fn network_int8(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
+    network_at(file, input, true)
+}
+
+/// A layer's int8 weight, or `None` when it runs at f32.
+fn int8_weight(file: &WeightFile, name: &str, rows: usize, k: usize, int8: bool) -> Result<Option<(Vec<i8>, Vec<f32>)>> {
+    if !int8 || k > 1 << 16 {
+        return Ok(None);
+    }
+    Ok(Some(match file.tensor_i8(name) {
+        Ok((q, s)) => (q.to_vec(), s.to_vec()),
+        Err(_) => super::int8::quantize_weights(&file.tensor_f32(name)?, rows, k),
+    }))
+}
+
+fn network_at(file: &WeightFile, input: &[f32], int8: bool) -> Result<Vec<f32>> {
     let plan = file.plan();
     let shapes = plan.shapes()?;
     let per = shapes[0].len();
@@ -24,11 +46,18 @@ pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
             |act: &[f32], f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> { act.chunks(inp.len()).flat_map(f).collect() };
         act = match (layer, inp, out) {
             (Layer::Conv(c), Shape::Spatial { c: ci, h, w }, Shape::Spatial { c: o, h: oh, w: ow }) => {
-                let wt = file.tensor_f32(&format!("{}.weight", c.name))?;
+                let name = format!("{}.weight", c.name);
+                let wt = file.tensor_f32(&name)?;
                 let b = file.tensor(&format!("{}.bias", c.name))?;
                 let k = [c.kernel[0] as usize, c.kernel[1] as usize];
                 let s = [c.stride[0] as usize, c.stride[1] as usize];
-                images(&act, &|x| conv2d(x, [ci, h, w], &wt, b, o, k, s, c.pads, c.groups as usize, [oh, ow], c.relu))
+                let g = c.groups as usize;
+                match int8_weight(file, &name, o, ci / g * k[0] * k[1], int8)? {
+                    Some((q, sc)) => images(&act, &|x| {
+                        super::int8::conv2d(x, [ci, h, w], &q, &sc, b, o, k, s, c.pads, g, [oh, ow], c.relu)
+                    }),
+                    None => images(&act, &|x| conv2d(x, [ci, h, w], &wt, b, o, k, s, c.pads, g, [oh, ow], c.relu)),
+                }
             }
             (Layer::MaxPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
                 images(&act, &|x| maxpool(x, [c, h, w], p, [oh, ow]))
@@ -43,9 +72,12 @@ pub fn network(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
             (Layer::Relu, ..) => act.iter().map(|&v| relu(v)).collect(),
             (Layer::Flatten, ..) => act,
             (Layer::Linear(l), Shape::Flat(k), Shape::Flat(m)) => {
-                let wt = file.tensor_f32(&format!("{}.weight", l.name))?;
+                let name = format!("{}.weight", l.name);
                 let b = file.tensor(&format!("{}.bias", l.name))?;
-                linear(&act, batch, &wt, b, m, k, l.relu)
+                match int8_weight(file, &name, m, k, int8)? {
+                    Some((q, sc)) => super::int8::linear(&act, batch, &q, &sc, b, m, k, l.relu),
+                    None => linear(&act, batch, &file.tensor_f32(&name)?, b, m, k, l.relu),
+                }
             }
             (Layer::Softmax, Shape::Flat(n), _) => softmax(&act, n),
             (layer, ..) => {

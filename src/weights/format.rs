@@ -57,6 +57,10 @@ pub enum Dtype {
     /// bfloat16: the high half of a binary32, little-endian `u16` (code 1). Weights
     /// only; rounded from f32 to nearest, ties to even (see [`bf16_from_f32`]).
     Bf16,
+    /// Signed 8-bit integers (code 2). Weights only, quantized symmetrically per output
+    /// channel ([`crate::quant`]); each such tensor `<layer>.weight` comes with an f32
+    /// tensor `<layer>.weight_scale` holding one positive scale per output channel.
+    I8,
 }
 
 impl Dtype {
@@ -65,6 +69,7 @@ impl Dtype {
         match self {
             Dtype::F32 => 0,
             Dtype::Bf16 => 1,
+            Dtype::I8 => 2,
         }
     }
 
@@ -73,6 +78,7 @@ impl Dtype {
         match self {
             Dtype::F32 => 4,
             Dtype::Bf16 => 2,
+            Dtype::I8 => 1,
         }
     }
 
@@ -81,6 +87,7 @@ impl Dtype {
         match self {
             Dtype::F32 => "f32",
             Dtype::Bf16 => "bf16",
+            Dtype::I8 => "i8",
         }
     }
 
@@ -88,6 +95,7 @@ impl Dtype {
         match code {
             0 => Ok(Dtype::F32),
             1 => Ok(Dtype::Bf16),
+            2 => Ok(Dtype::I8),
             _ => Err(Error::UnsupportedDtype { tensor: tensor.into(), code }),
         }
     }
@@ -599,20 +607,60 @@ pub struct OwnedTensor {
     pub data: Vec<f32>,
 }
 
+/// The name of the per-output-channel scale tensor of the int8 weight `weight`.
+pub fn scale_name(weight: &str) -> String {
+    format!("{weight}_scale")
+}
+
+/// The tensors a file of `plan` holds when its weights are `weights`, in file order: the
+/// plan's ([`Plan::tensor_specs`]) and, for int8 weights, each weight's scales after it
+/// (f32, one per output channel, so `weight: false`).
+pub fn file_specs(plan: &Plan, weights: Dtype) -> Result<Vec<crate::plan::TensorSpec>> {
+    let mut specs = Vec::new();
+    for spec in plan.tensor_specs()? {
+        let scales = (spec.weight && weights == Dtype::I8).then(|| crate::plan::TensorSpec {
+            name: scale_name(&spec.name),
+            shape: vec![spec.shape[0]],
+            weight: false,
+        });
+        specs.push(spec);
+        specs.extend(scales);
+    }
+    Ok(specs)
+}
+
+/// What one laid-out entry's bytes are made from.
+pub(super) enum Payload<'t> {
+    /// Values stored at the entry's dtype (f32, or rounded to bf16).
+    Values(&'t [f32]),
+    /// A `[rows, k]` weight quantized to int8 per row with these scales.
+    Quantized { data: &'t [f32], k: usize, scales: Vec<f32> },
+    /// Values computed by the writer (int8 scales), stored as f32.
+    Owned(Vec<f32>),
+}
+
 /// Check `tensors` against `plan` and lay them out: table entries in plan order (the
-/// order the runtime reads them), each paired with its tensor. Weights (conv and linear
-/// `.weight` tensors) are stored as `weights`; biases always as f32.
+/// order the runtime reads them), each with what its bytes are made from. Weights (conv
+/// and linear `.weight` tensors) are stored as `weights`; biases always as f32; int8
+/// weights get their scales ([`file_specs`]).
 pub(super) fn layout<'t>(
     plan: &Plan,
     tensors: &'t [OwnedTensor],
     weights: Dtype,
-) -> Result<Vec<(TensorEntry, &'t OwnedTensor)>> {
+) -> Result<Vec<(TensorEntry, Payload<'t>)>> {
     let specs = plan.tensor_specs()?;
     if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
         return Err(Error::UnusedTensor(extra.name.clone()));
     }
-    let mut out = Vec::with_capacity(specs.len());
+    let mut out = Vec::with_capacity(specs.len() * 2);
     let mut offset = 0u64;
+    let mut push = |name: String, dtype: Dtype, shape: Vec<u64>, payload: Payload<'t>| -> Result<()> {
+        let elems = shape.iter().product::<u64>();
+        let entry = TensorEntry { name, dtype, layout: Layout::RowMajor, shape, offset, len: elems * dtype.size() };
+        offset = align_up(offset + entry.len)?;
+        out.push((entry, payload));
+        Ok(())
+    };
     for spec in specs {
         let t = tensors.iter().find(|t| t.name == spec.name).ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
         if t.shape != spec.shape {
@@ -626,17 +674,22 @@ pub(super) fn layout<'t>(
                 found: t.data.len() as u64 * 4,
             });
         }
-        let dtype = if spec.weight { weights } else { Dtype::F32 };
-        let entry = TensorEntry {
-            name: spec.name,
-            dtype,
-            layout: Layout::RowMajor,
-            shape: spec.shape,
-            offset,
-            len: elems * dtype.size(),
-        };
-        offset = align_up(offset + entry.len)?;
-        out.push((entry, t));
+        if spec.weight && weights == Dtype::I8 {
+            if t.data.iter().any(|v| !v.is_finite()) {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor {}: a weight that is not finite cannot be quantized to int8",
+                    t.name
+                )));
+            }
+            let k = (elems / spec.shape[0].max(1)) as usize;
+            let scales = crate::quant::weight_scales(&t.data, k);
+            let (scale, rows) = (scale_name(&spec.name), vec![spec.shape[0]]);
+            push(spec.name, Dtype::I8, spec.shape, Payload::Quantized { data: &t.data, k, scales: scales.clone() })?;
+            push(scale, Dtype::F32, rows, Payload::Owned(scales))?;
+        } else {
+            let dtype = if spec.weight { weights } else { Dtype::F32 };
+            push(spec.name, dtype, spec.shape, Payload::Values(&t.data))?;
+        }
     }
     Ok(out)
 }
@@ -672,16 +725,33 @@ pub(super) fn write_to(
     let stream = |sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| -> std::io::Result<()> {
         let mut chunk = Vec::with_capacity(1 << 16);
         let mut pos = 0u64;
-        for (entry, t) in &laid {
+        for (entry, payload) in &laid {
+            chunk.clear();
             chunk.resize((entry.offset - pos) as usize, 0);
             sink(&chunk)?;
-            for vals in t.data.chunks(1 << 14) {
-                chunk.clear();
-                match entry.dtype {
-                    Dtype::Bf16 => chunk.extend(vals.iter().flat_map(|&v| bf16_from_f32(v).to_le_bytes())),
-                    _ => chunk.extend(vals.iter().flat_map(|v| v.to_le_bytes())),
+            match payload {
+                Payload::Quantized { data, k, scales } => {
+                    for (row, &s) in data.chunks((*k).max(1)).zip(scales) {
+                        chunk.clear();
+                        chunk.extend(row.iter().map(|&v| crate::quant::quantize_weight(v, s) as u8));
+                        sink(&chunk)?;
+                    }
                 }
-                sink(&chunk)?;
+                Payload::Values(_) | Payload::Owned(_) => {
+                    let data: &[f32] = match payload {
+                        Payload::Owned(v) => v,
+                        Payload::Values(v) => v,
+                        Payload::Quantized { .. } => &[],
+                    };
+                    for vals in data.chunks(1 << 14) {
+                        chunk.clear();
+                        match entry.dtype {
+                            Dtype::Bf16 => chunk.extend(vals.iter().flat_map(|&v| bf16_from_f32(v).to_le_bytes())),
+                            _ => chunk.extend(vals.iter().flat_map(|v| v.to_le_bytes())),
+                        }
+                        sink(&chunk)?;
+                    }
+                }
             }
             pos = entry.offset + entry.len;
         }
@@ -709,8 +779,8 @@ pub fn to_bytes(plan: &Plan, tensors: &[OwnedTensor]) -> Result<Vec<u8>> {
     to_bytes_as(plan, tensors, Dtype::F32)
 }
 
-/// [`to_bytes`] with the weights stored as `weights` ([`Dtype::F32`] or
-/// [`Dtype::Bf16`]; biases stay f32).
+/// [`to_bytes`] with the weights stored as `weights` ([`Dtype::F32`], [`Dtype::Bf16`], or
+/// [`Dtype::I8`] with per-channel scales; biases stay f32).
 pub fn to_bytes_as(plan: &Plan, tensors: &[OwnedTensor], weights: Dtype) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     write_to(plan, tensors, weights, &mut bytes)?;

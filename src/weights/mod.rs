@@ -81,6 +81,19 @@ impl WeightFile {
             match t.dtype {
                 Dtype::F32 => file.view::<f32>(t).map(|_| ())?,
                 Dtype::Bf16 => file.view::<u16>(t).map(|_| ())?,
+                Dtype::I8 => file.view::<i8>(t).map(|_| ())?,
+            }
+        }
+        // An int8 weight's scales must be usable: finite and positive.
+        if file.weight_dtype() == Dtype::I8 {
+            for spec in file.plan.tensor_specs()?.iter().filter(|s| s.weight) {
+                let name = format::scale_name(&spec.name);
+                if let Some(bad) = file.tensor(&name)?.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    return Err(Error::InvalidTensorValue {
+                        tensor: name,
+                        reason: format!("scale {bad} is not a positive finite number"),
+                    });
+                }
             }
         }
         Ok(file)
@@ -149,13 +162,30 @@ impl WeightFile {
         self.storage.bytes().get(range).ok_or(Error::Overflow("tensor range"))
     }
 
-    /// A tensor's values as f32 whatever its dtype: a copy (bf16 widens exactly).
+    /// A tensor's values as f32 whatever its dtype: a copy (bf16 widens exactly; int8
+    /// weights are dequantized, each code times its row's scale).
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.entry(name)?;
         Ok(match t.dtype {
             Dtype::F32 => self.view::<f32>(t)?.to_vec(),
             Dtype::Bf16 => self.view::<u16>(t)?.iter().map(|&h| format::f32_from_bf16(h)).collect(),
+            Dtype::I8 => {
+                let scales = self.tensor(&format::scale_name(name))?;
+                let q = self.view::<i8>(t)?;
+                let k = q.len() / scales.len().max(1);
+                q.chunks(k.max(1)).zip(scales).flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s)).collect()
+            }
         })
+    }
+
+    /// An int8 weight's codes and per-row scales, in place; [`Error::WrongDtype`] for
+    /// another dtype.
+    pub fn tensor_i8(&self, name: &str) -> Result<(&[i8], &[f32])> {
+        let t = self.entry(name)?;
+        if t.dtype != Dtype::I8 {
+            return Err(Error::WrongDtype { tensor: t.name.clone(), expected: "i8", found: t.dtype.name() });
+        }
+        Ok((self.view(t)?, self.tensor(&format::scale_name(name))?))
     }
 
     /// The dtype of the file's conv and linear weights (one for all, checked at open;
@@ -179,6 +209,13 @@ impl WeightFile {
         self.storage.bytes().get(range).and_then(|b| bytemuck::try_cast_slice(b).ok()).unwrap_or(&[])
     }
 
+    /// View a byte range returned by [`WeightFile::tensor_range`] of an int8 tensor as its
+    /// codes.
+    pub(crate) fn i8s(&self, range: std::ops::Range<usize>) -> &[i8] {
+        // As in `f32s`: validated ranges; the fallback is unreachable.
+        self.storage.bytes().get(range).map(bytemuck::cast_slice).unwrap_or(&[])
+    }
+
     /// View a byte range returned by [`WeightFile::tensor_range`] as f32 values.
     pub(crate) fn f32s(&self, range: std::ops::Range<usize>) -> &[f32] {
         // Ranges come from validated, 64-byte aligned entries of this file; the fallback
@@ -189,7 +226,7 @@ impl WeightFile {
 
 /// Check the tensor table against the plan and the data section.
 fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()> {
-    let specs = plan.tensor_specs()?;
+    let plain = plan.tensor_specs()?;
     let mut by_name: HashMap<&str, &TensorEntry> = HashMap::with_capacity(tensors.len());
     for t in tensors {
         if by_name.insert(&t.name, t).is_some() {
@@ -212,7 +249,11 @@ fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()
             return Err(Error::TensorOutOfBounds { tensor: t.name.clone(), offset: t.offset, len: t.len, data_len });
         }
     }
-    let mut weight_dtype = None;
+    // The weights share one dtype, the file's precision (the first weight's); int8
+    // weights bring their scales.
+    let first = plain.iter().find(|s| s.weight).and_then(|s| by_name.get(s.name.as_str()));
+    let weights = first.map_or(Dtype::F32, |t| t.dtype);
+    let specs = format::file_specs(plan, weights)?;
     for spec in &specs {
         let t = by_name.get(spec.name.as_str()).ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
         if t.shape != spec.shape {
@@ -222,8 +263,7 @@ fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()
                 found: t.shape.clone(),
             });
         }
-        // Biases are f32; the weights share one dtype, the file's precision.
-        let expected = if spec.weight { *weight_dtype.get_or_insert(t.dtype) } else { Dtype::F32 };
+        let expected = if spec.weight { weights } else { Dtype::F32 };
         if t.dtype != expected {
             return Err(Error::WrongDtype { tensor: t.name.clone(), expected: expected.name(), found: t.dtype.name() });
         }

@@ -22,6 +22,7 @@
 
 mod edge;
 mod gemv;
+pub mod i8;
 mod tile;
 
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,212 @@
+//! The int8 GEMM: `C = dequant(A B)` with A's int8 codes in quad panels
+//! ([`PackedI8`]), B quantized to `u8` by one image's [`ActParams`] as it is packed, sums
+//! exact in i32 (`kernel::i8`), and the store dequantizing by [`crate::quant`]'s rule.
+//! The model's int8 convolutions run here.
+//!
+//! K is never sliced (an i32 sum must not pass through f32 halfway): B is packed in
+//! blocks of whole-K panels sized for L2, and A rows in blocks that stay in L2 with
+//! them. Threads split M or N by the f32 driver's `best_cut`, never K; the sums are
+//! integers, so results are bitwise identical for any thread count and any ISA.
+
+use super::kernel::i8::{self as k8, Dequant, Kernel, MR, NR};
+use super::{best_cut, BlockSizes, Cut, PackB};
+use crate::base::mat::MatMut;
+use crate::base::scratch::{self, Scratch};
+use crate::quant::ActParams;
+
+/// Bytes of packed B per block (its panels over the whole K), for L2.
+const B_BLOCK_BYTES: usize = 384 << 10;
+/// Bytes of A per row block, for L2 beside B's block.
+const A_BLOCK_BYTES: usize = 256 << 10;
+/// k rows of B packed as f32 at a time before quantizing (a 32 KiB chunk, in L1).
+const PACK_ROWS: usize = 256;
+/// Packing a panel (f32 pack, then quantizing) costs about this many tiles.
+const PACK_COST_IN_TILES: f64 = 1.5;
+
+thread_local! {
+    /// Each thread's f32 pack of a chunk of one B panel.
+    static PACK_F32: Scratch = const { Scratch::new() };
+    /// Each thread's block of B as `u8` quads (`u32`s in an f32 buffer).
+    static PACK_QUADS: Scratch = const { Scratch::new() };
+}
+
+/// Conv weights as int8 codes for the int8 GEMM: `m x k`, in [`MR`]-row panels of `k / 4`
+/// (rounded up) quads, zero past `m` and `k`; with each row's scale and code sum.
+#[derive(Clone, Debug)]
+pub struct PackedI8 {
+    m: usize,
+    k: usize,
+    panels: Vec<u32>,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl PackedI8 {
+    /// Pack row-major `m x k` codes with their per-row `scales`.
+    ///
+    /// # Panics
+    /// If `codes` or `scales` is too short (caller bugs).
+    pub fn pack(codes: &[i8], scales: &[f32], m: usize, k: usize) -> PackedI8 {
+        assert!(codes.len() >= m * k && scales.len() >= m, "int8 weights too short");
+        let kq = k.div_ceil(4);
+        let mut panels = vec![0u32; m.div_ceil(MR) * kq * MR];
+        for r in 0..m {
+            let (panel, i) = (r / MR, r % MR);
+            for (p, quad) in codes[r * k..(r + 1) * k].chunks(4).enumerate() {
+                let mut bytes = [0u8; 4];
+                for (b, &c) in bytes.iter_mut().zip(quad) {
+                    *b = c as u8;
+                }
+                panels[(panel * kq + p) * MR + i] = u32::from_le_bytes(bytes);
+            }
+        }
+        let sums = crate::quant::row_sums(&codes[..m * k], k);
+        PackedI8 { m, k, panels, scales: scales[..m].to_vec(), sums }
+    }
+
+    /// Rows.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Depth.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * 4 + self.m * 8
+    }
+
+    fn panel(&self, p: usize) -> &[u32] {
+        let len = self.k.div_ceil(4) * MR;
+        &self.panels[p * len..(p + 1) * len]
+    }
+}
+
+/// What the store applies: the image's activation parameters, bias, ReLU.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// How B was quantized.
+    pub act: ActParams,
+    /// One value per row of C.
+    pub bias: &'a [f32],
+    /// ReLU after the bias.
+    pub relu: bool,
+}
+
+/// `C (m x n, leading dimension ldc) = dequant(A B)` with B from `b` (`k x n`) on `tasks`
+/// threads of the current pool.
+///
+/// # Panics
+/// If `c` or the bias is too short (caller bugs).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<B: PackB>(
+    kern: Kernel,
+    a: &PackedI8,
+    b: &B,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: Epilogue<'_>,
+    tasks: usize,
+) {
+    assert!(ep.bias.len() >= a.m, "int8 bias too short");
+    let view = MatMut::new(c, a.m, n, ldc);
+    parallel(kern, a, b, view, (0, 0), ep, tasks.max(1));
+}
+
+const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: MR, kc: 1, nc: NR };
+
+fn parallel<B: PackB>(
+    kern: Kernel,
+    a: &PackedI8,
+    b: &B,
+    c: MatMut<'_>,
+    (i0, j0): (usize, usize),
+    ep: Epilogue<'_>,
+    tasks: usize,
+) {
+    let left = tasks / 2;
+    let cut = if tasks > 1 { best_cut(BLOCKS, NR / 2, PACK_COST_IN_TILES, c.rows(), c.cols(), left, tasks - left) } else { None };
+    match cut {
+        None => serial(kern, a, b, c, (i0, j0), ep),
+        Some(Cut::Cols(cut)) => {
+            let (l, r) = c.split_cols(cut);
+            rayon::join(
+                || parallel(kern, a, b, l, (i0, j0), ep, left),
+                || parallel(kern, a, b, r, (i0, j0 + cut), ep, tasks - left),
+            );
+        }
+        Some(Cut::Rows(cut)) => {
+            let (t, btm) = c.split_rows(cut);
+            rayon::join(
+                || parallel(kern, a, b, t, (i0, j0), ep, left),
+                || parallel(kern, a, b, btm, (i0 + cut, j0), ep, tasks - left),
+            );
+        }
+    }
+}
+
+/// One thread's block of C: rows `i0..`, columns `j0..` of the whole.
+fn serial<B: PackB>(
+    kern: Kernel,
+    a: &PackedI8,
+    b: &B,
+    mut c: MatMut<'_>,
+    (i0, j0): (usize, usize),
+    ep: Epilogue<'_>,
+) {
+    let (m, n, k) = (c.rows(), c.cols(), a.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let kq = k.div_ceil(4);
+    let panel_len = kq * NR;
+    // Panels per B block and A rows per block, whole panels, at least one.
+    let nc = (B_BLOCK_BYTES / (4 * panel_len).max(1)).max(1) * NR;
+    let mc = (A_BLOCK_BYTES / (4 * kq * MR).max(1)).max(1) * MR;
+    let cols = nc.min(n.next_multiple_of(NR));
+    let chunk = PACK_ROWS.min(k.max(1));
+    scratch::with(&PACK_F32, NR * chunk, |f32s| {
+        scratch::with(&PACK_QUADS, cols / NR * panel_len, |buf| {
+            let quads: &mut [u32] = bytemuck::cast_slice_mut(buf);
+            let mut zero_term = [0i32; MR];
+            let mut scale = [0.0f32; MR];
+            let mut bias = [0.0f32; MR];
+            for jc in (0..n).step_by(nc) {
+                let ncur = nc.min(n - jc);
+                let panels = ncur.div_ceil(NR);
+                for q in 0..panels {
+                    let (c0, c1) = (j0 + jc + q * NR, j0 + jc + (q * NR + NR).min(ncur));
+                    let dst = &mut quads[q * panel_len..(q + 1) * panel_len];
+                    for k0 in (0..k).step_by(chunk) {
+                        let rows = chunk.min(k - k0);
+                        b.pack(k0, k0 + rows, c0, c1, NR, f32s);
+                        k8::quads(kern, f32s, rows, &ep.act, &mut dst[k0 / 4 * NR..]);
+                    }
+                }
+                for ic in (0..m).step_by(mc) {
+                    let mcur = mc.min(m - ic);
+                    for q in 0..panels {
+                        let (jr, w) = (q * NR, NR.min(ncur - q * NR));
+                        let bp = &quads[q * panel_len..(q + 1) * panel_len];
+                        for ir in (ic..ic + mcur).step_by(MR) {
+                            let h = MR.min(m - ir);
+                            let rows = i0 + ir..i0 + ir + h;
+                            for (t, r) in rows.clone().enumerate() {
+                                zero_term[t] = ep.act.zero * a.sums[r];
+                                scale[t] = a.scales[r] * ep.act.scale;
+                            }
+                            bias[..h].copy_from_slice(&ep.bias[rows]);
+                            let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: ep.relu };
+                            let ap = a.panel((i0 + ir) / MR);
+                            k8::run_tile(kern, kq, ap, bp, &mut c, (ir, jc + jr), (h, w), &dq);
+                        }
+                    }
+                }
+            }
+        })
+    });
+}

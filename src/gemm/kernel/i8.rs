@@ -1,0 +1,422 @@
+//! The int8 micro-kernels: `u8` activations times `i8` weights summed exactly in i32.
+//!
+//! Operands are byte quads: A (weights) packed in [`MR`]-row panels, for each group of
+//! four k steps [`MR`] `u32` (row r's codes at k = 4p .. 4p + 3, low byte first); B
+//! (activations) in [`NR`]-column panels, for each quad [`NR`] `u32` the same way. With
+//! AVX512_VNNI one `vpdpbusd` multiplies 16 columns' quads by a broadcast quad of A and
+//! adds the four products to 16 i32 accumulators: four times the multiply-adds of an
+//! f32 FMA per instruction. Per quad: 2 vector loads of B, 12 broadcasts, 24 dot
+//! products into 24 accumulators. Without VNNI the same layout runs plain integer loops
+//! (compiled for AVX2 where the CPU has it, which the compiler vectorizes).
+//!
+//! The sums are exact integers, so every ISA and every split of M and N gives the same
+//! value; the store dequantizes by the one formula of [`crate::quant`]: conversion,
+//! product, sum, in that order (no fused multiply-add), then ReLU.
+//!
+//! The GEMV for linear layers reads the weights row-major where they lie (the file's
+//! int8 tensor) and the input as `u8` rows, in 64-byte steps with a masked tail.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use crate::base::mat::MatMut;
+use crate::cpu::Cpu;
+use crate::quant::ActParams;
+
+/// Rows of an A panel.
+pub const MR: usize = 12;
+/// Columns of a B panel.
+pub const NR: usize = 32;
+
+/// Proof that this CPU runs AVX-512F/BW and AVX512_VNNI: only [`Vnni::new`], after the
+/// feature check, makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Vnni(());
+
+impl Vnni {
+    /// The token, if the CPU has the instructions.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has = crate::cpu::Isa::Avx512.is_supported()
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni");
+            has.then_some(Vnni(()))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
+/// Which int8 code a model's kernel family runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Kernel {
+    /// `vpdpbusd` on zmm registers.
+    Vnni(Vnni),
+    /// The integer loops compiled for AVX2 (the CPU has it: the model's token says so).
+    Avx2,
+    /// The integer loops for the baseline target (SSE2, NEON, anything).
+    Plain,
+}
+
+impl Kernel {
+    /// The kernel for a model whose f32 kernels are `cpu`'s.
+    pub fn for_cpu(cpu: Cpu) -> Kernel {
+        match cpu {
+            #[cfg(target_arch = "x86_64")]
+            Cpu::Avx512(_) => Vnni::new().map_or(Kernel::Avx2, Kernel::Vnni),
+            #[cfg(target_arch = "x86_64")]
+            Cpu::Avx2(_) => Kernel::Avx2,
+            _ => Kernel::Plain,
+        }
+    }
+
+    /// Every kernel this CPU runs, for tests.
+    pub fn all() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Plain];
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::Isa::Avx2.is_supported() {
+            all.push(Kernel::Avx2);
+        }
+        all.extend(Vnni::new().map(Kernel::Vnni));
+        all
+    }
+
+    /// Short name, for test messages and the bench.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Vnni(_) => "avx512-vnni",
+            Kernel::Avx2 => "avx2",
+            Kernel::Plain => "plain",
+        }
+    }
+}
+
+/// How a tile's sums become outputs: per row of the tile, `f32(acc - zero_term) * scale +
+/// bias`, then ReLU.
+#[derive(Clone, Copy, Debug)]
+pub struct Dequant<'a> {
+    /// `zero point * sum of the row's codes`, per row.
+    pub zero_term: &'a [i32],
+    /// Weight scale times activation scale, per row.
+    pub scale: &'a [f32],
+    /// Bias, per row.
+    pub bias: &'a [f32],
+    /// ReLU after.
+    pub relu: bool,
+}
+
+/// The `h x w` block of `c` at `(i, j)` from `kq` quads of an A panel (`kq * MR` values)
+/// and a B panel (`kq * NR` values).
+///
+/// # Panics
+/// If an operand is too short or the block lies outside `c` (caller bugs).
+#[allow(clippy::too_many_arguments)]
+pub fn run_tile(
+    kern: Kernel,
+    kq: usize,
+    a: &[u32],
+    b: &[u32],
+    c: &mut MatMut<'_>,
+    (i, j): (usize, usize),
+    (h, w): (usize, usize),
+    dq: &Dequant<'_>,
+) {
+    assert!((1..=MR).contains(&h) && (1..=NR).contains(&w), "int8 tile {h}x{w}");
+    assert!(a.len() >= kq * MR && b.len() >= kq * NR, "int8 panels too short");
+    assert!(dq.zero_term.len() >= h && dq.scale.len() >= h && dq.bias.len() >= h, "int8 epilogue too short");
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Vnni(_) => {
+            let out = c.block_ptr(i, j, h, w);
+            // SAFETY: the token proves the features; lengths, the block and the epilogue
+            // were checked above.
+            unsafe {
+                if w <= 16 {
+                    tile_vnni::<1>(kq, a.as_ptr(), b.as_ptr(), out, (h, w), dq)
+                } else {
+                    tile_vnni::<2>(kq, a.as_ptr(), b.as_ptr(), out, (h, w), dq)
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            let mut acc = [[0i32; NR]; MR];
+            // SAFETY: `Kernel::Avx2` is made only for a CPU with AVX2 (`for_cpu` from an
+            // AVX2 or AVX-512 token, `all` after the check).
+            unsafe { sums_avx2(kq, a, b, &mut acc) };
+            store(&acc, c, (i, j), (h, w), dq);
+        }
+        _ => {
+            let mut acc = [[0i32; NR]; MR];
+            sums(kq, a, b, &mut acc);
+            store(&acc, c, (i, j), (h, w), dq);
+        }
+    }
+}
+
+/// The tile's sums in plain integer loops.
+#[inline(always)]
+fn sums(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
+    for p in 0..kq {
+        let bq = &b[p * NR..(p + 1) * NR];
+        for (i, row) in acc.iter_mut().enumerate() {
+            let wa = a[p * MR + i].to_le_bytes().map(|v| v as i8 as i32);
+            for (s, &bv) in row.iter_mut().zip(bq) {
+                let xb = bv.to_le_bytes();
+                *s += wa[0] * xb[0] as i32 + wa[1] * xb[1] as i32 + wa[2] * xb[2] as i32 + wa[3] * xb[3] as i32;
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The CPU runs AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sums_avx2(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
+    sums(kq, a, b, acc)
+}
+
+/// Dequantize the valid `h x w` part of a tile's sums into `c`.
+fn store(acc: &[[i32; NR]; MR], c: &mut MatMut<'_>, (i, j): (usize, usize), (h, w): (usize, usize), dq: &Dequant<'_>) {
+    for (r, sums) in acc.iter().enumerate().take(h) {
+        let row = &mut c.row_mut(i + r)[j..j + w];
+        for (o, &s) in row.iter_mut().zip(sums) {
+            *o = crate::quant::dequantize(s, dq.zero_term[r], dq.scale[r], dq.bias[r], dq.relu);
+        }
+    }
+}
+
+/// The VNNI tile: `kq` quads of an A panel times the first `NV` vectors of a B panel,
+/// dequantized into the `h x w` block at `c`.
+///
+/// # Safety
+/// The CPU runs AVX-512F/BW and AVX512_VNNI; `a` holds `kq * MR` values, `b` `kq * NR`;
+/// `c` is valid for writes of `h <= MR` rows of `w <= NV * 16` values `ldc` apart; the
+/// epilogue slices hold `h` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_vnni<const NV: usize>(
+    kq: usize,
+    a: *const u32,
+    b: *const u32,
+    (c, ldc): (*mut f32, usize),
+    (h, w): (usize, usize),
+    dq: &Dequant<'_>,
+) {
+    // SAFETY: every pointer range is as the contract promises; the features are enabled.
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); NV]; MR];
+        for p in 0..kq {
+            let ap = a.add(p * MR);
+            let mut bv = [_mm512_setzero_si512(); NV];
+            for v in 0..NV {
+                bv[v] = _mm512_loadu_si512(b.add(p * NR + v * 16).cast());
+            }
+            for i in 0..MR {
+                let av = _mm512_set1_epi32(*ap.add(i) as i32);
+                for v in 0..NV {
+                    acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], bv[v], av);
+                }
+            }
+        }
+        for i in 0..h {
+            let row = c.add(i * ldc);
+            let zero = _mm512_set1_epi32(dq.zero_term[i]);
+            let scale = _mm512_set1_ps(dq.scale[i]);
+            let bias = _mm512_set1_ps(dq.bias[i]);
+            for v in 0..NV {
+                let cols = w.saturating_sub(v * 16).min(16);
+                if cols == 0 {
+                    break;
+                }
+                let mask = ((1u32 << cols) - 1) as __mmask16;
+                let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][v], zero));
+                let mut y = _mm512_add_ps(_mm512_mul_ps(y, scale), bias);
+                if dq.relu {
+                    // max(0, y) returns the second operand when either is NaN: NaN is kept.
+                    y = _mm512_max_ps(_mm512_setzero_ps(), y);
+                }
+                _mm512_mask_storeu_ps(row.add(v * 16), mask, y);
+            }
+        }
+    }
+}
+
+/// One packed f32 B panel (`rows` k rows of [`NR`] values, `rows` a multiple of 4 but
+/// for a last chunk) quantized by `q` into quads: `rows / 4` rounded up quads of [`NR`]
+/// values, the missing rows of a last quad zero (A is zero there).
+///
+/// # Panics
+/// If `src` or `out` is too short.
+pub fn quads(kern: Kernel, src: &[f32], rows: usize, q: &ActParams, out: &mut [u32]) {
+    assert!(src.len() >= rows * NR && out.len() >= rows.div_ceil(4) * NR, "int8 pack too short");
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Vnni(_) = kern {
+        // SAFETY: the token proves the features; lengths checked above.
+        return unsafe { quads_avx512(src.as_ptr(), rows, q, out.as_mut_ptr()) };
+    }
+    let _ = kern;
+    for p in 0..rows.div_ceil(4) {
+        for j in 0..NR {
+            let mut bytes = [0u8; 4];
+            for (t, byte) in bytes.iter_mut().enumerate() {
+                if 4 * p + t < rows {
+                    *byte = q.quantize(src[(4 * p + t) * NR + j]);
+                }
+            }
+            out[p * NR + j] = u32::from_le_bytes(bytes);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU runs AVX-512F; `src` holds `rows * NR` values, `out` `rows.div_ceil(4) * NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quads_avx512(src: *const f32, rows: usize, q: &ActParams, out: *mut u32) {
+    // SAFETY: ranges as the contract promises; the features are enabled.
+    unsafe {
+        let inv = _mm512_set1_ps(q.inv);
+        let zero = _mm512_set1_epi32(q.zero);
+        let (lo, hi) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+        for p in 0..rows.div_ceil(4) {
+            for v in 0..NR / 16 {
+                let mut word = _mm512_setzero_si512();
+                for t in 0..4 {
+                    if 4 * p + t >= rows {
+                        break;
+                    }
+                    let x = _mm512_loadu_ps(src.add((4 * p + t) * NR + v * 16));
+                    // Round to nearest even (the default mode), as `round_ties_even`.
+                    let c = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x, inv)), zero);
+                    let c = _mm512_min_epi32(_mm512_max_epi32(c, lo), hi);
+                    word = _mm512_or_si512(word, _mm512_sllv_epi32(c, _mm512_set1_epi32(8 * t as i32)));
+                }
+                _mm512_storeu_si512(out.add(p * NR + v * 16).cast(), word);
+            }
+        }
+    }
+}
+
+/// `x` (one image's `k` values) quantized by `q` into `out` (`k` codes).
+///
+/// # Panics
+/// If `out` is shorter than `x`.
+pub fn quantize_row(kern: Kernel, x: &[f32], q: &ActParams, out: &mut [u8]) {
+    assert!(out.len() >= x.len(), "int8 row too short");
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Vnni(_) = kern {
+        // SAFETY: the token proves the features; lengths checked above.
+        return unsafe { quantize_row_avx512(x, q, out) };
+    }
+    let _ = kern;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = q.quantize(v);
+    }
+}
+
+/// # Safety
+/// The CPU runs AVX-512F; `out` holds `x.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_row_avx512(x: &[f32], q: &ActParams, out: &mut [u8]) {
+    // SAFETY: masked loads and stores stay inside `x` and `out`; features enabled.
+    unsafe {
+        let inv = _mm512_set1_ps(q.inv);
+        let zero = _mm512_set1_epi32(q.zero);
+        for c in 0..x.len().div_ceil(16) {
+            let n = (x.len() - 16 * c).min(16);
+            let mask = ((1u32 << n) - 1) as __mmask16;
+            let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(16 * c));
+            let codes = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero);
+            // Unsigned saturation to 0..=255, then narrowed to bytes.
+            _mm512_mask_cvtusepi32_storeu_epi8(
+                out.as_mut_ptr().add(16 * c).cast(),
+                mask,
+                _mm512_max_epi32(codes, _mm512_setzero_si512()),
+            );
+        }
+    }
+}
+
+/// Rows of W per GEMV pass at one image.
+pub const GEMV_ROWS: usize = 4;
+/// Images per GEMV pass at batch 4 and above.
+pub const GEMV_IMAGES: usize = 4;
+
+/// `sums[v][r] = dot(W[r0 + r], x[v])` for `R` rows of row-major `w` (`k` columns) and
+/// `V` rows of `x` (`k` codes each, `ldx` apart).
+///
+/// # Panics
+/// If `w` or `x` is too short.
+pub fn dots<const R: usize, const V: usize>(kern: Kernel, w: &[i8], k: usize, x: &[u8], ldx: usize) -> [[i32; R]; V] {
+    assert!(w.len() >= R * k && ldx >= k && x.len() >= (V - 1) * ldx + k, "int8 gemv operands too short");
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the features; lengths checked above.
+        Kernel::Vnni(_) => unsafe { dots_vnni::<R, V>(w.as_ptr(), k, x.as_ptr(), ldx) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` exists only on a CPU with AVX2 (see `run_tile`).
+        Kernel::Avx2 => unsafe { dots_avx2::<R, V>(w, k, x, ldx) },
+        _ => dots_plain::<R, V>(w, k, x, ldx),
+    }
+}
+
+#[inline(always)]
+fn dots_plain<const R: usize, const V: usize>(w: &[i8], k: usize, x: &[u8], ldx: usize) -> [[i32; R]; V] {
+    let mut out = [[0i32; R]; V];
+    for (v, o) in out.iter_mut().enumerate() {
+        let xv = &x[v * ldx..v * ldx + k];
+        for (r, s) in o.iter_mut().enumerate() {
+            let wr = &w[r * k..(r + 1) * k];
+            *s = wr.iter().zip(xv).map(|(&a, &b)| a as i32 * b as i32).sum();
+        }
+    }
+    out
+}
+
+/// # Safety
+/// The CPU runs AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dots_avx2<const R: usize, const V: usize>(w: &[i8], k: usize, x: &[u8], ldx: usize) -> [[i32; R]; V] {
+    dots_plain::<R, V>(w, k, x, ldx)
+}
+
+/// # Safety
+/// The CPU runs AVX-512F/BW and AVX512_VNNI; `w` holds `R * k` values, `x` `V` rows of
+/// `k` values `ldx` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn dots_vnni<const R: usize, const V: usize>(w: *const i8, k: usize, x: *const u8, ldx: usize) -> [[i32; R]; V] {
+    // SAFETY: masked loads stay inside each row; features enabled.
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); R]; V];
+        for c in 0..k.div_ceil(64) {
+            let n = (k - 64 * c).min(64);
+            let mask: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+            let mut xv = [_mm512_setzero_si512(); V];
+            for v in 0..V {
+                xv[v] = _mm512_maskz_loadu_epi8(mask, x.add(v * ldx + 64 * c).cast());
+            }
+            for r in 0..R {
+                let wv = _mm512_maskz_loadu_epi8(mask, w.add(r * k + 64 * c).cast());
+                for v in 0..V {
+                    acc[v][r] = _mm512_dpbusd_epi32(acc[v][r], xv[v], wv);
+                }
+            }
+        }
+        let mut out = [[0i32; R]; V];
+        for v in 0..V {
+            for r in 0..R {
+                out[v][r] = _mm512_reduce_add_epi32(acc[v][r]);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,107 @@
+//! int8 quantization: the rules every int8 path shares (`docs/reliability.md`, "int8").
+//!
+//! - **Weights**: symmetric per output channel. Row `r` of a `[rows, k]` weight has the
+//!   scale `s_r = max|w_r| / 127` (1 for an all-zero row) and values
+//!   `q = round_ties_even(w / s_r)` in `-127..=127`; `w ~ q s_r`.
+//! - **Activations**: asymmetric `u8` per image, per layer input: over the image's
+//!   values (and 0, so that zero padding is exact) `lo = min`, `hi = max`,
+//!   `s = (hi - lo) / 255`, `z = round_ties_even(-lo / s)`, and each value becomes
+//!   `clamp(round_ties_even(x / s) + z, 0, 255)`, computed as `x * (1 / s)` (the same
+//!   product in scalar and vector code). Per image, not per batch: an image's result
+//!   never depends on the others in its batch.
+//! - **Products**: `acc = sum_k q_w q_x` in i32, exact (K is capped so that it cannot
+//!   overflow: [`MAX_K`]); every ISA computes the same integer.
+//! - **Dequantisation**: `y = f32(acc - z * sum_k q_w) * (s_r * s) + bias`, then ReLU:
+//!   a conversion, a product and a sum, rounded in that order (no fused multiply-add),
+//!   so results are bitwise identical on every ISA and thread count.
+//! - A non-finite input value (NaN, infinity) cannot be quantized: the image's whole
+//!   output of that layer is NaN, so it stays visible downstream.
+
+/// Largest K an int8 product takes: `MAX_K * 255 * 127` fits in an i32 with room to
+/// subtract the zero-point term. Larger layers run at f32 on dequantized weights.
+pub const MAX_K: usize = 1 << 16;
+
+/// How one image's activations map to `u8`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActParams {
+    /// Step between two codes.
+    pub scale: f32,
+    /// `1 / scale`, the factor values are multiplied by.
+    pub inv: f32,
+    /// The code of 0.0 (`0..=255`).
+    pub zero: i32,
+}
+
+impl ActParams {
+    /// Parameters covering `x` (and 0); `None` if any value is not finite.
+    pub fn of(x: &[f32]) -> Option<ActParams> {
+        let (mut lo, mut hi) = (0.0f32, 0.0f32);
+        let mut finite = true;
+        for &v in x {
+            finite &= v.is_finite();
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        finite.then(|| ActParams::from_range(lo, hi))
+    }
+
+    /// Parameters for values in `lo..=hi` (`lo <= 0 <= hi`, both finite).
+    pub fn from_range(lo: f32, hi: f32) -> ActParams {
+        let scale = (hi - lo) / 255.0;
+        if !(scale > 0.0 && scale.is_finite()) {
+            return ActParams { scale: 1.0, inv: 1.0, zero: 0 };
+        }
+        let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32;
+        ActParams { scale, inv: 1.0 / scale, zero }
+    }
+
+    /// The code of `x`.
+    #[inline]
+    pub fn quantize(&self, x: f32) -> u8 {
+        ((x * self.inv).round_ties_even() as i32 + self.zero).clamp(0, 255) as u8
+    }
+
+    /// Parameters that mark an image whose input was not finite: its outputs become NaN.
+    pub const POISONED: ActParams = ActParams { scale: f32::NAN, inv: 0.0, zero: 0 };
+}
+
+/// Per-row scales of a `[rows, k]` weight (see the module rules).
+pub fn weight_scales(w: &[f32], k: usize) -> Vec<f32> {
+    w.chunks(k.max(1))
+        .map(|row| {
+            let max = row.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+            if max > 0.0 && max.is_finite() {
+                max / 127.0
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// The int8 code of weight `w` at row scale `scale`.
+#[inline]
+pub fn quantize_weight(w: f32, scale: f32) -> i8 {
+    (w / scale).round_ties_even().clamp(-127.0, 127.0) as i8
+}
+
+/// `[rows, k]` weights quantized per row with `scales` ([`weight_scales`]).
+pub fn quantize_weights(w: &[f32], k: usize, scales: &[f32]) -> Vec<i8> {
+    w.chunks(k.max(1)).zip(scales).flat_map(|(row, &s)| row.iter().map(move |&v| quantize_weight(v, s))).collect()
+}
+
+/// Sum of each row's codes: the zero-point correction's factor.
+pub fn row_sums(q: &[i8], k: usize) -> Vec<i32> {
+    q.chunks(k.max(1)).map(|row| row.iter().map(|&v| v as i32).sum()).collect()
+}
+
+/// The dequantisation of one integer sum (see the module rules).
+#[inline]
+pub fn dequantize(acc: i32, zero_term: i32, scale: f32, bias: f32, relu: bool) -> f32 {
+    let y = (acc - zero_term) as f32 * scale + bias;
+    if relu {
+        crate::base::scalar::relu(y)
+    } else {
+        y
+    }
+}
