@@ -35,14 +35,30 @@ pub struct ActParams {
 impl ActParams {
     /// Parameters covering `x` (and 0); `None` if any value is not finite.
     pub fn of(x: &[f32]) -> Option<ActParams> {
-        let (mut lo, mut hi) = (0.0f32, 0.0f32);
-        let mut finite = true;
-        for &v in x {
-            finite &= v.is_finite();
-            lo = lo.min(v);
-            hi = hi.max(v);
+        // Sixteen independent lanes, in a form the compiler turns into vector compares
+        // and selects (min and max are exact, so the lanes' order cannot matter).
+        const L: usize = 16;
+        let (mut lo, mut hi, mut bad) = ([0.0f32; L], [0.0f32; L], [false; L]);
+        let mut chunks = x.chunks_exact(L);
+        for c in &mut chunks {
+            for i in 0..L {
+                let v = c[i];
+                lo[i] = if v < lo[i] { v } else { lo[i] };
+                hi[i] = if v > hi[i] { v } else { hi[i] };
+                bad[i] |= !v.is_finite();
+            }
         }
-        finite.then(|| ActParams::from_range(lo, hi))
+        for (i, &v) in chunks.remainder().iter().enumerate() {
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            bad[i] |= !v.is_finite();
+        }
+        if bad.iter().any(|&b| b) {
+            return None;
+        }
+        let lo = lo.iter().fold(0.0f32, |m, &v| if v < m { v } else { m });
+        let hi = hi.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+        Some(ActParams::from_range(lo, hi))
     }
 
     /// Parameters for values in `lo..=hi` (`lo <= 0 <= hi`, both finite).

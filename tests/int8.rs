@@ -6,7 +6,6 @@
 
 use alexnet::gemm::i8::{self as gi8, PackedI8};
 use alexnet::gemm::kernel::i8::Kernel;
-use alexnet::gemm::RowMajor;
 use alexnet::ops::im2col::ConvGeom;
 use alexnet::plan::{Layer, Pads, Plan, Preprocess};
 use alexnet::quant::ActParams;
@@ -58,12 +57,15 @@ fn int8_gemm_matches_the_reference_bitwise_on_every_kernel() {
                 let b = values(12, k * n, shift);
                 let bias = values(13, m, 0.0);
                 let act = ActParams::of(&b).unwrap();
+                let codes_b = reference::int8::codes(&b, reference::int8::act_params(&b).unwrap());
                 let packed = PackedI8::pack(&codes, &scales, m, k);
                 let ldc = n + 3;
                 let mut c = vec![-7777.0f32; m * ldc];
                 let ep = gi8::Epilogue { act, bias: &bias, relu };
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-                pool.install(|| gi8::gemm(kern, &packed, &RowMajor { data: &b, ld: n }, n, &mut c, ldc, ep, 3));
+                pool.install(|| {
+                    gi8::gemm(kern, &packed, &gi8::RowMajorU8 { data: &codes_b, ld: n }, n, &mut c, ldc, ep, 3)
+                });
                 let want = reference_gemm(&codes, &scales, &bias, &b, (m, n, k), relu);
                 for i in 0..m {
                     assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == -7777.0), "wrote outside");

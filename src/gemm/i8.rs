@@ -1,7 +1,7 @@
 //! The int8 GEMM: `C = dequant(A B)` with A's int8 codes in quad panels
-//! ([`PackedI8`]), B quantized to `u8` by one image's [`ActParams`] as it is packed, sums
-//! exact in i32 (`kernel::i8`), and the store dequantizing by [`crate::quant`]'s rule.
-//! The model's int8 convolutions run here.
+//! ([`PackedI8`]), B's `u8` codes (one image's, quantized by its [`ActParams`]) packed
+//! into quads by a [`PackQuads`] source, sums exact in i32 (`kernel::i8`), and the store
+//! dequantizing by [`crate::quant`]'s rule. The model's int8 convolutions run here.
 //!
 //! K is never sliced (an i32 sum must not pass through f32 halfway): B is packed in
 //! blocks of whole-K panels sized for L2, and A rows in blocks that stay in L2 with
@@ -9,7 +9,7 @@
 //! integers, so results are bitwise identical for any thread count and any ISA.
 
 use super::kernel::i8::{self as k8, Dequant, Kernel, MR, NR};
-use super::{best_cut, BlockSizes, Cut, PackB};
+use super::{best_cut, BlockSizes, Cut};
 use crate::base::mat::MatMut;
 use crate::base::scratch::{self, Scratch};
 use crate::quant::ActParams;
@@ -18,16 +18,50 @@ use crate::quant::ActParams;
 const B_BLOCK_BYTES: usize = 384 << 10;
 /// Bytes of A per row block, for L2 beside B's block.
 const A_BLOCK_BYTES: usize = 256 << 10;
-/// k rows of B packed as f32 at a time before quantizing (a 32 KiB chunk, in L1).
-const PACK_ROWS: usize = 256;
-/// Packing a panel (f32 pack, then quantizing) costs about this many tiles.
-const PACK_COST_IN_TILES: f64 = 1.5;
+/// Packing a panel of byte quads costs about this many tiles.
+const PACK_COST_IN_TILES: f64 = 1.0;
 
 thread_local! {
-    /// Each thread's f32 pack of a chunk of one B panel.
-    static PACK_F32: Scratch = const { Scratch::new() };
     /// Each thread's block of B as `u8` quads (`u32`s in an f32 buffer).
     static PACK_QUADS: Scratch = const { Scratch::new() };
+}
+
+/// A `k x n` matrix of `u8` codes that packs itself into [`NR`]-column panels of byte
+/// quads.
+pub trait PackQuads: Sync {
+    /// Write columns `j0..j1` over the whole K as panels into `out`: panel `q` (columns
+    /// `j0 + q*NR ..`) at `out[q * kq * NR ..]` with `kq = k.div_ceil(4)`, quad `p` of it
+    /// `NR` values, value `c` holding rows `4p .. 4p + 3` of column `c` (low byte first);
+    /// rows past `k` and columns past `j1` are zero.
+    fn pack(&self, k: usize, j0: usize, j1: usize, out: &mut [u32]);
+}
+
+/// A row-major `k x n` matrix of codes with leading dimension `ld`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowMajorU8<'a> {
+    /// The codes.
+    pub data: &'a [u8],
+    /// Leading dimension.
+    pub ld: usize,
+}
+
+impl PackQuads for RowMajorU8<'_> {
+    fn pack(&self, k: usize, j0: usize, j1: usize, out: &mut [u32]) {
+        let kq = k.div_ceil(4);
+        for (q, j) in (j0..j1).step_by(NR).enumerate() {
+            for p in 0..kq {
+                for c in 0..NR {
+                    let mut bytes = [0u8; 4];
+                    for (t, b) in bytes.iter_mut().enumerate() {
+                        if 4 * p + t < k && j + c < j1 {
+                            *b = self.data[(4 * p + t) * self.ld + j + c];
+                        }
+                    }
+                    out[(q * kq + p) * NR + c] = u32::from_le_bytes(bytes);
+                }
+            }
+        }
+    }
 }
 
 /// Conv weights as int8 codes for the int8 GEMM: `m x k`, in [`MR`]-row panels of `k / 4`
@@ -88,7 +122,7 @@ impl PackedI8 {
 /// What the store applies: the image's activation parameters, bias, ReLU.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
-    /// How B was quantized.
+    /// How B was quantized (scale and zero point).
     pub act: ActParams,
     /// One value per row of C.
     pub bias: &'a [f32],
@@ -102,7 +136,7 @@ pub struct Epilogue<'a> {
 /// # Panics
 /// If `c` or the bias is too short (caller bugs).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm<B: PackB>(
+pub fn gemm<B: PackQuads>(
     kern: Kernel,
     a: &PackedI8,
     b: &B,
@@ -119,7 +153,7 @@ pub fn gemm<B: PackB>(
 
 const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: MR, kc: 1, nc: NR };
 
-fn parallel<B: PackB>(
+fn parallel<B: PackQuads>(
     kern: Kernel,
     a: &PackedI8,
     b: &B,
@@ -150,7 +184,7 @@ fn parallel<B: PackB>(
 }
 
 /// One thread's block of C: rows `i0..`, columns `j0..` of the whole.
-fn serial<B: PackB>(
+fn serial<B: PackQuads>(
     kern: Kernel,
     a: &PackedI8,
     b: &B,
@@ -168,25 +202,15 @@ fn serial<B: PackB>(
     let nc = (B_BLOCK_BYTES / (4 * panel_len).max(1)).max(1) * NR;
     let mc = (A_BLOCK_BYTES / (4 * kq * MR).max(1)).max(1) * MR;
     let cols = nc.min(n.next_multiple_of(NR));
-    let chunk = PACK_ROWS.min(k.max(1));
-    scratch::with(&PACK_F32, NR * chunk, |f32s| {
-        scratch::with(&PACK_QUADS, cols / NR * panel_len, |buf| {
-            let quads: &mut [u32] = bytemuck::cast_slice_mut(buf);
-            let mut zero_term = [0i32; MR];
-            let mut scale = [0.0f32; MR];
-            let mut bias = [0.0f32; MR];
-            for jc in (0..n).step_by(nc) {
-                let ncur = nc.min(n - jc);
-                let panels = ncur.div_ceil(NR);
-                for q in 0..panels {
-                    let (c0, c1) = (j0 + jc + q * NR, j0 + jc + (q * NR + NR).min(ncur));
-                    let dst = &mut quads[q * panel_len..(q + 1) * panel_len];
-                    for k0 in (0..k).step_by(chunk) {
-                        let rows = chunk.min(k - k0);
-                        b.pack(k0, k0 + rows, c0, c1, NR, f32s);
-                        k8::quads(kern, f32s, rows, &ep.act, &mut dst[k0 / 4 * NR..]);
-                    }
-                }
+    scratch::with(&PACK_QUADS, cols / NR * panel_len, |buf| {
+        let quads: &mut [u32] = bytemuck::cast_slice_mut(buf);
+        let mut zero_term = [0i32; MR];
+        let mut scale = [0.0f32; MR];
+        let mut bias = [0.0f32; MR];
+        for jc in (0..n).step_by(nc) {
+            let ncur = nc.min(n - jc);
+            let panels = ncur.div_ceil(NR);
+            b.pack(k, j0 + jc, j0 + jc + ncur, &mut quads[..panels * panel_len]);
                 for ic in (0..m).step_by(mc) {
                     let mcur = mc.min(m - ic);
                     for q in 0..panels {
@@ -207,6 +231,5 @@ fn serial<B: PackB>(
                     }
                 }
             }
-        })
     });
 }

@@ -8,12 +8,12 @@
 //! the kernel runs full tiles; C then lands in scratch and its rows are copied to each
 //! image's CHW output (a copy of one activation, small next to the GEMM).
 
-use super::im2col::{prepare, ConvGeom, Im2col};
+use super::im2col::{prepare, prepare_as, ConvGeom, Im2col, Im2colU8};
 use super::winograd;
 use crate::base::split::halve;
 use crate::cpu::Cpu;
 use crate::gemm::i8::{self, PackedI8};
-use crate::gemm::kernel::i8::Kernel;
+use crate::gemm::kernel::i8::{quantize_row, Kernel};
 use crate::gemm::{sgemm_tasks, Bias, Epilogue, PackedA};
 use crate::quant::ActParams;
 
@@ -120,15 +120,17 @@ pub fn conv2d(
     }
 }
 
-/// Values per image of the prepared input [`conv2d_i8`] packs from.
+/// Values (f32 slots) per image of the scratch [`conv2d_i8`] works in: the image's
+/// codes, then the same prepared (padded, phased) as the packer reads them.
 pub fn phased_len_i8(g: &ConvGeom, in_channels: usize) -> usize {
-    in_channels * g.plane()
+    (in_channels * (g.h * g.w + g.plane())).div_ceil(4)
 }
 
 /// [`conv2d`] at int8: one image at a time, its input quantized by its own parameters
-/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs), each
-/// group's int8 GEMM dequantizing into the group's slice of the CHW output. `phased`
-/// holds at least [`phased_len_i8`] values.
+/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs) and
+/// prepared as codes (padded with the zero point), each group's int8 GEMM packing its
+/// quads straight from them and dequantizing into the group's slice of the CHW output.
+/// `phased` holds at least [`phased_len_i8`] values.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_i8(
     kern: Kernel,
@@ -147,15 +149,17 @@ pub fn conv2d_i8(
     let og = o / groups;
     let channels = g.cg * groups;
     let (in_len, out_len, plane) = (channels * g.h * g.w, o * n, g.cg * g.plane());
-    let phased = &mut phased[..phased_len_i8(g, channels)];
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut phased[..phased_len_i8(g, channels)]);
+    let (codes, prepared) = bytes.split_at_mut(in_len);
     let tasks = rayon::current_num_threads();
     for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
         let img = &input[b * in_len..(b + 1) * in_len];
         let act = ActParams::of(img).unwrap_or(ActParams::POISONED);
-        prepare(img, channels, g, phased);
-        let phased = &*phased;
+        quantize_row(kern, img, &act, codes);
+        prepare_as(codes, channels, g, prepared, act.zero as u8);
+        let prepared = &*prepared;
         by_group(groups, tasks, out, og * n, &|grp, c, t| {
-            let src = Im2col::single(&phased[grp * plane..(grp + 1) * plane], g);
+            let src = Im2colU8 { input: &prepared[grp * plane..(grp + 1) * plane], geom: g };
             let ep = i8::Epilogue { act, bias: &bias[grp * og..(grp + 1) * og], relu };
             i8::gemm(kern, &weights[grp], &src, n, c, n, ep, t);
         });

@@ -80,25 +80,31 @@ impl ConvGeom {
 /// columns `f, f + sw, f + 2 sw, ...` (zero past the row's end). Rows are shared out
 /// over the current rayon pool (a pure copy: the result cannot depend on it).
 pub fn prepare(input: &[f32], channels: usize, g: &ConvGeom, out: &mut [f32]) {
+    prepare_as(input, channels, g, out, 0.0)
+}
+
+/// [`prepare`] for values of any type, `zero` standing for the padding (an int8
+/// convolution's codes pad with the zero point).
+pub fn prepare_as<T: Copy + Send + Sync>(input: &[T], channels: usize, g: &ConvGeom, out: &mut [T], zero: T) {
     use rayon::prelude::*;
     let (hp, row_len) = (g.padded_h(), g.row_len());
     let input = &input[..channels * g.h * g.w];
     out[..channels * g.plane()].par_chunks_mut(row_len).with_min_len(32).enumerate().for_each(|(at, row)| {
         let (c, r) = (at / hp, at % hp);
         match r.checked_sub(g.pads.top as usize).filter(|&iy| iy < g.h) {
-            Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row),
-            None => row.fill(0.0),
+            Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row, zero),
+            None => row.fill(zero),
         }
     });
 }
 
 /// One input row into one prepared row (see [`prepare`]).
-fn prepare_row(line: &[f32], g: &ConvGeom, row: &mut [f32]) {
+fn prepare_row<T: Copy>(line: &[T], g: &ConvGeom, row: &mut [T], zero: T) {
     let (w, sw, pw, left) = (g.w, g.sw, g.phase_w(), g.pads.left as usize);
     if sw == 1 {
-        row[..left].fill(0.0);
+        row[..left].fill(zero);
         row[left..left + w].copy_from_slice(line);
-        row[left + w..].fill(0.0);
+        row[left + w..].fill(zero);
         return;
     }
     for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
@@ -106,14 +112,76 @@ fn prepare_row(line: &[f32], g: &ConvGeom, row: &mut [f32]) {
         // valid i are those with left <= i * sw + f < left + w.
         let lo = left.saturating_sub(f).div_ceil(sw).min(pw);
         let hi = (left + w).saturating_sub(f).div_ceil(sw).clamp(lo, pw);
-        phase[..lo].fill(0.0);
+        phase[..lo].fill(zero);
         if hi > lo {
             let first = lo * sw + f - left;
             for (d, s) in phase[lo..hi].iter_mut().zip(line[first..].iter().step_by(sw)) {
                 *d = *s;
             }
         }
-        phase[hi..].fill(0.0);
+        phase[hi..].fill(zero);
+    }
+}
+
+/// One image's B matrix for an int8 convolution: its `u8` codes in the layout of
+/// [`prepare_as`] (padded with the zero point), packed straight into byte quads.
+#[derive(Clone, Copy, Debug)]
+pub struct Im2colU8<'a> {
+    /// The group's prepared codes.
+    pub input: &'a [u8],
+    /// Geometry.
+    pub geom: &'a ConvGeom,
+}
+
+impl crate::gemm::i8::PackQuads for Im2colU8<'_> {
+    /// Panel by panel, as the f32 packer: the runs of consecutive pixels are found once,
+    /// then for each quad of k rows the four taps' bytes of a run are interleaved.
+    fn pack(&self, k: usize, j0: usize, j1: usize, out: &mut [u32]) {
+        use crate::gemm::kernel::i8::NR;
+        let g = self.geom;
+        let (n, ystep, kq) = (g.n(), g.sh * g.row_len(), k.div_ceil(4));
+        let tap = |r: usize| (r < k).then(|| g.tap(r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw));
+        for (q, j) in (j0..j1).step_by(NR).enumerate() {
+            let cols = NR.min(j1 - j);
+            // The panel's runs: (first column in the panel, source offset, length).
+            let mut runs = [(0usize, 0usize, 0usize); NR];
+            let (mut count, mut at, mut pix) = (0, 0, j % n);
+            while at < cols {
+                let (y, x) = (pix / g.ow, pix % g.ow);
+                let len = (g.ow - x).min(cols - at);
+                runs[count] = (at, y * ystep + x, len);
+                count += 1;
+                at += len;
+                pix = (pix + len) % n;
+            }
+            let panel = &mut out[q * kq * NR..(q + 1) * kq * NR];
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let taps = [tap(4 * p), tap(4 * p + 1), tap(4 * p + 2), tap(4 * p + 3)];
+                for &(at, src, len) in &runs[..count] {
+                    let d = &mut dst[at..at + len];
+                    if let [Some(o0), Some(o1), Some(o2), Some(o3)] = taps {
+                        // A whole quad: one pass that the compiler vectorizes.
+                        let x = &self.input;
+                        let (s0, s1) = (&x[src + o0..src + o0 + len], &x[src + o1..src + o1 + len]);
+                        let (s2, s3) = (&x[src + o2..src + o2 + len], &x[src + o3..src + o3 + len]);
+                        for i in 0..len {
+                            d[i] = u32::from_le_bytes([s0[i], s1[i], s2[i], s3[i]]);
+                        }
+                        continue;
+                    }
+                    d.fill(0);
+                    for (t, off) in taps.iter().enumerate() {
+                        if let Some(off) = off {
+                            let s = &self.input[src + off..src + off + len];
+                            for (o, &b) in d.iter_mut().zip(s) {
+                                *o |= (b as u32) << (8 * t);
+                            }
+                        }
+                    }
+                }
+                dst[cols..].fill(0);
+            }
+        }
     }
 }
 

@@ -126,7 +126,7 @@ pub fn linear_i8(
     let (codes, params) = (&*codes, &*params);
     let act = |n: usize| (params[3 * n], params[3 * n + 2] as i32);
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
-    par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
+    par_column_blocks(out, 4 * ROWS_PER_TASK, &|r0, mut dst| {
         let rows = dst.cols();
         let mut put = |n: usize, r: usize, acc: i32| {
             let (sx, zero) = act(n);
@@ -137,7 +137,14 @@ pub fn linear_i8(
         while r < rows {
             let wr = &w[(r0 + r) * k..];
             let mut n = 0;
-            if rows - r >= R {
+            if rows - r >= 2 * R && batch < V {
+                // Few images: 8 rows a pass, 8 streams from memory for the prefetchers.
+                for n in 0..batch {
+                    let s = dots::<{ 2 * R }, 1>(kern, wr, k, &codes[n * ldx..], ldx);
+                    (0..2 * R).for_each(|i| put(n, r + i, s[0][i]));
+                }
+                r += 2 * R;
+            } else if rows - r >= R {
                 while batch - n >= V {
                     let s = dots::<R, V>(kern, wr, k, &codes[n * ldx..], ldx);
                     (0..V).for_each(|v| (0..R).for_each(|i| put(n + v, r + i, s[v][i])));

@@ -50,6 +50,11 @@ pub fn act_params(x: &[f32]) -> Option<(f32, f32, i32)> {
     }
 }
 
+/// The codes of `x` under `p` (as [`act_params`] gives them).
+pub fn codes(x: &[f32], p: (f32, f32, i32)) -> Vec<u8> {
+    x.iter().map(|&v| code(v, p) as u8).collect()
+}
+
 /// The code of `x` under `(scale, inv, zero)`.
 fn code(x: f32, (_, inv, zero): (f32, f32, i32)) -> i32 {
     let q = (x * inv).round_ties_even() as i32 + zero;

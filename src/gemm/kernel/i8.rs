@@ -246,62 +246,6 @@ unsafe fn tile_vnni<const NV: usize>(
     }
 }
 
-/// One packed f32 B panel (`rows` k rows of [`NR`] values, `rows` a multiple of 4 but
-/// for a last chunk) quantized by `q` into quads: `rows / 4` rounded up quads of [`NR`]
-/// values, the missing rows of a last quad zero (A is zero there).
-///
-/// # Panics
-/// If `src` or `out` is too short.
-pub fn quads(kern: Kernel, src: &[f32], rows: usize, q: &ActParams, out: &mut [u32]) {
-    assert!(src.len() >= rows * NR && out.len() >= rows.div_ceil(4) * NR, "int8 pack too short");
-    #[cfg(target_arch = "x86_64")]
-    if let Kernel::Vnni(_) = kern {
-        // SAFETY: the token proves the features; lengths checked above.
-        return unsafe { quads_avx512(src.as_ptr(), rows, q, out.as_mut_ptr()) };
-    }
-    let _ = kern;
-    for p in 0..rows.div_ceil(4) {
-        for j in 0..NR {
-            let mut bytes = [0u8; 4];
-            for (t, byte) in bytes.iter_mut().enumerate() {
-                if 4 * p + t < rows {
-                    *byte = q.quantize(src[(4 * p + t) * NR + j]);
-                }
-            }
-            out[p * NR + j] = u32::from_le_bytes(bytes);
-        }
-    }
-}
-
-/// # Safety
-/// The CPU runs AVX-512F; `src` holds `rows * NR` values, `out` `rows.div_ceil(4) * NR`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quads_avx512(src: *const f32, rows: usize, q: &ActParams, out: *mut u32) {
-    // SAFETY: ranges as the contract promises; the features are enabled.
-    unsafe {
-        let inv = _mm512_set1_ps(q.inv);
-        let zero = _mm512_set1_epi32(q.zero);
-        let (lo, hi) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
-        for p in 0..rows.div_ceil(4) {
-            for v in 0..NR / 16 {
-                let mut word = _mm512_setzero_si512();
-                for t in 0..4 {
-                    if 4 * p + t >= rows {
-                        break;
-                    }
-                    let x = _mm512_loadu_ps(src.add((4 * p + t) * NR + v * 16));
-                    // Round to nearest even (the default mode), as `round_ties_even`.
-                    let c = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x, inv)), zero);
-                    let c = _mm512_min_epi32(_mm512_max_epi32(c, lo), hi);
-                    word = _mm512_or_si512(word, _mm512_sllv_epi32(c, _mm512_set1_epi32(8 * t as i32)));
-                }
-                _mm512_storeu_si512(out.add(p * NR + v * 16).cast(), word);
-            }
-        }
-    }
-}
-
 /// `x` (one image's `k` values) quantized by `q` into `out` (`k` codes).
 ///
 /// # Panics
