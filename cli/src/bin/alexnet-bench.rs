@@ -47,7 +47,7 @@ struct Args {
     /// Kernel family: avx512, avx2, neon or portable (default: the best this CPU runs).
     #[arg(long, value_name = "ISA", value_parser = |s: &str| Isa::parse(s).map_err(|e| e.to_string()))]
     isa: Option<Isa>,
-    /// Arithmetic: f32 or bf16 (default: the file's own; f32 for the embedded default).
+    /// Arithmetic: f32, bf16 or int8 (default: the file's own; f32 for the embedded default).
     #[arg(long, value_name = "P", value_parser = |s: &str| Precision::parse(s).map_err(|e| e.to_string()))]
     precision: Option<Precision>,
     /// Seed of the synthetic weights and inputs.

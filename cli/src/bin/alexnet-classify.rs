@@ -91,7 +91,7 @@ struct Cli {
     /// else class indices).
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
-    /// Arithmetic: f32 or bf16 (default: what the weight file stores).
+    /// Arithmetic: f32, bf16 or int8 (default: what the weight file stores).
     #[arg(long, value_name = "P", value_parser = parse_precision)]
     precision: Option<Precision>,
     /// Classify the labelled set in DIR (one sub-folder per class) and report accuracy.

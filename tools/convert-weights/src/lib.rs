@@ -145,8 +145,13 @@ impl Converted {
 
     /// Bytes of tensor data with the weights stored at `precision`.
     pub fn tensor_bytes_as(&self, precision: alexnet::Precision) -> u64 {
-        let size = precision.weight_dtype().size();
-        let bytes = |t: &OwnedTensor| t.data.len() as u64 * if t.name.ends_with(".weight") { size } else { 4 };
+        let dtype = precision.weight_dtype();
+        // int8 weights carry one f32 scale per output channel.
+        let scales = |t: &OwnedTensor| if dtype == alexnet::weights::Dtype::I8 { 4 * t.shape[0] } else { 0 };
+        let bytes = |t: &OwnedTensor| match t.name.ends_with(".weight") {
+            true => t.data.len() as u64 * dtype.size() + scales(t),
+            false => t.data.len() as u64 * 4,
+        };
         self.tensors.iter().map(bytes).sum()
     }
 

@@ -63,8 +63,9 @@ struct Args {
     /// Embed class labels, one per line (count must match classes).
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
-    /// Store the weights as 'f32' (default, exact) or 'bf16' (rounded to nearest even;
-    /// half the bytes; the file runs at bf16).
+    /// Store the weights as 'f32' (default, exact), 'bf16' (rounded to nearest even;
+    /// half the bytes; the file runs at bf16) or 'int8' (symmetric per output channel,
+    /// with the scales; a quarter of the bytes; the file runs at int8).
     #[arg(long, value_name = "P", value_parser = |s: &str| alexnet::Precision::parse(s).map_err(|e| e.to_string()))]
     precision: Option<alexnet::Precision>,
     /// Report NaN/Inf weights per tensor; exit 1 (and write nothing) if there are any.
