@@ -163,6 +163,40 @@ pub fn gemm_diff(data: &[u8]) {
             }
         }
     }
+    // The int8 GEMM and linear layer on every int8 kernel: the reference's rules, bit for bit.
+    let (codes, scales) = crate::reference::int8::quantize_weights(&a, m, k);
+    if let Some(p) = crate::reference::int8::act_params(&b) {
+        let codes_b = crate::reference::int8::codes(&b, p);
+        let act = crate::quant::ActParams { scale: p.0, inv: p.1, zero: p.2 };
+        let packed = gemm::i8::PackedI8::pack(&codes, &scales, m, k);
+        let want: Vec<u32> = (0..n)
+            .flat_map(|j| {
+                let col: Vec<f32> = (0..k).map(|t| b[t * n + j]).collect();
+                crate::reference::int8::linear_with(&col, Some(p), &codes, &scales, &bias, m, k, relu)
+            })
+            .map(f32::to_bits)
+            .collect();
+        for kern in gemm::kernel::i8::Kernel::all() {
+            let mut c = vec![f32::NAN; m * n];
+            let ep = gemm::i8::Epilogue { act, bias: &bias, relu };
+            gemm::i8::gemm(kern, &packed, &gemm::i8::RowMajorU8 { data: &codes_b, ld: n }, n, &mut c, n, ep, 2);
+            // `want` is column by column.
+            for (idx, &g) in c.iter().enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                assert!(g.to_bits() == want[j * m + i], "int8 gemm {} {m}x{n}x{k} ({i},{j})", kern.name());
+            }
+        }
+    }
+    let sums = crate::quant::row_sums(&codes, m, k);
+    let want = crate::reference::int8::linear(&x, vecs, &codes, &scales, &bias, m, k, relu);
+    for kern in gemm::kernel::i8::Kernel::all() {
+        let mut y = vec![f32::NAN; vecs * m];
+        let mut scratch = vec![0.0; crate::ops::linear::i8_scratch_len(k, vecs)];
+        let w = (&codes[..], &scales[..], &sums[..]);
+        crate::ops::linear::linear_i8(kern, &x, vecs, w, &bias, (m, k), relu, &mut y, &mut scratch);
+        let same = y.iter().zip(&want).all(|(g, e)| g.to_bits() == e.to_bits());
+        assert!(same, "int8 linear {} {m}x{k}x{vecs}", kern.name());
+    }
     // The bf16 GEMV where the CPU has one: bf16 W times x rounded to bf16.
     #[cfg(target_arch = "x86_64")]
     if let Some(tok) = gemm::kernel::bf16::Avx512Bf16::new() {
@@ -289,5 +323,23 @@ pub fn conv_diff(data: &[u8]) {
         for (i, (got, e)) in out.iter().zip(&want).enumerate() {
             assert!((got - e).abs() <= tol, "{isa} {g:?} groups {groups} batch {batch} at {i}: {got} vs {e}");
         }
+    }
+    // The int8 convolution on every int8 kernel: the reference's int8 rules, bit for bit.
+    let (codes, scales) = reference::int8::quantize_weights(&wt, o, g.k());
+    let want: Vec<u32> = (0..batch)
+        .flat_map(|n| {
+            let img = &x[n * c * h * w..(n + 1) * c * h * w];
+            let (k, s) = ([kh, kw], [sh, sw]);
+            reference::int8::conv2d(img, [c, h, w], &codes, &scales, &bias, o, k, s, pads, groups, [oh, ow], relu)
+        })
+        .map(f32::to_bits)
+        .collect();
+    let packed = conv::pack_weights_i8(&codes, &scales, &g, groups, og);
+    for kern in gemm::kernel::i8::Kernel::all() {
+        let mut phased = vec![0.0f32; conv::phased_len_i8(&g, c)];
+        let mut out = vec![f32::NAN; batch * o * oh * ow];
+        conv::conv2d_i8(kern, &x, batch, &g, &packed, &bias, relu, &mut out, &mut phased);
+        let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        assert!(got == want, "int8 {} {g:?} groups {groups} batch {batch}", kern.name());
     }
 }

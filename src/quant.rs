@@ -82,8 +82,9 @@ impl ActParams {
 }
 
 /// Per-row scales of a `[rows, k]` weight (see the module rules).
-pub fn weight_scales(w: &[f32], k: usize) -> Vec<f32> {
-    w.chunks(k.max(1))
+pub fn weight_scales(w: &[f32], rows: usize, k: usize) -> Vec<f32> {
+    (0..rows)
+        .map(|r| &w[r * k..(r + 1) * k])
         .map(|row| {
             let max = row.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
             if max > 0.0 && max.is_finite() {
@@ -106,9 +107,9 @@ pub fn quantize_weights(w: &[f32], k: usize, scales: &[f32]) -> Vec<i8> {
     w.chunks(k.max(1)).zip(scales).flat_map(|(row, &s)| row.iter().map(move |&v| quantize_weight(v, s))).collect()
 }
 
-/// Sum of each row's codes: the zero-point correction's factor.
-pub fn row_sums(q: &[i8], k: usize) -> Vec<i32> {
-    q.chunks(k.max(1)).map(|row| row.iter().map(|&v| v as i32).sum()).collect()
+/// Sum of each row's codes of a `[rows, k]` weight: the zero-point correction's factor.
+pub fn row_sums(q: &[i8], rows: usize, k: usize) -> Vec<i32> {
+    (0..rows).map(|r| q[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum()).collect()
 }
 
 /// The dequantisation of one integer sum (see the module rules).

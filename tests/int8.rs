@@ -36,7 +36,7 @@ fn activation_parameters_match_the_reference_rule() {
     assert!(ActParams::of(&[1.0, f32::NAN]).is_none() && reference::int8::act_params(&[f32::INFINITY]).is_none());
     // Weights: the writer's rule against the reference's.
     let w = values(5, 13 * 29, 0.3);
-    let scales = alexnet::quant::weight_scales(&w, 29);
+    let scales = alexnet::quant::weight_scales(&w, 13, 29);
     let codes = alexnet::quant::quantize_weights(&w, 29, &scales);
     assert_eq!((codes, bits(&scales)), {
         let (c, s) = reference::int8::quantize_weights(&w, 13, 29);
@@ -109,7 +109,7 @@ fn int8_linear_matches_the_reference_bitwise_on_every_kernel_and_pool() {
         for (m, k, batch) in [(1, 1, 1), (3, 5, 2), (4, 64, 4), (5, 65, 5), (37, 127, 9), (33, 4099, 6)] {
             let w = values(21, m * k, 0.0);
             let (codes, scales) = reference::int8::quantize_weights(&w, m, k);
-            let sums = alexnet::quant::row_sums(&codes, k);
+            let sums = alexnet::quant::row_sums(&codes, m, k);
             let mut x = values(22, batch * k, 0.5);
             if batch > 2 {
                 x[k + k / 2] = f32::NAN; // image 1 is poisoned; the others must not notice
@@ -150,6 +150,9 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
         (4, 9, 9, 6, 3, 1, Pads::uniform(1), 2),
         (6, 11, 7, 12, 5, 1, Pads { top: 2, left: 1, bottom: 0, right: 2 }, 3),
         (1, 12, 12, 5, 11, 4, Pads::uniform(0), 1),
+        // Whole blocks of four channels and a last partial block, with groups.
+        (10, 8, 9, 4, 3, 1, Pads::uniform(1), 2),
+        (8, 7, 10, 13, 5, 1, Pads::uniform(2), 1),
     ];
     for kern in Kernel::all() {
         for (ci, (c, h, w, o, k, s, pads, groups)) in cases.into_iter().enumerate() {
@@ -160,9 +163,7 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
             let geom = ConvGeom { cg: c / groups, h, w, kh: k, kw: k, sh: s, sw: s, pads, oh, ow };
             let wt = values(31, o * (c / groups) * k * k, 0.0);
             let (codes, scales) = reference::int8::quantize_weights(&wt, o, (c / groups) * k * k);
-            let (og, kk) = (o / groups, geom.k());
-            let packed: Vec<PackedI8> =
-                (0..groups).map(|g| PackedI8::pack(&codes[g * og * kk..], &scales[g * og..], og, kk)).collect();
+            let packed = alexnet::ops::conv::pack_weights_i8(&codes, &scales, &geom, groups, o / groups);
             let bias = values(32, o, 0.0);
             let batch = 2;
             let input = values(33 + ci as u64, batch * c * h * w, if ci % 2 == 0 { 0.0 } else { 2.5 });

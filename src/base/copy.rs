@@ -16,27 +16,28 @@ pub fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// `dst.copy_from_slice(src)` for short runs (13 or 27 values, cut at panel edges):
+/// `dst.copy_from_slice(src)` for short runs (13 or 27 values, cut at panel edges) of
+/// f32 values or of int8 codes four to a `u32`:
 /// 8-value chunks and one overlapping last chunk, or two overlapping 4-value moves.
 ///
 /// # Panics
 /// If the lengths differ (a caller bug).
 #[inline(always)]
-pub fn copy_run(dst: &mut [f32], src: &[f32]) {
+pub fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     let n = dst.len();
     assert_eq!(n, src.len(), "copy_run: lengths differ");
     if n >= 8 {
         let mut i = 0;
         while i + 8 <= n {
-            move_n::<8>(&mut dst[i..i + 8], &src[i..i + 8]);
+            move_n::<T, 8>(&mut dst[i..i + 8], &src[i..i + 8]);
             i += 8;
         }
         if i < n {
-            move_n::<8>(&mut dst[n - 8..], &src[n - 8..]);
+            move_n::<T, 8>(&mut dst[n - 8..], &src[n - 8..]);
         }
     } else if n >= 4 {
-        move_n::<4>(&mut dst[..4], &src[..4]);
-        move_n::<4>(&mut dst[n - 4..], &src[n - 4..]);
+        move_n::<T, 4>(&mut dst[..4], &src[..4]);
+        move_n::<T, 4>(&mut dst[n - 4..], &src[n - 4..]);
     } else {
         for (d, s) in dst.iter_mut().zip(src) {
             *d = *s;
@@ -45,8 +46,8 @@ pub fn copy_run(dst: &mut [f32], src: &[f32]) {
 }
 
 #[inline(always)]
-fn move_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
-    if let (Ok(d), Ok(s)) = (<&mut [f32; N]>::try_from(dst), <&[f32; N]>::try_from(src)) {
+fn move_n<T: Copy, const N: usize>(dst: &mut [T], src: &[T]) {
+    if let (Ok(d), Ok(s)) = (<&mut [T; N]>::try_from(dst), <&[T; N]>::try_from(src)) {
         *d = *s;
     }
 }
@@ -59,7 +60,7 @@ mod tests {
     fn copies_every_length_and_nothing_else() {
         for n in 0..40 {
             let src: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
-            for copy in [copy_run, copy_short] {
+            for copy in [copy_run::<f32>, copy_short] {
                 let mut dst = vec![f32::NAN; n + 2];
                 copy(&mut dst[1..n + 1], &src);
                 assert_eq!(&dst[1..n + 1], &src[..], "length {n}");

@@ -94,7 +94,7 @@ impl PackedI8 {
                 panels[(panel * kq + p) * MR + i] = u32::from_le_bytes(bytes);
             }
         }
-        let sums = crate::quant::row_sums(&codes[..m * k], k);
+        let sums = crate::quant::row_sums(codes, m, k);
         PackedI8 { m, k, panels, scales: scales[..m].to_vec(), sums }
     }
 

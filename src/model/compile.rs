@@ -161,7 +161,7 @@ fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Resu
             let w = weights.tensor_f32(name)?;
             let rows = weights.entry(name)?.shape[0] as usize;
             let k = w.len() / rows.max(1);
-            let scales = crate::quant::weight_scales(&w, k);
+            let scales = crate::quant::weight_scales(&w, rows, k);
             let codes: Vec<i8> = w
                 .par_chunks(k.max(1))
                 .zip(&scales)
@@ -196,7 +196,7 @@ fn conv_codes(weights: &WeightFile, name: &str, rows: usize) -> Result<(Vec<i8>,
     }
     let w = weights.tensor_f32(name)?;
     let k = w.len() / rows.max(1);
-    let scales = crate::quant::weight_scales(&w, k);
+    let scales = crate::quant::weight_scales(&w, rows, k);
     Ok((crate::quant::quantize_weights(&w, k, &scales), scales))
 }
 
@@ -224,11 +224,8 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                 let (name, o) = (format!("{}.weight", cv.name), cv.out_channels as usize);
                 if precision == Precision::Int8 && geom.k() <= crate::quant::MAX_K {
                     let (codes, scales) = conv_codes(weights, &name, o)?;
-                    let og = o / cv.groups as usize;
-                    let per = og * geom.k();
-                    let packed = (0..cv.groups as usize)
-                        .map(|g| PackedI8::pack(&codes[g * per..], &scales[g * og..], og, geom.k()))
-                        .collect();
+                    let (groups, og) = (cv.groups as usize, o / cv.groups as usize);
+                    let packed = ops::conv::pack_weights_i8(&codes, &scales, &geom, groups, og);
                     steps.push(Step::ConvI8 {
                         weights: packed,
                         bias: weights.tensor_range(&format!("{}.bias", cv.name))?,

@@ -8,7 +8,7 @@
 //! the kernel runs full tiles; C then lands in scratch and its rows are copied to each
 //! image's CHW output (a copy of one activation, small next to the GEMM).
 
-use super::im2col::{prepare, prepare_as, ConvGeom, Im2col, Im2colU8};
+use super::im2col::{prepare, prepare_as, ConvGeom, Im2col};
 use super::winograd;
 use crate::base::split::halve;
 use crate::cpu::Cpu;
@@ -120,17 +120,49 @@ pub fn conv2d(
     }
 }
 
+/// The geometry of an int8 convolution's B in `u32` elements: each holds four channels'
+/// codes, so a group's channels become `ceil(cg / 4)` blocks (the last padded).
+pub fn quad_geom(g: &ConvGeom) -> ConvGeom {
+    ConvGeom { cg: g.cg.div_ceil(4), ..*g }
+}
+
 /// Values (f32 slots) per image of the scratch [`conv2d_i8`] works in: the image's
-/// codes, then the same prepared (padded, phased) as the packer reads them.
+/// codes (bytes), the same four channels to a `u32`, and those prepared (padded, phased).
 pub fn phased_len_i8(g: &ConvGeom, in_channels: usize) -> usize {
-    (in_channels * (g.h * g.w + g.plane())).div_ceil(4)
+    let blocks = in_channels / g.cg.max(1) * g.cg.div_ceil(4);
+    (in_channels * g.h * g.w).div_ceil(4) + blocks * (g.h * g.w + g.plane())
+}
+
+/// An int8 convolution's weights for [`conv2d_i8`]: per group, the `og x (cg kh kw)`
+/// codes reordered so that K runs over (channel block, ky, kx, channel in the block),
+/// the order in which B's quads hold the input (zero for the padding channels), and
+/// packed with their scales.
+pub fn pack_weights_i8(codes: &[i8], scales: &[f32], g: &ConvGeom, groups: usize, og: usize) -> Vec<PackedI8> {
+    let (cg, taps) = (g.cg, g.kh * g.kw);
+    let blocks = cg.div_ceil(4);
+    let k4 = blocks * taps * 4;
+    (0..groups)
+        .map(|grp| {
+            let mut order = vec![0i8; og * k4];
+            for r in 0..og {
+                let src = &codes[(grp * og + r) * cg * taps..(grp * og + r + 1) * cg * taps];
+                for ic in 0..cg {
+                    for tap in 0..taps {
+                        order[r * k4 + ((ic / 4) * taps + tap) * 4 + ic % 4] = src[ic * taps + tap];
+                    }
+                }
+            }
+            PackedI8::pack(&order, &scales[grp * og..], og, k4)
+        })
+        .collect()
 }
 
 /// [`conv2d`] at int8: one image at a time, its input quantized by its own parameters
-/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs) and
-/// prepared as codes (padded with the zero point), each group's int8 GEMM packing its
-/// quads straight from them and dequantizing into the group's slice of the CHW output.
-/// `phased` holds at least [`phased_len_i8`] values.
+/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs), four
+/// channels' codes to a `u32`, prepared as such (padded with the zero point), so that
+/// each k row the int8 GEMM packs is one run of whole quads, copied as the f32 im2col
+/// copies values; each group's GEMM dequantizes into its slice of the CHW output.
+/// `weights` are [`pack_weights_i8`]'s, `phased` holds at least [`phased_len_i8`] values.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_i8(
     kern: Kernel,
@@ -147,22 +179,49 @@ pub fn conv2d_i8(
     let groups = weights.len();
     let o = bias.len();
     let og = o / groups;
-    let channels = g.cg * groups;
-    let (in_len, out_len, plane) = (channels * g.h * g.w, o * n, g.cg * g.plane());
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut phased[..phased_len_i8(g, channels)]);
-    let (codes, prepared) = bytes.split_at_mut(in_len);
+    let (channels, hw) = (g.cg * groups, g.h * g.w);
+    let g4 = quad_geom(g);
+    let blocks = g4.cg * groups;
+    let (in_len, out_len, plane) = (channels * hw, o * n, g4.cg * g4.plane());
+    let (codes, rest) = phased[..phased_len_i8(g, channels)].split_at_mut(in_len.div_ceil(4));
+    let codes: &mut [u8] = &mut bytemuck::cast_slice_mut(codes)[..in_len];
+    let (quads, prepared) = rest.split_at_mut(blocks * hw);
+    let quads: &mut [u32] = bytemuck::cast_slice_mut(quads);
+    let prepared: &mut [u32] = bytemuck::cast_slice_mut(prepared);
     let tasks = rayon::current_num_threads();
     for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
         let img = &input[b * in_len..(b + 1) * in_len];
         let act = ActParams::of(img).unwrap_or(ActParams::POISONED);
         quantize_row(kern, img, &act, codes);
-        prepare_as(codes, channels, g, prepared, act.zero as u8);
+        let zero = act.zero as u8;
+        for (blk, dst) in quads.chunks_exact_mut(hw).enumerate() {
+            let (grp, first) = (blk / g4.cg, (blk % g4.cg) * 4);
+            let plane = |t: usize| {
+                let ic = first + t;
+                (ic < g.cg).then(|| &codes[(grp * g.cg + ic) * hw..(grp * g.cg + ic + 1) * hw])
+            };
+            interleave([plane(0), plane(1), plane(2), plane(3)], zero, dst);
+        }
+        prepare_as(quads, blocks, &g4, prepared, u32::from_le_bytes([zero; 4]));
         let prepared = &*prepared;
         by_group(groups, tasks, out, og * n, &|grp, c, t| {
-            let src = Im2colU8 { input: &prepared[grp * plane..(grp + 1) * plane], geom: g };
+            let src = Im2col::single(&prepared[grp * plane..(grp + 1) * plane], &g4);
             let ep = i8::Epilogue { act, bias: &bias[grp * og..(grp + 1) * og], relu };
             i8::gemm(kern, &weights[grp], &src, n, c, n, ep, t);
         });
+    }
+}
+
+/// Four planes of codes (a missing one reads as `zero`) into one plane of quads.
+fn interleave(planes: [Option<&[u8]>; 4], zero: u8, dst: &mut [u32]) {
+    if let [Some(p0), Some(p1), Some(p2), Some(p3)] = planes {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = u32::from_le_bytes([p0[i], p1[i], p2[i], p3[i]]);
+        }
+        return;
+    }
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = u32::from_le_bytes(planes.map(|p| p.map_or(zero, |p| p[i])));
     }
 }
 

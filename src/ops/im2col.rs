@@ -123,76 +123,16 @@ fn prepare_row<T: Copy>(line: &[T], g: &ConvGeom, row: &mut [T], zero: T) {
     }
 }
 
-/// One image's B matrix for an int8 convolution: its `u8` codes in the layout of
-/// [`prepare_as`] (padded with the zero point), packed straight into byte quads.
-#[derive(Clone, Copy, Debug)]
-pub struct Im2colU8<'a> {
-    /// The group's prepared codes.
-    pub input: &'a [u8],
-    /// Geometry.
-    pub geom: &'a ConvGeom,
-}
-
-impl crate::gemm::i8::PackQuads for Im2colU8<'_> {
-    /// Panel by panel, as the f32 packer: the runs of consecutive pixels are found once,
-    /// then for each quad of k rows the four taps' bytes of a run are interleaved.
-    fn pack(&self, k: usize, j0: usize, j1: usize, out: &mut [u32]) {
-        use crate::gemm::kernel::i8::NR;
-        let g = self.geom;
-        let (n, ystep, kq) = (g.n(), g.sh * g.row_len(), k.div_ceil(4));
-        let tap = |r: usize| (r < k).then(|| g.tap(r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw));
-        for (q, j) in (j0..j1).step_by(NR).enumerate() {
-            let cols = NR.min(j1 - j);
-            // The panel's runs: (first column in the panel, source offset, length).
-            let mut runs = [(0usize, 0usize, 0usize); NR];
-            let (mut count, mut at, mut pix) = (0, 0, j % n);
-            while at < cols {
-                let (y, x) = (pix / g.ow, pix % g.ow);
-                let len = (g.ow - x).min(cols - at);
-                runs[count] = (at, y * ystep + x, len);
-                count += 1;
-                at += len;
-                pix = (pix + len) % n;
-            }
-            let panel = &mut out[q * kq * NR..(q + 1) * kq * NR];
-            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                let taps = [tap(4 * p), tap(4 * p + 1), tap(4 * p + 2), tap(4 * p + 3)];
-                for &(at, src, len) in &runs[..count] {
-                    let d = &mut dst[at..at + len];
-                    if let [Some(o0), Some(o1), Some(o2), Some(o3)] = taps {
-                        // A whole quad: one pass that the compiler vectorizes.
-                        let x = &self.input;
-                        let (s0, s1) = (&x[src + o0..src + o0 + len], &x[src + o1..src + o1 + len]);
-                        let (s2, s3) = (&x[src + o2..src + o2 + len], &x[src + o3..src + o3 + len]);
-                        for i in 0..len {
-                            d[i] = u32::from_le_bytes([s0[i], s1[i], s2[i], s3[i]]);
-                        }
-                        continue;
-                    }
-                    d.fill(0);
-                    for (t, off) in taps.iter().enumerate() {
-                        if let Some(off) = off {
-                            let s = &self.input[src + off..src + off + len];
-                            for (o, &b) in d.iter_mut().zip(s) {
-                                *o |= (b as u32) << (8 * t);
-                            }
-                        }
-                    }
-                }
-                dst[cols..].fill(0);
-            }
-        }
-    }
-}
-
 /// The B matrix of one group over `images` images: columns `b * n .. (b + 1) * n` are
 /// image `b`'s output pixels (`n = oh * ow`), so one GEMM can cover a whole batch.
-/// `input` is in the layout of [`prepare`].
+/// `input` is in the layout of [`prepare`]: f32 values, or for an int8 convolution
+/// `u32`s holding four channels' codes each (then the geometry's channels are those
+/// blocks of four, and each k row of B is one quad of the int8 GEMM).
 #[derive(Clone, Copy, Debug)]
-pub struct Im2col<'a> {
+pub struct Im2col<'a, T = f32> {
     /// The prepared images, `image_stride` values apart; the group's `cg` channels of
     /// image `b` start at `b * image_stride + offset`.
-    pub input: &'a [f32],
+    pub input: &'a [T],
     /// Start of the group's channels within an image.
     pub offset: usize,
     /// Values per image.
@@ -203,10 +143,10 @@ pub struct Im2col<'a> {
     pub geom: &'a ConvGeom,
 }
 
-impl<'a> Im2col<'a> {
+impl<'a, T> Im2col<'a, T> {
     /// The B matrix of a single image whose group channels are `input` (`[cg, ...]`,
     /// prepared).
-    pub fn single(input: &'a [f32], geom: &'a ConvGeom) -> Self {
+    pub fn single(input: &'a [T], geom: &'a ConvGeom) -> Self {
         Im2col { input, offset: 0, image_stride: 0, images: 1, geom }
     }
 
@@ -224,10 +164,24 @@ impl PackB for Im2col<'_> {
     /// padded) input, so it costs about two micro-tiles over the same K.
     const PACK_COST_IN_TILES: f64 = 2.0;
 
+    fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
+        self.panels(k0, k1, j0, j1, nr, out, 0.0)
+    }
+}
+
+impl crate::gemm::i8::PackQuads for Im2col<'_, u32> {
+    fn pack(&self, k: usize, j0: usize, j1: usize, out: &mut [u32]) {
+        self.panels(0, k.div_ceil(4), j0, j1, crate::gemm::kernel::i8::NR, out, 0)
+    }
+}
+
+impl<T: Copy> Im2col<'_, T> {
     /// Panel by panel: the runs of consecutive pixels in the panel (pieces of output
     /// rows, cut at panel edges) are found once, then each is copied for every k row,
-    /// from `X[off(k) + col]` to the panel's row k.
-    fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
+    /// from `X[off(k) + col]` to the panel's row k (see [`PackB::pack`]; columns past
+    /// `j1` are `zero`).
+    #[allow(clippy::too_many_arguments)]
+    fn panels(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [T], zero: T) {
         let g = self.geom;
         let (kc, width) = (k1 - k0, j1 - j0);
         if kc == 0 || width == 0 {
@@ -280,7 +234,7 @@ impl PackB for Im2col<'_> {
                 }
                 if cols < nr {
                     for p in 0..tn {
-                        out[base + p * nr + cols..base + (p + 1) * nr].fill(0.0);
+                        out[base + p * nr + cols..base + (p + 1) * nr].fill(zero);
                     }
                 }
             }

@@ -117,11 +117,12 @@ pub fn linear_i8(
     let ldx = k.div_ceil(4) * 4;
     let (codes, params) = scratch[..i8_scratch_len(k, batch)].split_at_mut(batch * ldx / 4);
     let codes: &mut [u8] = bytemuck::cast_slice_mut(codes);
-    for (n, (row, p)) in codes.chunks_exact_mut(ldx).zip(params.chunks_exact_mut(3)).enumerate() {
+    // By index, not chunks_exact_mut: K = 0 gives zero-length rows.
+    for n in 0..batch {
         let xs = &x[n * k..(n + 1) * k];
         let act = ActParams::of(xs).unwrap_or(ActParams::POISONED);
-        quantize_row(kern, xs, &act, row);
-        p.copy_from_slice(&[act.scale, act.inv, act.zero as f32]);
+        quantize_row(kern, xs, &act, &mut codes[n * ldx..(n + 1) * ldx]);
+        params[3 * n..3 * n + 3].copy_from_slice(&[act.scale, act.inv, act.zero as f32]);
     }
     let (codes, params) = (&*codes, &*params);
     let act = |n: usize| (params[3 * n], params[3 * n + 2] as i32);

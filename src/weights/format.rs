@@ -682,7 +682,7 @@ pub(super) fn layout<'t>(
                 )));
             }
             let k = (elems / spec.shape[0].max(1)) as usize;
-            let scales = crate::quant::weight_scales(&t.data, k);
+            let scales = crate::quant::weight_scales(&t.data, spec.shape[0] as usize, k);
             let (scale, rows) = (scale_name(&spec.name), vec![spec.shape[0]]);
             push(spec.name, Dtype::I8, spec.shape, Payload::Quantized { data: &t.data, k, scales: scales.clone() })?;
             push(scale, Dtype::F32, rows, Payload::Owned(scales))?;
