@@ -35,30 +35,19 @@ pub struct ActParams {
 impl ActParams {
     /// Parameters covering `x` (and 0); `None` if any value is not finite.
     pub fn of(x: &[f32]) -> Option<ActParams> {
-        // Sixteen independent lanes, in a form the compiler turns into vector compares
-        // and selects (min and max are exact, so the lanes' order cannot matter).
-        const L: usize = 16;
-        let (mut lo, mut hi, mut bad) = ([0.0f32; L], [0.0f32; L], [false; L]);
-        let mut chunks = x.chunks_exact(L);
-        for c in &mut chunks {
-            for i in 0..L {
-                let v = c[i];
-                lo[i] = if v < lo[i] { v } else { lo[i] };
-                hi[i] = if v > hi[i] { v } else { hi[i] };
-                bad[i] |= !v.is_finite();
-            }
-        }
-        for (i, &v) in chunks.remainder().iter().enumerate() {
-            lo[i] = if v < lo[i] { v } else { lo[i] };
-            hi[i] = if v > hi[i] { v } else { hi[i] };
-            bad[i] |= !v.is_finite();
-        }
-        if bad.iter().any(|&b| b) {
-            return None;
-        }
-        let lo = lo.iter().fold(0.0f32, |m, &v| if v < m { v } else { m });
-        let hi = hi.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
-        Some(ActParams::from_range(lo, hi))
+        range(x).map(|(lo, hi)| ActParams::from_range(lo, hi))
+    }
+
+    /// [`ActParams::of`] with the scan shared out over the current rayon pool (min and
+    /// max are exact, so the result is the same for any split).
+    pub fn of_par(x: &[f32]) -> Option<ActParams> {
+        use rayon::prelude::*;
+        let both = |a: Option<(f32, f32)>, b: Option<(f32, f32)>| match (a, b) {
+            (Some((l0, h0)), Some((l1, h1))) => Some((if l1 < l0 { l1 } else { l0 }, if h1 > h0 { h1 } else { h0 })),
+            _ => None,
+        };
+        let found = x.par_chunks(1 << 14).map(range).reduce(|| Some((0.0, 0.0)), both);
+        found.map(|(lo, hi)| ActParams::from_range(lo, hi))
     }
 
     /// Parameters for values in `lo..=hi` (`lo <= 0 <= hi`, both finite).
@@ -79,6 +68,33 @@ impl ActParams {
 
     /// Parameters that mark an image whose input was not finite: its outputs become NaN.
     pub const POISONED: ActParams = ActParams { scale: f32::NAN, inv: 0.0, zero: 0 };
+}
+
+/// `(min, max)` of `x` and 0, or `None` if a value is not finite: sixteen independent
+/// lanes, in a form the compiler turns into vector compares and selects.
+fn range(x: &[f32]) -> Option<(f32, f32)> {
+    const L: usize = 16;
+    let (mut lo, mut hi, mut bad) = ([0.0f32; L], [0.0f32; L], [false; L]);
+    let mut chunks = x.chunks_exact(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            let v = c[i];
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            bad[i] |= !v.is_finite();
+        }
+    }
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        lo[i] = if v < lo[i] { v } else { lo[i] };
+        hi[i] = if v > hi[i] { v } else { hi[i] };
+        bad[i] |= !v.is_finite();
+    }
+    if bad.iter().any(|&b| b) {
+        return None;
+    }
+    let lo = lo.iter().fold(0.0f32, |m, &v| if v < m { v } else { m });
+    let hi = hi.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+    Some((lo, hi))
 }
 
 /// Per-row scales of a `[rows, k]` weight (see the module rules).

@@ -13,7 +13,8 @@ use super::winograd;
 use crate::base::split::halve;
 use crate::cpu::Cpu;
 use crate::gemm::i8::{self, PackedI8};
-use crate::gemm::kernel::i8::{quantize_row, Kernel};
+use crate::gemm::kernel::i8::{quantize_quads, Kernel};
+use rayon::prelude::*;
 use crate::gemm::{sgemm_tasks, Bias, Epilogue, PackedA};
 use crate::quant::ActParams;
 
@@ -127,11 +128,14 @@ pub fn quad_geom(g: &ConvGeom) -> ConvGeom {
 }
 
 /// Values (f32 slots) per image of the scratch [`conv2d_i8`] works in: the image's
-/// codes (bytes), the same four channels to a `u32`, and those prepared (padded, phased).
+/// codes four channels to a `u32`, and those prepared (padded, phased).
 pub fn phased_len_i8(g: &ConvGeom, in_channels: usize) -> usize {
     let blocks = in_channels / g.cg.max(1) * g.cg.div_ceil(4);
-    (in_channels * g.h * g.w).div_ceil(4) + blocks * (g.h * g.w + g.plane())
+    blocks * (g.h * g.w + g.plane())
 }
+
+/// Pixels of a plane quantized per parallel task.
+const QUANTIZE_CHUNK: usize = 4096;
 
 /// An int8 convolution's weights for [`conv2d_i8`]: per group, the `og x (cg kh kw)`
 /// codes reordered so that K runs over (channel block, ky, kx, channel in the block),
@@ -183,45 +187,32 @@ pub fn conv2d_i8(
     let g4 = quad_geom(g);
     let blocks = g4.cg * groups;
     let (in_len, out_len, plane) = (channels * hw, o * n, g4.cg * g4.plane());
-    let (codes, rest) = phased[..phased_len_i8(g, channels)].split_at_mut(in_len.div_ceil(4));
-    let codes: &mut [u8] = &mut bytemuck::cast_slice_mut(codes)[..in_len];
-    let (quads, prepared) = rest.split_at_mut(blocks * hw);
+    let (quads, prepared) = phased[..phased_len_i8(g, channels)].split_at_mut(blocks * hw);
     let quads: &mut [u32] = bytemuck::cast_slice_mut(quads);
     let prepared: &mut [u32] = bytemuck::cast_slice_mut(prepared);
     let tasks = rayon::current_num_threads();
     for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
         let img = &input[b * in_len..(b + 1) * in_len];
-        let act = ActParams::of(img).unwrap_or(ActParams::POISONED);
-        quantize_row(kern, img, &act, codes);
-        let zero = act.zero as u8;
-        for (blk, dst) in quads.chunks_exact_mut(hw).enumerate() {
+        let act = ActParams::of_par(img).unwrap_or(ActParams::POISONED);
+        // Quantized straight into quads, plane pieces shared out over the pool.
+        quads.par_chunks_mut(hw).enumerate().for_each(|(blk, dst)| {
             let (grp, first) = (blk / g4.cg, (blk % g4.cg) * 4);
-            let plane = |t: usize| {
-                let ic = first + t;
-                (ic < g.cg).then(|| &codes[(grp * g.cg + ic) * hw..(grp * g.cg + ic + 1) * hw])
-            };
-            interleave([plane(0), plane(1), plane(2), plane(3)], zero, dst);
-        }
-        prepare_as(quads, blocks, &g4, prepared, u32::from_le_bytes([zero; 4]));
+            dst.par_chunks_mut(QUANTIZE_CHUNK).enumerate().for_each(|(piece, d)| {
+                let at = piece * QUANTIZE_CHUNK;
+                let plane = |t: usize| {
+                    let ic = first + t;
+                    (ic < g.cg).then(|| &img[(grp * g.cg + ic) * hw + at..(grp * g.cg + ic) * hw + at + d.len()])
+                };
+                quantize_quads(kern, [plane(0), plane(1), plane(2), plane(3)], &act, d);
+            });
+        });
+        prepare_as(quads, blocks, &g4, prepared, u32::from_le_bytes([act.zero as u8; 4]));
         let prepared = &*prepared;
         by_group(groups, tasks, out, og * n, &|grp, c, t| {
             let src = Im2col::single(&prepared[grp * plane..(grp + 1) * plane], &g4);
             let ep = i8::Epilogue { act, bias: &bias[grp * og..(grp + 1) * og], relu };
             i8::gemm(kern, &weights[grp], &src, n, c, n, ep, t);
         });
-    }
-}
-
-/// Four planes of codes (a missing one reads as `zero`) into one plane of quads.
-fn interleave(planes: [Option<&[u8]>; 4], zero: u8, dst: &mut [u32]) {
-    if let [Some(p0), Some(p1), Some(p2), Some(p3)] = planes {
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = u32::from_le_bytes([p0[i], p1[i], p2[i], p3[i]]);
-        }
-        return;
-    }
-    for (i, d) in dst.iter_mut().enumerate() {
-        *d = u32::from_le_bytes(planes.map(|p| p.map_or(zero, |p| p[i])));
     }
 }
 

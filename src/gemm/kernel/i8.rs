@@ -287,6 +287,56 @@ unsafe fn quantize_row_avx512(x: &[f32], q: &ActParams, out: &mut [u8]) {
     }
 }
 
+/// Four planes of values (`None`: a padding channel, the zero point) quantized by `q`
+/// into one plane of quads, value `t` of each in byte `t`.
+///
+/// # Panics
+/// If a plane is shorter than `dst`.
+pub fn quantize_quads(kern: Kernel, planes: [Option<&[f32]>; 4], q: &ActParams, dst: &mut [u32]) {
+    assert!(planes.iter().flatten().all(|p| p.len() >= dst.len()), "int8 planes too short");
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Vnni(_) = kern {
+        // SAFETY: the token proves the features; lengths checked above.
+        return unsafe { quantize_quads_avx512(planes, q, dst) };
+    }
+    let _ = kern;
+    let zero = q.zero as u8;
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = u32::from_le_bytes(planes.map(|p| p.map_or(zero, |p| q.quantize(p[i]))));
+    }
+}
+
+/// # Safety
+/// The CPU runs AVX-512F; every plane holds at least `dst.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_quads_avx512(planes: [Option<&[f32]>; 4], q: &ActParams, dst: &mut [u32]) {
+    // SAFETY: masked loads and stores stay inside the planes and `dst`; features enabled.
+    unsafe {
+        let inv = _mm512_set1_ps(q.inv);
+        let zero = _mm512_set1_epi32(q.zero);
+        let (lo, hi) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+        for c in 0..dst.len().div_ceil(16) {
+            let n = (dst.len() - 16 * c).min(16);
+            let mask = ((1u32 << n) - 1) as __mmask16;
+            let mut word = _mm512_setzero_si512();
+            for (t, plane) in planes.iter().enumerate() {
+                let code = match plane {
+                    Some(p) => {
+                        let v = _mm512_maskz_loadu_ps(mask, p.as_ptr().add(16 * c));
+                        // Round to nearest even (the default mode), as `round_ties_even`.
+                        let c = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero);
+                        _mm512_min_epi32(_mm512_max_epi32(c, lo), hi)
+                    }
+                    None => zero,
+                };
+                word = _mm512_or_si512(word, _mm512_sllv_epi32(code, _mm512_set1_epi32(8 * t as i32)));
+            }
+            _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(16 * c).cast(), mask, word);
+        }
+    }
+}
+
 /// Rows of W per GEMV pass at one image.
 pub const GEMV_ROWS: usize = 4;
 /// Images per GEMV pass at batch 4 and above.
