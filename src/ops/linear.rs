@@ -113,7 +113,7 @@ pub fn linear_i8(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    use crate::gemm::kernel::i8::{dots, quantize_row, GEMV_IMAGES as V, GEMV_ROWS as R};
+    use crate::gemm::kernel::i8::{dots, quantize_row, Ahead, GEMV_IMAGES as V, GEMV_ROWS as R};
     let ldx = k.div_ceil(4) * 4;
     let (codes, params) = scratch[..i8_scratch_len(k, batch)].split_at_mut(batch * ldx / 4);
     let codes: &mut [u8] = bytemuck::cast_slice_mut(codes);
@@ -141,24 +141,33 @@ pub fn linear_i8(
             if rows - r >= 2 * R && batch < V {
                 // Few images: 8 rows a pass, 8 streams from memory for the prefetchers.
                 for n in 0..batch {
-                    let s = dots::<{ 2 * R }, 1>(kern, wr, k, &codes[n * ldx..], ldx);
+                    let s = dots::<{ 2 * R }, 1>(kern, wr, k, &codes[n * ldx..], ldx, None);
                     (0..2 * R).for_each(|i| put(n, r + i, s[0][i]));
                 }
                 r += 2 * R;
             } else if rows - r >= R {
+                // Passes over this block: groups of V images, then one per image left.
+                let passes = batch / V + batch % V;
+                let next = wr.get(R * k..2 * R * k);
+                let ahead = |pass: usize| match next {
+                    Some(rows) if pass > 0 => Some(Ahead { rows, phase: pass - 1, phases: passes - 1 }),
+                    _ => None,
+                };
+                let mut pass = 0;
                 while batch - n >= V {
-                    let s = dots::<R, V>(kern, wr, k, &codes[n * ldx..], ldx);
+                    let s = dots::<R, V>(kern, wr, k, &codes[n * ldx..], ldx, ahead(pass));
                     (0..V).for_each(|v| (0..R).for_each(|i| put(n + v, r + i, s[v][i])));
-                    n += V;
+                    (n, pass) = (n + V, pass + 1);
                 }
                 for n in n..batch {
-                    let s = dots::<R, 1>(kern, wr, k, &codes[n * ldx..], ldx);
+                    let s = dots::<R, 1>(kern, wr, k, &codes[n * ldx..], ldx, ahead(pass));
                     (0..R).for_each(|i| put(n, r + i, s[0][i]));
+                    pass += 1;
                 }
                 r += R;
             } else {
                 for n in 0..batch {
-                    put(n, r, dots::<1, 1>(kern, wr, k, &codes[n * ldx..], ldx)[0][0]);
+                    put(n, r, dots::<1, 1>(kern, wr, k, &codes[n * ldx..], ldx, None)[0][0]);
                 }
                 r += 1;
             }

@@ -342,17 +342,42 @@ pub const GEMV_ROWS: usize = 4;
 /// Images per GEMV pass at batch 4 and above.
 pub const GEMV_IMAGES: usize = 4;
 
+/// What a GEMV pass fetches into L2 while it computes: its share of the next block of
+/// rows. Passes over a block after the first read it from the caches, and the memory
+/// stream would stop meanwhile; so pass `phase + 1` of `phases + 1` fetches the lines
+/// `c` of each next row with `c % phases == phase`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ahead<'a> {
+    /// The next block's rows (`R` rows of `k` codes).
+    pub rows: &'a [i8],
+    /// This pass's share.
+    pub phase: usize,
+    /// Shares.
+    pub phases: usize,
+}
+
 /// `sums[v][r] = dot(W[r0 + r], x[v])` for `R` rows of row-major `w` (`k` columns) and
-/// `V` rows of `x` (`k` codes each, `ldx` apart).
+/// `V` rows of `x` (`k` codes each, `ldx` apart); fetching `ahead` on the way.
 ///
 /// # Panics
-/// If `w` or `x` is too short.
-pub fn dots<const R: usize, const V: usize>(kern: Kernel, w: &[i8], k: usize, x: &[u8], ldx: usize) -> [[i32; R]; V] {
+/// If `w`, `x` or `ahead` is too short.
+pub fn dots<const R: usize, const V: usize>(
+    kern: Kernel,
+    w: &[i8],
+    k: usize,
+    x: &[u8],
+    ldx: usize,
+    ahead: Option<Ahead<'_>>,
+) -> [[i32; R]; V] {
     assert!(w.len() >= R * k && ldx >= k && x.len() >= (V - 1) * ldx + k, "int8 gemv operands too short");
+    assert!(ahead.is_none_or(|a| a.rows.len() >= R * k && a.phases > a.phase), "int8 gemv fetch outside W");
     match kern {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token proves the features; lengths checked above.
-        Kernel::Vnni(_) => unsafe { dots_vnni::<R, V>(w.as_ptr(), k, x.as_ptr(), ldx) },
+        Kernel::Vnni(_) => unsafe {
+            let (p, phase, phases) = ahead.map_or((std::ptr::null(), 0, 1), |a| (a.rows.as_ptr(), a.phase, a.phases));
+            dots_vnni::<R, V>(w.as_ptr(), k, x.as_ptr(), ldx, (p, phase, phases))
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Avx2` exists only on a CPU with AVX2 (see `run_tile`).
         Kernel::Avx2 => unsafe { dots_avx2::<R, V>(w, k, x, ldx) },
@@ -383,15 +408,27 @@ unsafe fn dots_avx2<const R: usize, const V: usize>(w: &[i8], k: usize, x: &[u8]
 
 /// # Safety
 /// The CPU runs AVX-512F/BW and AVX512_VNNI; `w` holds `R * k` values, `x` `V` rows of
-/// `k` values `ldx` apart.
+/// `k` values `ldx` apart; `ahead.0`, if not null, `R * k` values (prefetches only).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn dots_vnni<const R: usize, const V: usize>(w: *const i8, k: usize, x: *const u8, ldx: usize) -> [[i32; R]; V] {
-    // SAFETY: masked loads stay inside each row; features enabled.
+unsafe fn dots_vnni<const R: usize, const V: usize>(
+    w: *const i8,
+    k: usize,
+    x: *const u8,
+    ldx: usize,
+    (ahead, phase, phases): (*const i8, usize, usize),
+) -> [[i32; R]; V] {
+    // SAFETY: masked loads stay inside each row; prefetches stay inside `ahead`'s rows;
+    // features enabled.
     unsafe {
         let mut acc = [[_mm512_setzero_si512(); R]; V];
         for c in 0..k.div_ceil(64) {
+            if !ahead.is_null() && c % phases == phase {
+                for r in 0..R {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.add(r * k + 64 * c).cast());
+                }
+            }
             let n = (k - 64 * c).min(64);
             let mask: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
             let mut xv = [_mm512_setzero_si512(); V];
