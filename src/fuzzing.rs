@@ -336,7 +336,7 @@ pub fn conv_diff(data: &[u8]) {
         .collect();
     let packed = conv::pack_weights_i8(&codes, &scales, &g, groups, og);
     for kern in gemm::kernel::i8::Kernel::all() {
-        let mut phased = vec![0.0f32; conv::phased_len_i8(&g, c)];
+        let mut phased = vec![0.0f32; batch * conv::phased_len_i8(&g, c)];
         let mut out = vec![f32::NAN; batch * o * oh * ow];
         conv::conv2d_i8(kern, &x, batch, &g, &packed, &bias, relu, &mut out, &mut phased);
         let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();

@@ -38,16 +38,10 @@ impl ActParams {
         range(x).map(|(lo, hi)| ActParams::from_range(lo, hi))
     }
 
-    /// [`ActParams::of`] with the scan shared out over the current rayon pool (min and
-    /// max are exact, so the result is the same for any split).
-    pub fn of_par(x: &[f32]) -> Option<ActParams> {
-        use rayon::prelude::*;
-        let both = |a: Option<(f32, f32)>, b: Option<(f32, f32)>| match (a, b) {
-            (Some((l0, h0)), Some((l1, h1))) => Some((if l1 < l0 { l1 } else { l0 }, if h1 > h0 { h1 } else { h0 })),
-            _ => None,
-        };
-        let found = x.par_chunks(1 << 14).map(range).reduce(|| Some((0.0, 0.0)), both);
-        found.map(|(lo, hi)| ActParams::from_range(lo, hi))
+    /// Parameters for the range `(lo, hi)` of some values and 0 (as [`range`] finds it),
+    /// or the poisoned parameters when there is none (a value was not finite).
+    pub fn of_range(found: Option<(f32, f32)>) -> ActParams {
+        found.map_or(ActParams::POISONED, |(lo, hi)| ActParams::from_range(lo, hi))
     }
 
     /// Parameters for values in `lo..=hi` (`lo <= 0 <= hi`, both finite).
@@ -71,25 +65,29 @@ impl ActParams {
 }
 
 /// `(min, max)` of `x` and 0, or `None` if a value is not finite: sixteen independent
-/// lanes, in a form the compiler turns into vector compares and selects.
-fn range(x: &[f32]) -> Option<(f32, f32)> {
+/// lanes of plain f32 operations the compiler vectorizes (a lane's `v - v` is 0 for a
+/// finite value and NaN otherwise, so their sum flags any NaN or infinity exactly).
+/// Inlined into each ISA's target-feature shell by `gemm::kernel::i8::range`.
+#[inline(always)]
+#[allow(clippy::eq_op)] // `v - v` is the point: 0, or NaN for NaN and infinities
+pub fn range(x: &[f32]) -> Option<(f32, f32)> {
     const L: usize = 16;
-    let (mut lo, mut hi, mut bad) = ([0.0f32; L], [0.0f32; L], [false; L]);
+    let (mut lo, mut hi, mut flag) = ([0.0f32; L], [0.0f32; L], [0.0f32; L]);
     let mut chunks = x.chunks_exact(L);
     for c in &mut chunks {
         for i in 0..L {
             let v = c[i];
             lo[i] = if v < lo[i] { v } else { lo[i] };
             hi[i] = if v > hi[i] { v } else { hi[i] };
-            bad[i] |= !v.is_finite();
+            flag[i] += v - v;
         }
     }
     for (i, &v) in chunks.remainder().iter().enumerate() {
         lo[i] = if v < lo[i] { v } else { lo[i] };
         hi[i] = if v > hi[i] { v } else { hi[i] };
-        bad[i] |= !v.is_finite();
+        flag[i] += v - v;
     }
-    if bad.iter().any(|&b| b) {
+    if flag.iter().any(|f| f.is_nan()) {
         return None;
     }
     let lo = lo.iter().fold(0.0f32, |m, &v| if v < m { v } else { m });

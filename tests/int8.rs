@@ -188,7 +188,7 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
             for threads in [1, 2, 5] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut out = vec![0.0; batch * o * oh * ow];
-                let mut phased = vec![0.0; alexnet::ops::conv::phased_len_i8(&geom, c)];
+                let mut phased = vec![0.0; batch * alexnet::ops::conv::phased_len_i8(&geom, c)];
                 pool.install(|| {
                     alexnet::ops::conv::conv2d_i8(
                         kern,

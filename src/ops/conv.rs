@@ -13,7 +13,7 @@ use super::winograd;
 use crate::base::split::halve;
 use crate::cpu::Cpu;
 use crate::gemm::i8::{self, PackedI8};
-use crate::gemm::kernel::i8::{quantize_quads, Kernel};
+use crate::gemm::kernel::i8::{quantize_quads, range, Kernel};
 use rayon::prelude::*;
 use crate::gemm::{sgemm_tasks, Bias, Epilogue, PackedA};
 use crate::quant::ActParams;
@@ -161,12 +161,15 @@ pub fn pack_weights_i8(codes: &[i8], scales: &[f32], g: &ConvGeom, groups: usize
         .collect()
 }
 
-/// [`conv2d`] at int8: one image at a time, its input quantized by its own parameters
+/// [`conv2d`] at int8: each image's input quantized by its own parameters
 /// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs), four
 /// channels' codes to a `u32`, prepared as such (padded with the zero point), so that
 /// each k row the int8 GEMM packs is one run of whole quads, copied as the f32 im2col
 /// copies values; each group's GEMM dequantizes into its slice of the CHW output.
-/// `weights` are [`pack_weights_i8`]'s, `phased` holds at least [`phased_len_i8`] values.
+/// A batch is shared out image by image (each image's work on its share of the pool, no
+/// GEMM split finer than it needs); a single image gets the whole pool. The result is
+/// the same either way: the sums are integers. `weights` are [`pack_weights_i8`]'s;
+/// `phased` holds at least `batch *` [`phased_len_i8`] values.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_i8(
     kern: Kernel,
@@ -179,41 +182,60 @@ pub fn conv2d_i8(
     out: &mut [f32],
     phased: &mut [f32],
 ) {
+    let channels = g.cg * weights.len();
+    let (in_len, out_len, per) = (channels * g.h * g.w, bias.len() * g.n(), phased_len_i8(g, channels));
+    let tasks = rayon::current_num_threads();
+    let images = out[..batch * out_len].par_chunks_mut(out_len).zip(phased[..batch * per].par_chunks_mut(per));
+    let each = (tasks / batch).max(1);
+    images.enumerate().with_max_len(1).for_each(|(b, (out, scratch))| {
+        let img = &input[b * in_len..(b + 1) * in_len];
+        conv_image_i8(kern, img, g, weights, bias, relu, out, scratch, each);
+    });
+}
+
+/// One image of [`conv2d_i8`] on `tasks` threads.
+#[allow(clippy::too_many_arguments)]
+fn conv_image_i8(
+    kern: Kernel,
+    img: &[f32],
+    g: &ConvGeom,
+    weights: &[PackedI8],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    tasks: usize,
+) {
     let n = g.n();
     let groups = weights.len();
-    let o = bias.len();
-    let og = o / groups;
-    let (channels, hw) = (g.cg * groups, g.h * g.w);
+    let og = bias.len() / groups;
+    let hw = g.h * g.w;
     let g4 = quad_geom(g);
     let blocks = g4.cg * groups;
-    let (in_len, out_len, plane) = (channels * hw, o * n, g4.cg * g4.plane());
-    let (quads, prepared) = phased[..phased_len_i8(g, channels)].split_at_mut(blocks * hw);
+    let plane = g4.cg * g4.plane();
+    let (quads, prepared) = scratch.split_at_mut(blocks * hw);
     let quads: &mut [u32] = bytemuck::cast_slice_mut(quads);
     let prepared: &mut [u32] = bytemuck::cast_slice_mut(prepared);
-    let tasks = rayon::current_num_threads();
-    for (b, out) in out.chunks_exact_mut(out_len).take(batch).enumerate() {
-        let img = &input[b * in_len..(b + 1) * in_len];
-        let act = ActParams::of_par(img).unwrap_or(ActParams::POISONED);
-        // Quantized straight into quads, plane pieces shared out over the pool.
-        quads.par_chunks_mut(hw).enumerate().for_each(|(blk, dst)| {
-            let (grp, first) = (blk / g4.cg, (blk % g4.cg) * 4);
-            dst.par_chunks_mut(QUANTIZE_CHUNK).enumerate().for_each(|(piece, d)| {
-                let at = piece * QUANTIZE_CHUNK;
-                let plane = |t: usize| {
-                    let ic = first + t;
-                    (ic < g.cg).then(|| &img[(grp * g.cg + ic) * hw + at..(grp * g.cg + ic) * hw + at + d.len()])
-                };
-                quantize_quads(kern, [plane(0), plane(1), plane(2), plane(3)], &act, d);
-            });
+    let act = ActParams::of_range(range(kern, img));
+    // Quantized straight into quads, plane pieces shared out over the pool.
+    quads.par_chunks_mut(hw).enumerate().for_each(|(blk, dst)| {
+        let (grp, first) = (blk / g4.cg, (blk % g4.cg) * 4);
+        dst.par_chunks_mut(QUANTIZE_CHUNK).enumerate().for_each(|(piece, d)| {
+            let at = piece * QUANTIZE_CHUNK;
+            let plane = |t: usize| {
+                let ic = first + t;
+                (ic < g.cg).then(|| &img[(grp * g.cg + ic) * hw + at..(grp * g.cg + ic) * hw + at + d.len()])
+            };
+            quantize_quads(kern, [plane(0), plane(1), plane(2), plane(3)], &act, d);
         });
-        prepare_as(quads, blocks, &g4, prepared, u32::from_le_bytes([act.zero as u8; 4]));
-        let prepared = &*prepared;
-        by_group(groups, tasks, out, og * n, &|grp, c, t| {
-            let src = Im2col::single(&prepared[grp * plane..(grp + 1) * plane], &g4);
-            let ep = i8::Epilogue { act, bias: &bias[grp * og..(grp + 1) * og], relu };
-            i8::gemm(kern, &weights[grp], &src, n, c, n, ep, t);
-        });
-    }
+    });
+    prepare_as(quads, blocks, &g4, prepared, u32::from_le_bytes([act.zero as u8; 4]));
+    let prepared = &*prepared;
+    by_group(groups, tasks, out, og * n, &|grp, c, t| {
+        let src = Im2col::single(&prepared[grp * plane..(grp + 1) * plane], &g4);
+        let ep = i8::Epilogue { act, bias: &bias[grp * og..(grp + 1) * og], relu };
+        i8::gemm(kern, &weights[grp], &src, n, c, n, ep, t);
+    });
 }
 
 /// Run `f(group, c, tasks)` for each of `groups` products whose outputs are the

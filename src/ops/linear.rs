@@ -113,14 +113,14 @@ pub fn linear_i8(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    use crate::gemm::kernel::i8::{dots, quantize_row, Ahead, GEMV_IMAGES as V, GEMV_ROWS as R};
+    use crate::gemm::kernel::i8::{dots, quantize_row, range, Ahead, GEMV_IMAGES as V, GEMV_ROWS as R};
     let ldx = k.div_ceil(4) * 4;
     let (codes, params) = scratch[..i8_scratch_len(k, batch)].split_at_mut(batch * ldx / 4);
     let codes: &mut [u8] = bytemuck::cast_slice_mut(codes);
     // By index, not chunks_exact_mut: K = 0 gives zero-length rows.
     for n in 0..batch {
         let xs = &x[n * k..(n + 1) * k];
-        let act = ActParams::of(xs).unwrap_or(ActParams::POISONED);
+        let act = ActParams::of_range(range(kern, xs));
         quantize_row(kern, xs, &act, &mut codes[n * ldx..(n + 1) * ldx]);
         params[3 * n..3 * n + 3].copy_from_slice(&[act.scale, act.inv, act.zero as f32]);
     }

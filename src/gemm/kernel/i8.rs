@@ -287,6 +287,32 @@ unsafe fn quantize_row_avx512(x: &[f32], q: &ActParams, out: &mut [u8]) {
     }
 }
 
+/// [`crate::quant::range`] of `x` (its `(min, max)` and 0, `None` if a value is not
+/// finite) compiled for the kernel's ISA, pieces shared out over the current rayon pool
+/// (min and max are exact: any split gives the same result).
+pub fn range(kern: Kernel, x: &[f32]) -> Option<(f32, f32)> {
+    use rayon::prelude::*;
+    let piece = |c: &[f32]| match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX-512F.
+        Kernel::Vnni(_) => unsafe { range_avx512(c) },
+        _ => crate::quant::range(c),
+    };
+    let both = |a: Option<(f32, f32)>, b: Option<(f32, f32)>| match (a, b) {
+        (Some((l0, h0)), Some((l1, h1))) => Some((if l1 < l0 { l1 } else { l0 }, if h1 > h0 { h1 } else { h0 })),
+        _ => None,
+    };
+    x.par_chunks(1 << 14).map(piece).reduce(|| Some((0.0, 0.0)), both)
+}
+
+/// # Safety
+/// The CPU runs AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn range_avx512(x: &[f32]) -> Option<(f32, f32)> {
+    crate::quant::range(x)
+}
+
 /// Four planes of values (`None`: a padding channel, the zero point) quantized by `q`
 /// into one plane of quads, value `t` of each in byte `t`.
 ///
