@@ -281,14 +281,15 @@ pub fn pool_lrn_diff(data: &[u8]) {
 /// half the inputs take) on every ISA against the reference convolution, on a geometry,
 /// groups, batch and values taken from the bytes. Runs on the global rayon pool.
 pub fn conv_diff(data: &[u8]) {
-    use crate::ops::{conv, im2col::ConvGeom};
+    use crate::ops::{conv, conv_i8, im2col::ConvGeom};
     use crate::reference;
     let b = |i| byte(data, i) as usize;
     let (kh, kw, sh, sw) = if b(0) % 2 == 0 {
         let k = 3 + 2 * (b(1) % 2);
         (k, k, 1, 1)
     } else {
-        (1 + b(1) % 5, 1 + b(2) % 5, 1 + b(3) % 3, 1 + b(4) % 3)
+        // Horizontal strides up to 4: at 4 the int8 convolution takes its row layout.
+        (1 + b(1) % 5, 1 + b(2) % 5, 1 + b(3) % 3, 1 + b(4) % 4)
     };
     let side = |i| (b(i) % 3) as u32;
     let pads = Pads { top: side(5), left: side(6), bottom: side(7), right: side(8) };
@@ -334,11 +335,11 @@ pub fn conv_diff(data: &[u8]) {
         })
         .map(f32::to_bits)
         .collect();
-    let packed = conv::pack_weights_i8(&codes, &scales, &g, groups, og);
+    let packed = conv_i8::pack_weights_i8(&codes, &scales, &g, groups, og);
     for kern in gemm::kernel::i8::Kernel::all() {
-        let mut phased = vec![0.0f32; batch * conv::phased_len_i8(&g, c)];
+        let mut phased = vec![0.0f32; batch * conv_i8::phased_len_i8(&g, c)];
         let mut out = vec![f32::NAN; batch * o * oh * ow];
-        conv::conv2d_i8(kern, &x, batch, &g, &packed, &bias, relu, &mut out, &mut phased);
+        conv_i8::conv2d_i8(kern, &x, batch, &g, &packed, &bias, relu, &mut out, &mut phased);
         let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
         assert!(got == want, "int8 {} {g:?} groups {groups} batch {batch}", kern.name());
     }

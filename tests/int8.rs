@@ -153,6 +153,10 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
         // Whole blocks of four channels and a last partial block, with groups.
         (10, 8, 9, 4, 3, 1, Pads::uniform(1), 2),
         (8, 7, 10, 13, 5, 1, Pads::uniform(2), 1),
+        // Horizontal strides of 4 and 8: the row layout (quads of four columns), with
+        // asymmetric padding.
+        (3, 23, 21, 6, 11, 4, Pads { top: 1, left: 2, bottom: 0, right: 3 }, 1),
+        (2, 9, 30, 4, 5, 8, Pads::uniform(1), 2),
     ];
     for kern in Kernel::all() {
         for (ci, (c, h, w, o, k, s, pads, groups)) in cases.into_iter().enumerate() {
@@ -163,7 +167,10 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
             let geom = ConvGeom { cg: c / groups, h, w, kh: k, kw: k, sh: s, sw: s, pads, oh, ow };
             let wt = values(31, o * (c / groups) * k * k, 0.0);
             let (codes, scales) = reference::int8::quantize_weights(&wt, o, (c / groups) * k * k);
-            let packed = alexnet::ops::conv::pack_weights_i8(&codes, &scales, &geom, groups, o / groups);
+            // The cases cover both quad layouts.
+            let row = alexnet::ops::conv_i8::Layout::of(&geom) == alexnet::ops::conv_i8::Layout::Row;
+            assert_eq!(row, s % 4 == 0, "case {ci}");
+            let packed = alexnet::ops::conv_i8::pack_weights_i8(&codes, &scales, &geom, groups, o / groups);
             let bias = values(32, o, 0.0);
             let batch = 2;
             let input = values(33 + ci as u64, batch * c * h * w, if ci % 2 == 0 { 0.0 } else { 2.5 });
@@ -188,9 +195,9 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
             for threads in [1, 2, 5] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut out = vec![0.0; batch * o * oh * ow];
-                let mut phased = vec![0.0; batch * alexnet::ops::conv::phased_len_i8(&geom, c)];
+                let mut phased = vec![0.0; batch * alexnet::ops::conv_i8::phased_len_i8(&geom, c)];
                 pool.install(|| {
-                    alexnet::ops::conv::conv2d_i8(
+                    alexnet::ops::conv_i8::conv2d_i8(
                         kern,
                         &input,
                         batch,

@@ -139,7 +139,7 @@ impl ModelBuilder {
         // At int8 it holds a convolution's prepared input for one image (the convolution
         // runs image by image), or a linear layer's input codes and parameters.
         let int8 = steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
-            (Step::ConvI8 { geom, .. }, Shape::Spatial { c, .. }) => Some(ops::conv::phased_len_i8(geom, *c)),
+            (Step::ConvI8 { geom, .. }, Shape::Spatial { c, .. }) => Some(ops::conv_i8::phased_len_i8(geom, *c)),
             (Step::Linear { k, .. }, _) => Some(ops::linear::i8_scratch_len(*k, 1)),
             _ => None,
         });

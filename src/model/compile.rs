@@ -225,7 +225,7 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                 if precision == Precision::Int8 && geom.k() <= crate::quant::MAX_K {
                     let (codes, scales) = conv_codes(weights, &name, o)?;
                     let (groups, og) = (cv.groups as usize, o / cv.groups as usize);
-                    let packed = ops::conv::pack_weights_i8(&codes, &scales, &geom, groups, og);
+                    let packed = ops::conv_i8::pack_weights_i8(&codes, &scales, &geom, groups, og);
                     steps.push(Step::ConvI8 {
                         weights: packed,
                         bias: weights.tensor_range(&format!("{}.bias", cv.name))?,

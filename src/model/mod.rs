@@ -374,7 +374,7 @@ impl Model {
                 Step::ConvI8 { weights, bias, geom, relu, .. } => {
                     let b = self.weights.f32s(bias.clone());
                     let kern = crate::gemm::kernel::i8::Kernel::for_cpu(self.cpu);
-                    ops::conv::conv2d_i8(kern, src, batch, geom, weights, b, *relu, dst, phased);
+                    ops::conv_i8::conv2d_i8(kern, src, batch, geom, weights, b, *relu, dst, phased);
                 }
                 // Standalone pooling and LRN: whole images shared out over the pool.
                 Step::MaxPool { pool, input, out } => {

@@ -8,6 +8,7 @@
 
 pub mod avgpool;
 pub mod conv;
+pub mod conv_i8;
 pub mod im2col;
 pub mod linear;
 pub mod lrn;
