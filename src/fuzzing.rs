@@ -93,6 +93,22 @@ pub fn roundtrip(data: &[u8]) {
         let want: Vec<f32> = t.data.iter().map(|&v| if round { crate::reference::bf16_round(v) } else { v }).collect();
         assert_eq!(got, want, "{}", t.name);
     }
+    // And at int8 (the synthetic weights are finite): codes and scales by the reference's
+    // rule, biases exact, and the file runs at int8 by default.
+    let bytes = crate::weights::format::to_bytes_as(&plan, &tensors, crate::weights::Dtype::I8)
+        .expect("a valid plan writes at int8");
+    let file = WeightFile::from_bytes(bytes).expect("a written int8 file opens");
+    for t in &tensors {
+        if t.name.ends_with(".weight") {
+            let rows = t.shape[0] as usize;
+            let (codes, scales) = file.tensor_i8(&t.name).expect("int8 weight present");
+            let (want_c, want_s) = crate::reference::int8::quantize_weights(&t.data, rows, t.data.len() / rows);
+            assert_eq!(codes, &want_c[..], "{}", t.name);
+            assert!(scales.iter().zip(&want_s).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", t.name);
+        } else {
+            assert_eq!(file.tensor(&t.name).expect("bias present"), &t.data[..]);
+        }
+    }
 }
 
 /// Every SGEMM kernel this CPU runs against the scalar reference, on small shapes and

@@ -354,3 +354,32 @@ fn a_non_finite_input_poisons_only_its_own_image_at_int8() {
     assert!(out[..c].iter().all(|v| v.is_finite()), "{:?}", &out[..c]);
     assert!(out[c..].iter().all(|v| v.is_nan()));
 }
+
+/// tests/fixtures/int8/odd_small.alexnet (`convert-weights` of onnx/odd_small at int8,
+/// the first int8 files) must keep opening and giving the results recorded when it was
+/// written (`expected.npy`, bit for bit: the rules are fixed), which stay near the
+/// reference network at int8 and ONNX Runtime's f32 results. Rewrite the record with
+/// `ALEXNET_RECORD_INT8=1` only when the rules change on purpose.
+#[test]
+fn the_first_int8_file_gives_its_recorded_results() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let path = format!("{root}/tests/fixtures/int8/odd_small.alexnet");
+    let model = Model::builder().threads(2).open(&path).unwrap();
+    assert_eq!(model.precision(), Precision::Int8);
+    let dir = format!("{root}/tests/fixtures/onnx/odd_small");
+    let input = alexnet::npy::read(format!("{dir}/input.npy").as_ref()).unwrap().data;
+    let ort_f32 = alexnet::npy::read(format!("{dir}/expected.npy").as_ref()).unwrap().data;
+    let got = model.infer(&input).unwrap();
+    let record = format!("{root}/tests/fixtures/int8/expected.npy");
+    if std::env::var_os("ALEXNET_RECORD_INT8").is_some() {
+        let classes = model.num_classes();
+        alexnet::npy::write(record.as_ref(), &[got.len() / classes, classes], &got).unwrap();
+    }
+    let expected = alexnet::npy::read(record.as_ref()).unwrap().data;
+    assert_eq!(bits(&got), bits(&expected), "int8 results changed");
+    let reference = reference::network_int8(&WeightFile::open(&path, Default::default()).unwrap(), &input).unwrap();
+    for (i, ((&g, &r), &f)) in got.iter().zip(&reference).zip(&ort_f32).enumerate() {
+        assert!((g - r).abs() <= 1e-3, "[{i}] {g} vs reference int8 {r}");
+        assert!((g - f).abs() <= 0.05, "[{i}] {g} vs ORT f32 {f}");
+    }
+}
