@@ -49,11 +49,31 @@ impl Vnni {
     }
 }
 
+/// Proof that this CPU runs AVX2 and AVX-VNNI (`vpdpbusd` on ymm registers, VEX
+/// encoded: Intel cores since Alder Lake, AMD Zen 5): only [`AvxVnni::new`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct AvxVnni(());
+
+impl AvxVnni {
+    /// The token, if the CPU has the instructions.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has = crate::cpu::Isa::Avx2.is_supported() && std::arch::is_x86_feature_detected!("avxvnni");
+            has.then_some(AvxVnni(()))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
 /// Which int8 code a model's kernel family runs.
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel {
     /// `vpdpbusd` on zmm registers.
     Vnni(Vnni),
+    /// `vpdpbusd` on ymm registers (AVX-VNNI), for AVX2 models.
+    AvxVnni(AvxVnni),
     /// The integer loops compiled for AVX2 (the CPU has it: the model's token says so).
     Avx2,
     /// The integer loops for the baseline target (SSE2, NEON, anything).
@@ -65,11 +85,17 @@ impl Kernel {
     pub fn for_cpu(cpu: Cpu) -> Kernel {
         match cpu {
             #[cfg(target_arch = "x86_64")]
-            Cpu::Avx512(_) => Vnni::new().map_or(Kernel::Avx2, Kernel::Vnni),
+            Cpu::Avx512(_) => Vnni::new().map(Kernel::Vnni).unwrap_or_else(Kernel::avx2),
             #[cfg(target_arch = "x86_64")]
-            Cpu::Avx2(_) => Kernel::Avx2,
+            Cpu::Avx2(_) => Kernel::avx2(),
             _ => Kernel::Plain,
         }
+    }
+
+    /// The best kernel on ymm registers of a CPU with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    fn avx2() -> Kernel {
+        AvxVnni::new().map_or(Kernel::Avx2, Kernel::AvxVnni)
     }
 
     /// Every kernel this CPU runs, for tests.
@@ -79,6 +105,7 @@ impl Kernel {
         if crate::cpu::Isa::Avx2.is_supported() {
             all.push(Kernel::Avx2);
         }
+        all.extend(AvxVnni::new().map(Kernel::AvxVnni));
         all.extend(Vnni::new().map(Kernel::Vnni));
         all
     }
@@ -87,6 +114,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Vnni(_) => "avx512-vnni",
+            Kernel::AvxVnni(_) => "avx-vnni",
             Kernel::Avx2 => "avx2",
             Kernel::Plain => "plain",
         }
@@ -137,6 +165,26 @@ pub fn run_tile(
                     tile_vnni::<1>(kq, a.as_ptr(), b.as_ptr(), out, (h, w), dq)
                 } else {
                     tile_vnni::<2>(kq, a.as_ptr(), b.as_ptr(), out, (h, w), dq)
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::AvxVnni(_) => {
+            let out = c.block_ptr(i, j, h, w);
+            // SAFETY: the token proves the features; lengths, the block and the epilogue
+            // were checked above. Each sub-tile is the part of the block it covers.
+            unsafe {
+                for half in 0..2 {
+                    let rows = h.saturating_sub(half * HALF_MR).min(HALF_MR);
+                    for part in 0..NR / 16 {
+                        let cols = w.saturating_sub(part * 16).min(16);
+                        if rows == 0 || cols == 0 {
+                            continue;
+                        }
+                        let at = (out.0.add(half * HALF_MR * out.1 + part * 16), out.1);
+                        let (a, b) = (a.as_ptr().add(half * HALF_MR), b.as_ptr().add(part * 16));
+                        tile_avxvnni(kq, a, b, at, (rows, cols), dq, half * HALF_MR);
+                    }
                 }
             }
         }
@@ -246,6 +294,71 @@ unsafe fn tile_vnni<const NV: usize>(
     }
 }
 
+/// Rows of an AVX-VNNI sub-tile: half an A panel.
+const HALF_MR: usize = MR / 2;
+
+/// The AVX-VNNI sub-tile: rows `r0 .. r0 + 6` of a tile (`a` at the panel's row `r0`,
+/// rows [`MR`] apart per quad) times 16 columns of a B panel (`b` at the first, [`NR`]
+/// apart per quad), dequantized into the `h x w` block at `c`. Per quad: 2 loads of B,
+/// 6 broadcasts, 12 `vpdpbusd` into 12 ymm accumulators.
+///
+/// # Safety
+/// The CPU runs AVX2 and AVX-VNNI; `a` holds `(kq - 1) * MR + 6` values, `b`
+/// `(kq - 1) * NR + 16`; `c` is valid for writes of `h <= 6` rows of `w <= 16` values
+/// `ldc` apart; the epilogue slices hold `r0 + h` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avxvnni(
+    kq: usize,
+    a: *const u32,
+    b: *const u32,
+    (c, ldc): (*mut f32, usize),
+    (h, w): (usize, usize),
+    dq: &Dequant<'_>,
+    r0: usize,
+) {
+    // SAFETY: every pointer range is as the contract promises; the features are enabled.
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); 2]; HALF_MR];
+        for p in 0..kq {
+            let bp = b.add(p * NR);
+            let bv = [_mm256_loadu_si256(bp.cast()), _mm256_loadu_si256(bp.add(8).cast())];
+            let ap = a.add(p * MR);
+            for i in 0..HALF_MR {
+                let av = _mm256_set1_epi32(*ap.add(i) as i32);
+                for v in 0..2 {
+                    acc[i][v] = _mm256_dpbusd_avx_epi32(acc[i][v], bv[v], av);
+                }
+            }
+        }
+        for i in 0..HALF_MR {
+            if i >= h {
+                break;
+            }
+            let row = c.add(i * ldc);
+            let zero = _mm256_set1_epi32(dq.zero_term[r0 + i]);
+            let scale = _mm256_set1_ps(dq.scale[r0 + i]);
+            let bias = _mm256_set1_ps(dq.bias[r0 + i]);
+            for v in 0..2 {
+                let cols = w.saturating_sub(v * 8).min(8);
+                if cols == 0 {
+                    break;
+                }
+                let y = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][v], zero));
+                let mut y = _mm256_add_ps(_mm256_mul_ps(y, scale), bias);
+                if dq.relu {
+                    // max(0, y) returns the second operand when either is NaN: NaN is kept.
+                    y = _mm256_max_ps(_mm256_setzero_ps(), y);
+                }
+                let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), lanes);
+                _mm256_maskstore_ps(row.add(v * 8), mask, y);
+            }
+        }
+    }
+}
+
 /// `x` (one image's `k` values) quantized by `q` into `out` (`k` codes).
 ///
 /// # Panics
@@ -257,10 +370,28 @@ pub fn quantize_row(kern: Kernel, x: &[f32], q: &ActParams, out: &mut [u8]) {
         // SAFETY: the token proves the features; lengths checked above.
         return unsafe { quantize_row_avx512(x, q, out) };
     }
-    let _ = kern;
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Avx2 | Kernel::AvxVnni(_) = kern {
+        // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
+        return unsafe { quantize_row_avx2(x, q, out) };
+    }
+    quantize_row_plain(x, q, out)
+}
+
+/// [`quantize_row`] in plain loops (vectorized by the compiler for the shell's ISA).
+#[inline(always)]
+fn quantize_row_plain(x: &[f32], q: &ActParams, out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = q.quantize(v);
     }
+}
+
+/// # Safety
+/// The CPU runs AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row_avx2(x: &[f32], q: &ActParams, out: &mut [u8]) {
+    quantize_row_plain(x, q, out)
 }
 
 /// # Safety
@@ -296,6 +427,9 @@ pub fn range(kern: Kernel, x: &[f32]) -> Option<(f32, f32)> {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token proves AVX-512F.
         Kernel::Vnni(_) => unsafe { range_avx512(c) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these kernels exist only on a CPU with AVX2.
+        Kernel::Avx2 | Kernel::AvxVnni(_) => unsafe { range_avx2(c) },
         _ => crate::quant::range(c),
     };
     let both = |a: Option<(f32, f32)>, b: Option<(f32, f32)>| match (a, b) {
@@ -313,6 +447,14 @@ unsafe fn range_avx512(x: &[f32]) -> Option<(f32, f32)> {
     crate::quant::range(x)
 }
 
+/// # Safety
+/// The CPU runs AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn range_avx2(x: &[f32]) -> Option<(f32, f32)> {
+    crate::quant::range(x)
+}
+
 /// Four planes of values (`None`: a padding channel, the zero point) quantized by `q`
 /// into one plane of quads, value `t` of each in byte `t`.
 ///
@@ -325,11 +467,29 @@ pub fn quantize_quads(kern: Kernel, planes: [Option<&[f32]>; 4], q: &ActParams, 
         // SAFETY: the token proves the features; lengths checked above.
         return unsafe { quantize_quads_avx512(planes, q, dst) };
     }
-    let _ = kern;
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Avx2 | Kernel::AvxVnni(_) = kern {
+        // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
+        return unsafe { quantize_quads_avx2(planes, q, dst) };
+    }
+    quantize_quads_plain(planes, q, dst)
+}
+
+/// [`quantize_quads`] in plain loops (vectorized by the compiler for the shell's ISA).
+#[inline(always)]
+fn quantize_quads_plain(planes: [Option<&[f32]>; 4], q: &ActParams, dst: &mut [u32]) {
     let zero = q.zero as u8;
     for (i, d) in dst.iter_mut().enumerate() {
         *d = u32::from_le_bytes(planes.map(|p| p.map_or(zero, |p| q.quantize(p[i]))));
     }
+}
+
+/// # Safety
+/// The CPU runs AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_quads_avx2(planes: [Option<&[f32]>; 4], q: &ActParams, dst: &mut [u32]) {
+    quantize_quads_plain(planes, q, dst)
 }
 
 /// # Safety
@@ -405,8 +565,8 @@ pub fn dots<const R: usize, const V: usize>(
             dots_vnni::<R, V>(w.as_ptr(), k, x.as_ptr(), ldx, (p, phase, phases))
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Kernel::Avx2` exists only on a CPU with AVX2 (see `run_tile`).
-        Kernel::Avx2 => unsafe { dots_avx2::<R, V>(w, k, x, ldx) },
+        // SAFETY: these kernels exist only on a CPU with AVX2 (see `run_tile`).
+        Kernel::Avx2 | Kernel::AvxVnni(_) => unsafe { dots_avx2::<R, V>(w, k, x, ldx) },
         _ => dots_plain::<R, V>(w, k, x, ldx),
     }
 }
