@@ -123,6 +123,24 @@ fn classifier(classes: u32, softmax: bool) -> Vec<Layer> {
     v
 }
 
+/// A small network with every layer kind the weights reach, for the precision tests: a
+/// strided conv, pool, LRN, a grouped conv, three linear layers (K with a tail past the
+/// vector width), softmax; 3x31x29 input.
+pub fn small_plan() -> Plan {
+    let layers: Vec<Layer> = vec![
+        layers::conv("conv1", 8, 5, 2, Pads::uniform(1), 1, true),
+        layers::max_pool(3, 2, Pads::uniform(0), false),
+        lrn(),
+        layers::conv("conv2", 12, 3, 1, Pads::uniform(1), 2, true),
+        Layer::Flatten,
+        linear("fc6", 37, true),
+        linear("fc7", 21, true),
+        linear("fc8", 10, false),
+        Layer::Softmax,
+    ];
+    layers::plan([3, 31, 29], Preprocess::caffe(), layers)
+}
+
 /// The project's spec network: 227x227 input, 96-256-384-384-256 channels, groups of 2
 /// on conv2/4/5, LRN after pool1 and pool2 (CaffeNet order), 1000 classes, softmax.
 pub fn spec_plan() -> Plan {

@@ -7,9 +7,8 @@
 use alexnet::gemm::i8::{self as gi8, PackedI8};
 use alexnet::gemm::kernel::i8::Kernel;
 use alexnet::ops::im2col::ConvGeom;
-use alexnet::plan::{Layer, Pads, Plan, Preprocess};
+use alexnet::plan::{Pads, Plan};
 use alexnet::quant::ActParams;
-use alexnet::synthetic::layers::{conv, linear, max_pool};
 use alexnet::weights::format::{self, TensorEntry};
 use alexnet::weights::{Dtype, WeightFile};
 use alexnet::{reference, synthetic, Error, Isa, Model, Precision};
@@ -215,21 +214,8 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
     }
 }
 
-/// A small network with every layer kind the weights reach: grouped conv, pool, LRN,
-/// three linear layers (K with a tail past the vector width), softmax.
 fn small() -> Plan {
-    let layers: Vec<Layer> = vec![
-        conv("conv1", 8, 5, 2, Pads::uniform(1), 1, true),
-        max_pool(3, 2, Pads::uniform(0), false),
-        synthetic::layers::lrn(),
-        conv("conv2", 12, 3, 1, Pads::uniform(1), 2, true),
-        Layer::Flatten,
-        linear("fc6", 37, true),
-        linear("fc7", 21, true),
-        linear("fc8", 10, false),
-        Layer::Softmax,
-    ];
-    synthetic::layers::plan([3, 31, 29], Preprocess::caffe(), layers)
+    synthetic::small_plan()
 }
 
 #[test]

@@ -5,8 +5,7 @@
 
 use alexnet::base::mat::MatMut;
 use alexnet::cpu::Cpu;
-use alexnet::plan::{Layer, Pads, Plan, Preprocess};
-use alexnet::synthetic::layers::{conv, linear, max_pool};
+use alexnet::plan::Plan;
 use alexnet::weights::format::{self, bf16_from_f32, f32_from_bf16, TensorEntry};
 use alexnet::weights::{Dtype, WeightFile};
 use alexnet::{gemm, reference, synthetic, Error, Isa, Model, Precision};
@@ -15,21 +14,8 @@ fn kernels() -> Vec<Cpu> {
     Isa::ALL.into_iter().filter_map(|isa| Cpu::new(isa).ok()).collect()
 }
 
-/// A small network with every layer kind the weights reach: grouped conv, pool, LRN,
-/// three linear layers (K with a tail past the vector width), softmax.
 fn small() -> Plan {
-    let layers: Vec<Layer> = vec![
-        conv("conv1", 8, 5, 2, Pads::uniform(1), 1, true),
-        max_pool(3, 2, Pads::uniform(0), false),
-        synthetic::layers::lrn(),
-        conv("conv2", 12, 3, 1, Pads::uniform(1), 2, true),
-        Layer::Flatten,
-        linear("fc6", 37, true),
-        linear("fc7", 21, true),
-        linear("fc8", 10, false),
-        Layer::Softmax,
-    ];
-    synthetic::layers::plan([3, 31, 29], Preprocess::caffe(), layers)
+    synthetic::small_plan()
 }
 
 #[test]

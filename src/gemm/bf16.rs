@@ -9,7 +9,7 @@
 //! results are bitwise identical for any thread count.
 
 use super::kernel::bf16::{self as k16, Avx512Bf16, MR, NARROW_NR, NR};
-use super::{balanced_kc, best_cut, store_bias_only, Bias, BlockSizes, Cut, Epilogue, PackB, PackedA};
+use super::{balanced_kc, split_tasks, store_bias_only, Bias, BlockSizes, Epilogue, PackB, PackedA};
 use crate::base::mat::MatMut;
 use crate::base::scratch::{self, Scratch};
 use crate::cpu::Cpu;
@@ -46,42 +46,8 @@ pub fn supported(cpu: Cpu) -> bool {
 pub(super) fn sgemm_view<B: PackB>(a: &PackedA, b: &B, c: MatMut<'_>, ep: Epilogue<'_>, tasks: usize) {
     let tok = Avx512Bf16::new().expect("bf16 weights on a CPU without AVX512_BF16");
     assert_eq!(a.mr(), MR, "A packed for another kernel");
-    parallel(tok, a, b, c, (0, 0), ep, tasks);
-}
-
-/// Split the block of C at `(i0, j0)` between `tasks` threads by [`super::best_cut`].
-fn parallel<B: PackB>(
-    tok: Avx512Bf16,
-    a: &PackedA,
-    b: &B,
-    c: MatMut<'_>,
-    (i0, j0): (usize, usize),
-    ep: Epilogue<'_>,
-    tasks: usize,
-) {
-    let left = tasks / 2;
-    let cut = if tasks > 1 {
-        best_cut(BLOCKS, NARROW_NR, PACK_COST_IN_TILES, c.rows(), c.cols(), left, tasks - left)
-    } else {
-        None
-    };
-    match cut {
-        None => serial(tok, a, b, c, (i0, j0), ep),
-        Some(Cut::Cols(cut)) => {
-            let (l, r) = c.split_cols(cut);
-            rayon::join(
-                || parallel(tok, a, b, l, (i0, j0), ep, left),
-                || parallel(tok, a, b, r, (i0, j0 + cut), ep, tasks - left),
-            );
-        }
-        Some(Cut::Rows(cut)) => {
-            let (t, btm) = c.split_rows(cut);
-            rayon::join(
-                || parallel(tok, a, b, t, (i0, j0), ep, left),
-                || parallel(tok, a, b, btm, (i0 + cut, j0), ep, tasks - left),
-            );
-        }
-    }
+    let cost = (BLOCKS, NARROW_NR, PACK_COST_IN_TILES);
+    split_tasks(cost, c, (0, 0), tasks, &|c, at| serial(tok, a, b, c, at, ep));
 }
 
 /// The five loops over one thread's block of C: rows `i0..`, columns `j0..` of the whole.

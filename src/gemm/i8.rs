@@ -9,7 +9,7 @@
 //! integers, so results are bitwise identical for any thread count and any ISA.
 
 use super::kernel::i8::{self as k8, Dequant, Kernel, MR, NR};
-use super::{best_cut, BlockSizes, Cut};
+use super::{split_tasks, BlockSizes};
 use crate::base::mat::MatMut;
 use crate::base::scratch::{self, Scratch};
 use crate::quant::ActParams;
@@ -148,40 +148,12 @@ pub fn gemm<B: PackQuads>(
 ) {
     assert!(ep.bias.len() >= a.m, "int8 bias too short");
     let view = MatMut::new(c, a.m, n, ldc);
-    parallel(kern, a, b, view, (0, 0), ep, tasks.max(1));
+    let cost = (BLOCKS, NR / 2, PACK_COST_IN_TILES);
+    split_tasks(cost, view, (0, 0), tasks.max(1), &|c, at| serial(kern, a, b, c, at, ep));
 }
 
+/// The tile, for the thread split (only MR and NR matter to it).
 const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: MR, kc: 1, nc: NR };
-
-fn parallel<B: PackQuads>(
-    kern: Kernel,
-    a: &PackedI8,
-    b: &B,
-    c: MatMut<'_>,
-    (i0, j0): (usize, usize),
-    ep: Epilogue<'_>,
-    tasks: usize,
-) {
-    let left = tasks / 2;
-    let cut = if tasks > 1 { best_cut(BLOCKS, NR / 2, PACK_COST_IN_TILES, c.rows(), c.cols(), left, tasks - left) } else { None };
-    match cut {
-        None => serial(kern, a, b, c, (i0, j0), ep),
-        Some(Cut::Cols(cut)) => {
-            let (l, r) = c.split_cols(cut);
-            rayon::join(
-                || parallel(kern, a, b, l, (i0, j0), ep, left),
-                || parallel(kern, a, b, r, (i0, j0 + cut), ep, tasks - left),
-            );
-        }
-        Some(Cut::Rows(cut)) => {
-            let (t, btm) = c.split_rows(cut);
-            rayon::join(
-                || parallel(kern, a, b, t, (i0, j0), ep, left),
-                || parallel(kern, a, b, btm, (i0 + cut, j0), ep, tasks - left),
-            );
-        }
-    }
-}
 
 /// One thread's block of C: rows `i0..`, columns `j0..` of the whole.
 fn serial<B: PackQuads>(

@@ -169,26 +169,38 @@ fn parallel<K: MicroKernel, B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
+    let cost = (K::BLOCKS, K::NARROW_NR, B::PACK_COST_IN_TILES);
+    split_tasks(cost, c, (i0, j0), tasks, &|c, (i, j)| serial(kern, a, b, c, i, j, k, ep));
+}
+
+/// Split `c`, the block at `(i0, j0)` of the whole C, between `tasks` threads of the
+/// current pool by recursive halving at [`best_cut`] (for these block sizes, narrow
+/// width and packing cost), and run `serial` on each part with its position. Every
+/// driver (f32, bf16, int8) splits this way.
+fn split_tasks(
+    cost: (BlockSizes, usize, f64),
+    c: MatMut<'_>,
+    (i0, j0): (usize, usize),
+    tasks: usize,
+    serial: &(dyn Fn(MatMut<'_>, (usize, usize)) + Sync),
+) {
+    let (blocks, narrow_nr, pack) = cost;
     let left = tasks / 2;
-    let cut = if tasks > 1 {
-        best_cut(K::BLOCKS, K::NARROW_NR, B::PACK_COST_IN_TILES, c.rows(), c.cols(), left, tasks - left)
-    } else {
-        None
-    };
+    let cut = if tasks > 1 { best_cut(blocks, narrow_nr, pack, c.rows(), c.cols(), left, tasks - left) } else { None };
     match cut {
-        None => serial(kern, a, b, c, i0, j0, k, ep),
+        None => serial(c, (i0, j0)),
         Some(Cut::Cols(cut)) => {
             let (l, r) = c.split_cols(cut);
             rayon::join(
-                || parallel(kern, a, b, l, i0, j0, k, ep, left),
-                || parallel(kern, a, b, r, i0, j0 + cut, k, ep, tasks - left),
+                || split_tasks(cost, l, (i0, j0), left, serial),
+                || split_tasks(cost, r, (i0, j0 + cut), tasks - left, serial),
             );
         }
         Some(Cut::Rows(cut)) => {
             let (t, btm) = c.split_rows(cut);
             rayon::join(
-                || parallel(kern, a, b, t, i0, j0, k, ep, left),
-                || parallel(kern, a, b, btm, i0 + cut, j0, k, ep, tasks - left),
+                || split_tasks(cost, t, (i0, j0), left, serial),
+                || split_tasks(cost, btm, (i0 + cut, j0), tasks - left, serial),
             );
         }
     }

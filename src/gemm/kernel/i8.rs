@@ -295,6 +295,7 @@ unsafe fn tile_vnni<const NV: usize>(
 }
 
 /// Rows of an AVX-VNNI sub-tile: half an A panel.
+#[cfg(target_arch = "x86_64")]
 const HALF_MR: usize = MR / 2;
 
 /// The AVX-VNNI sub-tile: rows `r0 .. r0 + 6` of a tile (`a` at the panel's row `r0`,
@@ -375,6 +376,7 @@ pub fn quantize_row(kern: Kernel, x: &[f32], q: &ActParams, out: &mut [u8]) {
         // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
         return unsafe { quantize_row_avx2(x, q, out) };
     }
+    let _ = kern; // one family on other targets
     quantize_row_plain(x, q, out)
 }
 
@@ -472,6 +474,7 @@ pub fn quantize_quads(kern: Kernel, planes: [Option<&[f32]>; 4], q: &ActParams, 
         // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
         return unsafe { quantize_quads_avx2(planes, q, dst) };
     }
+    let _ = kern; // one family on other targets
     quantize_quads_plain(planes, q, dst)
 }
 
