@@ -95,12 +95,14 @@ pub fn range(x: &[f32]) -> Option<(f32, f32)> {
     Some((lo, hi))
 }
 
-/// Per-row scales of a `[rows, k]` weight (see the module rules).
+/// Per-row scales of a `[rows, k]` weight (see the module rules). Rows are shared out
+/// over the current rayon pool (each row's scale is its own: any split gives the same).
 pub fn weight_scales(w: &[f32], rows: usize, k: usize) -> Vec<f32> {
+    use rayon::prelude::*;
     (0..rows)
-        .map(|r| &w[r * k..(r + 1) * k])
-        .map(|row| {
-            let max = row.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        .into_par_iter()
+        .map(|r| {
+            let max = w[r * k..(r + 1) * k].iter().fold(0.0f32, |m, &v| m.max(v.abs()));
             if max > 0.0 && max.is_finite() {
                 max / 127.0
             } else {
@@ -116,14 +118,25 @@ pub fn quantize_weight(w: f32, scale: f32) -> i8 {
     (w / scale).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
-/// `[rows, k]` weights quantized per row with `scales` ([`weight_scales`]).
+/// `[rows, k]` weights quantized per row with `scales` ([`weight_scales`]), rows shared
+/// out over the current rayon pool.
 pub fn quantize_weights(w: &[f32], k: usize, scales: &[f32]) -> Vec<i8> {
-    w.chunks(k.max(1)).zip(scales).flat_map(|(row, &s)| row.iter().map(move |&v| quantize_weight(v, s))).collect()
+    use rayon::prelude::*;
+    let rows = w.par_chunks(k.max(1)).zip(scales);
+    rows.flat_map_iter(|(row, &s)| row.iter().map(move |&v| quantize_weight(v, s))).collect()
+}
+
+/// A `[rows, k]` weight's codes and per-row scales.
+pub fn quantize(w: &[f32], rows: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+    let scales = weight_scales(w, rows, k);
+    (quantize_weights(w, k, &scales), scales)
 }
 
 /// Sum of each row's codes of a `[rows, k]` weight: the zero-point correction's factor.
+/// Rows are shared out over the current rayon pool.
 pub fn row_sums(q: &[i8], rows: usize, k: usize) -> Vec<i32> {
-    (0..rows).map(|r| q[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum()).collect()
+    use rayon::prelude::*;
+    (0..rows).into_par_iter().map(|r| q[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum()).collect()
 }
 
 /// The dequantisation of one integer sum (see the module rules).

@@ -98,21 +98,6 @@ impl PackedI8 {
         PackedI8 { m, k, panels, scales: scales[..m].to_vec(), sums }
     }
 
-    /// Rows.
-    pub fn m(&self) -> usize {
-        self.m
-    }
-
-    /// Depth.
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.panels.len() * 4 + self.m * 8
-    }
-
     fn panel(&self, p: usize) -> &[u32] {
         let len = self.k.div_ceil(4) * MR;
         &self.panels[p * len..(p + 1) * len]

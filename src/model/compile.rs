@@ -153,21 +153,16 @@ fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Resu
     Ok(match (entry.dtype, precision) {
         (Dtype::I8, Precision::Int8) if small => {
             let (codes, scales) = weights.tensor_i8(name)?;
-            let k = codes.len() / scales.len().max(1);
-            let sums = row_sums_par(codes, k);
+            let (rows, k) = (scales.len(), codes.len() / scales.len().max(1));
+            let sums = crate::quant::row_sums(codes, rows, k);
             LinearWeight::I8 { codes: I8Codes::File(range), scales: scales.to_vec(), sums }
         }
         (_, Precision::Int8) if small => {
             let w = weights.tensor_f32(name)?;
-            let rows = weights.entry(name)?.shape[0] as usize;
+            let rows = entry.shape[0] as usize;
             let k = w.len() / rows.max(1);
-            let scales = crate::quant::weight_scales(&w, rows, k);
-            let codes: Vec<i8> = w
-                .par_chunks(k.max(1))
-                .zip(&scales)
-                .flat_map_iter(|(row, &s)| row.iter().map(move |&v| crate::quant::quantize_weight(v, s)))
-                .collect();
-            let sums = row_sums_par(&codes, k);
+            let (codes, scales) = crate::quant::quantize(&w, rows, k);
+            let sums = crate::quant::row_sums(&codes, rows, k);
             LinearWeight::I8 { codes: I8Codes::Owned(codes), scales, sums }
         }
         (Dtype::I8, _) => LinearWeight::OwnedF32(weights.tensor_f32(name)?),
@@ -183,21 +178,13 @@ fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Resu
     })
 }
 
-/// Each row's code sum, rows shared out over the pool.
-fn row_sums_par(codes: &[i8], k: usize) -> Vec<i32> {
-    use rayon::prelude::*;
-    codes.par_chunks(k.max(1)).map(|row| row.iter().map(|&v| v as i32).sum()).collect()
-}
-
 /// A conv weight's int8 codes and scales: the file's, or quantized from its weights.
 fn conv_codes(weights: &WeightFile, name: &str, rows: usize) -> Result<(Vec<i8>, Vec<f32>)> {
     if let Ok((codes, scales)) = weights.tensor_i8(name) {
         return Ok((codes.to_vec(), scales.to_vec()));
     }
     let w = weights.tensor_f32(name)?;
-    let k = w.len() / rows.max(1);
-    let scales = crate::quant::weight_scales(&w, rows, k);
-    Ok((crate::quant::quantize_weights(&w, k, &scales), scales))
+    Ok(crate::quant::quantize(&w, rows, w.len() / rows.max(1)))
 }
 
 /// Resolve the plan into steps: tensor ranges, geometry, ReLU fused into conv/linear.
