@@ -9,6 +9,10 @@
 //!   `clamp(round_ties_even(x / s) + z, 0, 255)`, computed as `x * (1 / s)` (the same
 //!   product in scalar and vector code). Per image, not per batch: an image's result
 //!   never depends on the others in its batch.
+//! - **Fixed activation parameters**: a file may carry `(s, z)` for a layer's input
+//!   (`<layer>.input_quant`: from a quantized model, or calibrated at conversion); the
+//!   layer then quantizes every image with them (values beyond the range saturate) in
+//!   place of its range. The range is still taken, only to find non-finite values.
 //! - **Products**: `acc = sum_k q_w q_x` in i32, exact (K is capped so that it cannot
 //!   overflow: [`MAX_K`]); every ISA computes the same integer.
 //! - **Dequantisation**: `y = f32(acc - z * sum_k q_w) * (s_r * s) + bias`, then ReLU:
@@ -38,6 +42,18 @@ impl ActParams {
         range(x).map(|(lo, hi)| ActParams::from_range(lo, hi))
     }
 
+    /// Fixed parameters (a quantized model's, or calibrated at conversion): `scale` a
+    /// positive finite step, `zero` an integer code in `0..=255`; the reason otherwise.
+    pub fn fixed(scale: f32, zero: f32) -> Result<ActParams, String> {
+        if !(scale.is_finite() && scale > 0.0 && (1.0 / scale).is_finite()) {
+            return Err(format!("activation scale {scale} is not a positive finite number"));
+        }
+        if !(0.0..=255.0).contains(&zero) || zero.fract() != 0.0 {
+            return Err(format!("activation zero point {zero} is not an integer in 0..=255"));
+        }
+        Ok(ActParams { scale, inv: 1.0 / scale, zero: zero as i32 })
+    }
+
     /// Parameters for the range `(lo, hi)` of some values and 0 (as [`range`] finds it),
     /// or the poisoned parameters when there is none (a value was not finite).
     pub fn of_range(found: Option<(f32, f32)>) -> ActParams {
@@ -62,6 +78,28 @@ impl ActParams {
 
     /// Parameters that mark an image whose input was not finite: its outputs become NaN.
     pub const POISONED: ActParams = ActParams { scale: f32::NAN, inv: 0.0, zero: 0 };
+}
+
+/// How a layer's input is quantized: from each image's own range, or with fixed
+/// parameters. Either way an image with a value that is not finite is poisoned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InputQuant {
+    /// From the image's range ([`ActParams::of_range`]).
+    PerImage,
+    /// With these parameters; values outside their range saturate at 0 or 255.
+    Fixed(ActParams),
+}
+
+impl InputQuant {
+    /// The parameters for an image whose [`range`] is `found`.
+    #[inline]
+    pub fn params(&self, found: Option<(f32, f32)>) -> ActParams {
+        match (self, found) {
+            (_, None) => ActParams::POISONED,
+            (InputQuant::PerImage, found) => ActParams::of_range(found),
+            (InputQuant::Fixed(p), Some(_)) => *p,
+        }
+    }
 }
 
 /// `(min, max)` of `x` and 0, or `None` if a value is not finite: sixteen independent

@@ -102,6 +102,15 @@ fn reference_gemm(
     out
 }
 
+/// Fixed input parameters `(scale, zero)` of a layer (as a quantized model gives them):
+/// a step small enough that the test values saturate at both ends.
+const FIXED: Option<(f32, f32)> = Some((0.0078125, 100.0));
+
+fn quant(fixed: Option<(f32, f32)>) -> alexnet::quant::InputQuant {
+    use alexnet::quant::{ActParams, InputQuant};
+    fixed.map_or(InputQuant::PerImage, |(s, z)| InputQuant::Fixed(ActParams::fixed(s, z).unwrap()))
+}
+
 #[test]
 fn int8_linear_matches_the_reference_bitwise_on_every_kernel_and_pool() {
     for kern in Kernel::all() {
@@ -114,8 +123,8 @@ fn int8_linear_matches_the_reference_bitwise_on_every_kernel_and_pool() {
                 x[k + k / 2] = f32::NAN; // image 1 is poisoned; the others must not notice
             }
             let bias = values(23, m, 0.0);
-            let want = reference::int8::linear(&x, batch, &codes, &scales, &bias, m, k, true);
-            for threads in [1, 3] {
+            for (fixed, threads) in [(None, 1), (None, 3), (FIXED, 1), (FIXED, 3)] {
+                let want = reference::int8::linear(&x, batch, &codes, &scales, &bias, m, k, (fixed, true));
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![0.0; batch * m];
                 let mut scratch = vec![0.0; alexnet::ops::linear::i8_scratch_len(k, batch)];
@@ -127,12 +136,12 @@ fn int8_linear_matches_the_reference_bitwise_on_every_kernel_and_pool() {
                         (&codes, &scales, &sums),
                         &bias,
                         (m, k),
-                        true,
+                        (quant(fixed), true),
                         &mut y,
                         &mut scratch,
                     )
                 });
-                assert_eq!(bits(&y), bits(&want), "{} m{m} k{k} b{batch} t{threads}", kern.name());
+                assert_eq!(bits(&y), bits(&want), "{} m{m} k{k} b{batch} t{threads} {fixed:?}", kern.name());
                 if batch > 2 {
                     assert!(y[m..2 * m].iter().all(|v| v.is_nan()) && y[..m].iter().all(|v| !v.is_nan()));
                 }
@@ -173,42 +182,44 @@ fn int8_convolution_matches_the_reference_bitwise_on_every_kernel() {
             let bias = values(32, o, 0.0);
             let batch = 2;
             let input = values(33 + ci as u64, batch * c * h * w, if ci % 2 == 0 { 0.0 } else { 2.5 });
-            let mut want = Vec::new();
-            for b in 0..batch {
-                let img = &input[b * c * h * w..(b + 1) * c * h * w];
-                want.extend(reference::int8::conv2d(
-                    img,
-                    [c, h, w],
-                    &codes,
-                    &scales,
-                    &bias,
-                    o,
-                    [k, k],
-                    [s, s],
-                    pads,
-                    groups,
-                    [oh, ow],
-                    true,
-                ));
-            }
-            for threads in [1, 2, 5] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let mut out = vec![0.0; batch * o * oh * ow];
-                let mut phased = vec![0.0; batch * alexnet::ops::conv_i8::phased_len_i8(&geom, c)];
-                pool.install(|| {
-                    alexnet::ops::conv_i8::conv2d_i8(
-                        kern,
-                        &input,
-                        batch,
-                        &geom,
-                        &packed,
+            for fixed in [None, FIXED] {
+                let mut want = Vec::new();
+                for b in 0..batch {
+                    let img = &input[b * c * h * w..(b + 1) * c * h * w];
+                    want.extend(reference::int8::conv2d(
+                        img,
+                        [c, h, w],
+                        &codes,
+                        &scales,
                         &bias,
-                        true,
-                        &mut out,
-                        &mut phased,
-                    )
-                });
-                assert_eq!(bits(&out), bits(&want), "{} case {ci} t{threads}", kern.name());
+                        o,
+                        [k, k],
+                        [s, s],
+                        pads,
+                        groups,
+                        [oh, ow],
+                        (fixed, true),
+                    ));
+                }
+                for threads in [1, 2, 5] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut out = vec![0.0; batch * o * oh * ow];
+                    let mut phased = vec![0.0; batch * alexnet::ops::conv_i8::phased_len_i8(&geom, c)];
+                    pool.install(|| {
+                        alexnet::ops::conv_i8::conv2d_i8(
+                            kern,
+                            &input,
+                            batch,
+                            &geom,
+                            &packed,
+                            &bias,
+                            (quant(fixed), true),
+                            &mut out,
+                            &mut phased,
+                        )
+                    });
+                    assert_eq!(bits(&out), bits(&want), "{} case {ci} t{threads} {fixed:?}", kern.name());
+                }
             }
         }
     }
@@ -368,4 +379,123 @@ fn the_first_int8_file_gives_its_recorded_results() {
         assert!((g - r).abs() <= 1e-3, "[{i}] {g} vs reference int8 {r}");
         assert!((g - f).abs() <= 0.05, "[{i}] {g} vs ORT f32 {f}");
     }
+}
+
+/// `tensors` with fixed int8 input parameters for every conv and linear layer, calibrated
+/// on `images` by the f32 model.
+fn calibrated(
+    plan: &Plan,
+    tensors: &[alexnet::weights::OwnedTensor],
+    images: &[f32],
+) -> Vec<alexnet::weights::OwnedTensor> {
+    let model = Model::from_bytes(format::to_bytes(plan, tensors).unwrap()).unwrap();
+    let ranges = model.input_ranges(images).unwrap();
+    assert_eq!(ranges.len(), plan.tensor_specs().unwrap().iter().filter(|s| s.weight).count());
+    let mut out = tensors.to_vec();
+    for (weight, (lo, hi)) in ranges {
+        let data = format::input_quant_values(lo, hi).to_vec();
+        out.push(alexnet::weights::OwnedTensor { name: format::input_quant_name(&weight), shape: vec![2], data });
+    }
+    out
+}
+
+#[test]
+fn fixed_input_parameters_are_used_and_match_the_reference_on_every_isa() {
+    for plan in [small(), synthetic::torchvision_plan()] {
+        let tensors = synthetic::weights(&plan, 7).unwrap();
+        let batch = 3;
+        let input = synthetic::input(&plan, 7, batch);
+        let per = input.len() / batch;
+        // Calibrated on the first two images only: the third saturates somewhere.
+        let fixed = calibrated(&plan, &tensors, &input[..2 * per]);
+        let i8 = format::to_bytes_as(&plan, &fixed, Dtype::I8).unwrap();
+        let f32_fixed = format::to_bytes(&plan, &fixed).unwrap();
+        let file = WeightFile::from_bytes(i8.clone()).unwrap();
+        let want = reference::network_int8(&file, &input).unwrap();
+        let per_image = reference::network_int8(
+            &WeightFile::from_bytes(format::to_bytes_as(&plan, &tensors, Dtype::I8).unwrap()).unwrap(),
+            &input,
+        )
+        .unwrap();
+        assert_ne!(bits(&want), bits(&per_image), "the fixed parameters change the result");
+        let classes = want.len() / batch;
+        let mut first: Option<Vec<u32>> = None;
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            for (bytes, threads) in [(&i8, 1), (&f32_fixed, 2), (&i8, 3)] {
+                let model = Model::builder()
+                    .threads(threads)
+                    .isa(isa)
+                    .precision(Precision::Int8)
+                    .from_bytes(bytes.clone())
+                    .unwrap();
+                let mut raw = vec![0.0; want.len()];
+                model.infer_raw_into(&input, &mut raw).unwrap();
+                for (g, e) in raw.chunks(classes).zip(want.chunks(classes)) {
+                    let range = e.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    assert!(g.iter().zip(e).all(|(g, e)| (g - e).abs() <= 2e-2 * range + 1e-6), "{isa:?}");
+                }
+                let got = bits(&raw);
+                if let Some(f) = &first {
+                    assert_eq!(&got, f, "{isa:?}, {threads} threads");
+                }
+                first = Some(got.clone());
+                // One image alone: the same bits as in the batch.
+                let mut one = vec![0.0; classes];
+                model.infer_raw_into(&input[2 * per..], &mut one).unwrap();
+                assert_eq!(bits(&one), got[2 * classes..], "{isa:?} image 2 alone");
+            }
+        }
+        // At f32 the parameters are not used.
+        let at_f32 = Model::from_bytes(f32_fixed).unwrap();
+        let plain = Model::from_bytes(format::to_bytes(&plan, &tensors).unwrap()).unwrap();
+        assert_eq!(bits(&at_f32.infer(&input).unwrap()), bits(&plain.infer(&input).unwrap()));
+    }
+}
+
+#[test]
+fn hostile_fixed_input_parameters_are_refused() {
+    let plan = small();
+    let tensors = synthetic::weights(&plan, 8).unwrap();
+    let with = |values: Vec<f32>, shape: Vec<u64>| {
+        let mut t = tensors.clone();
+        t.push(alexnet::weights::OwnedTensor { name: "fc7.input_quant".into(), shape, data: values });
+        t
+    };
+    // Written: refused by the writer.
+    for bad in [
+        vec![0.0, 3.0],
+        vec![-1.0, 3.0],
+        vec![f32::NAN, 3.0],
+        vec![1e-45, 3.0],
+        vec![0.1, 256.0],
+        vec![0.1, 2.5],
+        vec![0.1, -1.0],
+    ] {
+        let err = format::to_bytes_as(&plan, &with(bad.clone(), vec![2]), Dtype::I8).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidTensorValue { tensor, .. } if tensor == "fc7.input_quant"),
+            "{bad:?}: {err}"
+        );
+    }
+    assert!(format::to_bytes_as(&plan, &with(vec![0.1, 3.0, 4.0], vec![3]), Dtype::I8).is_err());
+    // Read: a file whose parameters were damaged after writing is refused at open.
+    let bytes = format::to_bytes_as(&plan, &with(vec![0.1, 3.0], vec![2]), Dtype::I8).unwrap();
+    let file = WeightFile::from_bytes(bytes.clone()).unwrap();
+    let header = format::read_header(&bytes).unwrap();
+    let entries: Vec<TensorEntry> = file.tensors().to_vec();
+    let data = bytes[header.data_offset as usize..].to_vec();
+    let e = entries.iter().find(|e| e.name == "fc7.input_quant").unwrap();
+    for (at, bad) in [(0, f32::INFINITY), (0, -0.5), (4, 7.5), (4, 300.0)] {
+        let mut d = data.clone();
+        d[e.offset as usize + at..e.offset as usize + at + 4].copy_from_slice(&bad.to_le_bytes());
+        let err = WeightFile::from_bytes(format::assemble(&plan, &entries, &d).unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidTensorValue { tensor, .. } if tensor == "fc7.input_quant"),
+            "{bad}: {err}"
+        );
+    }
+    // An unknown optional-looking name is still refused.
+    let mut t = tensors.clone();
+    t.push(alexnet::weights::OwnedTensor { name: "fc9.input_quant".into(), shape: vec![2], data: vec![0.1, 3.0] });
+    assert!(matches!(format::to_bytes(&plan, &t).unwrap_err(), Error::UnusedTensor(_)));
 }

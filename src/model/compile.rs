@@ -13,6 +13,7 @@ use crate::ops;
 use crate::ops::im2col::ConvGeom;
 use crate::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, MaxPool, Shape};
 use crate::precision::Precision;
+use crate::quant::InputQuant;
 use crate::weights::format::{bf16_from_f32, f32_from_bf16};
 use crate::weights::{Dtype, WeightFile};
 
@@ -31,7 +32,7 @@ pub(super) enum LinearWeight {
     OwnedF32(Vec<f32>),
     /// int8 codes, in place in the file or quantized at open from its f32 or bf16 weights,
     /// with each row's scale and code sum (computed at open: one pass over the codes).
-    I8 { codes: I8Codes, scales: Vec<f32>, sums: Vec<i32> },
+    I8 { codes: I8Codes, scales: Vec<f32>, sums: Vec<i32>, quant: InputQuant },
 }
 
 /// Where an int8 linear weight's codes are.
@@ -64,6 +65,8 @@ pub(super) enum Step {
         out: usize,
         geom: ConvGeom,
         relu: bool,
+        /// How the input is quantized.
+        quant: InputQuant,
     },
     Relu,
     MaxPool {
@@ -102,6 +105,11 @@ pub(super) enum Step {
 }
 
 impl Step {
+    /// True for a conv or linear layer (what has a quantizable input).
+    pub(super) fn weighted(&self) -> bool {
+        matches!(self, Step::Conv { .. } | Step::ConvI8 { .. } | Step::Linear { .. })
+    }
+
     /// True when the step writes a new buffer (false: it works in place).
     pub(super) fn swaps(&self) -> bool {
         matches!(
@@ -150,12 +158,13 @@ fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Resu
     let entry = weights.entry(name)?;
     // Above MAX_K an int8 sum could overflow: such a layer runs as the file stores it.
     let small = entry.shape.get(1).is_some_and(|&k| k as usize <= crate::quant::MAX_K);
+    let quant = weights.input_quant(name)?;
     Ok(match (entry.dtype, precision) {
         (Dtype::I8, Precision::Int8) if small => {
             let (codes, scales) = weights.tensor_i8(name)?;
             let (rows, k) = (scales.len(), codes.len() / scales.len().max(1));
             let sums = crate::quant::row_sums(codes, rows, k);
-            LinearWeight::I8 { codes: I8Codes::File(range), scales: scales.to_vec(), sums }
+            LinearWeight::I8 { codes: I8Codes::File(range), scales: scales.to_vec(), sums, quant }
         }
         (_, Precision::Int8) if small => {
             let w = weights.tensor_f32(name)?;
@@ -163,7 +172,7 @@ fn linear_weight(weights: &WeightFile, name: &str, precision: Precision) -> Resu
             let k = w.len() / rows.max(1);
             let (codes, scales) = crate::quant::quantize(&w, rows, k);
             let sums = crate::quant::row_sums(&codes, rows, k);
-            LinearWeight::I8 { codes: I8Codes::Owned(codes), scales, sums }
+            LinearWeight::I8 { codes: I8Codes::Owned(codes), scales, sums, quant }
         }
         (Dtype::I8, _) => LinearWeight::OwnedF32(weights.tensor_f32(name)?),
         (Dtype::Bf16, Precision::Bf16) => LinearWeight::Bf16(range),
@@ -219,6 +228,7 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                         out: o,
                         geom,
                         relu: cv.relu,
+                        quant: weights.input_quant(&name)?,
                     });
                     continue;
                 }

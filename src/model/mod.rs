@@ -31,7 +31,7 @@ use crate::base::scalar::relu;
 use crate::cpu::{Cpu, Isa};
 use crate::error::{Error, Result};
 use crate::ops;
-use crate::plan::{Plan, Preprocess, Shape};
+use crate::plan::{Layer, Plan, Preprocess, Shape};
 use crate::precision::Precision;
 use crate::weights::{OpenMode, WeightFile};
 
@@ -338,7 +338,7 @@ impl Model {
         let expected = batch * classes;
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
-        self.pool.install(|| self.forward(input, batch, &mut ws, times));
+        self.pool.install(|| self.forward(input, batch, &mut ws, times, None));
         output.copy_from_slice(&ws.act[ws.current][..expected]);
         if probabilities && !self.plan().ends_in_softmax() {
             ops::softmax::softmax_rows(output, classes);
@@ -356,8 +356,38 @@ impl Model {
         cache.push(ws);
     }
 
-    /// Walk the steps over ping-pong activation buffers.
-    fn forward(&self, input: &[f32], batch: usize, ws: &mut Workspace, mut times: Option<&mut [std::time::Duration]>) {
+    /// The range (minimum and maximum, with 0) of the input of every conv and linear
+    /// layer over the images of `input`, by weight name, in plan order: what calibration
+    /// ([`crate::weights::format::input_quant_values`]) turns into fixed int8 input
+    /// parameters. Run on an f32 model, so that the ranges are those of the exact network.
+    pub fn input_ranges(&self, input: &[f32]) -> Result<Vec<(String, (f32, f32))>> {
+        let batch = self.batch_of(input)?;
+        self.admit(batch, false)?;
+        let _pass = self.gate.enter(None);
+        let mut ranges = vec![None; self.steps.len()];
+        let mut ws = self.take_workspace();
+        ws.ensure(&self.size, batch);
+        self.pool.install(|| self.forward(input, batch, &mut ws, None, Some(&mut ranges)));
+        self.give_back(ws);
+        let names = self.plan().layers.iter().map(|l| match l {
+            Layer::Conv(c) => Some(&c.name),
+            Layer::Linear(l) => Some(&l.name),
+            _ => None,
+        });
+        let found = names.zip(ranges).filter_map(|(n, r)| Some((format!("{}.weight", n?), r?)));
+        Ok(found.collect())
+    }
+
+    /// Walk the steps over ping-pong activation buffers (recording each layer's time, and
+    /// the range of each conv and linear layer's input, when asked).
+    fn forward(
+        &self,
+        input: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        mut times: Option<&mut [std::time::Duration]>,
+        mut ranges: Option<&mut [Option<(f32, f32)>]>,
+    ) {
         ws.current = 0;
         ws.act[0][..input.len()].copy_from_slice(input);
         for (i, step) in self.steps.iter().enumerate() {
@@ -365,16 +395,19 @@ impl Model {
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
             let (cur, other, scratch, phased) = ws.split();
             let cur = &mut cur[..batch * in_len];
+            if let Some(r) = ranges.as_deref_mut().filter(|_| step.weighted()) {
+                r[i] = Some(cur.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v))));
+            }
             let (src, dst) = (&*cur, &mut other[..batch * out_len]);
             match step {
                 Step::Conv { weights, bias, geom, relu, .. } => {
                     let b = self.weights.f32s(bias.clone());
                     ops::conv::conv2d(self.cpu, src, batch, geom, weights, b, *relu, dst, scratch, phased);
                 }
-                Step::ConvI8 { weights, bias, geom, relu, .. } => {
+                Step::ConvI8 { weights, bias, geom, relu, quant, .. } => {
                     let b = self.weights.f32s(bias.clone());
                     let kern = crate::gemm::kernel::i8::Kernel::for_cpu(self.cpu);
-                    ops::conv_i8::conv2d_i8(kern, src, batch, geom, weights, b, *relu, dst, phased);
+                    ops::conv_i8::conv2d_i8(kern, src, batch, geom, weights, b, (*quant, *relu), dst, phased);
                 }
                 // Standalone pooling and LRN: whole images shared out over the pool.
                 Step::MaxPool { pool, input, out } => {
@@ -444,13 +477,13 @@ impl Model {
             }
         }
         match weight {
-            LinearWeight::I8 { codes, scales, sums } => {
+            LinearWeight::I8 { codes, scales, sums, quant } => {
                 let kern = crate::gemm::kernel::i8::Kernel::for_cpu(cpu);
                 let codes = match codes {
                     I8Codes::File(r) => self.weights.i8s(r.clone()),
                     I8Codes::Owned(c) => &c[..],
                 };
-                ops::linear::linear_i8(kern, src, batch, (codes, scales, sums), b, (m, k), relu, dst, pairs)
+                ops::linear::linear_i8(kern, src, batch, (codes, scales, sums), b, (m, k), (*quant, relu), dst, pairs)
             }
             LinearWeight::OwnedF32(w) => ops::linear::linear(cpu, src, batch, w, b, m, k, relu, dst),
             LinearWeight::F32(r) => {

@@ -26,7 +26,7 @@ use super::im2col::{prepare_as, ConvGeom, Im2col};
 use crate::gemm::i8::{self, PackedI8};
 use crate::gemm::kernel::i8::{quantize_quads, quantize_row, range, Kernel};
 use crate::plan::Pads;
-use crate::quant::ActParams;
+use crate::quant::{ActParams, InputQuant};
 
 /// How an int8 convolution's input becomes quads (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,8 +112,8 @@ pub fn pack_weights_i8(codes: &[i8], scales: &[f32], g: &ConvGeom, groups: usize
         .collect()
 }
 
-/// [`super::conv::conv2d`] at int8: each image's input quantized by its own parameters
-/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs) into
+/// [`super::conv::conv2d`] at int8: each image's input quantized as `quant` says (by its
+/// own range, or fixed; an image with a value that is not finite gets NaN outputs) into
 /// quads, prepared as such (padded with the zero point); each group's int8 GEMM packs
 /// its k rows as runs of whole quads and dequantizes into its slice of the CHW output.
 /// A batch is shared out in runs of consecutive images, one run and one scratch per
@@ -129,7 +129,7 @@ pub fn conv2d_i8(
     g: &ConvGeom,
     weights: &[PackedI8],
     bias: &[f32],
-    relu: bool,
+    (quant, relu): (InputQuant, bool),
     out: &mut [f32],
     phased: &mut [f32],
 ) {
@@ -144,7 +144,7 @@ pub fn conv2d_i8(
         for (i, out) in outs.chunks_exact_mut(out_len).enumerate() {
             let b = w * per_worker + i;
             let img = &input[b * in_len..(b + 1) * in_len];
-            conv_image_i8(kern, img, g, weights, bias, relu, out, scratch, each);
+            conv_image_i8(kern, img, g, weights, bias, (quant, relu), out, scratch, each);
         }
     });
 }
@@ -157,7 +157,7 @@ fn conv_image_i8(
     g: &ConvGeom,
     weights: &[PackedI8],
     bias: &[f32],
-    relu: bool,
+    (quant, relu): (InputQuant, bool),
     out: &mut [f32],
     scratch: &mut [f32],
     tasks: usize,
@@ -168,7 +168,7 @@ fn conv_image_i8(
     let layout = Layout::of(g);
     let g4 = layout.quad_geom(g);
     let (planes, plane) = (g4.cg * groups, g4.cg * g4.plane());
-    let act = ActParams::of_range(range(kern, img));
+    let act = quant.params(range(kern, img));
     let zero = act.zero as u8;
     let (codes, rest) = match layout {
         Layout::Row => scratch.split_at_mut(img.len().div_ceil(4)),

@@ -12,7 +12,7 @@ use crate::base::split::par_column_blocks;
 use crate::cpu::Cpu;
 use crate::gemm::kernel::i8::Kernel;
 use crate::gemm::{gemv, Weight};
-use crate::quant::ActParams;
+use crate::quant::InputQuant;
 
 /// Rows of W per parallel task.
 const ROWS_PER_TASK: usize = 32;
@@ -96,8 +96,8 @@ pub fn i8_scratch_len(k: usize, batch: usize) -> usize {
     batch * (k.div_ceil(4) + 3)
 }
 
-/// [`linear`] at int8: each image's input quantized by its own parameters
-/// ([`ActParams::of`]; an image with a value that is not finite gets NaN outputs) into
+/// [`linear`] at int8: each image's input quantized as `quant` says (by its own range,
+/// or fixed; an image with a value that is not finite gets NaN outputs) into
 /// `scratch` ([`i8_scratch_len`] values), then W's codes read in place, 4 rows x 4 images
 /// per pass (4 rows x 1 for the last images), the exact sums dequantized by the row's
 /// scale and code sum (`sums`).
@@ -109,7 +109,7 @@ pub fn linear_i8(
     (w, scales, sums): (&[i8], &[f32], &[i32]),
     b: &[f32],
     (m, k): (usize, usize),
-    relu: bool,
+    (quant, relu): (InputQuant, bool),
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
@@ -120,7 +120,7 @@ pub fn linear_i8(
     // By index, not chunks_exact_mut: K = 0 gives zero-length rows.
     for n in 0..batch {
         let xs = &x[n * k..(n + 1) * k];
-        let act = ActParams::of_range(range(kern, xs));
+        let act = quant.params(range(kern, xs));
         quantize_row(kern, xs, &act, &mut codes[n * ldx..(n + 1) * ldx]);
         params[3 * n..3 * n + 3].copy_from_slice(&[act.scale, act.inv, act.zero as f32]);
     }

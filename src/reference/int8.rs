@@ -50,6 +50,17 @@ pub fn act_params(x: &[f32]) -> Option<(f32, f32, i32)> {
     }
 }
 
+/// [`act_params`], or with a layer's fixed `(scale, zero point)` when it has them: the
+/// same parameters for every image, values past the range saturating; `None` still when
+/// a value is not finite.
+pub fn act_params_as(x: &[f32], fixed: Option<(f32, f32)>) -> Option<(f32, f32, i32)> {
+    let found = act_params(x)?;
+    Some(match fixed {
+        Some((s, z)) => (s, 1.0 / s, z as i32),
+        None => found,
+    })
+}
+
 /// The codes of `x` under `p` (as [`act_params`] gives them).
 pub fn codes(x: &[f32], p: (f32, f32, i32)) -> Vec<u8> {
     x.iter().map(|&v| code(v, p) as u8).collect()
@@ -73,8 +84,8 @@ fn output(sum: i32, ws: f32, p: Option<(f32, f32, i32)>, bias: f32, relu: bool) 
     }
 }
 
-/// int8 linear layer: `x` `[batch, k]` quantized per image, `codes` `[m, k]` with
-/// per-row `scales`.
+/// int8 linear layer: `x` `[batch, k]` quantized per image (or with `fixed`
+/// parameters), `codes` `[m, k]` with per-row `scales`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     x: &[f32],
@@ -84,12 +95,12 @@ pub fn linear(
     bias: &[f32],
     m: usize,
     k: usize,
-    relu: bool,
+    (fixed, relu): (Option<(f32, f32)>, bool),
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(batch * m);
     for n in 0..batch {
         let xs = &x[n * k..(n + 1) * k];
-        out.extend(linear_with(xs, act_params(xs), codes, scales, bias, m, k, relu));
+        out.extend(linear_with(xs, act_params_as(xs, fixed), codes, scales, bias, m, k, relu));
     }
     out
 }
@@ -137,10 +148,10 @@ pub fn conv2d(
     pads: crate::plan::Pads,
     groups: usize,
     [oh, ow]: [usize; 2],
-    relu: bool,
+    (fixed, relu): (Option<(f32, f32)>, bool),
 ) -> Vec<f32> {
     let (cg, og) = (c / groups, o / groups);
-    let p = act_params(&input[..c * h * w]);
+    let p = act_params_as(&input[..c * h * w], fixed);
     let mut out = vec![0.0f32; o * oh * ow];
     for oc in 0..o {
         let g = oc / og;

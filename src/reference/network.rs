@@ -20,15 +20,21 @@ pub fn network_int8(file: &WeightFile, input: &[f32]) -> Result<Vec<f32>> {
     network_at(file, input, true)
 }
 
-/// A layer's int8 weight, or `None` when it runs at f32.
-fn int8_weight(file: &WeightFile, name: &str, rows: usize, k: usize, int8: bool) -> Result<Option<(Vec<i8>, Vec<f32>)>> {
+/// A layer's int8 weight, or `None` when it runs at f32: codes, scales, and the fixed
+/// input parameters `(scale, zero)` when the file has them (`<layer>.input_quant`).
+type Int8Weight = (Vec<i8>, Vec<f32>, Option<(f32, f32)>);
+
+fn int8_weight(file: &WeightFile, name: &str, rows: usize, k: usize, int8: bool) -> Result<Option<Int8Weight>> {
     if !int8 || k > 1 << 16 {
         return Ok(None);
     }
-    Ok(Some(match file.tensor_i8(name) {
+    let (q, s) = match file.tensor_i8(name) {
         Ok((q, s)) => (q.to_vec(), s.to_vec()),
         Err(_) => super::int8::quantize_weights(&file.tensor_f32(name)?, rows, k),
-    }))
+    };
+    let layer = name.strip_suffix(".weight").unwrap_or(name);
+    let fixed = file.tensor(&format!("{layer}.input_quant")).ok().map(|v| (v[0], v[1]));
+    Ok(Some((q, s, fixed)))
 }
 
 fn network_at(file: &WeightFile, input: &[f32], int8: bool) -> Result<Vec<f32>> {
@@ -53,8 +59,9 @@ fn network_at(file: &WeightFile, input: &[f32], int8: bool) -> Result<Vec<f32>> 
                 let s = [c.stride[0] as usize, c.stride[1] as usize];
                 let g = c.groups as usize;
                 match int8_weight(file, &name, o, ci / g * k[0] * k[1], int8)? {
-                    Some((q, sc)) => images(&act, &|x| {
-                        super::int8::conv2d(x, [ci, h, w], &q, &sc, b, o, k, s, c.pads, g, [oh, ow], c.relu)
+                    Some((q, sc, fixed)) => images(&act, &|x| {
+                        let ep = (fixed, c.relu);
+                        super::int8::conv2d(x, [ci, h, w], &q, &sc, b, o, k, s, c.pads, g, [oh, ow], ep)
                     }),
                     None => images(&act, &|x| conv2d(x, [ci, h, w], &wt, b, o, k, s, c.pads, g, [oh, ow], c.relu)),
                 }
@@ -75,7 +82,7 @@ fn network_at(file: &WeightFile, input: &[f32], int8: bool) -> Result<Vec<f32>> 
                 let name = format!("{}.weight", l.name);
                 let b = file.tensor(&format!("{}.bias", l.name))?;
                 match int8_weight(file, &name, m, k, int8)? {
-                    Some((q, sc)) => super::int8::linear(&act, batch, &q, &sc, b, m, k, l.relu),
+                    Some((q, sc, fixed)) => super::int8::linear(&act, batch, &q, &sc, b, m, k, (fixed, l.relu)),
                     None => linear(&act, batch, &file.tensor_f32(&name)?, b, m, k, l.relu),
                 }
             }

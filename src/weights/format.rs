@@ -612,6 +612,31 @@ pub fn scale_name(weight: &str) -> String {
     format!("{weight}_scale")
 }
 
+/// The name of the optional tensor fixing how the input of the layer whose weight is
+/// `weight` (`<layer>.weight`) is quantized when it runs at int8: f32 `[scale, zero]`,
+/// `<layer>.input_quant` (see [`crate::quant::ActParams::fixed`]).
+pub fn input_quant_name(weight: &str) -> String {
+    format!("{}.input_quant", weight.strip_suffix(".weight").unwrap_or(weight))
+}
+
+/// The `[scale, zero]` values of an [`input_quant_name`] tensor for inputs seen in
+/// `lo..=hi` (as [`crate::Model::input_ranges`] reports them; widened to hold 0): the
+/// per-image rule's parameters ([`crate::quant`]) for that range.
+pub fn input_quant_values(lo: f32, hi: f32) -> [f32; 2] {
+    let p = crate::quant::ActParams::from_range(lo.min(0.0), hi.max(0.0));
+    [p.scale, p.zero as f32]
+}
+
+/// The optional tensors a file of `plan` may hold, whatever its weights' dtype: one
+/// [`input_quant_name`] `[2]` tensor per conv and linear layer.
+pub fn optional_specs(plan: &Plan) -> Result<Vec<crate::plan::TensorSpec>> {
+    let specs = plan.tensor_specs()?;
+    let weights = specs.iter().filter(|s| s.weight);
+    Ok(weights
+        .map(|s| crate::plan::TensorSpec { name: input_quant_name(&s.name), shape: vec![2], weight: false })
+        .collect())
+}
+
 /// The tensors a file of `plan` holds when its weights are `weights`, in file order: the
 /// plan's ([`Plan::tensor_specs`]) and, for int8 weights, each weight's scales after it
 /// (f32, one per output channel, so `weight: false`).
@@ -649,9 +674,15 @@ pub(super) fn layout<'t>(
     weights: Dtype,
 ) -> Result<Vec<(TensorEntry, Payload<'t>)>> {
     let specs = plan.tensor_specs()?;
-    if let Some(extra) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
+    let optional = optional_specs(plan)?;
+    // Scales may be given for int8 weights (a quantized model's own); else computed.
+    let given_scale =
+        |t: &OwnedTensor| weights == Dtype::I8 && specs.iter().any(|s| s.weight && scale_name(&s.name) == t.name);
+    let known = |t: &OwnedTensor| specs.iter().chain(&optional).any(|s| s.name == t.name) || given_scale(t);
+    if let Some(extra) = tensors.iter().find(|t| !known(t)) {
         return Err(Error::UnusedTensor(extra.name.clone()));
     }
+    let find = |name: &str| tensors.iter().find(|t| t.name == name);
     let mut out = Vec::with_capacity(specs.len() * 2);
     let mut offset = 0u64;
     let mut push = |name: String, dtype: Dtype, shape: Vec<u64>, payload: Payload<'t>| -> Result<()> {
@@ -682,16 +713,57 @@ pub(super) fn layout<'t>(
                 )));
             }
             let k = (elems / spec.shape[0].max(1)) as usize;
-            let scales = crate::quant::weight_scales(&t.data, spec.shape[0] as usize, k);
             let (scale, rows) = (scale_name(&spec.name), vec![spec.shape[0]]);
+            let scales = match find(&scale) {
+                Some(given) => {
+                    check_values(given, &rows, "a scale", |s| s.is_finite() && s > 0.0)?;
+                    given.data.clone()
+                }
+                None => crate::quant::weight_scales(&t.data, spec.shape[0] as usize, k),
+            };
+            let weight = spec.name.clone();
             push(spec.name, Dtype::I8, spec.shape, Payload::Quantized { data: &t.data, k, scales: scales.clone() })?;
             push(scale, Dtype::F32, rows, Payload::Owned(scales))?;
+            if let Some((name, t)) = input_quant(tensors, &weight)? {
+                push(name, Dtype::F32, vec![2], Payload::Values(&t.data))?;
+            }
         } else {
             let dtype = if spec.weight { weights } else { Dtype::F32 };
+            let weight = spec.weight.then(|| spec.name.clone());
             push(spec.name, dtype, spec.shape, Payload::Values(&t.data))?;
+            if let Some((name, t)) = weight.map(|w| input_quant(tensors, &w)).transpose()?.flatten() {
+                push(name, Dtype::F32, vec![2], Payload::Values(&t.data))?;
+            }
         }
     }
     Ok(out)
+}
+
+/// `tensors`' values for the layer whose weight is `weight` must be `[2]` and hold
+/// `scale, zero` as [`crate::quant::ActParams::fixed`] takes them.
+fn input_quant<'t>(tensors: &'t [OwnedTensor], weight: &str) -> Result<Option<(String, &'t OwnedTensor)>> {
+    let name = input_quant_name(weight);
+    let Some(t) = tensors.iter().find(|t| t.name == name) else { return Ok(None) };
+    if t.shape != [2] || t.data.len() != 2 {
+        return Err(Error::ShapeMismatch { tensor: name, expected: vec![2], found: t.shape.clone() });
+    }
+    crate::quant::ActParams::fixed(t.data[0], t.data[1])
+        .map_err(|reason| Error::InvalidTensorValue { tensor: name.clone(), reason })?;
+    Ok(Some((name, t)))
+}
+
+/// `t` must have `shape` and only values `ok` accepts (`what` names one in the error).
+fn check_values(t: &OwnedTensor, shape: &[u64], what: &str, ok: impl Fn(f32) -> bool) -> Result<()> {
+    if t.shape != shape || t.data.len() as u64 != shape.iter().product::<u64>() {
+        return Err(Error::ShapeMismatch { tensor: t.name.clone(), expected: shape.to_vec(), found: t.shape.clone() });
+    }
+    match t.data.iter().find(|&&v| !ok(v)) {
+        Some(bad) => Err(Error::InvalidTensorValue {
+            tensor: t.name.clone(),
+            reason: format!("{what} of {bad} is not a positive finite number"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Header bytes for a metadata block of `meta_len` and a data section of `data_len`.

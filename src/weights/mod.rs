@@ -96,7 +96,25 @@ impl WeightFile {
                 }
             }
         }
+        // Fixed int8 input parameters must be usable.
+        for spec in file.plan.tensor_specs()?.iter().filter(|s| s.weight) {
+            file.input_quant(&spec.name)?;
+        }
         Ok(file)
+    }
+
+    /// How the input of the layer whose weight is `weight` is quantized at int8: the
+    /// file's fixed parameters ([`format::input_quant_name`]) or, without them, per image.
+    pub fn input_quant(&self, weight: &str) -> Result<crate::quant::InputQuant> {
+        use crate::quant::{ActParams, InputQuant};
+        let name = format::input_quant_name(weight);
+        if self.entry(&name).is_err() {
+            return Ok(InputQuant::PerImage);
+        }
+        let v = self.tensor(&name)?;
+        let fixed =
+            ActParams::fixed(v[0], v[1]).map_err(|reason| Error::InvalidTensorValue { tensor: name, reason })?;
+        Ok(InputQuant::Fixed(fixed))
     }
 
     /// The network plan stored in the file.
@@ -268,7 +286,22 @@ fn check_table(plan: &Plan, tensors: &[TensorEntry], data_len: u64) -> Result<()
             return Err(Error::WrongDtype { tensor: t.name.clone(), expected: expected.name(), found: t.dtype.name() });
         }
     }
-    if let Some(t) = tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
+    // Optional tensors (fixed int8 input parameters): f32 of their shape when present.
+    let optional = format::optional_specs(plan)?;
+    for spec in &optional {
+        let Some(t) = by_name.get(spec.name.as_str()) else { continue };
+        if t.shape != spec.shape {
+            return Err(Error::ShapeMismatch {
+                tensor: t.name.clone(),
+                expected: spec.shape.clone(),
+                found: t.shape.clone(),
+            });
+        }
+        if t.dtype != Dtype::F32 {
+            return Err(Error::WrongDtype { tensor: t.name.clone(), expected: "f32", found: t.dtype.name() });
+        }
+    }
+    if let Some(t) = tensors.iter().find(|t| !specs.iter().chain(&optional).any(|s| s.name == t.name)) {
         return Err(Error::UnusedTensor(t.name.clone()));
     }
     // Exact coverage: sorted by offset, each tensor starts at the first aligned byte after
