@@ -138,6 +138,53 @@ impl Converted {
         Ok(())
     }
 
+    /// Calibrate int8: run the network at f32 on `images` (`[N, C, H, W]`, preprocessed
+    /// as the model expects) and store, for every conv and linear layer, the int8
+    /// parameters covering its input's range over all of them
+    /// (`<layer>.input_quant`, replacing any there were). Per-inference ranges are
+    /// then no longer taken: a calibrated file's int8 layers quantize every image with
+    /// these. Returns the number of layers calibrated.
+    pub fn calibrate(&mut self, images: &[f32]) -> Result<usize> {
+        use alexnet::weights::format;
+        let keep: Vec<bool> = self.tensors.iter().map(|t| !t.name.ends_with(".input_quant")).collect();
+        let plain: Vec<OwnedTensor> =
+            self.tensors.iter().zip(&keep).filter(|(_, &k)| k).map(|(t, _)| t.clone()).collect();
+        let model = alexnet::Model::from_bytes(format::to_bytes(&self.plan, &plain)?)?;
+        let per = model.input_len();
+        if images.is_empty() || !images.len().is_multiple_of(per) {
+            let [c, h, w] = model.input_shape();
+            return Err(ConvertError::InvalidOption(format!(
+                "--calibrate: {} values are not a whole number of [{c}, {h}, {w}] images",
+                images.len()
+            )));
+        }
+        if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+            return Err(ConvertError::InvalidOption(format!(
+                "--calibrate: image {} holds a value that is not finite",
+                i / per
+            )));
+        }
+        let mut ranges: Vec<(String, (f32, f32))> = Vec::new();
+        for chunk in images.chunks(16 * per) {
+            for (i, (name, (lo, hi))) in model.input_ranges(chunk)?.into_iter().enumerate() {
+                match ranges.get_mut(i) {
+                    Some((_, r)) => *r = (r.0.min(lo), r.1.max(hi)),
+                    None => ranges.push((name, (lo, hi))),
+                }
+            }
+        }
+        let mut tensors = plain;
+        for (weight, (lo, hi)) in &ranges {
+            let data = format::input_quant_values(*lo, *hi).to_vec();
+            tensors.push(OwnedTensor { name: format::input_quant_name(weight), shape: vec![2], data });
+        }
+        let mut sources: Vec<String> =
+            self.sources.iter().zip(&keep).filter(|(_, &k)| k).map(|(s, _)| s.clone()).collect();
+        sources.resize(tensors.len(), "calibration".into());
+        (self.tensors, self.sources) = (tensors, sources);
+        Ok(ranges.len())
+    }
+
     /// Total bytes of tensor data (f32).
     pub fn tensor_bytes(&self) -> u64 {
         self.tensor_bytes_as(alexnet::Precision::F32)

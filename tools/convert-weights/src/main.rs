@@ -68,6 +68,12 @@ struct Args {
     /// with the scales; a quarter of the bytes; the file runs at int8).
     #[arg(long, value_name = "P", value_parser = |s: &str| alexnet::Precision::parse(s).map_err(|e| e.to_string()))]
     precision: Option<alexnet::Precision>,
+    /// Calibrate int8 on these images (a float32 .npy of [N, C, H, W], preprocessed as
+    /// the model expects): each conv and linear layer's input is then quantized with
+    /// fixed parameters covering what it saw, instead of each image's own range. Implies
+    /// --precision int8 unless another is given.
+    #[arg(long, value_name = "INPUTS.npy")]
+    calibrate: Option<PathBuf>,
     /// Report NaN/Inf weights per tensor; exit 1 (and write nothing) if there are any.
     #[arg(long)]
     check_finite: bool,
@@ -104,6 +110,7 @@ struct Cli {
     /// Help or version text to print instead of converting.
     text: Option<String>,
     precision: Option<alexnet::Precision>,
+    calibrate: Option<PathBuf>,
 }
 
 fn usage(msg: String) -> ConvertError {
@@ -167,6 +174,7 @@ fn parse_args(args: &[String]) -> Result<Cli> {
         dump: a.dump,
         text: None,
         precision: a.precision,
+        calibrate: a.calibrate,
     };
     if cli.output.is_none() && !cli.dump && !cli.check_finite {
         return Err(usage("no output given: -o OUTPUT (or --dump / --check-finite for a dry run)".into()));
@@ -204,7 +212,25 @@ fn run(args: &[String]) -> Result<()> {
             bar.finish_and_clear();
         }
     };
-    let converted = converted.inspect_err(|_| done())?;
+    let mut converted = converted.inspect_err(|_| done())?;
+    if let Some(path) = &cli.calibrate {
+        stage(format!("calibrating on {}", path.display()));
+        let images = alexnet::npy::read(path)
+            .map_err(|e| ConvertError::InvalidOption(format!("--calibrate {}: {e}", path.display())))
+            .inspect_err(|_| done())?;
+        let [c, h, w] = converted.plan.input.map(|d| d as usize);
+        if images.shape.len() != 4 || images.shape[1..] != [c, h, w] {
+            done();
+            return Err(ConvertError::InvalidOption(format!(
+                "--calibrate {}: shape {:?}, expected [N, {c}, {h}, {w}]",
+                path.display(),
+                images.shape
+            )));
+        }
+        let layers = converted.calibrate(&images.data).inspect_err(|_| done())?;
+        let n = images.shape.first().copied().unwrap_or(0);
+        print(&format!("calibrated {layers} layers on {n} images from {}\n", path.display()));
+    }
     if cli.dump {
         done();
         print(&converted.dump());
@@ -222,7 +248,9 @@ fn run(args: &[String]) -> Result<()> {
         print(&format!("all {} tensors are finite\n", converted.tensors.len()));
     }
     if let Some(out) = &cli.output {
-        let precision = cli.precision.unwrap_or(alexnet::Precision::F32);
+        // Calibration is for int8: it is the default precision then.
+        let default = if cli.calibrate.is_some() { alexnet::Precision::Int8 } else { alexnet::Precision::F32 };
+        let precision = cli.precision.unwrap_or(default);
         stage(format!("writing {} at {precision}", out.display()));
         let written = converted.write_as(out, precision);
         done();

@@ -153,3 +153,54 @@ fn hostile_model_files_fail_cleanly() {
     // Truncations alone guarantee many refusals; a test that refused nothing is broken.
     assert!(refused > 500, "only {refused} hostile files refused");
 }
+
+#[test]
+fn calibrates_int8_on_a_set_of_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cal.alexnet");
+    let model = fixture("onnx/spec_small/model.onnx");
+    let inputs = fixture("onnx/spec_small/input.npy");
+    let r = run(&[model.as_os_str(), os("-o"), out.as_os_str(), os("--calibrate"), inputs.as_os_str()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("calibrated 8 layers on") && stdout.contains("at int8"), "{stdout}");
+    // Every conv and linear layer has fixed parameters, and the file runs at int8.
+    let m = alexnet::Model::open(&out).unwrap();
+    assert_eq!(m.precision(), alexnet::Precision::Int8);
+    let file = m.weight_file();
+    for spec in file.plan().tensor_specs().unwrap().iter().filter(|s| s.weight) {
+        let name = alexnet::weights::format::input_quant_name(&spec.name);
+        let v = file.tensor(&name).unwrap();
+        assert!(v[0] > 0.0 && (0.0..=255.0).contains(&v[1]), "{name}: {v:?}");
+    }
+    // Results stay close to f32 on the calibration inputs themselves.
+    let x = alexnet::npy::read(&inputs).unwrap().data;
+    let f32_out = dir.path().join("f32.alexnet");
+    assert!(run(&[model.as_os_str(), os("-o"), f32_out.as_os_str()]).status.success());
+    let (got, want) = (m.infer(&x).unwrap(), alexnet::Model::open(&f32_out).unwrap().infer(&x).unwrap());
+    let worst = got.iter().zip(&want).map(|(g, e)| (g - e).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 0.05, "int8 probabilities {worst} away from f32");
+    // Inputs of the wrong shape, or not finite, are refused with one line.
+    let bad = dir.path().join("bad.npy");
+    alexnet::npy::write(&bad, &[1, 3, 5, 5], &[0.0; 75]).unwrap();
+    let err = assert_one_line_error(&run(&[
+        model.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--calibrate"),
+        bad.as_os_str(),
+    ]));
+    assert!(err.contains("expected [N,"), "{err}");
+    let shape = alexnet::npy::read(&inputs).unwrap().shape;
+    let mut nan = x.clone();
+    nan[7] = f32::NAN;
+    alexnet::npy::write(&bad, &shape, &nan).unwrap();
+    let err = assert_one_line_error(&run(&[
+        model.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--calibrate"),
+        bad.as_os_str(),
+    ]));
+    assert!(err.contains("not finite"), "{err}");
+}
