@@ -52,6 +52,10 @@ struct Params {
     bias: Vec<f32>,
     /// Where the weight and the bias came from in the source (`-` for a made-up zero bias).
     sources: [String; 2],
+    /// A quantized model's int8 input parameters `[scale, zero]` for this layer.
+    input_quant: Option<[f32; 2]>,
+    /// A quantized model's per-output-channel weight scales.
+    scales: Option<Vec<f32>>,
 }
 
 /// Layers pushed so far, their parameters and the current activation shape.
@@ -176,7 +180,14 @@ impl NetBuilder {
             relu,
         });
         self.push(layer, context)?;
-        self.params.push(Params { weight_shape: weight.shape, weight: weight.data, bias, sources });
+        self.params.push(Params {
+            weight_shape: weight.shape,
+            weight: weight.data,
+            bias,
+            sources,
+            input_quant: None,
+            scales: None,
+        });
         Ok(())
     }
 
@@ -205,7 +216,14 @@ impl NetBuilder {
         let sources = [weight.name.clone(), bias.as_ref().map_or("-".into(), |b| b.name.clone())];
         let bias = self.bias(context, bias, o)?;
         self.push(Layer::Linear(Linear { name: String::new(), out_features: out, relu }), context)?;
-        self.params.push(Params { weight_shape: weight.shape, weight: weight.data, bias, sources });
+        self.params.push(Params {
+            weight_shape: weight.shape,
+            weight: weight.data,
+            bias,
+            sources,
+            input_quant: None,
+            scales: None,
+        });
         Ok(())
     }
 
@@ -236,6 +254,33 @@ impl NetBuilder {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Whether the activation can hold no negative value: the nearest layer back that
+    /// decides it is a ReLU, a softmax, or a conv/linear with a fused ReLU (pools, LRN
+    /// and flatten keep the sign of what they read).
+    pub fn nonnegative(&self) -> bool {
+        for layer in self.layers.iter().rev() {
+            match layer {
+                Layer::Relu | Layer::Softmax => return true,
+                Layer::Conv(Conv { relu, .. }) | Layer::Linear(Linear { relu, .. }) => return *relu,
+                Layer::MaxPool(_) | Layer::Lrn(_) | Layer::Flatten | Layer::AvgPool(_) | Layer::AdaptiveAvgPool(_) => {}
+            }
+        }
+        false
+    }
+
+    /// Outputs of the last conv or linear layer pushed (0 when there is none).
+    pub fn last_outputs(&self) -> usize {
+        self.params.last().map_or(0, |p| p.bias.len())
+    }
+
+    /// Attach a quantized model's int8 input parameters and weight scales to the last
+    /// conv or linear layer pushed.
+    pub fn set_quant(&mut self, input_quant: Option<[f32; 2]>, scales: Option<Vec<f32>>) {
+        if let Some(p) = self.params.last_mut() {
+            (p.input_quant, p.scales) = (input_quant, scales);
         }
     }
 
@@ -280,6 +325,16 @@ impl NetBuilder {
             sources.extend(p.sources);
             tensors.push(OwnedTensor { name: format!("{name}.weight"), shape: p.weight_shape, data: p.weight });
             tensors.push(OwnedTensor { name: format!("{name}.bias"), shape: vec![out], data: p.bias });
+            if let Some(scales) = p.scales {
+                let name = alexnet::weights::format::scale_name(&format!("{name}.weight"));
+                tensors.push(OwnedTensor { name, shape: vec![out], data: scales });
+                sources.push(format!("{} (scales)", sources[sources.len() - 2]));
+            }
+            if let Some(q) = p.input_quant {
+                let name = alexnet::weights::format::input_quant_name(&format!("{name}.weight"));
+                tensors.push(OwnedTensor { name, shape: vec![2], data: q.to_vec() });
+                sources.push("QuantizeLinear".into());
+            }
         }
         let plan = Plan { input: self.input, preprocess, layers, labels: Vec::new() };
         Ok((plan, tensors, sources))

@@ -134,8 +134,22 @@ impl Converted {
 
     /// [`Converted::write`] with the weights stored at `precision` (biases stay f32).
     pub fn write_as(&self, path: &Path, precision: alexnet::Precision) -> Result<()> {
-        alexnet::weights::format::write_file_as(path, &self.plan, &self.tensors, precision.weight_dtype())?;
+        let dtype = precision.weight_dtype();
+        alexnet::weights::format::write_file_as(path, &self.plan, &self.tensors_for(dtype), dtype)?;
         Ok(())
+    }
+
+    /// The tensors to write with the weights at `dtype`: a quantized model's weight
+    /// scales only at int8 (at f32 or bf16 its weights are the dequantized values).
+    fn tensors_for(&self, dtype: alexnet::weights::Dtype) -> Vec<OwnedTensor> {
+        let keep = |t: &&OwnedTensor| dtype == alexnet::weights::Dtype::I8 || !t.name.ends_with(".weight_scale");
+        self.tensors.iter().filter(keep).cloned().collect()
+    }
+
+    /// Whether the source was a quantized model (it brought int8 weight scales): such a
+    /// model is written at int8 unless another precision is asked for.
+    pub fn is_quantized(&self) -> bool {
+        self.tensors.iter().any(|t| t.name.ends_with(".weight_scale"))
     }
 
     /// Calibrate int8: run the network at f32 on `images` (`[N, C, H, W]`, preprocessed
@@ -197,6 +211,8 @@ impl Converted {
         let scales = |t: &OwnedTensor| if dtype == alexnet::weights::Dtype::I8 { 4 * t.shape[0] } else { 0 };
         let bytes = |t: &OwnedTensor| match t.name.ends_with(".weight") {
             true => t.data.len() as u64 * dtype.size() + scales(t),
+            // Given scales take the place of computed ones (counted with the weight).
+            false if t.name.ends_with(".weight_scale") => 0,
             false => t.data.len() as u64 * 4,
         };
         self.tensors.iter().map(bytes).sum()

@@ -248,8 +248,9 @@ fn run(args: &[String]) -> Result<()> {
         print(&format!("all {} tensors are finite\n", converted.tensors.len()));
     }
     if let Some(out) = &cli.output {
-        // Calibration is for int8: it is the default precision then.
-        let default = if cli.calibrate.is_some() { alexnet::Precision::Int8 } else { alexnet::Precision::F32 };
+        // Calibration is for int8, and a quantized model is one: int8 is the default then.
+        let int8 = cli.calibrate.is_some() || converted.is_quantized();
+        let default = if int8 { alexnet::Precision::Int8 } else { alexnet::Precision::F32 };
         let precision = cli.precision.unwrap_or(default);
         stage(format!("writing {} at {precision}", out.display()));
         let written = converted.write_as(out, precision);

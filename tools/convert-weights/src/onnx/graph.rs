@@ -34,6 +34,8 @@ pub(super) struct Importer<'g> {
     pub(super) adaptive: Option<super::lower::Adaptive>,
     /// Which elements of folded integer constants stand for the unknown batch size.
     pub(super) marks: super::fold::Marks,
+    /// Quantization seen so far (QDQ graphs).
+    pub(super) quant: super::quant::QuantState,
 }
 
 /// A node's name for messages: its name, else its first output, else its position.
@@ -151,6 +153,7 @@ impl<'g> Importer<'g> {
             net: NetBuilder::new([channels.unwrap_or(3), h, w])?,
             adaptive: None,
             marks: Default::default(),
+            quant: Default::default(),
         })
     }
 
@@ -199,6 +202,10 @@ impl<'g> Importer<'g> {
         if op == "Constant" {
             return self.constant_node(&name, node);
         }
+        if self.dequantizes_constants(node) {
+            let ctx = format!("node '{name}' ({op})");
+            return self.dequantize_constant(&Node { name: &name, ctx: &ctx, node });
+        }
         if self.foldable(node) {
             let ctx = format!("node '{name}' ({op})");
             return self.fold(&Node { name: &name, ctx: &ctx, node });
@@ -236,7 +243,10 @@ impl<'g> Importer<'g> {
                 n.unsupported("an adaptive average pool's Transpose/GatherND/ReduceMean pattern is cut short".into())
             );
         }
+        self.check_quantized(&n)?;
         match op {
+            "QuantizeLinear" => self.quantize_linear(&n)?,
+            "DequantizeLinear" => self.dequantize_linear(&n)?,
             "Transpose" => self.transpose(&n)?,
             "GatherND" => self.gather_nd(&n)?,
             "ReduceMean" => self.reduce_mean(&n)?,
@@ -256,6 +266,7 @@ impl<'g> Importer<'g> {
             "Softmax" => self.softmax(&n)?,
             _ => return Err(ConvertError::UnsupportedOp { op: op.into(), node: name }),
         }
+        self.after_node(&n)?;
         // Secondary outputs (MaxPool Indices, Dropout mask) must not feed anything.
         for extra in node.output.iter().skip(1).filter(|o| !o.is_empty()) {
             if self.used.contains(extra.as_str()) {

@@ -45,6 +45,7 @@ mod attrs;
 mod fold;
 mod graph;
 mod lower;
+mod quant;
 mod tensor;
 
 use std::path::Path;
@@ -139,7 +140,9 @@ fn dependency_order(graph: &crate::onnx_proto::GraphProto) -> Result<Vec<usize>>
 }
 
 /// Operators with a mapping (besides `Constant`, which only feeds others).
-const SUPPORTED: [&str; 18] = [
+const SUPPORTED: [&str; 20] = [
+    "QuantizeLinear",
+    "DequantizeLinear",
     "Transpose",
     "GatherND",
     "ReduceMean",

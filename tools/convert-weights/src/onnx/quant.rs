@@ -1,0 +1,259 @@
+//! Quantized graphs in the QDQ form (`onnxruntime.quantization.quantize_static`, and
+//! exporters that write the same): `DequantizeLinear` of constant integer weights and
+//! biases, and `QuantizeLinear -> DequantizeLinear` pairs on the activation.
+//!
+//! - A `DequantizeLinear` whose inputs are all constants is folded to f32 values
+//!   `(q - zero) * scale`. When `q` is int8 with zero points 0 (symmetric) its scales
+//!   are remembered: a conv or linear layer reading those values stores the model's own
+//!   codes and scales at int8 (each `q * s` divided by `s` rounds back to `q` exactly).
+//! - A pair on the activation is a fake quantization: values clamped to
+//!   `[(qmin - zero) * scale, (qmax - zero) * scale]` and rounded to the step. The pair's
+//!   `(scale, zero)` become the fixed int8 input parameters (`<layer>.input_quant`) of
+//!   the next conv or linear layer when only layers that commute with quantization
+//!   (max-pool, ReLU, flatten, dropout) lie between. A lower bound of exactly 0 is a
+//!   ReLU (the quantizer removes a ReLU that follows a conv and lets the clamp do its
+//!   work) and is lowered as one. Other clamps and the rounding are not carried: at f32
+//!   they do nothing, and at int8 the next layer's own quantization saturates and rounds.
+//!
+//! Per-tensor activation parameters only; graphs whose ops work on the integers
+//! themselves (QLinearConv, MatMulInteger...) are refused by name.
+
+use std::collections::HashMap;
+
+use super::attrs::{input, Node};
+use super::graph::Importer;
+use super::tensor::bad_tensor;
+use crate::error::{ConvertError, Result};
+use crate::onnx_proto::{data_type, TensorProto};
+use alexnet::plan::Layer;
+
+/// ONNX element types of quantized integers.
+const UINT8: i32 = 2;
+const INT8: i32 = 3;
+
+/// The scales of a folded symmetric int8 weight: one per slice along `axis`, or one for
+/// the whole tensor (`axis` None).
+#[derive(Clone, Debug)]
+pub(super) struct WeightScales {
+    scales: Vec<f32>,
+    axis: Option<usize>,
+}
+
+/// Quantization state of the walk.
+#[derive(Clone, Debug, Default)]
+pub(super) struct QuantState {
+    /// After a `QuantizeLinear` of the activation: its `(scale, zero in the u8 domain)`,
+    /// waiting for the `DequantizeLinear` that must follow.
+    quantized: Option<[f32; 2]>,
+    /// Parameters for the next conv or linear layer's input.
+    pending: Option<[f32; 2]>,
+    /// Scales of folded int8 weights, by value name.
+    weights: HashMap<String, WeightScales>,
+}
+
+/// Ops that leave a pending activation quantization valid for the next layer: they
+/// commute with quantizing (monotone, elementwise or selecting).
+const COMMUTING: [&str; 8] =
+    ["MaxPool", "Relu", "Flatten", "Reshape", "Dropout", "Identity", "QuantizeLinear", "DequantizeLinear"];
+
+impl Importer<'_> {
+    /// Integers of a quantized tensor (int8, uint8, int32 or int64) with its dimensions.
+    fn decode_ints(&self, t: &TensorProto, name: &str) -> Result<(Vec<u64>, Vec<i64>, i32)> {
+        match t.data_type {
+            UINT8 | INT8 => {
+                let shape = super::tensor::dims(t, name)?;
+                let count = super::tensor::element_count(&shape, name)?;
+                let signed = t.data_type == INT8;
+                let values: Vec<i64> = match self.payload(t, name, 1)? {
+                    Some(raw) => {
+                        super::tensor::check_len(raw.len() as u64, Some(count), name, "bytes")?;
+                        raw.iter().map(|&b| if signed { b as i8 as i64 } else { b as i64 }).collect()
+                    }
+                    None => {
+                        super::tensor::check_len(t.int32_data.len() as u64, Some(count), name, "int32_data values")?;
+                        t.int32_data.iter().map(|&v| v as i64).collect()
+                    }
+                };
+                let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
+                if values.iter().any(|&v| v < lo || v > hi) {
+                    return Err(bad_tensor(name, "a value is outside its 8-bit type"));
+                }
+                Ok((shape, values, t.data_type))
+            }
+            _ => self.decode_i64(t, name).map(|(s, v)| (s, v, t.data_type)),
+        }
+    }
+
+    /// Whether `node` is a `DequantizeLinear` of constants only (folded at conversion).
+    pub(super) fn dequantizes_constants(&self, node: &crate::onnx_proto::NodeProto) -> bool {
+        node.op_type == "DequantizeLinear"
+            && node.input.first().is_some_and(|i| !i.is_empty())
+            && node.input.iter().all(|i| i.is_empty() || self.constant(i).is_some())
+    }
+
+    /// Fold a constant `DequantizeLinear` (see the module docs).
+    pub(super) fn dequantize_constant(&mut self, n: &Node) -> Result<()> {
+        n.arity(2, 3)?;
+        let a = n.attrs(&["axis", "block_size"])?;
+        if a.int("block_size", Some(0))? != 0 {
+            return Err(a.bad("block_size", "blocked quantization is not supported".into()));
+        }
+        let name = &n.node.input[0];
+        let t = self.constant(name).ok_or_else(|| n.unsupported("input 0 missing".into()))?;
+        let (dims, q, ty) = self.decode_ints(t, name)?;
+        let scale = self.constant_f32(&n.node.input[1], &format!("scale of {}", n.ctx))?;
+        let zero = match input(n.node, 2) {
+            Some(z) => {
+                let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
+                let (zd, zv, _) = self.decode_ints(t, z)?;
+                if zd != scale.shape {
+                    return Err(n.unsupported(format!("zero point shape {zd:?} differs from the scale's")));
+                }
+                zv
+            }
+            None => vec![0; scale.data.len()],
+        };
+        // Per tensor (one scale) or per slice along `axis` (a 1-D scale).
+        let axis = match scale.shape.len() {
+            0 => None,
+            1 if scale.data.len() == 1 && dims.is_empty() => None,
+            1 => {
+                let rank = dims.len() as i64;
+                let ax = a.int("axis", Some(1))?;
+                let ax = if ax < 0 { ax + rank } else { ax };
+                match usize::try_from(ax).ok().filter(|&ax| ax < dims.len()) {
+                    Some(ax) if dims[ax] as usize == scale.data.len() => Some(ax),
+                    _ => {
+                        return Err(
+                            a.bad("axis", format!("{ax} does not index {} scales in {dims:?}", scale.data.len()))
+                        )
+                    }
+                }
+            }
+            _ => return Err(n.unsupported(format!("a scale of shape {:?}", scale.shape))),
+        };
+        // Slice index of element i along the axis: (i / inner) % dims[axis].
+        let inner: u64 = axis.map_or(1, |ax| dims[ax + 1..].iter().product());
+        let slices = axis.map_or(1, |ax| dims[ax]);
+        let slice = |i: usize| if axis.is_some() { (i as u64 / inner % slices) as usize } else { 0 };
+        let values: Vec<f32> =
+            q.iter().enumerate().map(|(i, &v)| (v - zero[slice(i)]) as f32 * scale.data[slice(i)]).collect();
+        let out = n.node.output.first().filter(|o| !o.is_empty()).ok_or_else(|| n.unsupported("no output".into()))?;
+        if ty == INT8 && zero.iter().all(|&z| z == 0) {
+            self.quant.weights.insert(out.clone(), WeightScales { scales: scale.data.clone(), axis });
+        }
+        let t = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            float_data: values,
+            ..Default::default()
+        };
+        self.constants.insert(out.clone(), t);
+        Ok(())
+    }
+
+    /// A per-tensor `(scale, zero point)` of an activation `QuantizeLinear` or
+    /// `DequantizeLinear`, the zero point moved to the u8 domain (int8 codes + 128), and
+    /// whether the codes are signed.
+    fn act_params(&self, n: &Node) -> Result<[f32; 2]> {
+        n.arity(2, 3)?;
+        let a = n.attrs(&["axis", "saturate", "block_size", "output_dtype"])?;
+        if a.int("block_size", Some(0))? != 0 {
+            return Err(a.bad("block_size", "blocked quantization is not supported".into()));
+        }
+        let scale = self.constant_f32(&n.node.input[1], &format!("scale of {}", n.ctx))?;
+        let [s] = scale.data[..] else {
+            return Err(n.unsupported("an activation needs one scale (per-tensor quantization)".into()));
+        };
+        let (zero, ty) = match input(n.node, 2) {
+            Some(z) => {
+                let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
+                let (_, v, ty) = self.decode_ints(t, z)?;
+                let [v] = v[..] else { return Err(n.unsupported("an activation needs one zero point".into())) };
+                (v, ty)
+            }
+            None => (0, UINT8),
+        };
+        let zero = match ty {
+            UINT8 => zero,
+            INT8 => zero + 128,
+            other => return Err(n.unsupported(format!("activation codes of ONNX type {other}; only uint8 and int8"))),
+        };
+        alexnet::quant::ActParams::fixed(s, zero as f32)
+            .map_err(|reason| ConvertError::BadTensor { name: n.node.input[1].clone(), reason })?;
+        Ok([s, zero as f32])
+    }
+
+    /// `QuantizeLinear` of the activation: remember its parameters for the
+    /// `DequantizeLinear` that must follow.
+    pub(super) fn quantize_linear(&mut self, n: &Node) -> Result<()> {
+        self.quant.quantized = Some(self.act_params(n)?);
+        Ok(())
+    }
+
+    /// `DequantizeLinear` of the activation: closes a pair (see the module docs).
+    pub(super) fn dequantize_linear(&mut self, n: &Node) -> Result<()> {
+        let p = self.act_params(n)?;
+        let Some(q) = self.quant.quantized.take() else {
+            return Err(n.unsupported("it dequantizes an activation no QuantizeLinear produced".into()));
+        };
+        if q != p {
+            return Err(n.unsupported(format!("its scale and zero point {p:?} differ from the QuantizeLinear's {q:?}")));
+        }
+        // Codes from the zero point up: the lower clamp is at exactly 0, a ReLU.
+        if p[1] == 0.0 && !self.net.nonnegative() && !self.net.fuse_relu() {
+            self.net.push(Layer::Relu, n.ctx)?;
+        }
+        self.quant.pending = Some(p);
+        Ok(())
+    }
+
+    /// Before a node runs on the activation: a quantized activation may only be
+    /// dequantized.
+    pub(super) fn check_quantized(&self, n: &Node) -> Result<()> {
+        if self.quant.quantized.is_some() && n.node.op_type != "DequantizeLinear" {
+            return Err(n.unsupported(
+                "it reads a quantized activation; only QuantizeLinear -> DequantizeLinear pairs are supported".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// After a node ran: a conv or linear layer takes the pending input parameters and
+    /// its weight's scales; other ops keep or drop what is pending.
+    pub(super) fn after_node(&mut self, n: &Node) -> Result<()> {
+        let op = n.node.op_type.as_str();
+        // The weight's output-channel axis as the source stores it.
+        let axis = match op {
+            "Conv" => 0,
+            "Gemm" => {
+                let a = n.attrs(&["alpha", "beta", "transA", "transB", "broadcast"])?;
+                if a.float("alpha", 1.0)? != 1.0 {
+                    // Scaled weights: requantized by the runtime's own rule.
+                    self.net.set_quant(self.quant.pending.take(), None);
+                    return Ok(());
+                }
+                if a.int("transB", Some(0))? == 1 {
+                    0
+                } else {
+                    1
+                }
+            }
+            "MatMul" => 1,
+            _ => {
+                if !COMMUTING.contains(&op) {
+                    self.quant.pending = None;
+                }
+                return Ok(());
+            }
+        };
+        let out = self.net.last_outputs();
+        let scales = self.quant.weights.get(n.node.input[1].as_str()).and_then(|w| match w.axis {
+            None => Some(vec![w.scales[0]; out]),
+            Some(ax) if ax == axis && w.scales.len() == out => Some(w.scales.clone()),
+            _ => None,
+        });
+        self.net.set_quant(self.quant.pending.take(), scales);
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Generate the quantized ONNX fixtures under ``tests/fixtures/onnx/qdq_small/``.
+
+Run from the repository root (after ``tools/make_fixtures.py``, whose ``spec_small``
+model and input this starts from)::
+
+    python3 tools/make_quantized_fixtures.py
+
+Requirements: ``numpy``, ``onnx``, ``onnxruntime`` (its ``quantization`` package).
+
+``spec_small/model.onnx`` is quantized as users do it, with
+``onnxruntime.quantization.quantize_static`` in the QDQ format, per-channel symmetric
+int8 weights, and activations as uint8 (``model_u8.onnx``) and as int8
+(``model_s8.onnx``), calibrated (MinMax) on four batches: ``spec_small/input.npy`` and
+three copies of it scaled by fixed factors. ``expected_u8.npy`` / ``expected_s8.npy``
+are ONNX Runtime's outputs (default session options, one thread) for
+``spec_small/input.npy``: probabilities, themselves quantized by the graph's last
+QuantizeLinear to steps of 1/255. ``meta.json`` records the versions.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+ROOT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "onnx"
+SRC = ROOT / "spec_small" / "model.onnx"
+OUT = ROOT / "qdq_small"
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    x = np.load(ROOT / "spec_small" / "input.npy")
+    name = onnx.load(str(SRC)).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{name: (x * f).astype(np.float32)} for f in (1.0, 0.6, 1.3, 0.9)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    for tag, act in (("u8", QuantType.QUInt8), ("s8", QuantType.QInt8)):
+        model = OUT / f"model_{tag}.onnx"
+        quantize_static(str(SRC), str(model), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=act, weight_type=QuantType.QInt8)
+        y = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+        np.save(OUT / f"expected_{tag}.npy", y.astype(np.float32))
+    meta = {
+        "source": "onnx/spec_small/model.onnx",
+        "input": "onnx/spec_small/input.npy",
+        "softmax": True,
+        "onnxruntime": ort.__version__,
+        "description": "quantize_static QDQ, per-channel symmetric int8 weights, uint8 / int8 activations, "
+                       "MinMax calibration on 4 batches",
+    }
+    (OUT / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
