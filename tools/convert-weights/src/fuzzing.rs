@@ -7,8 +7,14 @@ use crate::{convert_bytes, InputFormat, Options};
 /// converts must serialise and open.
 pub fn import(format: InputFormat, data: &[u8]) {
     if let Ok(converted) = convert_bytes(data, format, None, &Options::default()) {
-        let bytes =
-            alexnet::weights::format::to_bytes(&converted.plan, &converted.tensors).expect("conversions serialise");
-        alexnet::WeightFile::from_bytes(bytes).expect("serialised conversions open");
+        // At f32, and at int8 when the model brought its own quantization.
+        let mut precisions = vec![alexnet::Precision::F32];
+        if converted.is_quantized() {
+            precisions.push(alexnet::Precision::Int8);
+        }
+        for p in precisions {
+            let bytes = converted.to_bytes_as(p).expect("conversions serialise");
+            alexnet::WeightFile::from_bytes(bytes).expect("serialised conversions open");
+        }
     }
 }

@@ -139,6 +139,12 @@ impl Converted {
         Ok(())
     }
 
+    /// The whole weight file in memory, the weights stored at `precision`.
+    pub fn to_bytes_as(&self, precision: alexnet::Precision) -> Result<Vec<u8>> {
+        let dtype = precision.weight_dtype();
+        Ok(alexnet::weights::format::to_bytes_as(&self.plan, &self.tensors_for(dtype), dtype)?)
+    }
+
     /// The tensors to write with the weights at `dtype`: a quantized model's weight
     /// scales only at int8 (at f32 or bf16 its weights are the dequantized values).
     fn tensors_for(&self, dtype: alexnet::weights::Dtype) -> Vec<OwnedTensor> {

@@ -102,6 +102,9 @@ impl Importer<'_> {
         let t = self.constant(name).ok_or_else(|| n.unsupported("input 0 missing".into()))?;
         let (dims, q, ty) = self.decode_ints(t, name)?;
         let scale = self.constant_f32(&n.node.input[1], &format!("scale of {}", n.ctx))?;
+        if let Some(bad) = scale.data.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(bad_tensor(&scale.name, &format!("scale {bad} is not a positive finite number")));
+        }
         let zero = match input(n.node, 2) {
             Some(z) => {
                 let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
@@ -136,8 +139,11 @@ impl Importer<'_> {
         let inner: u64 = axis.map_or(1, |ax| dims[ax + 1..].iter().product());
         let slices = axis.map_or(1, |ax| dims[ax]);
         let slice = |i: usize| if axis.is_some() { (i as u64 / inner % slices) as usize } else { 0 };
-        let values: Vec<f32> =
-            q.iter().enumerate().map(|(i, &v)| (v - zero[slice(i)]) as f32 * scale.data[slice(i)]).collect();
+        let values: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.saturating_sub(zero[slice(i)]) as f32 * scale.data[slice(i)])
+            .collect();
         let out = n.node.output.first().filter(|o| !o.is_empty()).ok_or_else(|| n.unsupported("no output".into()))?;
         if ty == INT8 && zero.iter().all(|&z| z == 0) {
             self.quant.weights.insert(out.clone(), WeightScales { scales: scale.data.clone(), axis });
