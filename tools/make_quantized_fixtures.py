@@ -16,6 +16,12 @@ three copies of it scaled by fixed factors. ``expected_u8.npy`` / ``expected_s8.
 are ONNX Runtime's outputs (default session options, one thread) for
 ``spec_small/input.npy``: probabilities, themselves quantized by the graph's last
 QuantizeLinear to steps of 1/255. ``meta.json`` records the versions.
+
+``tests/fixtures/onnx/fp16_small/`` holds ``spec_small`` converted to float16 as
+``onnxconverter_common.float16.convert_float_to_float16`` writes it: with float32 inputs
+and outputs and Cast nodes around the float16 graph (``model_cast.onnx``), and float16
+throughout (``model_fp16.onnx``), with ONNX Runtime's outputs for ``spec_small``'s input
+(``expected_cast.npy``, ``expected_fp16.npy``, as float32). Needs ``onnxconverter-common``.
 """
 import json
 from pathlib import Path
@@ -59,6 +65,26 @@ def main():
                        "MinMax calibration on 4 batches",
     }
     (OUT / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    from onnxconverter_common import float16
+    half = ROOT / "fp16_small"
+    half.mkdir(exist_ok=True)
+    for tag, keep_io in (("cast", True), ("fp16", False)):
+        model = half / f"model_{tag}.onnx"
+        onnx.save(float16.convert_float_to_float16(onnx.load(str(SRC)), keep_io_types=keep_io), str(model))
+        feed = x if keep_io else x.astype(np.float16)
+        y = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]).run(None, {name: feed})[0]
+        np.save(half / f"expected_{tag}.npy", y.astype(np.float32))
+    import onnxconverter_common
+    meta = {
+        "source": "onnx/spec_small/model.onnx",
+        "input": "onnx/spec_small/input.npy",
+        "softmax": True,
+        "onnxruntime": ort.__version__,
+        "onnxconverter_common": onnxconverter_common.__version__,
+        "description": "float16 models: Cast nodes around an fp16 graph (keep_io_types), and fp16 throughout",
+    }
+    (half / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 if __name__ == "__main__":

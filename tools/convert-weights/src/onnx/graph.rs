@@ -73,9 +73,11 @@ impl<'g> Importer<'g> {
         // Only the tensor case of TypeProto is declared; other types decode to None.
         let tensor_type = inp.r#type.as_ref().and_then(|t| t.value.as_ref()).map(|type_proto::Value::TensorType(t)| t);
         if let Some(t) = tensor_type {
-            if t.elem_type != 0 && t.elem_type != data_type::FLOAT {
+            // Floating-point inputs of any width are given as f32 (an fp16 model's too).
+            let floats = [data_type::FLOAT, data_type::FLOAT16, data_type::DOUBLE, data_type::BFLOAT16];
+            if t.elem_type != 0 && !floats.contains(&t.elem_type) {
                 return Err(ConvertError::BadGraph(format!(
-                    "input '{}' has element type {}, only float32 (1) inputs are supported",
+                    "input '{}' has element type {}, only floating-point inputs (1, 10, 11, 16) are supported",
                     inp.name, t.elem_type
                 )));
             }
@@ -246,6 +248,7 @@ impl<'g> Importer<'g> {
         self.check_quantized(&n)?;
         match op {
             "QuantizeLinear" => self.quantize_linear(&n)?,
+            "Cast" => self.cast(&n)?,
             "DequantizeLinear" => self.dequantize_linear(&n)?,
             "Transpose" => self.transpose(&n)?,
             "GatherND" => self.gather_nd(&n)?,

@@ -46,6 +46,21 @@ impl Importer<'_> {
         self.net.conv(n.ctx, weight, bias, ConvParams { stride, pads, groups }, false)
     }
 
+    /// `Cast` of the activation to a floating-point type (an fp16 model's casts around
+    /// its fp16 layers): dropped, the runtime computing in f32 throughout. What the fp16
+    /// rounding would have changed is the whole difference from the model's own results.
+    pub(super) fn cast(&mut self, n: &Node) -> Result<()> {
+        use crate::onnx_proto::data_type;
+        n.arity(1, 1)?;
+        let a = n.attrs(&["to", "saturate"])?;
+        let to = a.int("to", None)?;
+        let floats = [data_type::FLOAT, data_type::FLOAT16, data_type::DOUBLE, data_type::BFLOAT16];
+        if !floats.contains(&(to as i32)) || i32::try_from(to).is_err() {
+            return Err(a.bad("to", format!("a cast of the activation to type {to}; only to float types")));
+        }
+        Ok(())
+    }
+
     /// `Relu`: fused into the conv/linear right before it when there is one.
     pub(super) fn relu(&mut self, n: &Node) -> Result<()> {
         n.arity(1, 1)?;

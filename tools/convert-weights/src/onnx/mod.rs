@@ -18,6 +18,8 @@
 //! | Gemm (transA 0), MatMul with a constant B    | `Linear` (weights stored `[out, in]`)    |
 //! | Add of a constant right after Gemm/MatMul    | folded into the linear bias              |
 //! | Softmax (axis 1 / -1, flat input)            | `Softmax`                                |
+//! | Cast of the activation to a float type       | dropped (the runtime computes in f32)    |
+//! | QuantizeLinear -> DequantizeLinear (QDQ)     | int8 input parameters; see `quant`       |
 //!
 //! Legacy forms of old opsets are accepted where they mean the same thing: Reshape-1's
 //! `shape` attribute, `consumed_inputs`, Gemm/Add `broadcast`.
@@ -140,7 +142,8 @@ fn dependency_order(graph: &crate::onnx_proto::GraphProto) -> Result<Vec<usize>>
 }
 
 /// Operators with a mapping (besides `Constant`, which only feeds others).
-const SUPPORTED: [&str; 20] = [
+const SUPPORTED: [&str; 21] = [
+    "Cast",
     "QuantizeLinear",
     "DequantizeLinear",
     "Transpose",
