@@ -22,6 +22,13 @@ QuantizeLinear to steps of 1/255. ``meta.json`` records the versions.
 and outputs and Cast nodes around the float16 graph (``model_cast.onnx``), and float16
 throughout (``model_fp16.onnx``), with ONNX Runtime's outputs for ``spec_small``'s input
 (``expected_cast.npy``, ``expected_fp16.npy``, as float32). Needs ``onnxconverter-common``.
+
+``tests/fixtures/onnx/dynamic_small/`` holds ``spec_small`` at batch 1 quantized with
+``onnxruntime.quantization.quantize_dynamic`` (int8 weights, per tensor in
+``model.onnx``, per channel in ``model_per_channel.onnx``), and ONNX Runtime's outputs
+for each image of ``spec_small``'s input run alone (``expected.npy``,
+``expected_per_channel.npy``, ``[2, 10]``): dynamic quantization takes its activation
+range per call, so one image per call is the runtime's per-image rule.
 """
 import json
 from pathlib import Path
@@ -85,6 +92,30 @@ def main():
         "description": "float16 models: Cast nodes around an fp16 graph (keep_io_types), and fp16 throughout",
     }
     (half / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    from onnxruntime.quantization import quantize_dynamic
+    dyn = ROOT / "dynamic_small"
+    dyn.mkdir(exist_ok=True)
+    one = onnx.load(str(SRC))
+    for value in (one.graph.input[0], one.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    single = dyn / "batch1.onnx"
+    onnx.save(one, str(single))
+    for tag, per_channel in (("", False), ("_per_channel", True)):
+        model = dyn / f"model{tag}.onnx"
+        quantize_dynamic(str(single), str(model), weight_type=QuantType.QInt8, per_channel=per_channel)
+        sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+        y = np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(x.shape[0])])
+        np.save(dyn / f"expected{tag}.npy", y.astype(np.float32))
+    single.unlink()
+    meta = {
+        "source": "onnx/spec_small/model.onnx at batch 1",
+        "input": "onnx/spec_small/input.npy, one image per call",
+        "softmax": True,
+        "onnxruntime": ort.__version__,
+        "description": "quantize_dynamic, int8 weights per tensor (model.onnx) and per channel",
+    }
+    (dyn / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 if __name__ == "__main__":

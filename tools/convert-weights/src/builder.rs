@@ -284,11 +284,13 @@ impl NetBuilder {
         }
     }
 
-    /// The bias of the last layer when it is a linear layer whose output is still the raw
-    /// affine result (no ReLU fused), so a following `Add` may fold into it.
-    pub fn last_linear_bias(&mut self) -> Option<&mut Vec<f32>> {
+    /// The bias of the last layer when it is a conv or linear layer whose output is still
+    /// the raw affine result (no ReLU fused), so a following `Add` may fold into it.
+    pub fn last_bias(&mut self) -> Option<&mut Vec<f32>> {
         match self.layers.last() {
-            Some(Layer::Linear(l)) if !l.relu => self.params.last_mut().map(|p| &mut p.bias),
+            Some(Layer::Linear(Linear { relu: false, .. })) | Some(Layer::Conv(Conv { relu: false, .. })) => {
+                self.params.last_mut().map(|p| &mut p.bias)
+            }
             _ => None,
         }
     }

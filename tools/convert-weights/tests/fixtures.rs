@@ -400,3 +400,25 @@ fn onnx_fp16_models_convert_and_match_onnx_runtime() {
         assert!(worst <= 2e-3, "{tag}: {worst} from ONNX Runtime");
     }
 }
+
+/// Dynamically quantized models (`quantize_dynamic`: DynamicQuantizeLinear, ConvInteger,
+/// MatMulInteger) convert to int8 files on the model's own codes, quantizing each
+/// input per inference: ONNX Runtime's arithmetic for one image per call.
+#[test]
+fn onnx_dynamic_models_convert_and_match_onnx_runtime_per_image() {
+    let input = alexnet::npy::read(&fixture("onnx/spec_small/input.npy")).unwrap().data;
+    for tag in ["", "_per_channel"] {
+        let c = convert_file(&fixture(&format!("onnx/dynamic_small/model{tag}.onnx")), &Options::default()).unwrap();
+        assert!(c.is_quantized(), "{tag}");
+        assert!(!c.tensors.iter().any(|t| t.name.ends_with(".input_quant")), "dynamic: no fixed parameters");
+        let model = alexnet::Model::from_bytes(c.to_bytes_as(alexnet::Precision::Int8).unwrap()).unwrap();
+        assert_eq!(model.precision(), alexnet::Precision::Int8);
+        let got = model.infer(&input).unwrap();
+        let want = alexnet::npy::read(&fixture(&format!("onnx/dynamic_small/expected{tag}.npy"))).unwrap().data;
+        let worst = got.iter().zip(&want).map(|(g, e)| (g - e).abs()).fold(0.0f32, f32::max);
+        // The same integer sums and scale products: what is left is f32 rounding in
+        // pools, LRN and softmax, and ties of x / s against x * (1 / s). Measured:
+        // 1.1e-13 per tensor, 1.4e-8 per channel.
+        assert!(worst <= 1e-6, "{tag}: {worst} from ONNX Runtime");
+    }
+}

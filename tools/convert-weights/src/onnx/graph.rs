@@ -212,6 +212,12 @@ impl<'g> Importer<'g> {
             let ctx = format!("node '{name}' ({op})");
             return self.fold(&Node { name: &name, ctx: &ctx, node });
         }
+        {
+            let ctx = format!("node '{name}' ({op})");
+            if self.dynamic_node(&Node { name: &name, ctx: &ctx, node })? {
+                return Ok(());
+            }
+        }
         if !SUPPORTED.contains(&op) {
             return Err(ConvertError::UnsupportedOp { op: op.into(), node: name });
         }

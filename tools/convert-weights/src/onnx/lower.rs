@@ -281,12 +281,20 @@ impl Importer<'_> {
             return Err(a.bad("axis", format!("{axis}; a bias is added along axis 1")));
         }
         let other = &n.node.input[1 - data.min(1)];
-        let c = self.constant_f32(other, &format!("addend of {}", n.ctx))?;
-        let Some(bias) = self.net.last_linear_bias() else {
+        let mut c = self.constant_f32(other, &format!("addend of {}", n.ctx))?;
+        let spatial = matches!(self.net.shape(), Shape::Spatial { .. });
+        let Some(bias) = self.net.last_bias() else {
             return Err(n.unsupported(
-                "Add is only supported as the bias of the Gemm/MatMul right before it (before its Relu)".into(),
+                "Add is only supported as the bias of the Conv/Gemm/MatMul right before it (before its Relu)".into(),
             ));
         };
+        // A conv bias is [C, 1, 1] or [1, C, 1, 1]: per channel once the unit axes go.
+        if spatial && c.shape.len() >= 3 && c.shape.ends_with(&[1, 1]) {
+            c.shape.truncate(c.shape.len() - 2);
+            if c.shape.len() == 2 && c.shape[0] == 1 {
+                c.shape.remove(0);
+            }
+        }
         let c = broadcast_bias(c, bias.len() as u64, n.ctx)?;
         bias.iter_mut().zip(&c.data).for_each(|(b, v)| *b += v);
         Ok(())

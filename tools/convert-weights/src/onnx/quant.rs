@@ -15,8 +15,16 @@
 //!   work) and is lowered as one. Other clamps and the rounding are not carried: at f32
 //!   they do nothing, and at int8 the next layer's own quantization saturates and rounds.
 //!
-//! Per-tensor activation parameters only; graphs whose ops work on the integers
-//! themselves (QLinearConv, MatMulInteger...) are refused by name.
+//! Dynamically quantized graphs (`onnxruntime.quantization.quantize_dynamic`) are read
+//! too: `DynamicQuantizeLinear` of the activation, a `Mul` of its scale by the weight's,
+//! `ConvInteger` / `MatMulInteger` on the codes, `Cast` to float and the `Mul` by the
+//! combined scale. The pattern is a conv or linear layer on the dequantized weight
+//! (codes and scales kept when symmetric int8) whose input is quantized per inference,
+//! which is the runtime's own int8 rule (per image where ONNX Runtime takes the whole
+//! batch's range; the same at batch 1). Its bias arrives by the `Add` after it.
+//!
+//! Per-tensor activation parameters only; graphs whose ops work on the integers in
+//! other ways (QLinearConv, QLinearMatMul...) are refused by name.
 
 use std::collections::HashMap;
 
@@ -49,6 +57,21 @@ pub(super) struct QuantState {
     pending: Option<[f32; 2]>,
     /// Scales of folded int8 weights, by value name.
     weights: HashMap<String, WeightScales>,
+    /// Inside a dynamically quantized layer's pattern.
+    dynamic: Option<Dynamic>,
+}
+
+/// The values of a dynamically quantized layer's pattern, as they appear.
+#[derive(Clone, Debug)]
+struct Dynamic {
+    /// `DynamicQuantizeLinear`'s outputs: codes, scale, zero point.
+    codes: String,
+    scale: String,
+    zero: String,
+    /// The `Mul` of the activation scale by the weight's: its output, the weight scales.
+    combined: Option<(String, Vec<f32>)>,
+    /// The integer layer ran: the float `Mul` by `combined` is next.
+    ran: bool,
 }
 
 /// Ops that leave a pending activation quantization valid for the next layer: they
@@ -57,6 +80,134 @@ const COMMUTING: [&str; 8] =
     ["MaxPool", "Relu", "Flatten", "Reshape", "Dropout", "Identity", "QuantizeLinear", "DequantizeLinear"];
 
 impl Importer<'_> {
+    /// Take `node` if it belongs to a dynamically quantized layer's pattern (see the
+    /// module docs); false when it is not one of those nodes.
+    pub(super) fn dynamic_node(&mut self, n: &Node) -> Result<bool> {
+        let node = n.node;
+        let op = node.op_type.as_str();
+        let reads = |name: &str| node.input.iter().any(|i| i == name);
+        match (op, self.quant.dynamic.clone()) {
+            ("DynamicQuantizeLinear", _) if input(node, 0) == Some(self.cur.as_str()) => {
+                n.arity(1, 1)?;
+                n.attrs(&[])?;
+                let [codes, scale, zero] = &node.output[..] else {
+                    return Err(n.unsupported("expected three outputs (codes, scale, zero point)".into()));
+                };
+                let dynamic = Dynamic {
+                    codes: codes.clone(),
+                    scale: scale.clone(),
+                    zero: zero.clone(),
+                    combined: None,
+                    ran: false,
+                };
+                (self.quant.dynamic, self.quant.pending) = (Some(dynamic), None);
+                self.cur = codes.clone();
+                Ok(true)
+            }
+            ("Mul", Some(d)) if d.combined.is_none() && reads(&d.scale) => {
+                n.arity(2, 2)?;
+                n.attrs(&[])?;
+                let other = node.input.iter().find(|i| **i != d.scale).cloned().unwrap_or_default();
+                let w = self.constant_f32(&other, &format!("weight scale of {}", n.ctx))?;
+                if let Some(bad) = w.data.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    return Err(bad_tensor(&w.name, &format!("scale {bad} is not a positive finite number")));
+                }
+                let out = node.output.first().cloned().unwrap_or_default();
+                self.quant.dynamic = Some(Dynamic { combined: Some((out, w.data)), ..d });
+                Ok(true)
+            }
+            ("ConvInteger" | "MatMulInteger", Some(d)) if input(node, 0) == Some(d.codes.as_str()) => {
+                self.integer_layer(n, d)?;
+                Ok(true)
+            }
+            ("Mul", Some(d)) if d.ran && reads(&self.cur) => {
+                n.arity(2, 2)?;
+                let combined = d.combined.as_ref().map(|c| c.0.as_str());
+                if !node.input.iter().any(|i| Some(i.as_str()) == combined) {
+                    return Err(n.unsupported("expected the product of the activation and weight scales".into()));
+                }
+                self.quant.dynamic = None;
+                self.cur = node.output.first().cloned().unwrap_or_default();
+                Ok(true)
+            }
+            (_, Some(d)) if !d.ran || op != "Cast" => {
+                Err(n.unsupported("it breaks a dynamically quantized layer's pattern".into()))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `ConvInteger` / `MatMulInteger` of a dynamic pattern: the layer on its weight
+    /// dequantized by the scales of the `Mul` before it.
+    fn integer_layer(&mut self, n: &Node, d: Dynamic) -> Result<()> {
+        let node = n.node;
+        n.arity(2, 4)?;
+        if input(node, 2).is_some_and(|z| z != d.zero) {
+            return Err(n.unsupported("its input zero point is not DynamicQuantizeLinear's".into()));
+        }
+        let Some((_, scales)) = d.combined.clone() else {
+            return Err(n.unsupported("no Mul of the activation scale by the weight scale precedes it".into()));
+        };
+        let name = &node.input[1];
+        let t = self.constant(name).ok_or_else(|| n.unsupported(format!("weight '{name}' is not a constant")))?;
+        let (dims, q, ty) = self.decode_ints(t, name)?;
+        let conv = node.op_type == "ConvInteger";
+        // Output channels: axis 0 of a conv weight, 1 of a MatMul's [in, out].
+        let axis = if conv { 0 } else { 1 };
+        let outs = *dims.get(axis).ok_or_else(|| n.unsupported(format!("weight of shape {dims:?}")))? as usize;
+        let per = |v: &[i64], what: &str| -> Result<Vec<i64>> {
+            match v.len() {
+                1 => Ok(vec![v[0]; outs]),
+                l if l == outs => Ok(v.to_vec()),
+                l => Err(n.unsupported(format!("{l} {what} for {outs} output channels"))),
+            }
+        };
+        let zero = match input(node, 3) {
+            Some(z) => {
+                let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
+                per(&self.decode_ints(t, z)?.1, "weight zero points")?
+            }
+            None => vec![0; outs],
+        };
+        let scales: Vec<f32> = match scales.len() {
+            1 => vec![scales[0]; outs],
+            l if l == outs => scales,
+            l => return Err(n.unsupported(format!("{l} weight scales for {outs} output channels"))),
+        };
+        let inner: usize = dims[axis + 1..].iter().product::<u64>() as usize;
+        let channel = |i: usize| i / inner.max(1) % outs.max(1);
+        let values: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.saturating_sub(zero[channel(i)]) as f32 * scales[channel(i)])
+            .collect();
+        let weight = format!("{}#dequantized", node.input[1]);
+        if ty == INT8 && zero.iter().all(|&z| z == 0) {
+            self.quant.weights.insert(weight.clone(), WeightScales { scales, axis: Some(axis) });
+        }
+        let t = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            float_data: values,
+            ..Default::default()
+        };
+        self.constants.insert(weight.clone(), t);
+        // The float layer on the dequantized weight, its input quantized per inference.
+        let mut float = node.clone();
+        float.op_type = if conv { "Conv" } else { "MatMul" }.into();
+        float.input = vec![self.cur.clone(), weight];
+        let f = Node { name: n.name, ctx: n.ctx, node: &float };
+        if conv {
+            self.conv(&f)?;
+        } else {
+            self.matmul(&f)?;
+        }
+        self.after_node(&f)?;
+        self.quant.dynamic = Some(Dynamic { ran: true, ..d });
+        self.cur = node.output.first().cloned().unwrap_or_default();
+        Ok(())
+    }
+
     /// Integers of a quantized tensor (int8, uint8, int32 or int64) with its dimensions.
     fn decode_ints(&self, t: &TensorProto, name: &str) -> Result<(Vec<u64>, Vec<i64>, i32)> {
         match t.data_type {
