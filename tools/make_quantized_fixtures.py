@@ -11,10 +11,11 @@ Requirements: ``numpy``, ``onnx``, ``onnxruntime`` (its ``quantization`` package
 ``spec_small/model.onnx`` is quantized as users do it, with
 ``onnxruntime.quantization.quantize_static`` in the QDQ format, per-channel symmetric
 int8 weights, and activations as uint8 (``model_u8.onnx``) and as int8
-(``model_s8.onnx``), calibrated (MinMax) on four batches: ``spec_small/input.npy`` and
+(``model_s8.onnx``), and in the QOperator format (``model_qop.onnx``: QLinearConv,
+and ONNX Runtime's own QGemm and QLinearSoftmax), calibrated (MinMax) on four batches: ``spec_small/input.npy`` and
 three copies of it scaled by fixed factors. ``expected_u8.npy`` / ``expected_s8.npy``
 are ONNX Runtime's outputs (default session options, one thread) for
-``spec_small/input.npy``: probabilities, themselves quantized by the graph's last
+``spec_small/input.npy`` (and ``expected_qop.npy``): probabilities, themselves quantized by the graph's last
 QuantizeLinear to steps of 1/255. ``meta.json`` records the versions.
 
 ``tests/fixtures/onnx/fp16_small/`` holds ``spec_small`` converted to float16 as
@@ -57,9 +58,10 @@ def main():
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
-    for tag, act in (("u8", QuantType.QUInt8), ("s8", QuantType.QInt8)):
+    for tag, act, form in (("u8", QuantType.QUInt8, QuantFormat.QDQ), ("s8", QuantType.QInt8, QuantFormat.QDQ),
+                           ("qop", QuantType.QUInt8, QuantFormat.QOperator)):
         model = OUT / f"model_{tag}.onnx"
-        quantize_static(str(SRC), str(model), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(SRC), str(model), Reader(), quant_format=form, per_channel=True,
                         activation_type=act, weight_type=QuantType.QInt8)
         y = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
         np.save(OUT / f"expected_{tag}.npy", y.astype(np.float32))
@@ -68,7 +70,7 @@ def main():
         "input": "onnx/spec_small/input.npy",
         "softmax": True,
         "onnxruntime": ort.__version__,
-        "description": "quantize_static QDQ, per-channel symmetric int8 weights, uint8 / int8 activations, "
+        "description": "quantize_static QDQ and QOperator, per-channel symmetric int8 weights, uint8 / int8 activations, "
                        "MinMax calibration on 4 batches",
     }
     (OUT / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -326,8 +326,8 @@ fn pth_memo_doubling_is_bounded() {
     assert!(e.contains("too many"), "{e}");
 }
 
-/// A QDQ model from `onnxruntime.quantization.quantize_static` (per-channel int8 weights,
-/// uint8 or int8 activations) converts to an int8 file holding the model's own codes,
+/// A QDQ or QOperator model from `onnxruntime.quantization.quantize_static` (per-channel
+/// int8 weights, uint8 or int8 activations) converts to an int8 file holding the model's own codes,
 /// weight scales and activation parameters, and runs close to ONNX Runtime on it.
 #[test]
 fn onnx_qdq_models_keep_their_quantization_and_match_onnx_runtime() {
@@ -335,7 +335,7 @@ fn onnx_qdq_models_keep_their_quantization_and_match_onnx_runtime() {
     use prost::Message;
     let input = alexnet::npy::read(&fixture("onnx/spec_small/input.npy")).unwrap().data;
     let mut results = Vec::new();
-    for tag in ["u8", "s8"] {
+    for tag in ["u8", "s8", "qop"] {
         let path = fixture(&format!("onnx/qdq_small/model_{tag}.onnx"));
         let c = convert_file(&path, &Options::default()).unwrap();
         assert!(c.is_quantized(), "{tag}");
@@ -363,7 +363,8 @@ fn onnx_qdq_models_keep_their_quantization_and_match_onnx_runtime() {
         let want = alexnet::npy::read(&fixture(&format!("onnx/qdq_small/expected_{tag}.npy"))).unwrap().data;
         // ONNX Runtime rounds every activation the graph quantizes (ReLU, pool and LRN
         // outputs, and the probabilities themselves, to steps of 1/255); the runtime
-        // rounds only each conv and linear layer's input. Measured: 1.3 steps.
+        // rounds only each conv and linear layer's input. Measured: 1.3 steps (QDQ),
+        // 0.5 (QOperator).
         let worst = got.iter().zip(&want).map(|(g, e)| (g - e).abs()).fold(0.0f32, f32::max);
         assert!(worst <= 3.0 / 255.0, "{tag}: {worst} from ONNX Runtime");
         let argmax = |r: &[f32]| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
@@ -372,8 +373,11 @@ fn onnx_qdq_models_keep_their_quantization_and_match_onnx_runtime() {
         }
         results.push(got);
     }
-    // int8 activation codes are uint8 codes shifted by 128: the same network.
+    // int8 activation codes are uint8 codes shifted by 128: the same network. The
+    // QOperator model (QLinearConv, QGemm, QLinearSoftmax) computes the same thing.
     assert_eq!(results[0], results[1]);
+    let worst = results[0].iter().zip(&results[2]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1.0 / 255.0, "QDQ and QOperator differ by {worst}");
 }
 
 /// fp16 models as `onnxconverter_common.float16` writes them (Cast nodes around an fp16

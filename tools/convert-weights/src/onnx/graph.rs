@@ -198,7 +198,9 @@ impl<'g> Importer<'g> {
     pub(super) fn node(&mut self, index: usize, node: &NodeProto) -> Result<()> {
         let name = node_name(index, node);
         let op = node.op_type.as_str();
-        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        // ONNX Runtime's QOperator graphs use two of its own ops.
+        let microsoft = node.domain == "com.microsoft" && matches!(op, "QGemm" | "QLinearSoftmax");
+        if !(node.domain.is_empty() || node.domain == "ai.onnx" || microsoft) {
             return Err(ConvertError::UnsupportedOp { op: format!("{}:{op}", node.domain), node: name });
         }
         if op == "Constant" {
@@ -255,6 +257,8 @@ impl<'g> Importer<'g> {
         match op {
             "QuantizeLinear" => self.quantize_linear(&n)?,
             "Cast" => self.cast(&n)?,
+            "QLinearConv" | "QLinearMatMul" | "QGemm" => self.qlinear_layer(&n)?,
+            "QLinearSoftmax" => self.qlinear_softmax(&n)?,
             "DequantizeLinear" => self.dequantize_linear(&n)?,
             "Transpose" => self.transpose(&n)?,
             "GatherND" => self.gather_nd(&n)?,

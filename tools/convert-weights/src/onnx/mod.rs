@@ -142,7 +142,11 @@ fn dependency_order(graph: &crate::onnx_proto::GraphProto) -> Result<Vec<usize>>
 }
 
 /// Operators with a mapping (besides `Constant`, which only feeds others).
-const SUPPORTED: [&str; 21] = [
+const SUPPORTED: [&str; 25] = [
+    "QLinearConv",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearSoftmax",
     "Cast",
     "QuantizeLinear",
     "DequantizeLinear",

@@ -148,50 +148,10 @@ impl Importer<'_> {
         let Some((_, scales)) = d.combined.clone() else {
             return Err(n.unsupported("no Mul of the activation scale by the weight scale precedes it".into()));
         };
-        let name = &node.input[1];
-        let t = self.constant(name).ok_or_else(|| n.unsupported(format!("weight '{name}' is not a constant")))?;
-        let (dims, q, ty) = self.decode_ints(t, name)?;
         let conv = node.op_type == "ConvInteger";
         // Output channels: axis 0 of a conv weight, 1 of a MatMul's [in, out].
         let axis = if conv { 0 } else { 1 };
-        let outs = *dims.get(axis).ok_or_else(|| n.unsupported(format!("weight of shape {dims:?}")))? as usize;
-        let per = |v: &[i64], what: &str| -> Result<Vec<i64>> {
-            match v.len() {
-                1 => Ok(vec![v[0]; outs]),
-                l if l == outs => Ok(v.to_vec()),
-                l => Err(n.unsupported(format!("{l} {what} for {outs} output channels"))),
-            }
-        };
-        let zero = match input(node, 3) {
-            Some(z) => {
-                let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
-                per(&self.decode_ints(t, z)?.1, "weight zero points")?
-            }
-            None => vec![0; outs],
-        };
-        let scales: Vec<f32> = match scales.len() {
-            1 => vec![scales[0]; outs],
-            l if l == outs => scales,
-            l => return Err(n.unsupported(format!("{l} weight scales for {outs} output channels"))),
-        };
-        let inner: usize = dims[axis + 1..].iter().product::<u64>() as usize;
-        let channel = |i: usize| i / inner.max(1) % outs.max(1);
-        let values: Vec<f32> = q
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v.saturating_sub(zero[channel(i)]) as f32 * scales[channel(i)])
-            .collect();
-        let weight = format!("{}#dequantized", node.input[1]);
-        if ty == INT8 && zero.iter().all(|&z| z == 0) {
-            self.quant.weights.insert(weight.clone(), WeightScales { scales, axis: Some(axis) });
-        }
-        let t = TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::FLOAT,
-            float_data: values,
-            ..Default::default()
-        };
-        self.constants.insert(weight.clone(), t);
+        let (weight, _) = self.dequantize_weight(n, 1, input(node, 3), &scales, axis)?;
         // The float layer on the dequantized weight, its input quantized per inference.
         let mut float = node.clone();
         float.op_type = if conv { "Conv" } else { "MatMul" }.into();
@@ -205,6 +165,145 @@ impl Importer<'_> {
         self.after_node(&f)?;
         self.quant.dynamic = Some(Dynamic { ran: true, ..d });
         self.cur = node.output.first().cloned().unwrap_or_default();
+        Ok(())
+    }
+
+    /// Input `w` of `n`, integer codes with output channels along `axis`, dequantized
+    /// with `scales` (one, or one per channel) and the zero points `zero` (a constant's
+    /// name; none: 0) into a new f32 constant; its name and the per-channel scales. A
+    /// symmetric int8 weight's scales are kept for its layer.
+    fn dequantize_weight(
+        &mut self,
+        n: &Node,
+        w: usize,
+        zero: Option<&str>,
+        scales: &[f32],
+        axis: usize,
+    ) -> Result<(String, Vec<f32>)> {
+        let name = input(n.node, w).ok_or_else(|| n.unsupported(format!("input {w} (a weight) missing")))?;
+        let t = self.constant(name).ok_or_else(|| n.unsupported(format!("weight '{name}' is not a constant")))?;
+        let (dims, q, ty) = self.decode_ints(t, name)?;
+        let outs = *dims.get(axis).ok_or_else(|| n.unsupported(format!("weight of shape {dims:?}")))? as usize;
+        let per = |v: &[i64], what: &str| -> Result<Vec<i64>> {
+            match v.len() {
+                1 => Ok(vec![v[0]; outs]),
+                l if l == outs => Ok(v.to_vec()),
+                l => Err(n.unsupported(format!("{l} {what} for {outs} output channels"))),
+            }
+        };
+        let zero = match zero {
+            Some(z) => {
+                let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
+                per(&self.decode_ints(t, z)?.1, "weight zero points")?
+            }
+            None => vec![0; outs],
+        };
+        if let Some(bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(n.unsupported(format!("weight scale {bad} is not a positive finite number")));
+        }
+        let scales: Vec<f32> = match scales.len() {
+            1 => vec![scales[0]; outs],
+            l if l == outs => scales.to_vec(),
+            l => return Err(n.unsupported(format!("{l} weight scales for {outs} output channels"))),
+        };
+        let inner: usize = dims[axis + 1..].iter().product::<u64>() as usize;
+        let channel = |i: usize| i / inner.max(1) % outs.max(1);
+        let values: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.saturating_sub(zero[channel(i)]) as f32 * scales[channel(i)])
+            .collect();
+        let weight = format!("{name}#dequantized");
+        if ty == INT8 && zero.iter().all(|&z| z == 0) {
+            self.quant.weights.insert(weight.clone(), WeightScales { scales: scales.clone(), axis: Some(axis) });
+        }
+        let t = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            float_data: values,
+            ..Default::default()
+        };
+        self.constants.insert(weight.clone(), t);
+        Ok((weight, scales))
+    }
+
+    /// `QLinearConv`, `QLinearMatMul` and `QGemm` (QOperator graphs): the layer on its
+    /// dequantized weight and bias, its input parameters the codes' own; the output's
+    /// parameters become the activation's, a zero point of 0 being the fused ReLU.
+    pub(super) fn qlinear_layer(&mut self, n: &Node) -> Result<()> {
+        let node = n.node;
+        let op = node.op_type.as_str();
+        let Some(x) = self.quant.quantized else {
+            return Err(n.unsupported("its input is not a quantized activation".into()));
+        };
+        if self.params_of(n, 1, 2)? != x {
+            return Err(n.unsupported("its input scale and zero point are not those of its input's codes".into()));
+        }
+        // (weight output-channel axis, float op, bias input, output scale input)
+        let (axis, float_op, bias, out) = match op {
+            "QLinearConv" => (0, "Conv", Some(8), Some(6)),
+            "QLinearMatMul" => (1, "MatMul", None, Some(6)),
+            _ => {
+                let a = n.attrs(&["alpha", "transA", "transB"])?;
+                (if a.int("transB", Some(0))? == 1 { 0 } else { 1 }, "Gemm", Some(6), Some(7))
+            }
+        };
+        let w_scales = self.constant_f32(input(node, 4).unwrap_or_default(), &format!("weight scale of {}", n.ctx))?;
+        let (weight, scales) = self.dequantize_weight(n, 3, input(node, 5), &w_scales.data, axis)?;
+        let mut inputs = vec![self.cur.clone(), weight];
+        if let Some(b) = bias.and_then(|i| input(node, i)) {
+            // int32 codes at scale x_scale * w_scale[c], zero point 0.
+            let t = self.constant(b).ok_or_else(|| n.unsupported(format!("bias '{b}' is not a constant")))?;
+            let (dims, v, _) = self.decode_ints(t, b)?;
+            if v.len() != scales.len() {
+                return Err(n.unsupported(format!("bias of {} values for {} outputs", v.len(), scales.len())));
+            }
+            let values = v.iter().zip(&scales).map(|(&v, &s)| v as f32 * (x[0] * s)).collect();
+            let name = format!("{b}#dequantized");
+            let dims = dims.iter().map(|&d| d as i64).collect();
+            let t = TensorProto { dims, data_type: data_type::FLOAT, float_data: values, ..Default::default() };
+            self.constants.insert(name.clone(), t);
+            inputs.push(name);
+        }
+        let y = match out.and_then(|i| input(node, i)) {
+            Some(_) => Some(self.params_of(n, out.unwrap_or(0), out.unwrap_or(0) + 1)?),
+            None => None,
+        };
+        let mut float = node.clone();
+        float.op_type = float_op.into();
+        float.input = inputs;
+        float.attribute.retain(|a| !(float_op == "Gemm" && a.name == "beta"));
+        let f = Node { name: n.name, ctx: n.ctx, node: &float };
+        self.quant.quantized = None;
+        match float_op {
+            "Conv" => self.conv(&f)?,
+            "MatMul" => self.matmul(&f)?,
+            _ => self.gemm(&f)?,
+        }
+        self.quant.pending = Some(x);
+        self.after_node(&f)?;
+        if let Some(y) = y {
+            if y[1] == 0.0 {
+                self.net.fuse_relu();
+            }
+            self.quant.quantized = Some(y);
+        }
+        Ok(())
+    }
+
+    /// `QLinearSoftmax`: a softmax; its output's parameters become the activation's.
+    pub(super) fn qlinear_softmax(&mut self, n: &Node) -> Result<()> {
+        let x = self.quant.quantized.take();
+        if x.is_none() || self.params_of(n, 1, 2).ok() != x {
+            return Err(n.unsupported("its input parameters are not those of its input's codes".into()));
+        }
+        let y = self.params_of(n, 3, 4)?;
+        let mut float = n.node.clone();
+        float.op_type = "Softmax".into();
+        float.input.truncate(1);
+        float.attribute.retain(|a| a.name != "opset");
+        self.softmax(&Node { name: n.name, ctx: n.ctx, node: &float })?;
+        self.quant.quantized = Some(y);
         Ok(())
     }
 
@@ -318,11 +417,19 @@ impl Importer<'_> {
         if a.int("block_size", Some(0))? != 0 {
             return Err(a.bad("block_size", "blocked quantization is not supported".into()));
         }
-        let scale = self.constant_f32(&n.node.input[1], &format!("scale of {}", n.ctx))?;
+        self.params_of(n, 1, 2)
+    }
+
+    /// The activation parameters given by inputs `scale` and `zero` of `n` (see
+    /// [`Importer::act_params`]).
+    fn params_of(&self, n: &Node, scale: usize, zero: usize) -> Result<[f32; 2]> {
+        let scale_name =
+            input(n.node, scale).ok_or_else(|| n.unsupported(format!("input {scale} (a scale) missing")))?;
+        let scale = self.constant_f32(scale_name, &format!("scale of {}", n.ctx))?;
         let [s] = scale.data[..] else {
             return Err(n.unsupported("an activation needs one scale (per-tensor quantization)".into()));
         };
-        let (zero, ty) = match input(n.node, 2) {
+        let (zero, ty) = match input(n.node, zero) {
             Some(z) => {
                 let t = self.constant(z).ok_or_else(|| n.unsupported(format!("zero point '{z}' missing")))?;
                 let (_, v, ty) = self.decode_ints(t, z)?;
@@ -337,7 +444,7 @@ impl Importer<'_> {
             other => return Err(n.unsupported(format!("activation codes of ONNX type {other}; only uint8 and int8"))),
         };
         alexnet::quant::ActParams::fixed(s, zero as f32)
-            .map_err(|reason| ConvertError::BadTensor { name: n.node.input[1].clone(), reason })?;
+            .map_err(|reason| ConvertError::BadTensor { name: scale_name.into(), reason })?;
         Ok([s, zero as f32])
     }
 
@@ -368,9 +475,20 @@ impl Importer<'_> {
     /// Before a node runs on the activation: a quantized activation may only be
     /// dequantized.
     pub(super) fn check_quantized(&self, n: &Node) -> Result<()> {
-        if self.quant.quantized.is_some() && n.node.op_type != "DequantizeLinear" {
+        const ON_CODES: [&str; 9] = [
+            "DequantizeLinear",
+            "MaxPool",
+            "Reshape",
+            "Flatten",
+            "Identity",
+            "QLinearConv",
+            "QLinearMatMul",
+            "QGemm",
+            "QLinearSoftmax",
+        ];
+        if self.quant.quantized.is_some() && !ON_CODES.contains(&n.node.op_type.as_str()) {
             return Err(n.unsupported(
-                "it reads a quantized activation; only QuantizeLinear -> DequantizeLinear pairs are supported".into(),
+                "it reads a quantized activation; only pooling, reshaping and the QLinear ops work on codes".into(),
             ));
         }
         Ok(())
