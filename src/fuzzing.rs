@@ -52,6 +52,10 @@ pub fn roundtrip(data: &[u8]) {
     });
     let lrn = Layer::Lrn(Lrn { size: 1 + b(14) % 5, alpha: 1e-4, beta: 0.5 + (b(15) % 4) as f32 * 0.25, bias: 1.0 });
     layers.extend(if b(16) % 2 == 0 { [pool, lrn] } else { [lrn, pool] });
+    if b(29) % 3 == 0 {
+        let size = 1 + 2 * (b(30) % 3);
+        layers.push(Layer::LrnWithin(crate::plan::LrnWithin { size, alpha: 1e-3, beta: 0.75, bias: 1.0 }));
+    }
     // Average pools in a third of the plans each.
     if b(20) % 3 == 0 {
         layers.push(Layer::AvgPool(crate::plan::AvgPool {
@@ -241,10 +245,11 @@ pub fn gemm_diff(data: &[u8]) {
     }
 }
 
-/// Fused max-pool + LRN (both orders, odd sizes and betas) on every ISA against the
-/// reference operators, on a shape and hyperparameters taken from the bytes. Calls the op
-/// directly on the global rayon pool: building a model per input would start and drop a
-/// thread pool each time, whose exiting threads LeakSanitizer reports as leaks.
+/// Fused max-pool + LRN (both orders, odd sizes and betas) on every ISA, and the
+/// within-channel LRN, against the reference operators, on a shape and hyperparameters
+/// taken from the bytes. Calls the ops directly on the global rayon pool: building a
+/// model per input would start and drop a thread pool each time, whose exiting threads
+/// LeakSanitizer reports as leaks.
 pub fn pool_lrn_diff(data: &[u8]) {
     use crate::ops::pool_lrn::{pool_lrn, Order, PoolLrn};
     use crate::plan::Shape;
@@ -300,6 +305,19 @@ pub fn pool_lrn_diff(data: &[u8]) {
         for (g, e) in got.iter().zip(&want) {
             assert!(same(*g, *e, 1e-5), "{isa}: {g} vs {e} for {p:?}");
         }
+    }
+    // Within-channel LRN (odd windows, up to wider than the image) on the same input.
+    let within = crate::plan::LrnWithin {
+        size: 1 + 2 * (b(19) % 4),
+        alpha: (b(20) % 10) as f32 * 1e-3,
+        beta: [0.75, 0.5, 1.0][b(21) as usize % 3],
+        bias: 0.5 + (b(22) % 3) as f32,
+    };
+    let want = reference::lrn_within(&input, [c, h, w], &within);
+    let mut got = vec![f32::NAN; c * h * w];
+    crate::ops::lrn::lrn_within(&input, [c, h, w], &within, &mut got);
+    for (g, e) in got.iter().zip(&want) {
+        assert!(same(*g, *e, 1e-5), "lrn_within: {g} vs {e} for {within:?} on {c}x{h}x{w}");
     }
 }
 

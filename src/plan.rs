@@ -126,6 +126,22 @@ pub struct Lrn {
     pub bias: f32,
 }
 
+/// Local response normalisation within each channel (Caffe's `WITHIN_CHANNEL` region):
+/// `b = a / (bias + alpha/size^2 * sum_{window} a^2)^beta`, the window the `size x size`
+/// square centred on the cell (so `size` is odd), cells outside the image counting as
+/// zero. Caffe's form has `bias` = 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LrnWithin {
+    /// Side of the square window (odd).
+    pub size: u32,
+    /// Scale of the sum of squares (divided by `size^2`).
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Additive constant.
+    pub bias: f32,
+}
+
 /// A fully connected layer, optionally followed by ReLU.
 ///
 /// Tensors: `{name}.weight` of shape `[out, in]` (row-major) and `{name}.bias` `[out]`.
@@ -152,8 +168,10 @@ pub enum Layer {
     AvgPool(AvgPool),
     /// Adaptive average pooling to a fixed size.
     AdaptiveAvgPool(AdaptiveAvgPool),
-    /// Local response normalisation.
+    /// Local response normalisation across channels.
     Lrn(Lrn),
+    /// Local response normalisation within each channel.
+    LrnWithin(LrnWithin),
     /// Collapse `[C, H, W]` to `[C*H*W]`.
     Flatten,
     /// Fully connected (+ bias, + optional ReLU).
@@ -172,6 +190,7 @@ impl Layer {
             Layer::AvgPool(_) => "avgpool",
             Layer::AdaptiveAvgPool(_) => "adaptive_avgpool",
             Layer::Lrn(_) => "lrn",
+            Layer::LrnWithin(_) => "lrn_within",
             Layer::Flatten => "flatten",
             Layer::Linear(_) => "linear",
             Layer::Softmax => "softmax",
@@ -341,6 +360,16 @@ fn check_window(index: usize, kind: &'static str, kernel: [u32; 2], stride: [u32
     Ok(())
 }
 
+/// LRN's constants: finite alpha >= 0, finite beta, finite bias > 0 (so the base of the
+/// power is positive).
+fn check_lrn_constants(alpha: f32, beta: f32, bias: f32) -> std::result::Result<(), String> {
+    if alpha.is_finite() && alpha >= 0.0 && beta.is_finite() && bias.is_finite() && bias > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("alpha {alpha} beta {beta} bias {bias}: need finite alpha >= 0, finite beta, bias > 0"))
+    }
+}
+
 /// The output of a max or average pool of `kernel` at `stride` with `pads` over
 /// `(c, h, w)`, after checking the window; every pad must be smaller than the kernel (a
 /// window wholly in the padding would have no input cell).
@@ -427,13 +456,16 @@ impl Plan {
                 Layer::Lrn(lrn) => {
                     spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
                     check_range(index, kind, "size", lrn.size, 1, limits::MAX_CHANNELS)?;
-                    let finite_pos = |v: f32| v.is_finite() && v >= 0.0;
-                    if !(finite_pos(lrn.alpha) && lrn.beta.is_finite() && lrn.bias.is_finite() && lrn.bias > 0.0) {
-                        return Err(bad(format!(
-                            "alpha {} beta {} bias {}: need finite alpha >= 0, finite beta, bias > 0",
-                            lrn.alpha, lrn.beta, lrn.bias
-                        )));
+                    check_lrn_constants(lrn.alpha, lrn.beta, lrn.bias).map_err(bad)?;
+                    cur
+                }
+                Layer::LrnWithin(lrn) => {
+                    spatial.ok_or_else(|| bad("needs a [C, H, W] input".into()))?;
+                    check_range(index, kind, "size", lrn.size, 1, limits::MAX_KERNEL)?;
+                    if lrn.size.is_multiple_of(2) {
+                        return Err(bad(format!("size {} is even: the window must have a centre", lrn.size)));
                     }
+                    check_lrn_constants(lrn.alpha, lrn.beta, lrn.bias).map_err(bad)?;
                     cur
                 }
                 Layer::Relu => cur,

@@ -1,8 +1,9 @@
 //! The runtime against the scalar reference network, on small plans covering every layer
 //! kind and AlexNet variant: CaffeNet and paper order, groups, asymmetric pads, ceil mode,
-//! even LRN windows, other betas, non-square inputs, standalone ReLU, batches.
+//! even LRN windows, other betas, within-channel LRN, non-square inputs, standalone ReLU,
+//! batches.
 
-use alexnet::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, Pads, Plan, Preprocess, Shape};
+use alexnet::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, LrnWithin, Pads, Plan, Preprocess, Shape};
 use alexnet::reference;
 use alexnet::synthetic::{self, layers::conv, layers::linear as fc, layers::max_pool as pool};
 use alexnet::{Model, WeightFile};
@@ -10,6 +11,10 @@ use alexnet::{Model, WeightFile};
 /// An LRN with a window of `size` and exponent `beta` (odd sizes and betas on purpose).
 fn lrn(size: u32, beta: f32) -> Layer {
     Layer::Lrn(Lrn { size, alpha: 1e-3, beta, bias: 1.5 })
+}
+/// A within-channel LRN (Caffe's `WITHIN_CHANNEL`) over a `size x size` square.
+fn lrn_within(size: u32, beta: f32) -> Layer {
+    Layer::LrnWithin(LrnWithin { size, alpha: 5e-3, beta, bias: 1.0 })
 }
 fn plan(input: [u32; 3], layers: Vec<Layer>) -> Plan {
     synthetic::layers::plan(input, Preprocess::caffe(), layers)
@@ -106,6 +111,29 @@ fn plans() -> Vec<(&'static str, Plan)> {
                     Layer::Flatten,
                     fc("fc6", 12, true),
                     fc("fc8", 5, false),
+                ],
+            ),
+        ),
+        (
+            "within-channel LRN: 3x3 after a pool, 7x7 wider than its 3x3 map, beta 0.6",
+            plan(
+                [3, 41, 47],
+                vec![
+                    conv("conv1", 6, 5, 2, p1, 1, true),
+                    pool(3, 2, p0, true),
+                    lrn_within(3, 0.75),
+                    conv("conv2", 8, 3, 2, p0, 1, true),
+                    Layer::AvgPool(AvgPool {
+                        kernel: [3, 3],
+                        stride: [2, 2],
+                        pads: p1,
+                        ceil_mode: true,
+                        count_include_pad: true,
+                    }),
+                    lrn_within(7, 0.6),
+                    Layer::Flatten,
+                    fc("fc1", 5, false),
+                    Layer::Softmax,
                 ],
             ),
         ),

@@ -11,7 +11,7 @@ use crate::gemm::i8::PackedI8;
 use crate::gemm::{self, PackedA};
 use crate::ops;
 use crate::ops::im2col::ConvGeom;
-use crate::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, MaxPool, Shape};
+use crate::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, LrnWithin, MaxPool, Shape};
 use crate::precision::Precision;
 use crate::quant::InputQuant;
 use crate::weights::format::{bf16_from_f32, f32_from_bf16};
@@ -79,6 +79,10 @@ pub(super) enum Step {
         c: usize,
         hw: usize,
     },
+    LrnWithin {
+        lrn: LrnWithin,
+        input: [usize; 3],
+    },
     AvgPool {
         pool: AvgPool,
         input: [usize; 3],
@@ -118,6 +122,7 @@ impl Step {
                 | Step::ConvI8 { .. }
                 | Step::MaxPool { .. }
                 | Step::Lrn { .. }
+                | Step::LrnWithin { .. }
                 | Step::Linear { .. }
                 | Step::PoolLrn(_)
                 | Step::AvgPool { .. }
@@ -264,6 +269,9 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                 Step::MaxPool { pool: p.clone(), input: [c, h, w], out: [oh, ow] }
             }
             (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => Step::Lrn { lrn: l.clone(), c, hw: h * w },
+            (Layer::LrnWithin(l), Shape::Spatial { c, h, w }, _) => {
+                Step::LrnWithin { lrn: l.clone(), input: [c, h, w] }
+            }
             (Layer::AvgPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
                 Step::AvgPool { pool: p.clone(), input: [c, h, w], out: [oh, ow] }
             }

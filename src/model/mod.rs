@@ -426,6 +426,10 @@ impl Model {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
                     pairs.for_each(|(y, x)| ops::lrn::lrn(x, *c, *hw, lrn, y));
                 }
+                Step::LrnWithin { lrn, input } => {
+                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                    pairs.for_each(|(y, x)| ops::lrn::lrn_within(x, *input, lrn, y));
+                }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let b = self.weights.f32s(bias.clone());
                     self.linear(weight, src, batch, b, (*m, *k, *relu), dst, phased);

@@ -13,7 +13,7 @@ mod network;
 
 pub use network::{network, network_int8};
 
-use crate::plan::{AdaptiveAvgPool, AvgPool, Lrn, MaxPool, Pads};
+use crate::plan::{AdaptiveAvgPool, AvgPool, Lrn, LrnWithin, MaxPool, Pads};
 
 /// Direct convolution of one image. `input` is `[c, h, w]`, `weight` `[o, c/groups, kh, kw]`,
 /// `bias` `[o]`; returns `[o, oh, ow]` (`oh`, `ow` given by the caller's plan).
@@ -181,6 +181,32 @@ pub fn lrn(input: &[f32], [c, h, w]: [usize; 3], p: &Lrn) -> Vec<f32> {
             }
             let d = (p.bias as f64 + p.alpha as f64 / size as f64 * s).powf(p.beta as f64);
             out[ch * hw + i] = (input[ch * hw + i] as f64 / d) as f32;
+        }
+    }
+    out
+}
+
+/// Within-channel LRN of one `[c, h, w]` image (Caffe's `WITHIN_CHANNEL`: the mean of the
+/// squares over the zero-padded `size x size` square, computed in f64).
+pub fn lrn_within(input: &[f32], [c, h, w]: [usize; 3], p: &LrnWithin) -> Vec<f32> {
+    let r = (p.size as isize - 1) / 2;
+    let mut out = vec![0.0f32; input.len()];
+    for ch in 0..c {
+        for y in 0..h as isize {
+            for x in 0..w as isize {
+                let mut s = 0.0f64;
+                for yy in y - r..=y + r {
+                    for xx in x - r..=x + r {
+                        if (0..h as isize).contains(&yy) && (0..w as isize).contains(&xx) {
+                            let v = input[(ch * h + yy as usize) * w + xx as usize] as f64;
+                            s += v * v;
+                        }
+                    }
+                }
+                let mean = s / (p.size as f64 * p.size as f64);
+                let at = (ch * h + y as usize) * w + x as usize;
+                out[at] = (input[at] as f64 / (p.bias as f64 + p.alpha as f64 * mean).powf(p.beta as f64)) as f32;
+            }
         }
     }
     out

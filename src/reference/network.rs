@@ -70,6 +70,9 @@ fn network_at(file: &WeightFile, input: &[f32], int8: bool) -> Result<Vec<f32>> 
                 images(&act, &|x| maxpool(x, [c, h, w], p, [oh, ow]))
             }
             (Layer::Lrn(l), Shape::Spatial { c, h, w }, _) => images(&act, &|x| lrn(x, [c, h, w], l)),
+            (Layer::LrnWithin(l), Shape::Spatial { c, h, w }, _) => {
+                images(&act, &|x| super::lrn_within(x, [c, h, w], l))
+            }
             (Layer::AvgPool(p), Shape::Spatial { c, h, w }, Shape::Spatial { h: oh, w: ow, .. }) => {
                 images(&act, &|x| super::avgpool(x, [c, h, w], p, [oh, ow]))
             }

@@ -24,7 +24,9 @@
 
 pub use super::writer::{write_file, write_file_as};
 use crate::error::{Error, Result};
-use crate::plan::{AdaptiveAvgPool, AvgPool, ColorOrder, Conv, Layer, Linear, Lrn, MaxPool, Pads, Plan, Preprocess};
+use crate::plan::{
+    AdaptiveAvgPool, AvgPool, ColorOrder, Conv, Layer, Linear, Lrn, LrnWithin, MaxPool, Pads, Plan, Preprocess,
+};
 
 /// The eight magic bytes at the start of every weight file.
 pub const MAGIC: [u8; 8] = *b"ALEXNET\0";
@@ -391,6 +393,7 @@ const TAG_LINEAR: u8 = 6;
 const TAG_SOFTMAX: u8 = 7;
 const TAG_AVGPOOL: u8 = 8;
 const TAG_ADAPTIVE_AVGPOOL: u8 = 9;
+const TAG_LRN_WITHIN: u8 = 10;
 
 /// Parse the metadata block (plan and tensor table). Structural checks only; the plan's
 /// hyperparameters and the table's placement are checked by the caller.
@@ -449,6 +452,12 @@ pub fn read_metadata(meta: &[u8]) -> Result<Metadata> {
                 count_include_pad: c.bool("pool count_include_pad")?,
             }),
             TAG_ADAPTIVE_AVGPOOL => Layer::AdaptiveAvgPool(AdaptiveAvgPool { out: c.pair("adaptive pool output")? }),
+            TAG_LRN_WITHIN => Layer::LrnWithin(LrnWithin {
+                size: c.u32("lrn size")?,
+                alpha: c.f32("lrn alpha")?,
+                beta: c.f32("lrn beta")?,
+                bias: c.f32("lrn bias")?,
+            }),
             t => return Err(Error::Malformed(format!("unknown layer kind tag {t}"))),
         };
         layers.push(layer);
@@ -553,6 +562,13 @@ fn write_metadata(plan: &Plan, tensors: &[TensorEntry]) -> Result<Vec<u8>> {
             }
             Layer::Lrn(l) => {
                 o.u8(TAG_LRN);
+                o.u32(l.size);
+                o.f32(l.alpha);
+                o.f32(l.beta);
+                o.f32(l.bias);
+            }
+            Layer::LrnWithin(l) => {
+                o.u8(TAG_LRN_WITHIN);
                 o.u32(l.size);
                 o.f32(l.alpha);
                 o.f32(l.beta);

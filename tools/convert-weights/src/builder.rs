@@ -265,7 +265,12 @@ impl NetBuilder {
             match layer {
                 Layer::Relu | Layer::Softmax => return true,
                 Layer::Conv(Conv { relu, .. }) | Layer::Linear(Linear { relu, .. }) => return *relu,
-                Layer::MaxPool(_) | Layer::Lrn(_) | Layer::Flatten | Layer::AvgPool(_) | Layer::AdaptiveAvgPool(_) => {}
+                Layer::MaxPool(_)
+                | Layer::Lrn(_)
+                | Layer::LrnWithin(_)
+                | Layer::Flatten
+                | Layer::AvgPool(_)
+                | Layer::AdaptiveAvgPool(_) => {}
             }
         }
         false

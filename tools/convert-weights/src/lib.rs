@@ -325,6 +325,9 @@ fn describe(layer: &Layer) -> (&str, String) {
             ),
         ),
         Layer::Lrn(l) => ("", format!("lrn size {} alpha {} beta {} bias {}", l.size, l.alpha, l.beta, l.bias)),
+        Layer::LrnWithin(l) => {
+            ("", format!("lrn within {}x{} alpha {} beta {} bias {}", l.size, l.size, l.alpha, l.beta, l.bias))
+        }
         Layer::AvgPool(a) => (
             "",
             format!(
