@@ -94,6 +94,10 @@ pub enum ConvertError {
         #[source]
         source: std::io::Error,
     },
+    /// A Caffe model, prototxt or mean file that cannot be read or converted (the
+    /// message names the layer).
+    #[error("caffe: {0}")]
+    Caffe(String),
     /// The input is not a well-formed ONNX protobuf.
     #[error("cannot decode ONNX protobuf: {0}")]
     Decode(#[from] prost::DecodeError),

@@ -18,3 +18,13 @@ pub fn import(format: InputFormat, data: &[u8]) {
         }
     }
 }
+
+/// Text through the prototxt parser; a net that parses (it may carry its own blobs) goes
+/// on through the Caffe importer as a caffemodel of its own.
+pub fn prototxt(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(net) = crate::caffe::parse_prototxt(text) {
+        use prost::Message as _;
+        import(InputFormat::Caffe, &net.encode_to_vec());
+    }
+}

@@ -4,9 +4,10 @@
 //!
 //! ```text
 //!  .onnx         --onnx::import-------+
-//!  .safetensors  --state_dict::...----+--> NetBuilder (shapes checked per layer)
-//!  .npz          --state_dict::...----+        |  finish: names, preprocessing, labels
-//!  .pth / .pt    --pth::read----------+        v
+//!  .safetensors  --state_dict::...----+
+//!  .npz          --state_dict::...----+--> NetBuilder (shapes checked per layer)
+//!  .pth / .pt    --pth::read----------+        |  finish: names, preprocessing, labels
+//!  .caffemodel   --caffe::import------+        v
 //!                                   Converted { plan, tensors } --write--> model.alexnet
 //! ```
 //!
@@ -14,18 +15,26 @@
 //!   onto the layer plan; anything it cannot express is refused by op and node name.
 //! * [`state_dict`] maps a torchvision `alexnet` state dict (safetensors, npz, or
 //!   `torch.save`'s zip and legacy files, read by [`pth`]'s restricted unpickler).
+//! * [`caffe`] reads a binary `NetParameter` (V1 `layers` or V2 `layer`), optionally with
+//!   its deploy prototxt, through types generated from the vendored `caffe.proto`.
 //! * [`Converted::write`] goes through `alexnet::weights::format::write_file`, the one
 //!   writer of the format (temp file + rename), which re-checks every tensor against the
 //!   plan.
 //!
 //! Every input is untrusted: sizes are checked with checked arithmetic against the bytes
 //! actually present before anything is allocated, and no input makes the converter panic.
-//! The crate holds the CLI-only dependencies (prost, safetensors, zip) so the runtime
+//! The crate holds the CLI-only dependencies (prost, prost-reflect, safetensors, zip) so the runtime
 //! library an embedder pulls in carries none of them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod builder;
+pub mod caffe;
+/// Protobuf types generated from the vendored `proto/caffe.proto` by `tools/protogen`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod caffe_proto {
+    include!("generated/caffe.rs");
+}
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -58,6 +67,8 @@ pub enum InputFormat {
     Npz,
     /// A torchvision state dict saved by `torch.save` (`.pth`, `.pt`; zip or legacy).
     Pth,
+    /// A Caffe model (`.caffemodel`, binary `NetParameter`).
+    Caffe,
 }
 
 impl InputFormat {
@@ -73,6 +84,7 @@ impl InputFormat {
             Some("safetensors") => return InputFormat::Safetensors,
             Some("npz") => return InputFormat::Npz,
             Some("pth" | "pt") => return InputFormat::Pth,
+            Some("caffemodel") => return InputFormat::Caffe,
             _ => {}
         }
         if pth::looks_like(bytes) {
@@ -87,6 +99,9 @@ impl InputFormat {
                 return InputFormat::Safetensors;
             }
         }
+        if caffe::looks_like(bytes) {
+            return InputFormat::Caffe;
+        }
         InputFormat::Onnx
     }
 
@@ -97,6 +112,7 @@ impl InputFormat {
             InputFormat::Safetensors => "safetensors",
             InputFormat::Npz => "npz",
             InputFormat::Pth => "pth",
+            InputFormat::Caffe => "caffe",
         }
     }
 }
@@ -371,7 +387,8 @@ pub fn convert_file(path: &Path, options: &Options) -> Result<Converted> {
 }
 
 /// Convert bytes of a known format. `base_dir` is where ONNX external data files are
-/// looked up (none: external data is refused).
+/// looked up (none: external data is refused); a Caffe model's network comes from
+/// `options.prototxt` when set.
 pub fn convert_bytes(
     bytes: &[u8],
     format: InputFormat,
@@ -383,6 +400,16 @@ pub fn convert_bytes(
         InputFormat::Safetensors => state_dict::from_safetensors(bytes, options),
         InputFormat::Npz => state_dict::from_npz(bytes, options),
         InputFormat::Pth => state_dict::from_tensors(pth::read(bytes)?, InputFormat::Pth, options),
+        InputFormat::Caffe => {
+            let prototxt = match &options.prototxt {
+                Some(p) => Some(
+                    String::from_utf8(read_regular_file(p)?)
+                        .map_err(|_| ConvertError::Caffe(format!("{}: the prototxt is not UTF-8 text", p.display())))?,
+                ),
+                None => None,
+            };
+            caffe::import(bytes, prototxt.as_deref(), options)
+        }
     }
 }
 

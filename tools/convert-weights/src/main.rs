@@ -1,4 +1,4 @@
-//! `convert-weights`: ONNX / safetensors / npz AlexNet weights to the alexnet weight file.
+//! `convert-weights`: ONNX / Caffe / safetensors / npz / .pth AlexNet weights to the alexnet weight file.
 //!
 //! A thin front end: argument parsing (clap), one call into the `alexnet_convert` library,
 //! and printing. Every failure, including a usage
@@ -20,7 +20,8 @@ use clap::Parser;
     name = "convert-weights",
     version,
     about = "convert-weights: convert AlexNet-family weights to the alexnet weight file.\n\n\
-             INPUT is an ONNX model (.onnx), or a torchvision alexnet state dict as .safetensors, \
+             INPUT is an ONNX model (.onnx), a Caffe model (.caffemodel, with --prototxt and \
+             --mean mean.binaryproto where needed), or a torchvision alexnet state dict as .safetensors, \
              .npz or a torch.save file (.pth, .pt; zip or legacy). Without a known extension the \
              format is sniffed from the content.",
     help_template = "{about}\n\nusage: {usage}\n\n{all-args}"
@@ -51,9 +52,17 @@ struct Args {
     /// Multiplier for 0..255 pixel values.
     #[arg(long, value_name = "F", value_parser = finite)]
     scale: Option<f32>,
-    /// Per-channel mean (after scaling).
-    #[arg(long, value_name = "A,B,C", value_parser = triple)]
-    mean: Option<[f32; 3]>,
+    /// Per-channel mean (after scaling), or a Caffe mean image (mean.binaryproto) whose
+    /// per-channel means are subtracted.
+    #[arg(long, value_name = "A,B,C|FILE", value_parser = mean_arg, conflicts_with = "mean_file")]
+    mean: Option<MeanArg>,
+    /// Caffe: subtract the per-channel means of this mean image (same as --mean FILE).
+    #[arg(long, value_name = "FILE")]
+    mean_file: Option<PathBuf>,
+    /// Caffe: the deploy .prototxt that describes the network of a .caffemodel (without
+    /// it, the caffemodel's own net is converted).
+    #[arg(long, value_name = "FILE")]
+    prototxt: Option<PathBuf>,
     /// Per-channel standard deviation.
     #[arg(long, value_name = "A,B,C", value_parser = triple)]
     std: Option<[f32; 3]>,
@@ -99,6 +108,22 @@ fn triple(s: &str) -> std::result::Result<[f32; 3], String> {
     <[f32; 3]>::try_from(v).map_err(|_| format!("{s:?}: expected three comma-separated numbers"))
 }
 
+/// `--mean`: three numbers, or a mean image to take them from.
+#[derive(Clone, Debug)]
+enum MeanArg {
+    Values([f32; 3]),
+    File(PathBuf),
+}
+
+/// Numbers when the argument has commas or is one number, a file otherwise.
+fn mean_arg(s: &str) -> std::result::Result<MeanArg, String> {
+    if s.contains(',') || s.trim().parse::<f64>().is_ok() {
+        triple(s).map(MeanArg::Values)
+    } else {
+        Ok(MeanArg::File(PathBuf::from(s)))
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug, Default, PartialEq)]
 struct Cli {
@@ -111,6 +136,7 @@ struct Cli {
     text: Option<String>,
     precision: Option<alexnet::Precision>,
     calibrate: Option<PathBuf>,
+    mean_file: Option<PathBuf>,
 }
 
 fn usage(msg: String) -> ConvertError {
@@ -143,7 +169,10 @@ fn parse_args(args: &[String]) -> Result<Cli> {
         convention,
         color,
         scale: a.scale,
-        mean: a.mean,
+        mean: match &a.mean {
+            Some(MeanArg::Values(v)) => Some(*v),
+            _ => None,
+        },
         std: a.std,
         resize: a.resize,
     };
@@ -169,12 +198,16 @@ fn parse_args(args: &[String]) -> Result<Cli> {
     let cli = Cli {
         input: input.ok_or_else(|| usage("no INPUT file given".into()))?,
         output: a.output,
-        options: Options { input_size, preprocess, labels: a.labels },
+        options: Options { input_size, preprocess, labels: a.labels, prototxt: a.prototxt },
         check_finite: a.check_finite,
         dump: a.dump,
         text: None,
         precision: a.precision,
         calibrate: a.calibrate,
+        mean_file: match a.mean {
+            Some(MeanArg::File(path)) => Some(path),
+            _ => a.mean_file,
+        },
     };
     if cli.output.is_none() && !cli.dump && !cli.check_finite {
         return Err(usage("no output given: -o OUTPUT (or --dump / --check-finite for a dry run)".into()));
@@ -201,7 +234,19 @@ fn run(args: &[String]) -> Result<()> {
         bar.set_message(format!("reading {}", cli.input.display()));
         bar
     });
-    let converted = convert_file(&cli.input, &cli.options);
+    let mut options = cli.options.clone();
+    if let Some(path) = &cli.mean_file {
+        let mean = alexnet_convert::read_regular_file(path)
+            .and_then(|bytes| alexnet_convert::caffe::mean_from_binaryproto(&bytes))
+            .map_err(|e| ConvertError::InvalidOption(format!("mean image {}: {e}", path.display())))
+            .inspect_err(|_| {
+                if let Some(bar) = &progress {
+                    bar.finish_and_clear();
+                }
+            })?;
+        options.preprocess.mean = Some(mean);
+    }
+    let converted = convert_file(&cli.input, &options);
     let stage = |msg: String| {
         if let Some(bar) = &progress {
             bar.set_message(msg);
@@ -319,6 +364,7 @@ mod tests {
         assert_eq!(p.color, Some(ColorOrder::Rgb));
         assert_eq!(p.scale, Some(0.5));
         assert_eq!(p.mean, Some([1.0, 2.0, 3.0]));
+        assert_eq!(cli.mean_file, None);
         assert_eq!(p.std, Some([4.0, 5.0, 6.0]));
         assert_eq!(p.resize, Some(0));
         assert!(cli.dump && cli.check_finite);
@@ -334,6 +380,17 @@ mod tests {
     }
 
     #[test]
+    fn mean_takes_numbers_or_a_mean_image() {
+        let cli = parse_args(&args("m.caffemodel -o x --mean imagenet_mean.binaryproto")).unwrap();
+        assert_eq!(cli.mean_file, Some(PathBuf::from("imagenet_mean.binaryproto")));
+        assert_eq!(cli.options.preprocess.mean, None);
+        let cli = parse_args(&args("m.caffemodel -o x --mean-file m.binaryproto")).unwrap();
+        assert_eq!(cli.mean_file, Some(PathBuf::from("m.binaryproto")));
+        let cli = parse_args(&args("m.caffemodel -o x --mean=104,117,123")).unwrap();
+        assert_eq!(cli.options.preprocess.mean, Some([104.0, 117.0, 123.0]));
+    }
+
+    #[test]
     fn refuses_bad_command_lines() {
         for bad in [
             "",
@@ -342,6 +399,8 @@ mod tests {
             "m.onnx -o x --bogus",
             "m.onnx n.onnx -o x",
             "m.onnx -o x --mean 1,2",
+            "m.onnx -o x --mean 104",
+            "m.onnx -o x --mean m.binaryproto --mean-file m.binaryproto",
             "m.onnx -o x --scale nan",
             "m.onnx -o x --preprocess keras",
             "m.onnx -o x --input-size 0",

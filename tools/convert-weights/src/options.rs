@@ -77,4 +77,7 @@ pub struct Options {
     /// A label file (one class name per line) to embed; its line count must equal the
     /// number of classes.
     pub labels: Option<std::path::PathBuf>,
+    /// A Caffe deploy `.prototxt` describing the network of a `.caffemodel` (without
+    /// one, the caffemodel's own net is converted).
+    pub prototxt: Option<std::path::PathBuf>,
 }

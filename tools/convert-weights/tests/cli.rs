@@ -204,3 +204,34 @@ fn calibrates_int8_on_a_set_of_inputs() {
     ]));
     assert!(err.contains("not finite"), "{err}");
 }
+
+#[test]
+fn converts_a_caffemodel_with_its_prototxt_and_mean_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("caffenet.alexnet");
+    let model = fixture("caffe/caffenet_v1/model.caffemodel");
+    let mean = fixture("caffe/caffenet_v1/mean.binaryproto");
+    let r = run(&[model.as_os_str(), os("--mean"), mean.as_os_str(), os("-o"), out.as_os_str(), os("--dump")]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("source: caffe") && stdout.contains("BGR"), "{stdout}");
+    let m = alexnet::Model::open(&out).unwrap();
+    let want = caffe_mean(&mean);
+    assert_eq!(m.plan().preprocess.mean, want);
+    // With a deploy prototxt; --mean and --mean-file exclude each other; a bad mean file
+    // or prototxt is one line naming it.
+    let model = fixture("caffe/alexnet_v2/model.caffemodel");
+    let deploy = fixture("caffe/alexnet_v2/deploy.prototxt");
+    let r = run(&[model.as_os_str(), os("--prototxt"), deploy.as_os_str(), os("--dump")]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let both = run(&[model.as_os_str(), os("--mean"), os("1,2,3"), os("--mean-file"), mean.as_os_str(), os("--dump")]);
+    assert_one_line_error(&both);
+    let err = assert_one_line_error(&run(&[model.as_os_str(), os("--mean-file"), deploy.as_os_str(), os("--dump")]));
+    assert!(err.contains("mean image") && err.contains("deploy.prototxt"), "{err}");
+    let err = assert_one_line_error(&run(&[model.as_os_str(), os("--prototxt"), model.as_os_str(), os("--dump")]));
+    assert!(err.contains("caffe:"), "{err}");
+}
+
+fn caffe_mean(path: &std::path::Path) -> [f32; 3] {
+    alexnet_convert::caffe::mean_from_binaryproto(&std::fs::read(path).unwrap()).unwrap()
+}
