@@ -418,6 +418,15 @@ fn symbolic_image_size_needs_input_size() {
     let opts = Options { input_size: Some([9, 9]), ..Default::default() };
     let e = convert_bytes(&encode(&model(nodes, inits, [8, 8], "out")), InputFormat::Onnx, None, &opts).unwrap_err();
     assert!(matches!(e, ConvertError::InvalidOption(_)), "{e}");
+    // An image input that is not a tensor at all.
+    let (nodes, inits) = tiny_nodes();
+    let mut m = model(nodes, inits, [8, 8], "out");
+    if let Some(t) = m.graph.as_mut().and_then(|g| g.input[0].r#type.as_mut()) {
+        let seq = alexnet_convert::onnx_proto::type_proto::Sequence { elem_type: Some(Box::new(t.clone())) };
+        t.value = Some(alexnet_convert::onnx_proto::type_proto::Value::SequenceType(Box::new(seq)));
+    }
+    let e = convert(&m).unwrap_err();
+    assert!(e.to_string().contains("'x' is not a tensor"), "{e}");
 }
 
 fn external(name: &str, dims: &[i64], location: &str, offset: u64, length: Option<u64>) -> TensorProto {

@@ -18,19 +18,25 @@ fn main() {
     let proto_dir = crate_dir.join("proto");
     let out_dir = crate_dir.join("src/generated");
     std::fs::create_dir_all(&out_dir).expect("create src/generated");
-    for (file, package) in [("caffe.proto", "caffe")] {
+    // (file, package, whether the converter parses its text format by reflection)
+    for (file, package, reflect) in [("caffe.proto", "caffe", true), ("onnx.proto3", "onnx", false)] {
         let fds = protox::compile([file], [&proto_dir]).unwrap_or_else(|e| panic!("compile {file}: {e}"));
-        let descriptor = out_dir.join(format!("{package}.descriptor.bin"));
-        // The reflection side needs names and types only: comments stay out of the blob.
-        let mut bare = fds.clone();
-        bare.file.iter_mut().for_each(|f| f.source_code_info = None);
-        std::fs::write(&descriptor, bare.encode_to_vec()).expect("write descriptor set");
+        if reflect {
+            // The reflection side needs names and types only: comments stay out of the blob.
+            let descriptor = out_dir.join(format!("{package}.descriptor.bin"));
+            let mut bare = fds.clone();
+            bare.file.iter_mut().for_each(|f| f.source_code_info = None);
+            std::fs::write(&descriptor, bare.encode_to_vec()).expect("write descriptor set");
+        }
         let tmp = tempdir(&out_dir);
         prost_build::Config::new()
             .out_dir(&tmp)
             // The .proto beside the code is the documentation: its comments, copied as
             // doc comments, would be compiled as doctests.
             .disable_comments(["."])
+            // Weight bytes as `Bytes`: decoding from a `Bytes` buffer slices it instead
+            // of copying hundreds of megabytes.
+            .bytes([".onnx.TensorProto.raw_data"])
             .compile_fds(fds)
             .unwrap_or_else(|e| panic!("generate {file}: {e}"));
         let generated = std::fs::read_to_string(tmp.join(format!("{package}.rs"))).expect("read generated code");
@@ -40,7 +46,7 @@ fn main() {
         );
         std::fs::write(out_dir.join(format!("{package}.rs")), header + &generated).expect("write generated code");
         std::fs::remove_dir_all(&tmp).expect("remove temporary directory");
-        println!("{file} -> src/generated/{package}.rs, {package}.descriptor.bin");
+        println!("{file} -> src/generated/{package}.rs{}", if reflect { ", descriptor set" } else { "" });
     }
 }
 

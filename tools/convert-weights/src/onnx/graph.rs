@@ -70,8 +70,16 @@ impl<'g> Importer<'g> {
                 names.join(", ")
             )));
         };
-        // Only the tensor case of TypeProto is declared; other types decode to None.
-        let tensor_type = inp.r#type.as_ref().and_then(|t| t.value.as_ref()).map(|type_proto::Value::TensorType(t)| t);
+        let tensor_type = match inp.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            None => None,
+            Some(type_proto::Value::TensorType(t)) => Some(t),
+            Some(_) => {
+                return Err(ConvertError::BadGraph(format!(
+                    "input '{}' is not a tensor (a sequence, map, optional or sparse input)",
+                    inp.name
+                )))
+            }
+        };
         if let Some(t) = tensor_type {
             // Floating-point inputs of any width are given as f32 (an fp16 model's too).
             let floats = [data_type::FLOAT, data_type::FLOAT16, data_type::DOUBLE, data_type::BFLOAT16];

@@ -36,8 +36,8 @@ use crate::onnx_proto::{data_type, TensorProto};
 use alexnet::plan::Layer;
 
 /// ONNX element types of quantized integers.
-const UINT8: i32 = 2;
-const INT8: i32 = 3;
+const UINT8: i32 = data_type::UINT8;
+const INT8: i32 = data_type::INT8;
 
 /// The scales of a folded symmetric int8 weight: one per slice along `axis`, or one for
 /// the whole tensor (`axis` None).

@@ -136,8 +136,10 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 pub fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim =
-        dims.iter().map(|d| Dimension { value: Some(d.map_or(Dim::DimParam("N".into()), Dim::DimValue)) }).collect();
+    let dim = dims
+        .iter()
+        .map(|d| Dimension { value: Some(d.map_or(Dim::DimParam("N".into()), Dim::DimValue)), ..Default::default() })
+        .collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
@@ -145,7 +147,9 @@ pub fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
                 elem_type: data_type::FLOAT,
                 shape: Some(TensorShapeProto { dim }),
             })),
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
@@ -161,7 +165,9 @@ pub fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, hw: [i64; 2], out: 
             initializer: inits,
             input: vec![value_info("x", &[Some(1), Some(3), Some(hw[0]), Some(hw[1])])],
             output: vec![value_info(out, &[Some(1), None])],
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
