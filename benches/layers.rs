@@ -1,7 +1,8 @@
 //! Each layer kind of the spec network on one image (batch 1) and on 16, at 1 and 2
 //! threads: `layers/<layer>/b<batch>/<threads>t`. Convolutions report FLOP/s
 //! (2 * M * N * K), linear layers bytes of weights streamed per second, pooling+LRN
-//! values produced per second.
+//! values produced per second. Also the layers only some variants have (within-channel
+//! LRN, average and adaptive pooling), batch 1.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -9,8 +10,8 @@ use alexnet::cpu::Cpu;
 use alexnet::gemm;
 use alexnet::ops::im2col::ConvGeom;
 use alexnet::ops::pool_lrn::{pool_lrn, Order, PoolLrn};
-use alexnet::ops::{conv, linear};
-use alexnet::plan::{Lrn, MaxPool, Pads};
+use alexnet::ops::{avgpool, conv, linear, lrn};
+use alexnet::plan::{AdaptiveAvgPool, AvgPool, Lrn, LrnWithin, MaxPool, Pads};
 use alexnet::{synthetic, Isa};
 
 fn pools() -> Vec<(usize, rayon::ThreadPool)> {
@@ -99,6 +100,33 @@ fn pool_lrn_and_linear(c: &mut Criterion) {
                 bch.iter(|| tp.install(|| pool_lrn(cpu, &input, &p, &mut out)))
             });
         }
+    }
+    // The other plan vocabulary, at AlexNet's sizes: Caffe's within-channel LRN on the
+    // pooled conv1 map, a Caffe AVE pool of the same geometry, and torchvision's adaptive
+    // pool of the 7x7 map a 256 px input gives.
+    let within = LrnWithin { size: 5, alpha: 1e-4, beta: 0.75, bias: 1.0 };
+    let avg =
+        AvgPool { kernel: [3, 3], stride: [2, 2], pads: Pads::default(), ceil_mode: true, count_include_pad: true };
+    let adaptive = AdaptiveAvgPool { out: [6, 6] };
+    let (x27, x55, x7) = (
+        synthetic::fill(8, 96 * 27 * 27, 1.0),
+        synthetic::fill(9, 96 * 55 * 55, 1.0),
+        synthetic::fill(10, 256 * 49, 1.0),
+    );
+    let mut out = vec![0.0; 96 * 55 * 55];
+    for (t, tp) in pools() {
+        group.throughput(Throughput::Elements(96 * 27 * 27));
+        group.bench_function(BenchmarkId::from_parameter(format!("lrn_within1/b1/{t}t")), |bch| {
+            bch.iter(|| tp.install(|| lrn::lrn_within(cpu, &x27, [96, 27, 27], &within, &mut out)))
+        });
+        group.throughput(Throughput::Elements(96 * 27 * 27));
+        group.bench_function(BenchmarkId::from_parameter(format!("avgpool1/b1/{t}t")), |bch| {
+            bch.iter(|| tp.install(|| avgpool::avgpool(cpu, &x55, [96, 55, 55], &avg, [27, 27], &mut out)))
+        });
+        group.throughput(Throughput::Elements(256 * 36));
+        group.bench_function(BenchmarkId::from_parameter(format!("adaptive_avgpool/b1/{t}t")), |bch| {
+            bch.iter(|| tp.install(|| avgpool::adaptive_avgpool(cpu, &x7, [256, 7, 7], &adaptive, &mut out)))
+        });
     }
     for (name, m, k) in [("fc6", 4096, 9216), ("fc7", 4096, 4096), ("fc8", 1000, 4096)] {
         let w = synthetic::fill(5, m * k, 0.01);

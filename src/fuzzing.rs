@@ -245,8 +245,8 @@ pub fn gemm_diff(data: &[u8]) {
     }
 }
 
-/// Fused max-pool + LRN (both orders, odd sizes and betas) on every ISA, and the
-/// within-channel LRN, against the reference operators, on a shape and hyperparameters
+/// Fused max-pool + LRN (both orders, odd sizes and betas), the within-channel LRN and
+/// average pooling (fixed and adaptive) on every ISA against the reference operators, on a shape and hyperparameters
 /// taken from the bytes. Calls the ops directly on the global rayon pool: building a
 /// model per input would start and drop a thread pool each time, whose exiting threads
 /// LeakSanitizer reports as leaks.
@@ -297,7 +297,7 @@ pub fn pool_lrn_diff(data: &[u8]) {
         }
         Order::LrnThenPool => reference::maxpool(&reference::lrn(&input, [c, h, w], &lrn), [c, h, w], &pool, [oh, ow]),
     };
-    let p = PoolLrn { pool, lrn, order, input: [c, h, w], out: [oh, ow] };
+    let p = PoolLrn { pool: pool.clone(), lrn, order, input: [c, h, w], out: [oh, ow] };
     for cpu in Cpu::all() {
         let isa = cpu.isa();
         let mut got = vec![f32::NAN; c * oh * ow];
@@ -314,10 +314,48 @@ pub fn pool_lrn_diff(data: &[u8]) {
         bias: 0.5 + (b(22) % 3) as f32,
     };
     let want = reference::lrn_within(&input, [c, h, w], &within);
-    let mut got = vec![f32::NAN; c * h * w];
-    crate::ops::lrn::lrn_within(&input, [c, h, w], &within, &mut got);
-    for (g, e) in got.iter().zip(&want) {
-        assert!(same(*g, *e, 1e-5), "lrn_within: {g} vs {e} for {within:?} on {c}x{h}x{w}");
+    for cpu in Cpu::all() {
+        let mut got = vec![f32::NAN; c * h * w];
+        crate::ops::lrn::lrn_within(cpu, &input, [c, h, w], &within, &mut got);
+        for (g, e) in got.iter().zip(&want) {
+            assert!(same(*g, *e, 1e-5), "{} lrn_within: {g} vs {e} for {within:?} on {c}x{h}x{w}", cpu.isa());
+        }
+    }
+    // Average pooling with the max-pool's geometry (padding counted or not), and adaptive
+    // pooling to a size taken from the bytes (smaller or larger than the map).
+    let avg = crate::plan::AvgPool {
+        kernel: pool.kernel,
+        stride: pool.stride,
+        pads: pool.pads,
+        ceil_mode: pool.ceil_mode,
+        count_include_pad: b(23) % 2 == 0,
+    };
+    let plan = Plan {
+        input: [c as u32, h as u32, w as u32],
+        preprocess: Preprocess::caffe(),
+        layers: vec![Layer::AvgPool(avg.clone()), Layer::Flatten],
+        labels: vec![],
+    };
+    if let Ok(shapes) = plan.shapes() {
+        if let Shape::Spatial { h: oh, w: ow, .. } = shapes[1] {
+            let want = reference::avgpool(&input, [c, h, w], &avg, [oh, ow]);
+            for cpu in Cpu::all() {
+                let mut got = vec![f32::NAN; c * oh * ow];
+                crate::ops::avgpool::avgpool(cpu, &input, [c, h, w], &avg, [oh, ow], &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!(same(*g, *e, 1e-5), "{} avgpool: {g} vs {e} for {avg:?} on {c}x{h}x{w}", cpu.isa());
+                }
+            }
+        }
+    }
+    let adaptive = crate::plan::AdaptiveAvgPool { out: [1 + b(24) % 16, 1 + b(25) % 16] };
+    let want = reference::adaptive_avgpool(&input, [c, h, w], &adaptive);
+    for cpu in Cpu::all() {
+        let mut got = vec![f32::NAN; want.len()];
+        crate::ops::avgpool::adaptive_avgpool(cpu, &input, [c, h, w], &adaptive, &mut got);
+        for (g, e) in got.iter().zip(&want) {
+            assert!(same(*g, *e, 1e-5), "{} adaptive: {g} vs {e} for {adaptive:?} on {c}x{h}x{w}", cpu.isa());
+        }
     }
 }
 

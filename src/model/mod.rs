@@ -416,11 +416,11 @@ impl Model {
                 }
                 Step::AvgPool { pool, input, out } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::avgpool::avgpool(x, *input, pool, *out, y));
+                    pairs.for_each(|(y, x)| ops::avgpool::avgpool(self.cpu, x, *input, pool, *out, y));
                 }
                 Step::AdaptiveAvgPool { pool, input } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::avgpool::adaptive_avgpool(x, *input, pool, y));
+                    pairs.for_each(|(y, x)| ops::avgpool::adaptive_avgpool(self.cpu, x, *input, pool, y));
                 }
                 Step::Lrn { lrn, c, hw } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
@@ -428,7 +428,7 @@ impl Model {
                 }
                 Step::LrnWithin { lrn, input } => {
                     let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::lrn::lrn_within(x, *input, lrn, y));
+                    pairs.for_each(|(y, x)| ops::lrn::lrn_within(self.cpu, x, *input, lrn, y));
                 }
                 Step::Linear { weight, bias, m, k, relu } => {
                     let b = self.weights.f32s(bias.clone());

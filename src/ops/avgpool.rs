@@ -2,17 +2,28 @@
 //! channels split across the pool.
 //!
 //! Both kinds reduce to windows that are products of one span per axis: each output row
-//! and column gets its input span (clipped to the image) and its share of the divisor
-//! (the span clipped to the padded input when padding counts, else the input span), found
-//! once per layer call; then every output is its window's sum over the divisor. Sums run
-//! in f32, row by row, in a fixed order, so results do not depend on the thread count.
+//! and column has its input span (clipped to the image) and its share of the divisor (the
+//! span clipped to the padded input when padding counts, else the input span), computed
+//! in O(1) where it is needed (once per task of channels), so a call allocates nothing.
+//! Per output row the window's input rows are first summed element-wise into a row of
+//! column sums per channel (whole-row vector adds, inside the ISA's target-feature
+//! shell), then each output adds its columns' sums and divides. Every cell's sums run in one fixed order, so results do not depend on the
+//! thread count.
 
 use rayon::prelude::*;
 
+use crate::base::scratch::{self, Scratch};
+use crate::cpu::Cpu;
 use crate::plan::{AdaptiveAvgPool, AvgPool};
+use crate::simd::{Job, Simd};
 
 /// Channels per parallel task.
 const CHANNELS_PER_TASK: usize = 8;
+
+thread_local! {
+    /// Each thread's rows of column sums, one per channel of a task; grows once.
+    static COLUMNS: Scratch = const { Scratch::new() };
+}
 
 /// One output position along an axis: input cells `start..end`, and what it contributes
 /// to the divisor.
@@ -23,68 +34,153 @@ struct Span {
     count: usize,
 }
 
-/// The spans of a fixed window of `kernel` at `stride` over `len` input cells padded by
-/// `lo` before and `hi` after, for `out` outputs.
-fn window_spans(len: usize, kernel: usize, stride: usize, lo: usize, hi: usize, out: usize, with_pad: bool) -> Vec<Span> {
-    let padded = len + lo + hi;
-    (0..out)
-        .map(|i| {
-            let p0 = i * stride;
-            let p1 = (p0 + kernel).min(padded);
-            let start = p0.saturating_sub(lo).min(len);
-            let end = p1.saturating_sub(lo).min(len).max(start);
-            Span { start, end, count: if with_pad { p1 - p0 } else { end - start } }
-        })
-        .collect()
+/// How the output positions of one axis map onto its `len` input cells.
+#[derive(Clone, Copy, Debug)]
+enum Spans {
+    /// A window of `kernel` at `stride`, the input padded by `lo` before and `hi` after.
+    Window { len: usize, kernel: usize, stride: usize, lo: usize, hi: usize, with_pad: bool },
+    /// torchvision's adaptive windows for `out` outputs: output `i` covers
+    /// `floor(i len / out) .. ceil((i + 1) len / out)`.
+    Adaptive { len: usize, out: usize },
 }
 
-/// torchvision's adaptive spans: output `i` of `out` covers `floor(i len / out) ..
-/// ceil((i + 1) len / out)`.
-fn adaptive_spans(len: usize, out: usize) -> Vec<Span> {
-    (0..out)
-        .map(|i| {
-            let (start, end) = (i * len / out, ((i + 1) * len).div_ceil(out));
-            Span { start, end, count: end - start }
-        })
-        .collect()
+impl Spans {
+    /// Outputs `xa..xb` of `out` whose fixed window lies wholly inside the input (none for
+    /// adaptive windows, whose sizes vary).
+    fn interior(self, out: usize) -> (usize, usize) {
+        match self {
+            Spans::Window { len, kernel, stride, lo, .. } if stride > 0 => {
+                let xa = lo.div_ceil(stride).min(out);
+                let xb = if len + lo >= kernel { ((len + lo - kernel) / stride + 1).min(out) } else { 0 };
+                (xa, xb.max(xa))
+            }
+            _ => (0, 0),
+        }
+    }
+
+    fn at(self, i: usize) -> Span {
+        match self {
+            Spans::Window { len, kernel, stride, lo, hi, with_pad } => {
+                let p0 = i * stride;
+                let p1 = (p0 + kernel).min(len + lo + hi);
+                let start = p0.saturating_sub(lo).min(len);
+                let end = p1.saturating_sub(lo).min(len).max(start);
+                Span { start, end, count: if with_pad { p1.saturating_sub(p0) } else { end - start } }
+            }
+            Spans::Adaptive { len, out } => {
+                let (start, end) = (i * len / out, ((i + 1) * len).div_ceil(out));
+                Span { start, end, count: end - start }
+            }
+        }
+    }
 }
 
 /// Every channel of `input` (`[c, h, w]`) pooled over the window products of `rows` x
-/// `cols` into `out` (`[c, rows, cols]`).
-fn pool(input: &[f32], [c, h, w]: [usize; 3], rows: &[Span], cols: &[Span], out: &mut [f32]) {
-    let plane_out = rows.len() * cols.len();
-    let out = &mut out[..c * plane_out];
-    out.par_chunks_mut((plane_out * CHANNELS_PER_TASK).max(1)).enumerate().for_each(|(task, dst)| {
-        for (i, plane) in dst.chunks_exact_mut(plane_out.max(1)).enumerate() {
-            let ch = task * CHANNELS_PER_TASK + i;
-            let src = &input[ch * h * w..(ch + 1) * h * w];
-            for (y, ry) in rows.iter().enumerate() {
-                for (x, cx) in cols.iter().enumerate() {
-                    let mut sum = 0.0f32;
-                    for r in ry.start..ry.end {
-                        sum += src[r * w + cx.start..r * w + cx.end].iter().sum::<f32>();
+/// `cols` into `out` (`[c, oh, ow]`).
+fn pool(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], (rows, oh): (Spans, usize), (cols, ow): (Spans, usize), out: &mut [f32]) {
+    struct Planes<'a, 'o> {
+        src: &'a [f32],
+        dst: &'o mut [f32],
+        geom: (usize, usize, usize, usize),
+        rows: Spans,
+        cols: Spans,
+        colsum: &'o mut [f32],
+    }
+    impl Job for Planes<'_, '_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<S: Simd>(self, _: S) {
+            let (h, w, oh, ow) = self.geom;
+            let planes = self.src.len() / (h * w);
+            let (colsums, wins) = self.colsum[..(planes + 1) * w].split_at_mut(planes * w);
+            // Row by row across the task's planes, so each span is found once per task.
+            for y in 0..oh {
+                let ry = self.rows.at(y);
+                for (colsum, src) in colsums.chunks_exact_mut(w).zip(self.src.chunks_exact(h * w)) {
+                    // The first row copied, the others added (an empty span sums to 0).
+                    match src.get(ry.start * w..(ry.start + 1) * w).filter(|_| ry.end > ry.start) {
+                        Some(first) => colsum.copy_from_slice(first),
+                        None => colsum.fill(0.0),
                     }
-                    let n = (ry.count * cx.count).max(1);
-                    plane[y * cols.len() + x] = sum / n as f32;
+                    for r in (ry.start + 1).min(ry.end)..ry.end {
+                        for (a, &v) in colsum.iter_mut().zip(&src[r * w..(r + 1) * w]) {
+                            *a += v;
+                        }
+                    }
+                }
+                // Fixed windows wholly inside the row (all but the edges): every window's
+                // sum from `kw` shifted copies of the column sums, added in the same
+                // order as the edge path, then picked at the stride.
+                let (xa, xb) = self.cols.interior(ow);
+                if let (Spans::Window { kernel: kw, stride: sw, lo: pl, .. }, true) = (self.cols, xb > xa) {
+                    let n = (ry.count * kw).max(1) as f32;
+                    let (first, len) = (xa * sw - pl, (xb - 1 - xa) * sw + 1);
+                    for (colsum, plane) in colsums.chunks_exact_mut(w).zip(self.dst.chunks_exact_mut(oh * ow)) {
+                        let wins = &mut wins[..len];
+                        wins.copy_from_slice(&colsum[first..first + len]);
+                        for dx in 1..kw {
+                            for (a, &v) in wins.iter_mut().zip(&colsum[first + dx..first + dx + len]) {
+                                *a += v;
+                            }
+                        }
+                        // Picked first, then divided as a whole row (vector divides).
+                        let out = &mut plane[y * ow + xa..y * ow + xb];
+                        for (o, &v) in out.iter_mut().zip(wins.iter().step_by(sw)) {
+                            *o = v;
+                        }
+                        for o in out.iter_mut() {
+                            *o /= n;
+                        }
+                    }
+                }
+                for x in (0..xa).chain(xb.max(xa)..ow) {
+                    let cx = self.cols.at(x);
+                    let n = (ry.count * cx.count).max(1) as f32;
+                    for (colsum, plane) in colsums.chunks_exact(w).zip(self.dst.chunks_exact_mut(oh * ow)) {
+                        let sum: f32 = colsum[cx.start..cx.end].iter().sum();
+                        plane[y * ow + x] = sum / n;
+                    }
                 }
             }
         }
+    }
+    let (plane_in, plane_out) = (h * w, oh * ow);
+    if plane_out == 0 || plane_in == 0 {
+        out[..c * plane_out].fill(0.0);
+        return;
+    }
+    let tasks = out[..c * plane_out]
+        .par_chunks_mut(plane_out * CHANNELS_PER_TASK)
+        .zip(input[..c * plane_in].par_chunks(plane_in * CHANNELS_PER_TASK));
+    tasks.for_each(|(dst, src)| {
+        scratch::with(&COLUMNS, (CHANNELS_PER_TASK + 1) * w, |colsum| {
+            cpu.vectorize(Planes { src, dst, geom: (h, w, oh, ow), rows, cols, colsum });
+        })
     });
 }
 
 /// Average-pool `[c, h, w]` into `[c, oh, ow]`.
-pub fn avgpool(input: &[f32], [c, h, w]: [usize; 3], p: &AvgPool, [oh, ow]: [usize; 2], out: &mut [f32]) {
-    let (pads, k, s) = (p.pads, p.kernel, p.stride);
-    let rows = window_spans(h, k[0] as usize, s[0] as usize, pads.top as usize, pads.bottom as usize, oh, p.count_include_pad);
-    let cols = window_spans(w, k[1] as usize, s[1] as usize, pads.left as usize, pads.right as usize, ow, p.count_include_pad);
-    pool(input, [c, h, w], &rows, &cols, out);
+pub fn avgpool(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], p: &AvgPool, [oh, ow]: [usize; 2], out: &mut [f32]) {
+    let (pads, k, s, with_pad) = (p.pads, p.kernel, p.stride, p.count_include_pad);
+    let axis = |len, kernel: u32, stride: u32, lo: u32, hi: u32| Spans::Window {
+        len,
+        kernel: kernel as usize,
+        stride: stride as usize,
+        lo: lo as usize,
+        hi: hi as usize,
+        with_pad,
+    };
+    let rows = axis(h, k[0], s[0], pads.top, pads.bottom);
+    let cols = axis(w, k[1], s[1], pads.left, pads.right);
+    pool(cpu, input, [c, h, w], (rows, oh), (cols, ow), out);
 }
 
 /// Adaptive average pooling of `[c, h, w]` to `[c, p.out[0], p.out[1]]`.
-pub fn adaptive_avgpool(input: &[f32], [c, h, w]: [usize; 3], p: &AdaptiveAvgPool, out: &mut [f32]) {
-    let rows = adaptive_spans(h, p.out[0] as usize);
-    let cols = adaptive_spans(w, p.out[1] as usize);
-    pool(input, [c, h, w], &rows, &cols, out);
+pub fn adaptive_avgpool(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], p: &AdaptiveAvgPool, out: &mut [f32]) {
+    let [oh, ow] = p.out.map(|v| v as usize);
+    let rows = Spans::Adaptive { len: h, out: oh };
+    let cols = Spans::Adaptive { len: w, out: ow };
+    pool(cpu, input, [c, h, w], (rows, oh), (cols, ow), out);
 }
 
 #[cfg(test)]
@@ -113,19 +209,23 @@ mod tests {
             let shapes = plan.shapes().unwrap();
             let crate::plan::Shape::Spatial { h: oh, w: ow, .. } = shapes[1] else { panic!() };
             let want = reference::avgpool(&input, [c, h, w], &p, [oh, ow]);
-            let mut got = vec![f32::NAN; c * oh * ow];
-            avgpool(&input, [c, h, w], &p, [oh, ow], &mut got);
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{p:?}: {g} vs {e}");
+            for cpu in Cpu::all() {
+                let mut got = vec![f32::NAN; c * oh * ow];
+                avgpool(cpu, &input, [c, h, w], &p, [oh, ow], &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{} {p:?}: {g} vs {e}", cpu.isa());
+                }
             }
         }
         for out in [[6, 6], [1, 1], [4, 7], [9, 13], [12, 20]] {
             let p = AdaptiveAvgPool { out };
             let want = reference::adaptive_avgpool(&input, [c, h, w], &p);
-            let mut got = vec![f32::NAN; c * out[0] as usize * out[1] as usize];
-            adaptive_avgpool(&input, [c, h, w], &p, &mut got);
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{out:?}: {g} vs {e}");
+            for cpu in Cpu::all() {
+                let mut got = vec![f32::NAN; c * out[0] as usize * out[1] as usize];
+                adaptive_avgpool(cpu, &input, [c, h, w], &p, &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{} {out:?}: {g} vs {e}", cpu.isa());
+                }
             }
         }
     }
