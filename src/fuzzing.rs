@@ -27,6 +27,20 @@ pub fn image_preprocess(data: &[u8]) {
     }
 }
 
+/// JPEG bytes through the libjpeg-compatible decoder alone (the caller's marker walk is
+/// not in front of it here, so every kind of damage reaches it): an image whose size is
+/// the frame's and within the limits, or an error; never a panic, never a buffer past the
+/// budget.
+#[cfg(feature = "image")]
+pub fn jpeg_decode(data: &[u8]) {
+    const SIDE: u32 = 4096;
+    const BUDGET: u64 = 64 << 20;
+    if let Ok(img) = crate::image::jpeg::decode(data, SIDE, BUDGET) {
+        assert!(img.width() <= SIDE && img.height() <= SIDE);
+        assert!(3 * img.width() as u64 * img.height() as u64 <= BUDGET);
+    }
+}
+
 fn byte(data: &[u8], i: usize) -> u32 {
     data.get(i).copied().unwrap_or(1) as u32
 }

@@ -5,10 +5,14 @@
 //! which is also what Caffe-style models expect with their own mean, scale and channel
 //! order:
 //!
-//! 1. **Decode** with `image::ImageReader`, the format guessed from the content (never
-//!    the file name). Only JPEG and PNG are accepted. [`image::Limits`] and a byte budget
-//!    checked before any pixel buffer is allocated refuse decompression bombs: each side
-//!    at most [`MAX_IMAGE_SIDE`], the decoded image plus its 8-bit RGB copy at most
+//! 1. **Decode**, the format guessed from the content (never the file name). Only JPEG
+//!    and PNG are accepted. JPEG goes to the built-in decoder (`image/jpeg.rs`), which
+//!    gives libjpeg-turbo's default output (PIL's) bit for bit (with the `turbojpeg`
+//!    feature, to the system's libjpeg-turbo first); PNG, and the JPEG kinds it leaves
+//!    alone (CMYK, arithmetic coding, 12-bit), to `image::ImageReader`.
+//!    A byte budget checked before any pixel buffer is allocated (and [`image::Limits`]
+//!    for image-rs) refuses decompression bombs: each side at most [`MAX_IMAGE_SIDE`],
+//!    the decoder's buffers (coefficients, planes) and the 8-bit RGB image at most
 //!    [`MAX_DECODE_BYTES`].
 //! 2. **Convert** any colour type to 8-bit RGB: grey is replicated into R, G and B, an
 //!    alpha channel is dropped (not composited; PIL's `convert("RGB")` does the same),
@@ -47,6 +51,7 @@ use ::image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, 
 use crate::error::{Error, Result};
 use crate::plan::{limits, ColorOrder, Preprocess};
 
+pub(crate) mod jpeg;
 #[cfg(feature = "turbojpeg")]
 mod turbo;
 
@@ -165,6 +170,12 @@ fn decode_rgb8(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
             Err(turbo::Outcome::Failed(reason)) => return Err(reason),
             // CMYK and YCCK files go to image-rs.
             Err(turbo::Outcome::Unsupported) => {}
+        }
+        match jpeg::decode(bytes, MAX_IMAGE_SIDE, MAX_DECODE_BYTES) {
+            Ok(img) => return Ok(img),
+            Err(jpeg::Outcome::Failed(reason)) => return Err(reason),
+            // CMYK, arithmetic-coded, lossless, 12-bit: image-rs.
+            Err(jpeg::Outcome::Unsupported) => {}
         }
     }
     let decoded = catch_unwind(AssertUnwindSafe(|| decode_limited(reader)));

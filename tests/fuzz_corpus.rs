@@ -49,3 +49,9 @@ fn pool_lrn_diff_corpus() {
 fn image_preprocess_corpus() {
     replay("image_preprocess", alexnet::fuzzing::image_preprocess);
 }
+
+#[cfg(feature = "image")]
+#[test]
+fn jpeg_decode_corpus() {
+    replay("jpeg_decode", alexnet::fuzzing::jpeg_decode);
+}

@@ -181,12 +181,7 @@ fn preprocessing_matches_pil_on_committed_images() {
         let want = alexnet::npy::read(&dir.join(format!("{stem}.npy"))).unwrap();
         assert_eq!(want.shape, vec![3, 35, 35], "{name}");
         let worst = got.iter().zip(&want.data).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
-        let exact = name.ends_with(".png") || cfg!(feature = "turbojpeg");
-        if exact {
-            assert_eq!(worst, 0.0, "{name}: differs from PIL by up to {worst}");
-        } else {
-            assert!(worst <= 8.0, "{name}: differs from PIL by up to {worst}");
-        }
+        assert_eq!(worst, 0.0, "{name}: differs from PIL by up to {worst}");
     }
     // A grey (1-channel) network: PIL's convert("L"), then the same pipeline.
     let got = alexnet::image::load_image(dir.join("down.png"), &pre, [1, 35, 35]).unwrap();
