@@ -58,6 +58,13 @@ struct Params {
     scales: Option<Vec<f32>>,
 }
 
+impl Params {
+    /// A float layer's parameters (no quantization yet).
+    fn new(weight: Tensor, bias: Vec<f32>, sources: [String; 2]) -> Params {
+        Params { weight_shape: weight.shape, weight: weight.data, bias, sources, input_quant: None, scales: None }
+    }
+}
+
 /// Layers pushed so far, their parameters and the current activation shape.
 pub(crate) struct NetBuilder {
     input: [u32; 3],
@@ -180,14 +187,7 @@ impl NetBuilder {
             relu,
         });
         self.push(layer, context)?;
-        self.params.push(Params {
-            weight_shape: weight.shape,
-            weight: weight.data,
-            bias,
-            sources,
-            input_quant: None,
-            scales: None,
-        });
+        self.params.push(Params::new(weight, bias, sources));
         Ok(())
     }
 
@@ -216,14 +216,7 @@ impl NetBuilder {
         let sources = [weight.name.clone(), bias.as_ref().map_or("-".into(), |b| b.name.clone())];
         let bias = self.bias(context, bias, o)?;
         self.push(Layer::Linear(Linear { name: String::new(), out_features: out, relu }), context)?;
-        self.params.push(Params {
-            weight_shape: weight.shape,
-            weight: weight.data,
-            bias,
-            sources,
-            input_quant: None,
-            scales: None,
-        });
+        self.params.push(Params::new(weight, bias, sources));
         Ok(())
     }
 
