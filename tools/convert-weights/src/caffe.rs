@@ -99,13 +99,13 @@ pub fn mean_from_binaryproto(bytes: &[u8]) -> Result<[f32; 3]> {
 /// Convert a caffemodel, with the network taken from `prototxt` when given.
 pub fn import(model: &[u8], prototxt: Option<&str>, options: &Options) -> Result<Converted> {
     let weights = decode_net(model)?;
-    let structure = match prototxt {
-        Some(text) => parse_prototxt(text)?,
-        None => weights.clone(),
-    };
-    let layers = net_layers(&structure)?;
+    // Without a prototxt the caffemodel is its own structure (borrowed: its blobs are
+    // the weights, hundreds of megabytes).
+    let parsed = prototxt.map(parse_prototxt).transpose()?;
+    let structure = parsed.as_ref().unwrap_or(&weights);
+    let layers = net_layers(structure)?;
     let blobs = net_layers(&weights)?;
-    Importer::new(&structure, &layers, &blobs, options)?.run()
+    Importer::new(structure, &layers, &blobs, options)?.run()
 }
 
 /// One layer in either encoding, with the parameters this importer reads.
