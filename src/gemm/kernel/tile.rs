@@ -38,16 +38,7 @@ pub(super) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(call: &C
             // Where B is narrow (a Winograd product at batch 1) each panel of A is read
             // once, from memory: fetch it well ahead, across its end into the next panel.
             V::prefetch(a.wrapping_add(A_AHEAD));
-            let mut bv = [V::zero(); NV];
-            for v in 0..NV {
-                bv[v] = V::load(b.add(v * lanes));
-            }
-            for i in 0..MR {
-                let av = V::splat(*a.add(i));
-                for v in 0..NV {
-                    acc[i][v] = av.mul_add(bv[v], acc[i][v]);
-                }
-            }
+            acc = step::<V, MR, NV>(acc, a, b);
             a = a.add(a_stride);
             b = b.add(b_stride);
         }
@@ -73,4 +64,33 @@ pub(super) unsafe fn tile<V: SimdF32, const MR: usize, const NV: usize>(call: &C
             }
         }
     }
+}
+
+/// One k step of [`tile`]: the accumulators in, updated, out (by value: carried through the
+/// loop as values, LLVM keeps them in registers on every target; as an array updated in
+/// place, the AArch64 build also stored all of them to the stack at every step).
+///
+/// # Safety
+/// As [`tile`], for one k step at `a` and `b`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn step<V: SimdF32, const MR: usize, const NV: usize>(
+    mut acc: [[V; NV]; MR],
+    a: *const f32,
+    b: *const f32,
+) -> [[V; NV]; MR] {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mut bv = [V::zero(); NV];
+        for v in 0..NV {
+            bv[v] = V::load(b.add(v * V::LANES));
+        }
+        for i in 0..MR {
+            let av = V::splat(*a.add(i));
+            for v in 0..NV {
+                acc[i][v] = av.mul_add(bv[v], acc[i][v]);
+            }
+        }
+    }
+    acc
 }
