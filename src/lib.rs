@@ -102,6 +102,7 @@ internal! { test_only:
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use base::census::Partition;
 pub use cpu::Isa;
 pub use error::{Error, Result};
 pub use labels::top_k;

@@ -293,3 +293,41 @@ fn spec_network_is_bitwise_identical_on_pools_past_two_cores() {
         }
     }
 }
+
+/// The census of the spec network's split (`Model::partition`): at batch 1 on 16
+/// threads every layer that does a fair share of the work is cut finely enough for a
+/// 0.75 x 16 speed-up (the softmax of 1,000 values runs as one task by design), the
+/// linear layers' tasks hold exactly their multiply-adds, and taking the census changes
+/// nothing the model computes.
+#[test]
+fn spec_network_splits_for_sixteen_threads_at_batch_one() {
+    let plan = synthetic::spec_plan();
+    let bytes = synthetic::weight_file(&plan, 1).unwrap();
+    let model = Model::builder().threads(2).from_bytes(bytes).unwrap();
+    let input = synthetic::input(&plan, 4, 1);
+    let before = model.infer(&input).unwrap();
+    let split = model.partition(16, 1).unwrap();
+    assert_eq!(split.len(), plan.layers.len());
+    let costs = model.layer_costs();
+    for ((layer, p), (flops, _)) in plan.layers.iter().zip(&split).zip(&costs) {
+        // A fused LRN has no work of its own: its pool step holds it.
+        let shared = matches!(layer, Layer::Conv(_) | Layer::Linear(_) | Layer::MaxPool(_) | Layer::Lrn(_));
+        if shared && p.work > 0.0 {
+            assert!(p.speedup_bound(16) >= 12.0, "{layer:?}: {p:?}");
+        }
+        if let Layer::Linear(_) = layer {
+            assert_eq!(p.work, *flops as f64, "{layer:?}");
+            assert!(p.tasks >= 16);
+        }
+        if let Layer::Conv(_) = layer {
+            assert!(p.work > 0.0 && p.tasks >= 16, "{layer:?}: {p:?}");
+        }
+    }
+    // The work is the same at any thread count; only its cut changes.
+    let one = model.partition(1, 1).unwrap();
+    for (a, b) in one.iter().zip(&split) {
+        assert!((a.work - b.work).abs() <= 1e-9 * a.work.max(1.0), "work must not depend on the threads");
+    }
+    assert_eq!(model.infer(&input).unwrap(), before);
+    assert!(model.partition(4, 1 << 20).is_err(), "a batch over the workspace cap is refused");
+}

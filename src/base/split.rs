@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::census::task;
 use super::mat::MatMut;
 
 /// Threads for the two halves when `count` equal items are cut after `half` of them:
@@ -41,7 +42,10 @@ pub fn halve<D: Send>(
         let (lt, rt) = share(tasks, half, count);
         let (l, r) = split(data, half);
         let mid = items.start + half;
-        rayon::join(|| go(items.start..mid, lt, l, split, leaf), || go(mid..items.end, rt, r, split, leaf));
+        rayon::join(
+            || task(|| go(items.start..mid, lt, l, split, leaf)),
+            || task(|| go(mid..items.end, rt, r, split, leaf)),
+        );
     }
     if count > 0 {
         go(0..count, tasks, data, split, leaf);
@@ -62,7 +66,7 @@ pub fn par_column_blocks(c: MatMut<'_>, width: usize, f: &(dyn Fn(usize, MatMut<
         }
         let cut = blocks / 2 * width;
         let (l, r) = c.split_cols(cut);
-        rayon::join(|| go(l, j0, width, f), || go(r, j0 + cut, width, f));
+        rayon::join(|| task(|| go(l, j0, width, f)), || task(|| go(r, j0 + cut, width, f)));
     }
     go(c, 0, width.max(1), f)
 }

@@ -66,6 +66,7 @@ fn serial<B: PackB>(
     if k == 0 {
         return store_bias_only(&mut c, i0, j0, ep);
     }
+    crate::base::census::work(super::flops(m, n, k));
     // Slices of whole pairs, so that every slice but the last starts on one.
     let kc = balanced_kc(k, KC).next_multiple_of(2);
     let cols = NC.min(n.next_multiple_of(NR));

@@ -153,6 +153,7 @@ fn serial<B: PackQuads>(
     if m == 0 || n == 0 {
         return;
     }
+    crate::base::census::work(super::flops(m, n, k));
     let kq = k.div_ceil(4);
     let panel_len = kq * NR;
     // Panels per B block and A rows per block, whole panels, at least one.

@@ -37,6 +37,7 @@ pub use pack::{PackB, PackedA, RowMajor};
 
 use kernel::{run_edge, run_tile, Store, MAX_MR, MAX_NR};
 
+use crate::base::census;
 use crate::base::mat::MatMut;
 use crate::base::scalar::relu;
 use crate::base::scratch::{self, Scratch};
@@ -192,15 +193,15 @@ fn split_tasks(
         Some(Cut::Cols(cut)) => {
             let (l, r) = c.split_cols(cut);
             rayon::join(
-                || split_tasks(cost, l, (i0, j0), left, serial),
-                || split_tasks(cost, r, (i0, j0 + cut), tasks - left, serial),
+                || census::task(|| split_tasks(cost, l, (i0, j0), left, serial)),
+                || census::task(|| split_tasks(cost, r, (i0, j0 + cut), tasks - left, serial)),
             );
         }
         Some(Cut::Rows(cut)) => {
             let (t, btm) = c.split_rows(cut);
             rayon::join(
-                || split_tasks(cost, t, (i0, j0), left, serial),
-                || split_tasks(cost, btm, (i0 + cut, j0), tasks - left, serial),
+                || census::task(|| split_tasks(cost, t, (i0, j0), left, serial)),
+                || census::task(|| split_tasks(cost, btm, (i0 + cut, j0), tasks - left, serial)),
             );
         }
     }
@@ -287,6 +288,7 @@ fn serial<K: MicroKernel, B: PackB>(
     if k == 0 {
         return store_bias_only(&mut c, i0, j0, ep);
     }
+    census::work(flops(m, n, k));
     let kc = balanced_kc(k, kc);
     // A row-major B is read in place where the kernel gains by it ([`read_in_place`]), all
     // but a last panel that a kernel would read past (that one is packed).
@@ -456,6 +458,11 @@ const EDGE_COLUMNS: usize = 8;
 /// Depends on K alone, so every element still sums the same slices in the same order.
 fn balanced_kc(k: usize, kc_max: usize) -> usize {
     k.div_ceil(k.div_ceil(kc_max))
+}
+
+/// Floating-point operations of an `m x n x k` product, as [`census::work`] counts them.
+pub(crate) fn flops(m: usize, n: usize, k: usize) -> f64 {
+    2.0 * m as f64 * n as f64 * k as f64
 }
 
 /// K = 0: C is the bias alone (then ReLU).

@@ -27,6 +27,7 @@ pub use builder::ModelBuilder;
 use compile::{I8Codes, LinearWeight, Step};
 use workspace::{Workspace, WorkspaceSize};
 
+use crate::base::census::{self, Partition};
 use crate::base::scalar::relu;
 use crate::cpu::{Cpu, Isa};
 use crate::error::{Error, Result};
@@ -274,6 +275,31 @@ impl Model {
             .collect()
     }
 
+    /// How each layer's work is cut into tasks on a pool of `threads` for `batch` images,
+    /// one entry per plan layer: the tasks it offers the pool and the largest one's share
+    /// of its work (`1 / threads` is an even split; a layer fused into its producer or a
+    /// flatten has none). A model of the split, not a timing: it runs the network once
+    /// on zeros on a pool of that many threads made for the purpose (any number, on any
+    /// machine), counting each task's work as the kernels report it (floating-point
+    /// operations for products, values moved for the rest). Neither this model's pool
+    /// nor its calls are touched.
+    pub fn partition(&self, threads: usize, batch: usize) -> Result<Vec<Partition>> {
+        let batch = batch.max(1);
+        let bytes = self.size.bytes(batch).ok_or(Error::Overflow("workspace size"))?;
+        if bytes > self.max_workspace_bytes {
+            return Err(Error::BatchTooLarge { batch, limit_bytes: self.max_workspace_bytes });
+        }
+        let _one = census::exclusive();
+        let pool = census::pool(threads.max(1)).map_err(|e| Error::InvalidArgument(format!("thread pool: {e}")))?;
+        let input = vec![0.0f32; batch * self.input_len()];
+        let mut ws = Workspace::default();
+        ws.ensure(&self.size, batch);
+        let mut tasks = vec![Vec::new(); self.steps.len()];
+        census::take();
+        pool.install(|| self.forward(&input, batch, &mut ws, None, None, Some(&mut tasks)));
+        Ok(tasks.iter().map(|t| Partition::of(t)).collect())
+    }
+
     fn run(&self, input: &[f32], output: &mut [f32], probabilities: bool) -> Result<()> {
         self.run_inner(input, output, probabilities, None, Wait::Batchable)
     }
@@ -338,7 +364,7 @@ impl Model {
         let expected = batch * classes;
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
-        self.pool.install(|| self.forward(input, batch, &mut ws, times, None));
+        self.pool.install(|| self.forward(input, batch, &mut ws, times, None, None));
         output.copy_from_slice(&ws.act[ws.current][..expected]);
         if probabilities && !self.plan().ends_in_softmax() {
             ops::softmax::softmax_rows(output, classes);
@@ -367,7 +393,7 @@ impl Model {
         let mut ranges = vec![None; self.steps.len()];
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
-        self.pool.install(|| self.forward(input, batch, &mut ws, None, Some(&mut ranges)));
+        self.pool.install(|| self.forward(input, batch, &mut ws, None, Some(&mut ranges), None));
         self.give_back(ws);
         let names = self.plan().layers.iter().map(|l| match l {
             Layer::Conv(c) => Some(&c.name),
@@ -387,6 +413,7 @@ impl Model {
         ws: &mut Workspace,
         mut times: Option<&mut [std::time::Duration]>,
         mut ranges: Option<&mut [Option<(f32, f32)>]>,
+        mut tasks: Option<&mut [Vec<f64>]>,
     ) {
         ws.current = 0;
         ws.act[0][..input.len()].copy_from_slice(input);
@@ -398,47 +425,65 @@ impl Model {
             if let Some(r) = ranges.as_deref_mut().filter(|_| step.weighted()) {
                 r[i] = Some(cur.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v))));
             }
-            let (src, dst) = (&*cur, &mut other[..batch * out_len]);
-            match step {
-                Step::Conv { weights, bias, geom, relu, .. } => {
-                    let b = self.weights.f32s(bias.clone());
-                    ops::conv::conv2d(self.cpu, src, batch, geom, weights, b, *relu, dst, scratch, phased);
+            // One task: what the step runs on this thread outside the tasks it shares out.
+            census::task(|| {
+                let (src, dst) = (&*cur, &mut other[..batch * out_len]);
+                match step {
+                    Step::Conv { weights, bias, geom, relu, .. } => {
+                        let b = self.weights.f32s(bias.clone());
+                        ops::conv::conv2d(self.cpu, src, batch, geom, weights, b, *relu, dst, scratch, phased);
+                    }
+                    Step::ConvI8 { weights, bias, geom, relu, quant, .. } => {
+                        let b = self.weights.f32s(bias.clone());
+                        let kern = crate::gemm::kernel::i8::Kernel::for_cpu(self.cpu);
+                        ops::conv_i8::conv2d_i8(kern, src, batch, geom, weights, b, (*quant, *relu), dst, phased);
+                    }
+                    // Standalone pooling and LRN: whole images shared out over the pool.
+                    Step::MaxPool { pool, input, out } => {
+                        let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                        pairs.for_each(|(y, x)| {
+                            census::task(|| ops::maxpool::maxpool(self.cpu, x, *input, pool, *out, y))
+                        });
+                    }
+                    Step::AvgPool { pool, input, out } => {
+                        let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                        pairs.for_each(|(y, x)| {
+                            census::task(|| ops::avgpool::avgpool(self.cpu, x, *input, pool, *out, y))
+                        });
+                    }
+                    Step::AdaptiveAvgPool { pool, input } => {
+                        let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                        pairs.for_each(|(y, x)| {
+                            census::task(|| ops::avgpool::adaptive_avgpool(self.cpu, x, *input, pool, y))
+                        });
+                    }
+                    Step::Lrn { lrn, c, hw } => {
+                        let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                        pairs.for_each(|(y, x)| census::task(|| ops::lrn::lrn(x, *c, *hw, lrn, y)));
+                    }
+                    Step::LrnWithin { lrn, input } => {
+                        let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
+                        pairs.for_each(|(y, x)| census::task(|| ops::lrn::lrn_within(self.cpu, x, *input, lrn, y)));
+                    }
+                    Step::Linear { weight, bias, m, k, relu } => {
+                        let b = self.weights.f32s(bias.clone());
+                        self.linear(weight, src, batch, b, (*m, *k, *relu), dst, phased);
+                    }
+                    Step::Relu => {
+                        census::work(cur.len() as f64);
+                        cur.iter_mut().for_each(|v| *v = relu(*v))
+                    }
+                    Step::Softmax => {
+                        census::work(cur.len() as f64);
+                        ops::softmax::softmax_rows(cur, in_len)
+                    }
+                    Step::PoolLrn(p) if batch > 1 => ops::pool_lrn::pool_lrn_batch(self.cpu, src, batch, p, dst),
+                    Step::PoolLrn(p) => ops::pool_lrn::pool_lrn(self.cpu, src, p, dst),
+                    Step::Flatten | Step::Fused => {}
                 }
-                Step::ConvI8 { weights, bias, geom, relu, quant, .. } => {
-                    let b = self.weights.f32s(bias.clone());
-                    let kern = crate::gemm::kernel::i8::Kernel::for_cpu(self.cpu);
-                    ops::conv_i8::conv2d_i8(kern, src, batch, geom, weights, b, (*quant, *relu), dst, phased);
-                }
-                // Standalone pooling and LRN: whole images shared out over the pool.
-                Step::MaxPool { pool, input, out } => {
-                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::maxpool::maxpool(self.cpu, x, *input, pool, *out, y));
-                }
-                Step::AvgPool { pool, input, out } => {
-                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::avgpool::avgpool(self.cpu, x, *input, pool, *out, y));
-                }
-                Step::AdaptiveAvgPool { pool, input } => {
-                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::avgpool::adaptive_avgpool(self.cpu, x, *input, pool, y));
-                }
-                Step::Lrn { lrn, c, hw } => {
-                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::lrn::lrn(x, *c, *hw, lrn, y));
-                }
-                Step::LrnWithin { lrn, input } => {
-                    let pairs = dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len));
-                    pairs.for_each(|(y, x)| ops::lrn::lrn_within(self.cpu, x, *input, lrn, y));
-                }
-                Step::Linear { weight, bias, m, k, relu } => {
-                    let b = self.weights.f32s(bias.clone());
-                    self.linear(weight, src, batch, b, (*m, *k, *relu), dst, phased);
-                }
-                Step::Relu => cur.iter_mut().for_each(|v| *v = relu(*v)),
-                Step::Softmax => ops::softmax::softmax_rows(cur, in_len),
-                Step::PoolLrn(p) if batch > 1 => ops::pool_lrn::pool_lrn_batch(self.cpu, src, batch, p, dst),
-                Step::PoolLrn(p) => ops::pool_lrn::pool_lrn(self.cpu, src, p, dst),
-                Step::Flatten | Step::Fused => {}
+            });
+            if let Some(t) = tasks.as_deref_mut() {
+                t[i] = census::take();
             }
             if step.swaps() {
                 ws.current ^= 1;

@@ -153,8 +153,12 @@ fn pool(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], (rows, oh): (Spans, usiz
         .par_chunks_mut(plane_out * CHANNELS_PER_TASK)
         .zip(input[..c * plane_in].par_chunks(plane_in * CHANNELS_PER_TASK));
     tasks.for_each(|(dst, src)| {
-        scratch::with(&COLUMNS, (CHANNELS_PER_TASK + 1) * w, |colsum| {
-            cpu.vectorize(Planes { src, dst, geom: (h, w, oh, ow), rows, cols, colsum });
+        crate::base::census::task(|| {
+            // Separable sums: about two reads per input value and one write per output.
+            crate::base::census::work((2 * src.len() + dst.len()) as f64);
+            scratch::with(&COLUMNS, (CHANNELS_PER_TASK + 1) * w, |colsum| {
+                cpu.vectorize(Planes { src, dst, geom: (h, w, oh, ow), rows, cols, colsum });
+            })
         })
     });
 }

@@ -141,11 +141,13 @@ pub fn conv2d_i8(
     let per_worker = batch.div_ceil(workers);
     let outs = out[..batch * out_len].par_chunks_mut(per_worker * out_len);
     outs.zip(phased[..workers * per].par_chunks_mut(per)).enumerate().for_each(|(w, (outs, scratch))| {
-        for (i, out) in outs.chunks_exact_mut(out_len).enumerate() {
-            let b = w * per_worker + i;
-            let img = &input[b * in_len..(b + 1) * in_len];
-            conv_image_i8(kern, img, g, weights, bias, (quant, relu), out, scratch, each);
-        }
+        crate::base::census::task(|| {
+            for (i, out) in outs.chunks_exact_mut(out_len).enumerate() {
+                let b = w * per_worker + i;
+                let img = &input[b * in_len..(b + 1) * in_len];
+                conv_image_i8(kern, img, g, weights, bias, (quant, relu), out, scratch, each);
+            }
+        })
     });
 }
 
@@ -182,7 +184,10 @@ fn conv_image_i8(
         Layout::Row => {
             let codes: &mut [u8] = &mut bytemuck::cast_slice_mut(codes)[..img.len()];
             codes.par_chunks_mut(QUANTIZE_CHUNK).zip(img.par_chunks(QUANTIZE_CHUNK)).for_each(|(c, x)| {
-                quantize_row(kern, x, &act, c);
+                crate::base::census::task(|| {
+                    crate::base::census::work(x.len() as f64);
+                    quantize_row(kern, x, &act, c);
+                })
             });
             row_quads(codes, g, &g4, zero, quads);
         }
@@ -202,14 +207,15 @@ fn channel_quads(kern: Kernel, img: &[f32], g: &ConvGeom, g4: &ConvGeom, act: &A
     let hw = g.h * g.w;
     quads.par_chunks_mut(hw).enumerate().for_each(|(blk, dst)| {
         let (grp, first) = (blk / g4.cg, (blk % g4.cg) * 4);
-        dst.par_chunks_mut(QUANTIZE_CHUNK).enumerate().for_each(|(piece, d)| {
+        dst.par_chunks_mut(QUANTIZE_CHUNK).enumerate().for_each(|(piece, d)| crate::base::census::task(|| {
+            crate::base::census::work(4.0 * d.len() as f64);
             let at = piece * QUANTIZE_CHUNK;
             let plane = |t: usize| {
                 let ic = first + t;
                 (ic < g.cg).then(|| &img[(grp * g.cg + ic) * hw + at..(grp * g.cg + ic) * hw + at + d.len()])
             };
             quantize_quads(kern, [plane(0), plane(1), plane(2), plane(3)], act, d);
-        });
+        }));
     });
 }
 
@@ -218,12 +224,13 @@ fn channel_quads(kern: Kernel, img: &[f32], g: &ConvGeom, g4: &ConvGeom, act: &A
 fn row_quads(codes: &[u8], g: &ConvGeom, g4: &ConvGeom, zero: u8, quads: &mut [u32]) {
     let (w, left) = (g.w, g.pads.left as usize);
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(quads);
-    bytes.par_chunks_mut(4 * g4.w).zip(codes.par_chunks(w)).for_each(|(row, line)| {
+    bytes.par_chunks_mut(4 * g4.w).zip(codes.par_chunks(w)).for_each(|(row, line)| crate::base::census::task(|| {
+        crate::base::census::work(row.len() as f64 / 4.0);
         // Padded columns past the row's end are read only by taps with zero weight.
         let left = left.min(row.len());
         let end = (left + w).min(row.len());
         row[..left].fill(zero);
         row[left..end].copy_from_slice(&line[..end - left]);
         row[end..].fill(zero);
-    });
+    }));
 }

@@ -90,11 +90,14 @@ pub fn prepare_as<T: Copy + Send + Sync>(input: &[T], channels: usize, g: &ConvG
     let (hp, row_len) = (g.padded_h(), g.row_len());
     let input = &input[..channels * g.h * g.w];
     out[..channels * g.plane()].par_chunks_mut(row_len).with_min_len(32).enumerate().for_each(|(at, row)| {
-        let (c, r) = (at / hp, at % hp);
-        match r.checked_sub(g.pads.top as usize).filter(|&iy| iy < g.h) {
-            Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row, zero),
-            None => row.fill(zero),
-        }
+        crate::base::census::task(|| {
+            crate::base::census::work(row.len() as f64);
+            let (c, r) = (at / hp, at % hp);
+            match r.checked_sub(g.pads.top as usize).filter(|&iy| iy < g.h) {
+                Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row, zero),
+                None => row.fill(zero),
+            }
+        })
     });
 }
 

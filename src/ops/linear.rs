@@ -6,6 +6,7 @@
 //! computed by the same arithmetic however rows and images are grouped, so results do not
 //! depend on the thread count or on the batch.
 
+use crate::base::census;
 use crate::base::mat::MatMut;
 use crate::base::scalar;
 use crate::base::split::par_column_blocks;
@@ -40,6 +41,7 @@ pub fn linear<E: Weight>(
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
     par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
         let rows = dst.cols();
+        census::work(crate::gemm::flops(batch, rows, k));
         gemv(cpu, &w[r0 * k..], k, &x[..batch * k], &mut dst);
         for n in 0..batch {
             for (o, &bias) in dst.row_mut(n).iter_mut().zip(&b[r0..r0 + rows]) {
@@ -80,6 +82,7 @@ pub fn linear_bf16(
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
     par_column_blocks(out, ROWS_PER_TASK, &|r0, mut dst| {
         let rows = dst.cols();
+        census::work(crate::gemm::flops(batch, rows, k));
         k16::gemv(tok, &w[r0 * k..], k, xs, &mut dst);
         for n in 0..batch {
             for (o, &bias) in dst.row_mut(n).iter_mut().zip(&b[r0..r0 + rows]) {
@@ -129,6 +132,7 @@ pub fn linear_i8(
     let out = MatMut::new(&mut y[..batch * m], batch, m, m);
     par_column_blocks(out, 4 * ROWS_PER_TASK, &|r0, mut dst| {
         let rows = dst.cols();
+        census::work(crate::gemm::flops(batch, rows, k));
         let mut put = |n: usize, r: usize, acc: i32| {
             let (sx, zero) = act(n);
             let g = r0 + r;

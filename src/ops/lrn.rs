@@ -24,7 +24,8 @@ pub fn lrn(input: &[f32], c: usize, hw: usize, p: &Lrn, out: &mut [f32]) {
     let after = size - 1 - before;
     let scale = p.alpha / p.size as f32;
     let fast = p.beta == 0.75;
-    out[..c * hw].par_chunks_mut(hw).enumerate().for_each(|(ch, dst)| {
+    out[..c * hw].par_chunks_mut(hw).enumerate().for_each(|(ch, dst)| crate::base::census::task(|| {
+        crate::base::census::work((hw * size) as f64);
         let lo = ch.saturating_sub(before);
         let hi = (ch + after).min(c - 1);
         // Sum of squares of the window, accumulated channel by channel into `dst`.
@@ -38,7 +39,7 @@ pub fn lrn(input: &[f32], c: usize, hw: usize, p: &Lrn, out: &mut [f32]) {
             let t = p.bias + scale * *d;
             *d = if fast { x / (t * t.sqrt()).sqrt() } else { x * t.powf(-p.beta) };
         }
-    });
+    }));
 }
 
 /// Normalise each channel of `[c, h, w]` over the `size x size` square around every cell
@@ -103,7 +104,10 @@ pub fn lrn_within(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], p: &LrnWithin,
     }
     let planes = out[..c * h * w].par_chunks_mut(h * w).zip(input[..c * h * w].par_chunks(h * w));
     planes.for_each(|(dst, src)| {
-        scratch::with(&PLANE, h * w, |rowsums| cpu.vectorize(Plane { src, dst, hw: (h, w), p, rowsums }))
+        crate::base::census::task(|| {
+            crate::base::census::work((2 * h * w) as f64 * p.size as f64);
+            scratch::with(&PLANE, h * w, |rowsums| cpu.vectorize(Plane { src, dst, hw: (h, w), p, rowsums }))
+        })
     });
 }
 

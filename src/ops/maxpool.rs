@@ -22,11 +22,15 @@ thread_local! {
 pub fn maxpool(cpu: Cpu, input: &[f32], [c, h, w]: [usize; 3], p: &MaxPool, [oh, ow]: [usize; 2], out: &mut [f32]) {
     let plane = h * w;
     let out = &mut out[..c * oh * ow];
+    let taps = (p.kernel[0] * p.kernel[1]) as f64;
     out.par_chunks_mut((oh * ow * CHANNELS_PER_TASK).max(1)).enumerate().for_each(|(task, dst)| {
-        scratch::with(&ROWS, 2 * w, |rows| {
-            let planes = dst.chunks_exact_mut(oh * ow).enumerate();
-            let src = |i: usize| &input[(task * CHANNELS_PER_TASK + i) * plane..][..plane];
-            cpu.vectorize(Planes { planes, src, geom: (h, w, oh, ow), p, rows });
+        crate::base::census::task(|| {
+            crate::base::census::work(dst.len() as f64 * taps);
+            scratch::with(&ROWS, 2 * w, |rows| {
+                let planes = dst.chunks_exact_mut(oh * ow).enumerate();
+                let src = |i: usize| &input[(task * CHANNELS_PER_TASK + i) * plane..][..plane];
+                cpu.vectorize(Planes { planes, src, geom: (h, w, oh, ow), p, rows });
+            })
         })
     });
 }

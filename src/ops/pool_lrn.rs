@@ -7,7 +7,7 @@
 //! - pool then LRN: every channel's plane is pooled into the output (plane by plane, so
 //!   each input plane is read as one stream; a band of rows across all channels would
 //!   read short runs far apart, each at the cache's latency), then the output is
-//!   normalised across channels in place, one band of rows at a time through a
+//!   normalised across channels in place, one band of pixels at a time through a
 //!   per-thread buffer that stays in cache (the pooled map is a quarter of the input);
 //! - LRN then pool: normalise the input rows the band's windows cover (all channels) into
 //!   the buffer, then pool from it into the output. Bands overlap by `kernel - stride`
@@ -23,7 +23,8 @@
 //! betas use `powf` per value. Pooling is `maxpool::pool_rows`, on the ISA's vectors,
 //! NaN handled exactly on a slower path only where one may occur.
 //!
-//! Bands are a fixed number of rows, so results do not depend on the thread count.
+//! Bands have a fixed width, and every pixel is computed the same way in any band, so
+//! results do not depend on the thread count.
 #![allow(unsafe_code)]
 
 use super::maxpool::{pool_rows_on, Planes};
@@ -58,18 +59,32 @@ pub struct PoolLrn {
     pub out: [usize; 2],
 }
 
-/// Output rows per band (a parallel task).
-const BAND_ROWS: usize = 4;
-/// Channels per parallel pooling task of one image.
-const POOL_CHANNELS: usize = 8;
+/// Output values per channel in a band (a parallel task), for an output `oh x ow`.
+/// LRN then pool: four whole rows, since a band also normalises the `kernel - stride`
+/// input rows it shares with the next (taller bands do that less often). Pool then LRN
+/// normalises pixels that are already pooled, each on its own, so a band is any run of
+/// them: about 16 bands of whole multiples of 16 (a zmm, two ymm, four NEON vectors per
+/// channel). conv2's 13 x 13 map is then 11 bands of 16 where four-row bands made 4 (a
+/// quarter of the LRN each, which capped the step near 9x however many threads);
+/// conv1's 27 x 27 map 16 of 48. Narrower bands for the larger map measured slower
+/// (16: 1.3-2x the time at one and two threads, the per-band work too small for its
+/// fixed costs).
+fn band_width(order: Order, [oh, ow]: [usize; 2]) -> usize {
+    match order {
+        Order::PoolThenLrn => (oh * ow / 16).next_multiple_of(16).max(16),
+        Order::LrnThenPool => 4 * ow,
+    }
+}
+/// Channels per parallel pooling task of one image: 24 tasks for conv1's 96 channels.
+const POOL_CHANNELS: usize = 4;
 
 thread_local! {
     /// Each thread's band buffer; grows once to the largest band.
     static BAND: Scratch = const { Scratch::new() };
 }
 
-/// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`, its bands of
-/// output rows shared out over the current pool.
+/// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`, its bands
+/// shared out over the current pool.
 pub fn pool_lrn(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
     let [c, _, _] = p.input;
     let [oh, ow] = p.out;
@@ -79,34 +94,40 @@ pub fn pool_lrn(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
         let [_, h, w] = p.input;
         let (inp, outp) = (POOL_CHANNELS * h * w, POOL_CHANNELS * oh * ow);
         let tasks = out.par_chunks_mut(outp).zip(input[..c * h * w].par_chunks(inp));
-        tasks.for_each(|(y, x)| pool_planes(cpu, x, p, y));
+        tasks.for_each(|(y, x)| crate::base::census::task(|| pool_planes(cpu, x, p, y)));
     }
     let view = MatMut::new(out, c, oh * ow, oh * ow);
-    par_column_blocks(view, BAND_ROWS * ow, &|col0, band| run_band(cpu, input, p, col0, band));
+    par_column_blocks(view, band_width(p.order, p.out), &|col0, band| run_band(cpu, input, p, col0, band));
 }
 
 /// Run `p` on a batch (`[n, c, h, w]` into `[n, c, oh, ow]`): whole images shared out
 /// over the current pool, each one's bands in order (the same bands as [`pool_lrn`], so
 /// the same results, with no imbalance from a band count that does not divide evenly).
+/// With fewer than two images per thread (16 images on 32 threads), each image's pool
+/// tasks and bands are shared out too, as [`pool_lrn`] does for one.
 pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &mut [f32]) {
     use rayon::prelude::*;
     let [c, h, w] = p.input;
     let [oh, ow] = p.out;
     let (in_len, out_len) = (c * h * w, c * oh * ow);
     let out = &mut out[..batch * out_len];
-    out.par_chunks_mut(out_len).zip(input[..batch * in_len].par_chunks(in_len)).for_each(|(y, x)| {
+    let pairs = out.par_chunks_mut(out_len).zip(input[..batch * in_len].par_chunks(in_len));
+    if batch < 2 * rayon::current_num_threads() {
+        return pairs.for_each(|(y, x)| crate::base::census::task(|| pool_lrn(cpu, x, p, y)));
+    }
+    pairs.for_each(|(y, x)| crate::base::census::task(|| {
         if p.order == Order::PoolThenLrn {
             pool_planes(cpu, x, p, y);
         }
         let mut rest = MatMut::new(y, c, oh * ow, oh * ow);
         let mut col0 = 0;
         while rest.cols() > 0 {
-            let width = (BAND_ROWS * ow).min(rest.cols());
+            let width = band_width(p.order, p.out).min(rest.cols());
             let (band, r) = rest.split_cols(width);
             run_band(cpu, x, p, col0, band);
             (rest, col0) = (r, col0 + width);
         }
-    });
+    }));
 }
 
 /// Pool the whole planes of `input` (channels of `p`'s input) into those of `out`, one
@@ -114,6 +135,7 @@ pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &
 fn pool_planes(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
     let [_, h, w] = p.input;
     let [oh, ow] = p.out;
+    crate::base::census::work(out.len() as f64 * (p.pool.kernel[0] * p.pool.kernel[1]) as f64);
     scratch::with(&BAND, 2 * w, |rows| {
         let planes = out.chunks_exact_mut(oh * ow).enumerate();
         let src = |i: usize| &input[i * h * w..(i + 1) * h * w];
@@ -121,20 +143,25 @@ fn pool_planes(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
     });
 }
 
-/// One band: output columns `col0 ..` (whole rows) of every channel. Pool then LRN
+/// One band: output columns `col0 ..` of every channel (whole rows for LRN then pool,
+/// a run of pixels for pool then LRN). Pool then LRN
 /// finds the band already pooled in place (in `band`): pooling channel by channel reads
 /// each input plane in one stream, where a band's windows across every channel would
 /// read short runs far apart at the cache's latency.
 fn run_band(cpu: Cpu, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<'_>) {
     let [c, h, w] = p.input;
     let [_, ow] = p.out;
-    let (y0, y1) = (col0 / ow, col0 / ow + band.cols() / ow);
-    // LRN then pool normalises the input rows the band's windows cover.
+    // A band pools its cells (after pool then LRN: already pooled) and normalises them.
+    let taps = if p.order == Order::PoolThenLrn { 0 } else { p.pool.kernel[0] * p.pool.kernel[1] };
+    crate::base::census::work((band.rows() * band.cols()) as f64 * (taps + p.lrn.size) as f64);
+    // LRN then pool: whole output rows y0..y1, whose windows cover input rows iy0..iy1,
+    // which it normalises.
+    let (y0, y1) = (col0 / ow, (col0 + band.cols()).div_ceil(ow));
     let (kh, sh, pt) = (p.pool.kernel[0] as usize, p.pool.stride[0] as usize, p.pool.pads.top as usize);
     let iy0 = (y0 * sh).saturating_sub(pt);
     let iy1 = ((y1 - 1) * sh + kh).saturating_sub(pt).min(h);
     let np = match p.order {
-        Order::PoolThenLrn => (y1 - y0) * ow,
+        Order::PoolThenLrn => band.cols(),
         Order::LrnThenPool => (iy1 - iy0) * w,
     };
     scratch::with(&BAND, 2 * c * np + 2 * w, |buf| {
@@ -163,6 +190,7 @@ fn run_band(cpu: Cpu, input: &[f32], p: &PoolLrn, col0: usize, mut band: MatMut<
 
 /// Normalise `c` channels of `np` values each across channels: `src(ch)` gives channel
 /// `ch`'s input, row `ch` of `dst` receives its output; `squares` is scratch of `c * np`.
+/// One call into the ISA's shell for the whole band (a band may be a single vector wide).
 fn lrn_band<'s>(
     cpu: Cpu,
     lrn: &Lrn,
@@ -172,67 +200,40 @@ fn lrn_band<'s>(
     squares: &mut [f32],
     dst: &mut MatMut<'_>,
 ) {
-    let size = lrn.size as usize;
-    let before = (size - 1) / 2;
-    let after = size - 1 - before;
-    let scale = lrn.alpha / lrn.size as f32;
-    for ch in 0..c {
-        square(cpu, &src(ch)[..np], &mut squares[ch * np..(ch + 1) * np]);
-    }
-    for ch in 0..c {
-        let (lo, hi) = (ch.saturating_sub(before), (ch + after).min(c - 1));
-        let window = &squares[lo * np..(hi + 1) * np];
-        normalise(cpu, &src(ch)[..np], window, np, lrn.bias, scale, lrn.beta, &mut dst.row_mut(ch)[..np]);
-    }
+    assert!(squares.len() >= c * np && dst.rows() >= c && dst.cols() >= np, "LRN band buffers too short");
+    cpu.vectorize(LrnBand { lrn, c, np, src, squares, dst });
 }
 
-/// `out[i] = x[i]^2`.
-fn square(cpu: Cpu, x: &[f32], out: &mut [f32]) {
-    let n = x.len().min(out.len());
-    cpu.vectorize(Square { x: &x[..n], out: &mut out[..n] });
-}
-
-/// `out[i] = x[i] / (bias + scale * sum_j window[j * np + i])^beta`.
-#[allow(clippy::too_many_arguments)]
-fn normalise(cpu: Cpu, x: &[f32], window: &[f32], np: usize, bias: f32, scale: f32, beta: f32, out: &mut [f32]) {
-    cpu.vectorize(Normalise { x, window, np, bias, scale, beta, out });
-}
-
-/// [`square`] as a [`Job`].
-struct Square<'a> {
-    x: &'a [f32],
-    out: &'a mut [f32],
-}
-
-impl Job for Square<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn run<S: Simd>(self, _: S) {
-        let n = self.x.len().min(self.out.len());
-        // SAFETY: `S`'s token proves its vectors' instructions; the lengths are equal.
-        unsafe { square_body::<S::F32>(&self.x[..n], &mut self.out[..n]) }
-    }
-}
-
-/// [`normalise`] as a [`Job`].
-struct Normalise<'a> {
-    x: &'a [f32],
-    window: &'a [f32],
+/// [`lrn_band`] as a [`Job`].
+struct LrnBand<'a, 's, 'd, 'v> {
+    lrn: &'a Lrn,
+    c: usize,
     np: usize,
-    bias: f32,
-    scale: f32,
-    beta: f32,
-    out: &'a mut [f32],
+    src: &'a dyn Fn(usize) -> &'s [f32],
+    squares: &'a mut [f32],
+    dst: &'d mut MatMut<'v>,
 }
 
-impl Job for Normalise<'_> {
+impl Job for LrnBand<'_, '_, '_, '_> {
     type Output = ();
     #[inline(always)]
     fn run<S: Simd>(self, _: S) {
-        let Normalise { x, window, np, bias, scale, beta, out } = self;
-        assert!(x.len() >= np && out.len() >= np && window.len() >= np && window.len().is_multiple_of(np.max(1)));
-        // SAFETY: `S`'s token proves its vectors' instructions; lengths checked above.
-        unsafe { normalise_body::<S::F32>(&x[..np], window, np, bias, scale, beta, &mut out[..np]) }
+        let LrnBand { lrn, c, np, src, squares, dst } = self;
+        let size = lrn.size as usize;
+        let before = (size - 1) / 2;
+        let after = size - 1 - before;
+        let scale = lrn.alpha / lrn.size as f32;
+        for ch in 0..c {
+            // SAFETY: `S`'s token proves its vectors' instructions; equal lengths.
+            unsafe { square_body::<S::F32>(&src(ch)[..np], &mut squares[ch * np..(ch + 1) * np]) }
+        }
+        for ch in 0..c {
+            let (lo, hi) = (ch.saturating_sub(before), (ch + after).min(c - 1));
+            let window = &squares[lo * np..(hi + 1) * np];
+            let (x, out) = (&src(ch)[..np], &mut dst.row_mut(ch)[..np]);
+            // SAFETY: as above; `x` and `out` hold np values, `window` whole rows of np.
+            unsafe { normalise_body::<S::F32>(x, window, np, lrn.bias, scale, lrn.beta, out) }
+        }
     }
 }
 

@@ -63,6 +63,12 @@ struct Args {
     /// report top-1 agreement, top-5 overlap and max/median |log p - log p_f32|.
     #[arg(long, value_name = "N")]
     accuracy: Option<usize>,
+    /// Instead of timing: for each layer at T threads (a comma list, e.g. 4,8,16,32,64),
+    /// the tasks it offers the pool and the largest one's share of its work against 1/T,
+    /// at --batch images, and the speed-up that split allows (`Model::partition`: a model
+    /// of the split, run on pools of T threads on any machine).
+    #[arg(long, value_name = "T,..", value_delimiter = ',', value_parser = at_least_one)]
+    partition: Option<Vec<usize>>,
     /// With --accuracy: take the first N images of X.npy ([N, C, H, W] float32, already
     /// preprocessed) instead of synthetic inputs.
     #[arg(long, value_name = "X.npy", requires = "accuracy")]
@@ -181,6 +187,9 @@ fn run(a: Args) -> Result<(), String> {
             (m, format!("embedded spec network (synthetic weights, seed {})", a.seed), t.elapsed())
         }
     };
+    if let Some(threads) = &a.partition {
+        return partition(&model, &source, threads, a.batch, a.json);
+    }
     let plan = model.plan().clone();
     let input = synthetic::input(&plan, a.seed, a.batch);
     let mut out = vec![0.0f32; a.batch * model.num_classes()];
@@ -246,6 +255,72 @@ fn run(a: Args) -> Result<(), String> {
             p.print(a.batch);
         }
     }
+    Ok(())
+}
+
+/// `--partition`: each layer's split at each thread count, as a table (or JSON: `partition`,
+/// one object per thread count with `threads` and per layer `layer`, `tasks`,
+/// `largest_share`, `speedup_bound`).
+fn partition(model: &Model, source: &str, threads: &[usize], batch: usize, json: bool) -> Result<(), String> {
+    let names = layer_names(model.plan());
+    let splits: Vec<Vec<alexnet::Partition>> =
+        threads.iter().map(|&t| model.partition(t, batch)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    // Layers that do work (a fused ReLU or a flatten has none).
+    let rows: Vec<usize> = (0..names.len()).filter(|&i| splits.iter().any(|s| s[i].work > 0.0)).collect();
+    // The whole network: each layer's time at T threads taken as its work over the
+    // speed-up its split allows (each layer as fast per unit of work as on one thread).
+    let whole = |s: &[alexnet::Partition], t: usize| {
+        let one: f64 = s.iter().map(|p| p.work).sum();
+        let at: f64 = s.iter().filter(|p| p.work > 0.0).map(|p| p.work / p.speedup_bound(t)).sum();
+        if at > 0.0 {
+            one / at
+        } else {
+            t as f64
+        }
+    };
+    if json {
+        let per_t: Vec<serde_json::Value> = threads
+            .iter()
+            .zip(&splits)
+            .map(|(&t, s)| {
+                let layers: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|&i| {
+                        serde_json::json!({
+                            "layer": names[i],
+                            "tasks": s[i].tasks,
+                            "largest_share": round(s[i].largest, 4),
+                            "speedup_bound": round(s[i].speedup_bound(t), 2),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "threads": t, "network_speedup_bound": round(whole(s, t), 2), "layers": layers })
+            })
+            .collect();
+        let report = serde_json::json!({ "source": source, "batch": batch, "partition": per_t });
+        println!("{report}");
+        return Ok(());
+    }
+    println!("model     {source}");
+    println!("partition batch {batch}: tasks offered / largest task's share of the layer's work (1/T: an even split) / speed-up it allows");
+    let head: Vec<String> = threads.iter().map(|t| format!("T={t} (1/T = {:.3})", 1.0 / *t as f64)).collect();
+    println!("| layer | {} |", head.join(" | "));
+    println!("|---|{}", "---:|".repeat(threads.len()));
+    for &i in &rows {
+        let cells: Vec<String> = threads
+            .iter()
+            .zip(&splits)
+            .map(|(&t, s)| {
+                let p = s[i];
+                let flag = if p.speedup_bound(t) < 0.75 * t as f64 { " *" } else { "" };
+                format!("{} / {:.3} / {:.1}x{flag}", p.tasks, p.largest, p.speedup_bound(t))
+            })
+            .collect();
+        println!("| {} | {} |", names[i], cells.join(" | "));
+    }
+    let cells: Vec<String> = threads.iter().zip(&splits).map(|(&t, s)| format!("{:.1}x", whole(s, t))).collect();
+    println!("| network | {} |", cells.join(" | "));
+    println!("* the split caps the layer's speed-up below 0.75 T");
     Ok(())
 }
 

@@ -438,6 +438,12 @@ pub fn range(kern: Kernel, x: &[f32]) -> Option<(f32, f32)> {
         (Some((l0, h0)), Some((l1, h1))) => Some((if l1 < l0 { l1 } else { l0 }, if h1 > h0 { h1 } else { h0 })),
         _ => None,
     };
+    let piece = |c: &[f32]| {
+        crate::base::census::task(|| {
+            crate::base::census::work(c.len() as f64);
+            piece(c)
+        })
+    };
     x.par_chunks(1 << 14).map(piece).reduce(|| Some((0.0, 0.0)), both)
 }
 

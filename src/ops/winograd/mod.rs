@@ -333,7 +333,9 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
         let ld = tb;
         // V: channel-major, [c][xi][tile], so each channel's share is one chunk.
         let vs = &mut vs[..count * cg * xis * ld];
-        vs.par_chunks_mut(xis * ld).enumerate().for_each(|(ch, vc)| {
+        vs.par_chunks_mut(xis * ld).enumerate().for_each(|(ch, vc)| crate::base::census::task(|| {
+            // Each of the channel's tiles: n x n values in, n^2 out, about 2 n operations each.
+            crate::base::census::work((2 * v.n() * xis * tb) as f64);
             // Runs of up to TW tiles along a tile row, transformed together.
             let (mut b, mut ty, mut tx) = (t0 / (th * tw), (t0 % (th * tw)) / tw, t0 % tw);
             let mut t = 0;
@@ -353,7 +355,7 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
                     }
                 }
             }
-        });
+        }));
         // M: [o][xi][tile]; product (group, xi) owns rows of its group, columns of its xi.
         let mview = MatMut::new(&mut ms[..count * og * xis * ld], count * og, xis * ld, xis * ld);
         let vs: &[f32] = vs;
@@ -366,11 +368,13 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
         let b_first = t0 / (th * tw);
         let b_last = (t0 + tb - 1) / (th * tw);
         for b in b_first..=b_last {
-            out.row_mut(b).par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| {
+            out.row_mut(b).par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(oc, plane_out)| crate::base::census::task(|| {
                 // Open-ended: a run near the end of a row reads on (lanes never stored).
                 let mrow = &ms[oc * xis * ld..];
                 let lo = (b * th * tw).max(t0);
                 let hi = ((b + 1) * th * tw).min(t0 + tb);
+                // Each tile: n^2 values in, m^2 out, about 2 n operations each.
+                crate::base::census::work((2 * v.n() * xis * (hi - lo)) as f64);
                 let (mut ty, mut tx) = ((lo - b * th * tw) / tw, (lo - b * th * tw) % tw);
                 // M is several MiB and each channel reads n^2 rows of it: fetch the next
                 // channel's lines while this one is transformed (the reads below would
@@ -397,7 +401,7 @@ fn pipeline(tf: &Runs, a: &Args<'_>, padded: &[f32], s: Share<'_>, tasks: usize)
                         ty += 1;
                     }
                 }
-            });
+            }));
         }
     }
 }
@@ -513,7 +517,7 @@ fn products(
         let go_l = || products(top, g0, gl, x0, xis, og, tb, lt, f);
         let go_r = || products(bottom, g0 + gl, groups - gl, x0, xis, og, tb, rt, f);
         if tasks > 1 {
-            rayon::join(go_l, go_r);
+            rayon::join(|| crate::base::census::task(go_l), || crate::base::census::task(go_r));
         } else {
             go_l();
             go_r();
@@ -524,7 +528,7 @@ fn products(
         let go_l = || products(left, g0, groups, x0, xl, og, tb, lt, f);
         let go_r = || products(right, g0, groups, x0 + xl, xis - xl, og, tb, rt, f);
         if tasks > 1 {
-            rayon::join(go_l, go_r);
+            rayon::join(|| crate::base::census::task(go_l), || crate::base::census::task(go_r));
         } else {
             go_l();
             go_r();
