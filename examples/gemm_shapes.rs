@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example gemm_shapes -- [--isa avx512,avx2] [--threads 1,2] [--reps 15] [--min-ms 0] [--peak] [--bf16]
+//! cargo run --release --example gemm_shapes -- --list | --blocks
 //! cargo run --release --example gemm_shapes -- --list
 //! ```
 //! Each shape runs at least `--reps` times and at least `--min-ms` milliseconds (after two
@@ -26,6 +27,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.iter().any(|a| a == "--list") {
         for (name, m, k, n) in &shapes {
             println!("{}", json!({ "shape": name, "m": m, "k": k, "n": n }));
+        }
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--blocks") {
+        // The register tile and cache blocks each ISA's kernels run here.
+        for cpu in Isa::ALL.into_iter().filter_map(|i| Cpu::new(i).ok()) {
+            let b = gemm::blocks(cpu);
+            println!(
+                "{}",
+                json!({ "isa": cpu.isa().name(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc, "nc": b.nc })
+            );
         }
         return Ok(());
     }

@@ -120,6 +120,34 @@ def main():
     print("|---|---:|---:|")
     for (i, t), v in sorted(peaks.items()):
         print(f"| {i} | {t} | {med(v):.1f} |")
+    print()
+    print(f"CPU: {cpu_model()}")
+    print()
+    print("| ISA | register tile (MR x NR) | MC | KC | NC |")
+    print("|---|---|---:|---:|---:|")
+    for b in blocks():
+        if b["isa"] in isas:
+            print(f"| {b['isa']} | {b['mr']} x {b['nr']} | {b['mc']} | {b['kc']} | {b['nc']} |")
+
+
+def cpu_model():
+    """The CPU's name, family and model from /proc/cpuinfo (Linux), else the platform's."""
+    import platform
+    try:
+        info = {}
+        for line in open("/proc/cpuinfo"):
+            k, _, v = line.partition(":")
+            info.setdefault(k.strip(), v.strip())
+        return f"{info.get('model name', platform.processor())} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def blocks():
+    """The register tile and cache blocks of each ISA's kernels on this CPU, as the runtime chose them."""
+    out = subprocess.run(["target/release/examples/gemm_shapes", "--blocks"], check=True, capture_output=True,
+                         text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 if __name__ == "__main__":

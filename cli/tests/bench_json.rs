@@ -42,9 +42,11 @@ fn json_output_parses_with_hostile_layer_names() {
         "isa",
         "cold_start_ms",
         "precision",
+        "gemm",
     ] {
         assert!(doc.get(key).is_some(), "missing {key}");
     }
+    assert!(doc["gemm"]["mr"].as_u64().unwrap() > 0 && doc["gemm"]["kc"].as_u64().unwrap() > 0);
     assert_eq!(doc["source"], path.display().to_string());
     let names: Vec<&str> = doc["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert!(names.contains(&format!("conv:{name}").as_str()), "{names:?}");
@@ -84,4 +86,47 @@ fn accuracy_mode_reports_agreement_as_json() {
     // bf16 weights move log-probabilities a little, never by nothing at all on random
     // weights, and the median never exceeds the maximum.
     assert!(median <= max && max > 0.0 && max < 1.0, "{median} {max}");
+}
+
+#[test]
+fn partition_reports_each_layer_at_each_thread_count() {
+    let plan = layers::plan(
+        [3, 19, 19],
+        Preprocess::caffe(),
+        vec![
+            layers::conv("c", 8, 3, 2, Pads::uniform(1), 1, true),
+            alexnet::plan::Layer::Flatten,
+            layers::linear("fc", 70, false),
+            alexnet::plan::Layer::Softmax,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.alexnet");
+    alexnet::weights::format::write_file(&path, &plan, &synthetic::weights(&plan, 3).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"))
+        .arg("--weights")
+        .arg(&path)
+        .args(["--partition", "1,3", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let per_t = doc["partition"].as_array().unwrap();
+    assert_eq!(per_t.iter().map(|p| p["threads"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 3]);
+    for p in per_t {
+        let t = p["threads"].as_f64().unwrap();
+        let layers = p["layers"].as_array().unwrap();
+        let fc = layers.iter().find(|l| l["layer"] == "linear:fc").expect("the linear layer");
+        // 70 rows in tasks of 32: 3 tasks, the largest 32 of 70 rows.
+        assert_eq!(fc["tasks"], 3);
+        assert!((fc["largest_share"].as_f64().unwrap() - 32.0 / 70.0).abs() < 1e-3);
+        for l in layers {
+            let s = l["speedup_bound"].as_f64().unwrap();
+            assert!(s > 0.0 && s <= t, "{l}");
+        }
+    }
+    // A thread count of 0 is refused with a clear message.
+    let bad = Command::new(env!("CARGO_BIN_EXE_alexnet-bench")).args(["--partition", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("at least 1"));
 }

@@ -232,6 +232,7 @@ fn run(a: Args) -> Result<(), String> {
             cold_start_ms: round(ms(cold), 3),
             peak_rss_mb: round(rss_mb, 1),
             top1: top.0,
+            gemm: gemm_blocks(&model).into(),
             profile: prof.as_ref().map(Profile::json),
         };
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
@@ -241,6 +242,8 @@ fn run(a: Args) -> Result<(), String> {
         println!("input     [{}, {c}, {h}, {w}]  classes {}", a.batch, model.num_classes());
         println!("cpu       {}", alexnet_cli::machine::cpu_description());
         println!("isa       {}  threads {}  precision {}", model.isa(), model.threads(), model.precision());
+        let b = gemm_blocks(&model);
+        println!("gemm      f32 tile {}x{}, blocks MC {} KC {} NC {}", b.mr, b.nr, b.mc, b.kc, b.nc);
         println!(
             "latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
             sorted[0],
@@ -414,8 +417,38 @@ struct Report<'a> {
     cold_start_ms: f64,
     peak_rss_mb: f64,
     top1: usize,
+    /// The f32 GEMM's register tile and cache blocks for this CPU and ISA.
+    gemm: GemmReport,
     #[serde(flatten)]
     profile: Option<ProfileReport<'a>>,
+}
+
+/// `gemm` of [`Report`]: `mr`, `nr`, `mc`, `kc`, `nc`.
+#[derive(Serialize)]
+struct GemmReport {
+    mr: usize,
+    nr: usize,
+    mc: usize,
+    kc: usize,
+    nc: usize,
+}
+
+impl From<alexnet::gemm::BlockSizes> for GemmReport {
+    fn from(b: alexnet::gemm::BlockSizes) -> Self {
+        GemmReport { mr: b.mr, nr: b.nr, mc: b.mc, kc: b.kc, nc: b.nc }
+    }
+}
+
+/// The f32 GEMM blocks the model's kernels run.
+fn gemm_blocks(model: &Model) -> alexnet::gemm::BlockSizes {
+    // The model's ISA runs here (the model was built for it).
+    Cpu::new(model.isa()).map(alexnet::gemm::blocks).unwrap_or(alexnet::gemm::BlockSizes {
+        mr: 0,
+        nr: 0,
+        mc: 0,
+        kc: 0,
+        nc: 0,
+    })
 }
 
 /// The per-layer profile's fields of [`Report`].
