@@ -53,21 +53,27 @@ fn json_output_parses_with_hostile_layer_names() {
     assert!(names.contains(&"linear:fc \"x\""), "{names:?}");
 }
 
-#[test]
-fn accuracy_mode_reports_agreement_as_json() {
+/// A small conv + linear (`classes` rows) + softmax model written into `dir`.
+fn small_model(dir: &std::path::Path, classes: u32) -> std::path::PathBuf {
     let plan = layers::plan(
         [3, 19, 19],
         Preprocess::caffe(),
         vec![
             layers::conv("c", 8, 3, 2, Pads::uniform(1), 1, true),
             alexnet::plan::Layer::Flatten,
-            layers::linear("fc", 10, false),
+            layers::linear("fc", classes, false),
             alexnet::plan::Layer::Softmax,
         ],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("small.alexnet");
+    let path = dir.join("small.alexnet");
     alexnet::weights::format::write_file(&path, &plan, &synthetic::weights(&plan, 3).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn accuracy_mode_reports_agreement_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_model(dir.path(), 10);
     let out = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"))
         .arg("--weights")
         .arg(&path)
@@ -90,19 +96,8 @@ fn accuracy_mode_reports_agreement_as_json() {
 
 #[test]
 fn partition_reports_each_layer_at_each_thread_count() {
-    let plan = layers::plan(
-        [3, 19, 19],
-        Preprocess::caffe(),
-        vec![
-            layers::conv("c", 8, 3, 2, Pads::uniform(1), 1, true),
-            alexnet::plan::Layer::Flatten,
-            layers::linear("fc", 70, false),
-            alexnet::plan::Layer::Softmax,
-        ],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("small.alexnet");
-    alexnet::weights::format::write_file(&path, &plan, &synthetic::weights(&plan, 3).unwrap()).unwrap();
+    let path = small_model(dir.path(), 70);
     let out = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"))
         .arg("--weights")
         .arg(&path)
