@@ -30,7 +30,7 @@
 use super::maxpool::{pool_rows_on, Planes};
 use crate::base::mat::MatMut;
 use crate::base::scratch::{self, Scratch};
-use crate::base::split::par_column_blocks;
+use crate::base::split::{par_column_blocks, par_column_blocks_no_tail};
 use crate::cpu::Cpu;
 use crate::plan::{Lrn, MaxPool};
 use crate::simd::{Job, Simd, SimdF32};
@@ -64,9 +64,11 @@ pub struct PoolLrn {
 /// input rows it shares with the next (taller bands do that less often). Pool then LRN
 /// normalises pixels that are already pooled, each on its own, so a band is any run of
 /// them: about 16 bands of whole multiples of 16 (a zmm, two ymm, four NEON vectors per
-/// channel). conv2's 13 x 13 map is then 11 bands of 16 where four-row bands made 4 (a
-/// quarter of the LRN each, which capped the step near 9x however many threads);
-/// conv1's 27 x 27 map 16 of 48. Narrower bands for the larger map measured slower
+/// channel), a remainder narrower than that joining the last band (which would
+/// otherwise normalise below a vector's width, one value at a time). conv2's 13 x 13
+/// map is then 10 bands (9 of 16, one of 25) where four-row bands made 4 (a quarter of
+/// the LRN each, which capped the step near 9x however many threads); conv1's 27 x 27
+/// map 14 of 48 and one of 57. Narrower bands for the larger map measured slower
 /// (16: 1.3-2x the time at one and two threads, the per-band work too small for its
 /// fixed costs).
 fn band_width(order: Order, [oh, ow]: [usize; 2]) -> usize {
@@ -97,7 +99,13 @@ pub fn pool_lrn(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
         tasks.for_each(|(y, x)| crate::base::census::task(|| pool_planes(cpu, x, p, y)));
     }
     let view = MatMut::new(out, c, oh * ow, oh * ow);
-    par_column_blocks(view, band_width(p.order, p.out), &|col0, band| run_band(cpu, input, p, col0, band));
+    let width = band_width(p.order, p.out);
+    let run = |col0: usize, band: MatMut<'_>| run_band(cpu, input, p, col0, band);
+    match p.order {
+        // Pixels: a short last band would run the LRN below a vector's width.
+        Order::PoolThenLrn => par_column_blocks_no_tail(view, width, &run),
+        Order::LrnThenPool => par_column_blocks(view, width, &run),
+    }
 }
 
 /// Run `p` on a batch (`[n, c, h, w]` into `[n, c, oh, ow]`): whole images shared out
@@ -122,7 +130,10 @@ pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &
         let mut rest = MatMut::new(y, c, oh * ow, oh * ow);
         let mut col0 = 0;
         while rest.cols() > 0 {
-            let width = band_width(p.order, p.out).min(rest.cols());
+            let mut width = band_width(p.order, p.out).min(rest.cols());
+            if p.order == Order::PoolThenLrn && rest.cols() < 2 * width {
+                width = rest.cols();
+            }
             let (band, r) = rest.split_cols(width);
             run_band(cpu, x, p, col0, band);
             (rest, col0) = (r, col0 + width);

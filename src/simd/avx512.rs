@@ -47,6 +47,12 @@ unsafe impl SimdF32 for F32x16 {
         unsafe { _mm512_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        // SAFETY: masked-off lanes are neither written nor faulted on, and p is valid for
+        // the n written ones (trait contract).
+        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n.min(16)) - 1) as u16, self.0) }
+    }
+    #[inline(always)]
     unsafe fn mul_add(self, b: Self, c: Self) -> Self {
         // SAFETY: AVX-512F is available.
         F32x16(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
