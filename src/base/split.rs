@@ -56,19 +56,8 @@ pub fn halve<D: Send>(
 /// narrower), in parallel on the current pool by recursive halving. Block boundaries
 /// depend on `width` only, never on the thread count.
 pub fn par_column_blocks(c: MatMut<'_>, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
-    column_blocks(c, width, false, f)
-}
-
-/// [`par_column_blocks`], except that a remainder narrower than `width` joins the last
-/// block (which is then up to `2 * width - 1` wide) instead of being a block of its own:
-/// for kernels whose per-block cost is high for a block narrower than a vector.
-pub fn par_column_blocks_no_tail(c: MatMut<'_>, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
-    column_blocks(c, width, true, f)
-}
-
-fn column_blocks(c: MatMut<'_>, width: usize, merge_tail: bool, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
-    fn go(c: MatMut<'_>, j0: usize, width: usize, merge: bool, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
-        let blocks = if merge { c.cols() / width } else { c.cols().div_ceil(width) };
+    fn go(c: MatMut<'_>, j0: usize, width: usize, f: &(dyn Fn(usize, MatMut<'_>) + Sync)) {
+        let blocks = c.cols().div_ceil(width);
         if blocks <= 1 {
             if c.cols() > 0 {
                 f(j0, c);
@@ -77,9 +66,9 @@ fn column_blocks(c: MatMut<'_>, width: usize, merge_tail: bool, f: &(dyn Fn(usiz
         }
         let cut = blocks / 2 * width;
         let (l, r) = c.split_cols(cut);
-        rayon::join(|| task(|| go(l, j0, width, merge, f)), || task(|| go(r, j0 + cut, width, merge, f)));
+        rayon::join(|| task(|| go(l, j0, width, f)), || task(|| go(r, j0 + cut, width, f)));
     }
-    go(c, 0, width.max(1), merge_tail, f)
+    go(c, 0, width.max(1), f)
 }
 
 #[cfg(test)]
@@ -125,37 +114,27 @@ mod tests {
     fn column_blocks_cover_every_column_once() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         for (cols, width) in [(169, 16), (160, 16), (15, 16), (16, 16), (33, 16), (1, 1), (7, 3)] {
-            for no_tail in [false, true] {
-                let mut data = vec![0.0f32; 2 * cols];
-                let blocks = Mutex::new(Vec::new());
-                pool.install(|| {
-                    let f = |j0: usize, mut b: MatMut<'_>| {
-                        for r in 0..b.rows() {
-                            b.row_mut(r)[..].iter_mut().for_each(|v| *v += 1.0);
-                        }
-                        blocks.lock().unwrap().push((j0, b.cols()));
-                    };
-                    let c = MatMut::new(&mut data, 2, cols, cols);
-                    if no_tail {
-                        par_column_blocks_no_tail(c, width, &f)
-                    } else {
-                        par_column_blocks(c, width, &f)
+            let mut data = vec![0.0f32; 2 * cols];
+            let blocks = Mutex::new(Vec::new());
+            pool.install(|| {
+                let f = |j0: usize, mut b: MatMut<'_>| {
+                    for r in 0..b.rows() {
+                        b.row_mut(r)[..].iter_mut().for_each(|v| *v += 1.0);
                     }
-                });
-                assert!(data.iter().all(|&v| v == 1.0), "{cols} cols of {width}, no_tail {no_tail}");
-                let mut blocks = blocks.into_inner().unwrap();
-                blocks.sort();
-                let (j, w) = *blocks.last().unwrap();
-                assert_eq!(j + w, cols);
-                for &(j0, w) in &blocks[..blocks.len() - 1] {
-                    assert!(w == width && j0 % width == 0, "{cols} cols: block {j0}+{w}");
-                }
-                if no_tail {
-                    assert!(w >= width.min(cols) && w < 2 * width, "{cols} cols: last block {w}");
-                } else {
-                    assert!(w <= width, "{cols} cols: last block {w}");
-                }
+                    blocks.lock().unwrap().push((j0, b.cols()));
+                };
+                let c = MatMut::new(&mut data, 2, cols, cols);
+                par_column_blocks(c, width, &f)
+            });
+            assert!(data.iter().all(|&v| v == 1.0), "{cols} cols of {width}");
+            let mut blocks = blocks.into_inner().unwrap();
+            blocks.sort();
+            let (j, w) = *blocks.last().unwrap();
+            assert_eq!(j + w, cols);
+            for &(j0, w) in &blocks[..blocks.len() - 1] {
+                assert!(w == width && j0 % width == 0, "{cols} cols: block {j0}+{w}");
             }
+            assert!(w <= width, "{cols} cols: last block {w}");
         }
     }
 }

@@ -30,7 +30,7 @@
 use super::maxpool::{pool_rows_on, Planes};
 use crate::base::mat::MatMut;
 use crate::base::scratch::{self, Scratch};
-use crate::base::split::{par_column_blocks, par_column_blocks_no_tail};
+use crate::base::split::par_column_blocks;
 use crate::cpu::Cpu;
 use crate::plan::{Lrn, MaxPool};
 use crate::simd::{Job, Simd, SimdF32};
@@ -64,11 +64,11 @@ pub struct PoolLrn {
 /// input rows it shares with the next (taller bands do that less often). Pool then LRN
 /// normalises pixels that are already pooled, each on its own, so a band is any run of
 /// them: about 16 bands of whole multiples of 16 (a zmm, two ymm, four NEON vectors per
-/// channel), a remainder narrower than that joining the last band (which would
-/// otherwise normalise below a vector's width, one value at a time). conv2's 13 x 13
-/// map is then 10 bands (9 of 16, one of 25) where four-row bands made 4 (a quarter of
-/// the LRN each, which capped the step near 9x however many threads); conv1's 27 x 27
-/// map 14 of 48 and one of 57. Narrower bands for the larger map measured slower
+/// channel). conv2's 13 x 13 map is then 11 bands of 16 where four-row bands made 4 (a
+/// quarter of the LRN each, which capped the step near 9x however many threads);
+/// conv1's 27 x 27 map 16 of 48. A last band narrower than a vector (conv2's 9 pixels)
+/// runs on partial vectors; joining it to the band before would make that band the
+/// step's largest task (18.9x at most on 32 threads instead of 29.6x). Narrower bands for the larger map measured slower
 /// (16: 1.3-2x the time at one and two threads, the per-band work too small for its
 /// fixed costs).
 fn band_width(order: Order, [oh, ow]: [usize; 2]) -> usize {
@@ -99,13 +99,7 @@ pub fn pool_lrn(cpu: Cpu, input: &[f32], p: &PoolLrn, out: &mut [f32]) {
         tasks.for_each(|(y, x)| crate::base::census::task(|| pool_planes(cpu, x, p, y)));
     }
     let view = MatMut::new(out, c, oh * ow, oh * ow);
-    let width = band_width(p.order, p.out);
-    let run = |col0: usize, band: MatMut<'_>| run_band(cpu, input, p, col0, band);
-    match p.order {
-        // Pixels: a short last band would run the LRN below a vector's width.
-        Order::PoolThenLrn => par_column_blocks_no_tail(view, width, &run),
-        Order::LrnThenPool => par_column_blocks(view, width, &run),
-    }
+    par_column_blocks(view, band_width(p.order, p.out), &|col0, band| run_band(cpu, input, p, col0, band));
 }
 
 /// Run `p` on a batch (`[n, c, h, w]` into `[n, c, oh, ow]`): whole images shared out
@@ -130,10 +124,7 @@ pub fn pool_lrn_batch(cpu: Cpu, input: &[f32], batch: usize, p: &PoolLrn, out: &
         let mut rest = MatMut::new(y, c, oh * ow, oh * ow);
         let mut col0 = 0;
         while rest.cols() > 0 {
-            let mut width = band_width(p.order, p.out).min(rest.cols());
-            if p.order == Order::PoolThenLrn && rest.cols() < 2 * width {
-                width = rest.cols();
-            }
+            let width = band_width(p.order, p.out).min(rest.cols());
             let (band, r) = rest.split_cols(width);
             run_band(cpu, x, p, col0, band);
             (rest, col0) = (r, col0 + width);
@@ -256,8 +247,11 @@ impl Job for LrnBand<'_, '_, '_, '_> {
 unsafe fn square_body<V: SimdF32>(x: &[f32], out: &mut [f32]) {
     let (n, l) = (x.len().min(out.len()), V::LANES);
     if n < l {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = v * v;
+        // SAFETY: partial loads and stores of the n values `x` and `out` hold; the CPU
+        // supports V (caller).
+        unsafe {
+            let v = V::load_first(x.as_ptr(), n);
+            v.mul(v).store_first(out.as_mut_ptr(), n);
         }
         return;
     }
@@ -294,11 +288,28 @@ unsafe fn normalise_body<V: SimdF32>(
 ) {
     let (l, rows) = (V::LANES, window.len() / np.max(1));
     let fast = beta == 0.75;
+    if np < l && fast {
+        // A band narrower than a vector, on partial vectors: the same operations in the
+        // same order as the whole vectors below, so the same values. Lanes past `np` load
+        // zero and are never stored.
+        // SAFETY: partial loads of np values from each of `rows` rows of `window`, from
+        // `x`, a partial store of np values into `out`; the CPU supports V (caller).
+        unsafe {
+            let mut s = V::load_first(window.as_ptr(), np);
+            for r in 1..rows {
+                s = s.add(V::load_first(window.as_ptr().add(r * np), np));
+            }
+            let t = s.mul_add(V::splat(scale), V::splat(bias));
+            let xv = V::load_first(x.as_ptr(), np);
+            xv.div(t.mul(t.sqrt()).sqrt()).store_first(out.as_mut_ptr(), np);
+        }
+        return;
+    }
     if np < l {
         for j in 0..np {
             let s: f32 = (0..rows).map(|r| window[r * np + j]).sum();
             let t = s * scale + bias;
-            out[j] = if fast { x[j] / (t * t.sqrt()).sqrt() } else { x[j] * t.powf(-beta) };
+            out[j] = x[j] * t.powf(-beta);
         }
         return;
     }
