@@ -68,9 +68,9 @@ pub struct PoolLrn {
 /// quarter of the LRN each, which capped the step near 9x however many threads);
 /// conv1's 27 x 27 map 16 of 48. A last band narrower than a vector (conv2's 9 pixels)
 /// runs on partial vectors; joining it to the band before would make that band the
-/// step's largest task (18.9x at most on 32 threads instead of 29.6x). Narrower bands for the larger map measured slower
-/// (16: 1.3-2x the time at one and two threads, the per-band work too small for its
-/// fixed costs).
+/// step's largest task (18.9x at most on 32 threads instead of 29.6x). Narrower bands
+/// for the larger map measured slower (16: 1.3-2x the time at one and two threads, the
+/// per-band work too small for its fixed costs).
 fn band_width(order: Order, [oh, ow]: [usize; 2]) -> usize {
     match order {
         Order::PoolThenLrn => (oh * ow / 16).next_multiple_of(16).max(16),
