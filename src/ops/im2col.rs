@@ -89,40 +89,80 @@ pub fn prepare_as<T: Copy + Send + Sync>(input: &[T], channels: usize, g: &ConvG
     use rayon::prelude::*;
     let (hp, row_len) = (g.padded_h(), g.row_len());
     let input = &input[..channels * g.h * g.w];
-    out[..channels * g.plane()].par_chunks_mut(row_len).with_min_len(32).enumerate().for_each(|(at, row)| {
+    let rows = out[..channels * g.plane()].par_chunks_mut(PREPARE_ROWS * row_len);
+    rows.enumerate().for_each(|(blk, rows)| {
         crate::base::census::task(|| {
-            crate::base::census::work(row.len() as f64);
-            let (c, r) = (at / hp, at % hp);
-            match r.checked_sub(g.pads.top as usize).filter(|&iy| iy < g.h) {
-                Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row, zero),
-                None => row.fill(zero),
+            crate::base::census::work(rows.len() as f64);
+            // Channel c, prepared row r of the block's first row, then counted on.
+            let (mut c, mut r) = (blk * PREPARE_ROWS / hp, blk * PREPARE_ROWS % hp);
+            for row in rows.chunks_exact_mut(row_len) {
+                match r.checked_sub(g.pads.top as usize).filter(|&iy| iy < g.h) {
+                    Some(iy) => prepare_row(&input[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w], g, row, zero),
+                    None => row.fill(zero),
+                }
+                r += 1;
+                if r == hp {
+                    (c, r) = (c + 1, 0);
+                }
             }
         })
     });
 }
 
-/// One input row into one prepared row (see [`prepare`]).
+/// Prepared rows per parallel task of [`prepare_as`].
+const PREPARE_ROWS: usize = 32;
+
+/// One input row into one prepared row (see [`prepare`]): a copy between the padding at a
+/// stride of 1, else the row dealt into its phases, with the stride a constant for the
+/// strides convolutions use (so the copies compile to shuffles, not a division and a
+/// scalar load per value).
 fn prepare_row<T: Copy>(line: &[T], g: &ConvGeom, row: &mut [T], zero: T) {
-    let (w, sw, pw, left) = (g.w, g.sw, g.phase_w(), g.pads.left as usize);
-    if sw == 1 {
-        row[..left].fill(zero);
-        row[left..left + w].copy_from_slice(line);
-        row[left + w..].fill(zero);
-        return;
-    }
-    for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
-        // Phase f holds padded columns x = i * sw + f, i.e. input columns x - left: the
-        // valid i are those with left <= i * sw + f < left + w.
-        let lo = left.saturating_sub(f).div_ceil(sw).min(pw);
-        let hi = (left + w).saturating_sub(f).div_ceil(sw).clamp(lo, pw);
-        phase[..lo].fill(zero);
-        if hi > lo {
-            let first = lo * sw + f - left;
-            for (d, s) in phase[lo..hi].iter_mut().zip(line[first..].iter().step_by(sw)) {
-                *d = *s;
-            }
+    let left = g.pads.left as usize;
+    match g.sw {
+        1 => {
+            let end = left + line.len();
+            row[..left].fill(zero);
+            row[left..end].copy_from_slice(line);
+            row[end..].fill(zero);
         }
-        phase[hi..].fill(zero);
+        2 => phases::<T, 2>(line, left, row, zero),
+        3 => phases::<T, 3>(line, left, row, zero),
+        4 => phases::<T, 4>(line, left, row, zero),
+        sw => phases_any(line, left, sw, row, zero),
+    }
+}
+
+/// [`prepare_row`] at a stride of `S`: phase `f` of `row` (`S` phases of `row.len() / S`
+/// values) holds the padded columns `i * S + f`, i.e. input columns `i * S + f - left`.
+#[inline(always)]
+fn phases<T: Copy, const S: usize>(line: &[T], left: usize, row: &mut [T], zero: T) {
+    let (w, pw) = (line.len(), row.len() / S);
+    // The phase indices whose S columns all lie inside the input row: i * S >= left
+    // and i * S + S <= left + w.
+    let lo = left.div_ceil(S).min(pw);
+    let hi = ((left + w) / S).clamp(lo, pw);
+    let inner = if hi > lo { &line[lo * S - left..hi * S - left] } else { &line[..0] };
+    for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
+        let edge = |i: usize| (i * S + f).checked_sub(left).and_then(|x| line.get(x)).copied().unwrap_or(zero);
+        for (i, d) in phase[..lo].iter_mut().enumerate() {
+            *d = edge(i);
+        }
+        for (d, quad) in phase[lo..hi].iter_mut().zip(inner.chunks_exact(S)) {
+            *d = quad[f];
+        }
+        for (i, d) in phase[hi..].iter_mut().enumerate() {
+            *d = edge(hi + i);
+        }
+    }
+}
+
+/// [`phases`] for a stride only known at run time.
+fn phases_any<T: Copy>(line: &[T], left: usize, sw: usize, row: &mut [T], zero: T) {
+    let pw = row.len() / sw;
+    for (f, phase) in row.chunks_exact_mut(pw).enumerate() {
+        for (i, d) in phase.iter_mut().enumerate() {
+            *d = (i * sw + f).checked_sub(left).and_then(|x| line.get(x)).copied().unwrap_or(zero);
+        }
     }
 }
 
@@ -287,6 +327,40 @@ mod tests {
                 for r in 0..k {
                     let col = b * n + j;
                     assert_eq!(all[((col / 8) * k + r) * 8 + col % 8], naive(one, &g, r, j), "image {b} r{r} j{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_rows_match_the_definition() {
+        // Every stride the phase copies specialise (2, 3, 4), two they do not (5, 6) and 1;
+        // left padding narrower and wider than the stride; rows narrower than it; more
+        // rows than one task's block, so blocks start inside channels.
+        for sw in 1..=6 {
+            for (w, left, right) in [(1, 0, 0), (2, 3, 1), (13, 1, 2), (31, 7, 0), (5, 0, 9)] {
+                let (cg, h) = (3, 23);
+                let pads = Pads { top: 2, left, bottom: 1, right };
+                let (kh, kw) = (1, 1.min(w + (left + right) as usize));
+                let oh = h + 3;
+                let ow = (w + (left + right) as usize - kw) / sw + 1;
+                let g = ConvGeom { cg, h, w, kh, kw, sh: 1, sw, pads, oh, ow };
+                let input: Vec<f32> = (0..cg * h * w).map(|i| i as f32 + 1.0).collect();
+                let mut out = vec![f32::NAN; cg * g.plane()];
+                prepare(&input, cg, &g, &mut out);
+                let (pw, left) = (g.phase_w(), left as usize);
+                for (at, row) in out.chunks_exact(g.row_len()).enumerate() {
+                    let (c, r) = (at / g.padded_h(), at % g.padded_h());
+                    for (j, &got) in row.iter().enumerate() {
+                        let x = (j % pw) * sw + j / pw;
+                        let iy = r.checked_sub(2).filter(|&y| y < h);
+                        let ix = x.checked_sub(left).filter(|&x| x < w);
+                        let want = match (iy, ix) {
+                            (Some(y), Some(x)) => input[(c * h + y) * w + x],
+                            _ => 0.0,
+                        };
+                        assert_eq!(got, want, "sw {sw} w {w} pads {pads:?} channel {c} row {r} value {j}");
+                    }
                 }
             }
         }
