@@ -150,6 +150,59 @@ fn k_zero_gives_bias() {
     }
 }
 
+/// Block sizes another CPU might be given (`ALEXNET_GEMM_BLOCKS`), run here: tiny and
+/// odd MC, KC and NC (MC and NC are rounded up to whole panels), against the reference,
+/// on one and three threads; and bitwise the same for any thread count under each.
+#[test]
+fn forced_block_sizes_match_reference() {
+    for kernel in kernels() {
+        let mr = gemm::blocks(kernel).mr;
+        for forced in [[1, 1, 1], [mr + 1, 7, 33], [37, 100, 70], [2 * mr, 1000, 4000]] {
+            for (m, n, k) in [(2 * mr + 3, 75, 211), (5, 300, 64), (96, 163, 363)] {
+                let a = synthetic::fill(8, m * k, 1.0);
+                let b = synthetic::fill(9, k * n, 1.0);
+                let rb = synthetic::fill(10, m, 1.0);
+                let ep = Epilogue { bias: Bias::Row(&rb), relu: true };
+                let want = expect(m, n, k, &a, &b, ep);
+                let packed = PackedA::pack(&a, m, k, mr);
+                let mut first: Option<Vec<f32>> = None;
+                for t in [1, 3] {
+                    let mut c = vec![f32::NAN; m * n];
+                    pool(t).install(|| {
+                        let view = MatMut::new(&mut c, m, n, n);
+                        gemm::sgemm_blocked(
+                            kernel,
+                            Some(forced),
+                            &packed,
+                            &RowMajor { data: &b, ld: n },
+                            n,
+                            view,
+                            ep,
+                            t,
+                        )
+                    });
+                    let tol = 1e-5 * (k as f32 + 1.0);
+                    for (idx, (g, w)) in c.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= tol,
+                            "{:?} {forced:?} {m}x{n}x{k} t{t} at {idx}: {g} vs {w}",
+                            kernel.isa()
+                        );
+                    }
+                    match &first {
+                        None => first = Some(c),
+                        Some(f) => assert!(
+                            f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{:?} {forced:?} {m}x{n}x{k}: thread counts differ",
+                            kernel.isa()
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn bitwise_identical_for_any_thread_count() {
     for kernel in kernels() {

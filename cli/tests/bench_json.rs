@@ -125,3 +125,35 @@ fn partition_reports_each_layer_at_each_thread_count() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("at least 1"));
 }
+
+/// `ALEXNET_GEMM_BLOCKS` forces MC, KC and NC (rounded to whole panels), which the bench
+/// reports; a malformed value is refused at open with a message naming it.
+#[test]
+fn forced_gemm_blocks_are_reported_and_malformed_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_model(dir.path(), 10);
+    let run = |blocks: &str| {
+        Command::new(env!("CARGO_BIN_EXE_alexnet-bench"))
+            .env("ALEXNET_GEMM_BLOCKS", blocks)
+            .arg("--weights")
+            .arg(&path)
+            .args(["--iters", "2", "--warmup", "0", "--threads", "1", "--json", "--no-profile"])
+            .output()
+            .unwrap()
+    };
+    let out = run("1,100,1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let g = &doc["gemm"];
+    assert_eq!(g["forced"], true);
+    assert_eq!(g["kc"], 100);
+    assert_eq!(g["mc"], g["mr"], "MC rounds up to one panel");
+    assert_eq!(g["nc"], g["nr"], "NC rounds up to one panel");
+    let out = run("120,384");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ALEXNET_GEMM_BLOCKS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

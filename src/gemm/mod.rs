@@ -69,10 +69,11 @@ thread_local! {
     static PACK_B: Scratch = const { Scratch::new() };
 }
 
-/// The tile and block sizes `cpu`'s kernels use (A is packed in panels of `mr` rows).
+/// The tile and block sizes `cpu`'s kernels use (A is packed in panels of `mr` rows):
+/// the kernel's own, or MC, KC and NC as [`blocking::BLOCKS_VAR`] forces them.
 pub fn blocks(cpu: Cpu) -> BlockSizes {
     fn of<K: MicroKernel>(_: K) -> BlockSizes {
-        K::BLOCKS
+        K::BLOCKS.with(blocking::forced())
     }
     dispatch!(cpu, t => of(t))
 }
@@ -120,6 +121,27 @@ pub fn sgemm_view<B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
+    sgemm_blocked(cpu, blocking::forced(), a, b, n, c, ep, tasks)
+}
+
+/// [`sgemm_view`] with the f32 kernels' MC, KC and NC forced to `forced` (as
+/// [`BlockSizes::with`] applies them) instead of [`blocking::BLOCKS_VAR`]'s: the tests run
+/// block sizes chosen for other CPUs through it.
+///
+/// # Panics
+/// As [`sgemm_view`].
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_blocked<B: PackB>(
+    cpu: Cpu,
+    forced: Option<[usize; 3]>,
+    a: &PackedA,
+    b: &B,
+    n: usize,
+    c: MatMut<'_>,
+    ep: Epilogue<'_>,
+    tasks: usize,
+) {
     let (m, k) = (a.m(), a.k());
     assert!(c.rows() == m && c.cols() == n, "C view is {}x{}, product is {m}x{n}", c.rows(), c.cols());
     match ep.bias {
@@ -134,7 +156,7 @@ pub fn sgemm_view<B: PackB>(
         panic!("bf16 panels on a CPU without a bf16 kernel");
     }
     assert_eq!(a.mr(), blocks(cpu).mr, "A packed for another kernel");
-    dispatch!(cpu, t => parallel(t, a, b, c, 0, 0, k, ep, tasks))
+    dispatch!(cpu, t => parallel(t, forced, a, b, c, 0, 0, k, ep, tasks))
 }
 
 /// Values (`u32` pairs, or the f32 storage that holds them) a vector of `k` takes as
@@ -161,6 +183,7 @@ pub fn has_bf16(cpu: Cpu) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn parallel<K: MicroKernel, B: PackB>(
     kern: K,
+    forced: Option<[usize; 3]>,
     a: &PackedA,
     b: &B,
     c: MatMut<'_>,
@@ -170,8 +193,9 @@ fn parallel<K: MicroKernel, B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
-    let cost = (K::BLOCKS, K::NARROW_NR, B::PACK_COST_IN_TILES);
-    split_tasks(cost, c, (i0, j0), tasks, &|c, (i, j)| serial(kern, a, b, c, i, j, k, ep));
+    let bs = K::BLOCKS.with(forced);
+    let cost = (bs, K::NARROW_NR, B::PACK_COST_IN_TILES);
+    split_tasks(cost, c, (i0, j0), tasks, &|c, (i, j)| serial(kern, bs, a, b, c, i, j, k, ep));
 }
 
 /// Split `c`, the block at `(i0, j0)` of the whole C, between `tasks` threads of the
@@ -268,10 +292,12 @@ fn best_cut(
     best.1
 }
 
-/// The five loops over one thread's block of C: rows `i0..`, columns `j0..` of the whole.
+/// The five loops over one thread's block of C (rows `i0..`, columns `j0..` of the whole)
+/// with block sizes `bs`.
 #[allow(clippy::too_many_arguments)]
 fn serial<K: MicroKernel, B: PackB>(
     kern: K,
+    bs: BlockSizes,
     a: &PackedA,
     b: &B,
     mut c: MatMut<'_>,
@@ -280,7 +306,7 @@ fn serial<K: MicroKernel, B: PackB>(
     k: usize,
     ep: Epilogue<'_>,
 ) {
-    let BlockSizes { mr, nr, mc, kc, nc } = K::BLOCKS;
+    let BlockSizes { mr, nr, mc, kc, nc } = bs;
     let (m, n) = (c.rows(), c.cols());
     if m == 0 || n == 0 {
         return;

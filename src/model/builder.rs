@@ -108,6 +108,8 @@ impl ModelBuilder {
             Some(isa) => isa.require()?,
             None => Isa::from_env()?,
         };
+        // Block sizes forced for an A/B run: a malformed value is an error, not ignored.
+        crate::gemm::blocking::check_forced().map_err(Error::InvalidArgument)?;
         if self.verify_checksum {
             weights.verify_checksum()?;
         }

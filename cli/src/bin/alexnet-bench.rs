@@ -243,7 +243,8 @@ fn run(a: Args) -> Result<(), String> {
         println!("cpu       {}", alexnet_cli::machine::cpu_description());
         println!("isa       {}  threads {}  precision {}", model.isa(), model.threads(), model.precision());
         let b = gemm_blocks(&model);
-        println!("gemm      f32 tile {}x{}, blocks MC {} KC {} NC {}", b.mr, b.nr, b.mc, b.kc, b.nc);
+        let forced = if GemmReport::from(b).forced { " (forced by ALEXNET_GEMM_BLOCKS)" } else { "" };
+        println!("gemm      f32 tile {}x{}, blocks MC {} KC {} NC {}{forced}", b.mr, b.nr, b.mc, b.kc, b.nc);
         println!(
             "latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
             sorted[0],
@@ -423,7 +424,8 @@ struct Report<'a> {
     profile: Option<ProfileReport<'a>>,
 }
 
-/// `gemm` of [`Report`]: `mr`, `nr`, `mc`, `kc`, `nc`.
+/// `gemm` of [`Report`]: `mr`, `nr`, `mc`, `kc`, `nc`, and `forced` (whether
+/// `ALEXNET_GEMM_BLOCKS` set MC, KC and NC).
 #[derive(Serialize)]
 struct GemmReport {
     mr: usize,
@@ -431,11 +433,13 @@ struct GemmReport {
     mc: usize,
     kc: usize,
     nc: usize,
+    forced: bool,
 }
 
 impl From<alexnet::gemm::BlockSizes> for GemmReport {
     fn from(b: alexnet::gemm::BlockSizes) -> Self {
-        GemmReport { mr: b.mr, nr: b.nr, mc: b.mc, kc: b.kc, nc: b.nc }
+        let forced = alexnet::gemm::blocking::forced().is_some();
+        GemmReport { mr: b.mr, nr: b.nr, mc: b.mc, kc: b.kc, nc: b.nc, forced }
     }
 }
 
