@@ -124,9 +124,10 @@ pub fn sgemm_view<B: PackB>(
     sgemm_blocked(cpu, blocking::forced(), a, b, n, c, ep, tasks)
 }
 
-/// [`sgemm_view`] with the f32 kernels' MC, KC and NC forced to `forced` (as
-/// [`BlockSizes::with`] applies them) instead of [`blocking::BLOCKS_VAR`]'s: the tests run
-/// block sizes chosen for other CPUs through it.
+/// [`sgemm_view`] with the f32 kernels' MC, KC and NC set by `forced` as
+/// [`BlockSizes::with`] applies them (`None`: the kernel's own), whatever
+/// [`blocking::BLOCKS_VAR`] says: the tests run block sizes chosen for other CPUs through
+/// it.
 ///
 /// # Panics
 /// As [`sgemm_view`].
