@@ -171,19 +171,22 @@ fn serial<B: PackQuads>(
             b.pack(k, j0 + jc, j0 + jc + ncur, &mut quads[..panels * panel_len]);
                 for ic in (0..m).step_by(mc) {
                     let mcur = mc.min(m - ic);
-                    for q in 0..panels {
-                        let (jr, w) = (q * NR, NR.min(ncur - q * NR));
-                        let bp = &quads[q * panel_len..(q + 1) * panel_len];
-                        for ir in (ic..ic + mcur).step_by(MR) {
-                            let h = MR.min(m - ir);
-                            let rows = i0 + ir..i0 + ir + h;
-                            for (t, r) in rows.clone().enumerate() {
-                                zero_term[t] = ep.act.zero * a.sums[r];
-                                scale[t] = a.scales[r] * ep.act.scale;
-                            }
-                            bias[..h].copy_from_slice(&ep.bias[rows]);
-                            let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: ep.relu };
-                            let ap = a.panel((i0 + ir) / MR);
+                    // One A panel against every B panel of the block: the A panel (K x MR
+                    // codes, 27 KiB for conv3) stays in L1 while the B panels, too deep
+                    // for L1 at AlexNet's K, stream from L2.
+                    for ir in (ic..ic + mcur).step_by(MR) {
+                        let h = MR.min(m - ir);
+                        let rows = i0 + ir..i0 + ir + h;
+                        for (t, r) in rows.clone().enumerate() {
+                            zero_term[t] = ep.act.zero * a.sums[r];
+                            scale[t] = a.scales[r] * ep.act.scale;
+                        }
+                        bias[..h].copy_from_slice(&ep.bias[rows]);
+                        let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: ep.relu };
+                        let ap = a.panel((i0 + ir) / MR);
+                        for q in 0..panels {
+                            let (jr, w) = (q * NR, NR.min(ncur - q * NR));
+                            let bp = &quads[q * panel_len..(q + 1) * panel_len];
                             k8::run_tile(kern, kq, ap, bp, &mut c, (ir, jc + jr), (h, w), &dq);
                         }
                     }
