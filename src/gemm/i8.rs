@@ -171,9 +171,10 @@ fn serial<B: PackQuads>(
             b.pack(k, j0 + jc, j0 + jc + ncur, &mut quads[..panels * panel_len]);
                 for ic in (0..m).step_by(mc) {
                     let mcur = mc.min(m - ic);
-                    // One A panel against every B panel of the block: the A panel (K x MR
-                    // codes, 27 KiB for conv3) stays in L1 while the B panels, too deep
-                    // for L1 at AlexNet's K, stream from L2.
+                    // One A panel against every B panel of the block, its dequantization
+                    // terms computed once. At a small K (conv1's 396) the A panel and each
+                    // B panel fit in L1 together; at conv2-5's the B panels are deeper than
+                    // L1 and stream from L2 in either loop order.
                     for ir in (ic..ic + mcur).step_by(MR) {
                         let h = MR.min(m - ir);
                         let rows = i0 + ir..i0 + ir + h;
