@@ -167,6 +167,7 @@ impl ModelBuilder {
             precision,
             threads,
             pool,
+            presized: std::sync::atomic::AtomicUsize::new(usize::MAX),
             size,
             workspaces: Mutex::new(Vec::new()),
             max_workspace_bytes: self.max_workspace_bytes.unwrap_or(DEFAULT_MAX_WORKSPACE_BYTES),

@@ -48,6 +48,9 @@ pub struct Model {
     precision: Precision,
     threads: usize,
     pool: rayon::ThreadPool,
+    /// [`crate::base::scratch::raised`]'s count when the pool's threads were last grown to
+    /// the scratch marks (`usize::MAX`: never).
+    presized: std::sync::atomic::AtomicUsize,
     size: WorkspaceSize,
     workspaces: Mutex<Vec<Workspace>>,
     max_workspace_bytes: u64,
@@ -365,6 +368,14 @@ impl Model {
         let mut ws = self.take_workspace();
         ws.ensure(&self.size, batch);
         self.pool.install(|| self.forward(input, batch, &mut ws, times, None, None));
+        // When a scratch buffer has met a larger request than this pool's threads were
+        // grown for (in this model or another), grow every pool thread's buffers now
+        // (this allocates, once per new size), so that a thread meeting that size in a
+        // later call, whichever work it is handed, does not.
+        let raised = crate::base::scratch::raised();
+        if self.presized.swap(raised, std::sync::atomic::Ordering::Relaxed) != raised {
+            self.pool.broadcast(|_| crate::base::scratch::presize(&scratch_kinds()));
+        }
         output.copy_from_slice(&ws.act[ws.current][..expected]);
         if probabilities && !self.plan().ends_in_softmax() {
             ops::softmax::softmax_rows(output, classes);
@@ -560,3 +571,18 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Model>();
 };
+
+/// Every kind of per-thread scratch buffer the inference path uses.
+fn scratch_kinds() -> Vec<&'static std::thread::LocalKey<crate::base::scratch::Scratch>> {
+    let mut kinds = vec![
+        &crate::gemm::PACK_B,
+        &crate::gemm::i8::PACK_QUADS,
+        &ops::lrn::PLANE,
+        &ops::maxpool::ROWS,
+        &ops::pool_lrn::BAND,
+        &ops::avgpool::COLUMNS,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    kinds.extend([&crate::gemm::bf16::PACK_F32, &crate::gemm::bf16::PACK_PAIRS]);
+    kinds
+}

@@ -12,9 +12,11 @@ use crate::cpu::Cpu;
 use crate::plan::{Lrn, LrnWithin};
 use crate::simd::{Job, Simd};
 
+/// The largest `PLANE` request any thread made (see [`crate::base::scratch`]).
+static PLANE_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's plane of horizontal sums for [`lrn_within`]; grows once.
-    static PLANE: Scratch = const { Scratch::new() };
+    pub(crate) static PLANE: Scratch = const { Scratch::new(&PLANE_HIGH) };
 }
 
 /// Normalise `[c, hw]` into `out` (same shape).
