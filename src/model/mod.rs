@@ -574,7 +574,7 @@ const _: () = {
 
 /// Every kind of per-thread scratch buffer the inference path uses.
 fn scratch_kinds() -> Vec<&'static std::thread::LocalKey<crate::base::scratch::Scratch>> {
-    let mut kinds = vec![
+    let common = [
         &crate::gemm::PACK_B,
         &crate::gemm::i8::PACK_QUADS,
         &ops::lrn::PLANE,
@@ -583,6 +583,8 @@ fn scratch_kinds() -> Vec<&'static std::thread::LocalKey<crate::base::scratch::S
         &ops::avgpool::COLUMNS,
     ];
     #[cfg(target_arch = "x86_64")]
-    kinds.extend([&crate::gemm::bf16::PACK_F32, &crate::gemm::bf16::PACK_PAIRS]);
-    kinds
+    let bf16 = [&crate::gemm::bf16::PACK_F32, &crate::gemm::bf16::PACK_PAIRS];
+    #[cfg(not(target_arch = "x86_64"))]
+    let bf16: [&'static std::thread::LocalKey<crate::base::scratch::Scratch>; 0] = [];
+    common.into_iter().chain(bf16).collect()
 }
