@@ -14,17 +14,28 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::LocalKey;
 
-/// A thread's scratch buffer, with its kind's high-water mark shared by all threads:
-/// `static S_HIGH: AtomicUsize = AtomicUsize::new(0);` and
-/// `thread_local! { static S: Scratch = const { Scratch::new(&S_HIGH) }; }`.
+/// A thread's scratch buffer, with its kind's high-water mark shared by all threads
+/// (made by [`new_scratch`]).
 pub(crate) struct Scratch(RefCell<Vec<f32>>, &'static AtomicUsize);
 
 impl Scratch {
-    /// An empty buffer whose kind's largest request any thread made is kept in `high`.
+    /// An empty buffer whose kind's largest request any thread made is kept in `high`
+    /// (declare a kind with [`new_scratch`], which makes its mark).
     pub(crate) const fn new(high: &'static AtomicUsize) -> Scratch {
         Scratch(RefCell::new(Vec::new()), high)
     }
 }
+
+/// A new kind of scratch buffer with its own high-water mark:
+/// `thread_local! { static S: Scratch = const { new_scratch!() }; }`. A kind the inference
+/// path uses belongs in the model's list of kinds it grows on every worker.
+macro_rules! new_scratch {
+    () => {{
+        static HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        $crate::base::scratch::Scratch::new(&HIGH)
+    }};
+}
+pub(crate) use new_scratch;
 
 /// How many times any kind's high-water mark has risen: a caller that saw it change
 /// grows every thread's buffers with [`presize`].
@@ -75,8 +86,7 @@ pub(crate) fn with<R>(key: &'static LocalKey<Scratch>, len: usize, f: impl FnOnc
 mod tests {
     use super::*;
 
-    static T_HIGH: AtomicUsize = AtomicUsize::new(0);
-    thread_local! { static T: Scratch = const { Scratch::new(&T_HIGH) }; }
+    thread_local! { static T: Scratch = const { new_scratch!() }; }
 
     #[test]
     fn slices_are_cache_line_aligned_and_sized() {
@@ -88,8 +98,7 @@ mod tests {
         }
     }
 
-    static U_HIGH: AtomicUsize = AtomicUsize::new(0);
-    thread_local! { static U: Scratch = const { Scratch::new(&U_HIGH) }; }
+    thread_local! { static U: Scratch = const { new_scratch!() }; }
 
     #[test]
     fn a_thread_grows_to_the_largest_request_any_thread_made() {

@@ -26,15 +26,11 @@ const BLOCKS: BlockSizes = BlockSizes { mr: MR, nr: NR, mc: MC, kc: KC, nc: NC }
 /// Packing a panel (the f32 pack, then rounding into pairs) costs about this many tiles.
 const PACK_COST_IN_TILES: f64 = 1.5;
 
-/// The largest `PACK_F32` request any thread made (see [`crate::base::scratch`]).
-static PACK_F32_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// The largest `PACK_PAIRS` request any thread made (see [`crate::base::scratch`]).
-static PACK_PAIRS_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's f32 pack of a B block, before rounding.
-    pub(crate) static PACK_F32: Scratch = const { Scratch::new(&PACK_F32_HIGH) };
+    pub(crate) static PACK_F32: Scratch = const { crate::base::scratch::new_scratch!() };
     /// Each thread's B block as bf16 pairs (`u32`s in an f32 buffer).
-    pub(crate) static PACK_PAIRS: Scratch = const { Scratch::new(&PACK_PAIRS_HIGH) };
+    pub(crate) static PACK_PAIRS: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// Whether `cpu` runs the bf16 kernel: an AVX-512 model on a CPU with AVX512_BF16.

@@ -21,11 +21,9 @@ const A_BLOCK_BYTES: usize = 256 << 10;
 /// Packing a panel of byte quads costs about this many tiles.
 const PACK_COST_IN_TILES: f64 = 1.0;
 
-/// The largest `PACK_QUADS` request any thread made (see [`crate::base::scratch`]).
-static PACK_QUADS_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's block of B as `u8` quads (`u32`s in an f32 buffer).
-    pub(crate) static PACK_QUADS: Scratch = const { Scratch::new(&PACK_QUADS_HIGH) };
+    pub(crate) static PACK_QUADS: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// A `k x n` matrix of `u8` codes that packs itself into [`NR`]-column panels of byte

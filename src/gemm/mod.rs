@@ -64,11 +64,9 @@ pub struct Epilogue<'a> {
     pub relu: bool,
 }
 
-/// The largest `PACK_B` request any thread made (see [`crate::base::scratch`]).
-static PACK_B_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's buffer for packed blocks of B; grows to the largest block once.
-    pub(crate) static PACK_B: Scratch = const { Scratch::new(&PACK_B_HIGH) };
+    pub(crate) static PACK_B: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// The tile and block sizes `cpu`'s kernels use (A is packed in panels of `mr` rows):

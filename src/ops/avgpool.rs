@@ -20,11 +20,9 @@ use crate::simd::{Job, Simd};
 /// Channels per parallel task.
 const CHANNELS_PER_TASK: usize = 8;
 
-/// The largest `COLUMNS` request any thread made (see [`crate::base::scratch`]).
-static COLUMNS_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's rows of column sums, one per channel of a task; grows once.
-    pub(crate) static COLUMNS: Scratch = const { Scratch::new(&COLUMNS_HIGH) };
+    pub(crate) static COLUMNS: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// One output position along an axis: input cells `start..end`, and what it contributes

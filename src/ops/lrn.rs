@@ -12,11 +12,9 @@ use crate::cpu::Cpu;
 use crate::plan::{Lrn, LrnWithin};
 use crate::simd::{Job, Simd};
 
-/// The largest `PLANE` request any thread made (see [`crate::base::scratch`]).
-static PLANE_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's plane of horizontal sums for [`lrn_within`]; grows once.
-    pub(crate) static PLANE: Scratch = const { Scratch::new(&PLANE_HIGH) };
+    pub(crate) static PLANE: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// Normalise `[c, hw]` into `out` (same shape).

@@ -13,11 +13,9 @@ use crate::simd::{Job, Simd, SimdF32};
 /// Channels per parallel task of [`maxpool`].
 const CHANNELS_PER_TASK: usize = 8;
 
-/// The largest `ROWS` request any thread made (see [`crate::base::scratch`]).
-static ROWS_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's row scratch for [`maxpool`]; grows once to the widest row.
-    pub(crate) static ROWS: Scratch = const { Scratch::new(&ROWS_HIGH) };
+    pub(crate) static ROWS: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// Pool `[c, h, w]` into `[c, oh, ow]`; padded cells never win, NaN is sticky.

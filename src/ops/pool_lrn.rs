@@ -80,11 +80,9 @@ fn band_width(order: Order, [oh, ow]: [usize; 2]) -> usize {
 /// Channels per parallel pooling task of one image: 24 tasks for conv1's 96 channels.
 const POOL_CHANNELS: usize = 4;
 
-/// The largest `BAND` request any thread made (see [`crate::base::scratch`]).
-static BAND_HIGH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 thread_local! {
     /// Each thread's band buffer; grows once to the largest band.
-    pub(crate) static BAND: Scratch = const { Scratch::new(&BAND_HIGH) };
+    pub(crate) static BAND: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
 /// Run `p` on one image: `input` is `[c, h, w]`, `out` is `[c, oh, ow]`, its bands
