@@ -31,12 +31,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if args.iter().any(|a| a == "--blocks") {
-        // The register tile and cache blocks each ISA's kernels run here.
+        // The register tile and cache blocks each ISA's kernels run here, and the tuning
+        // table's entry they come from.
+        let t = alexnet::tuning::Tuning::default_for_process();
         for cpu in Isa::ALL.into_iter().filter_map(|i| Cpu::new(i).ok()) {
             let b = gemm::blocks(cpu);
             println!(
                 "{}",
-                json!({ "isa": cpu.isa().name(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc, "nc": b.nc })
+                json!({ "isa": cpu.isa().name(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc, "nc": b.nc,
+                        "uarch": t.uarch.name(), "uarch_forced": t.forced, "l2_kib": t.l2 >> 10 })
             );
         }
         return Ok(());

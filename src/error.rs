@@ -223,6 +223,9 @@ pub enum Error {
     /// An ISA name that is not one of avx512, avx2, neon, portable.
     #[error("unknown ISA {0:?} (expected avx512, avx2, neon or portable)")]
     UnknownIsa(String),
+    /// A microarchitecture name that the tuning table does not have.
+    #[error("unknown microarchitecture {0:?} (expected one of `alexnet-bench --list-uarch`)")]
+    UnknownUarch(String),
     /// The thread pool could not be built.
     #[error("cannot build thread pool: {0}")]
     ThreadPool(String),

@@ -66,6 +66,8 @@ pub mod error;
 internal! {
     // Instruction sets and their capability tokens.
     cpu,
+    // Choices per microarchitecture: the cores' table.
+    tuning,
     // The shared base: matrix views, task splitting, scratch, scalar rules.
     base,
     // int8 quantization: the rules every int8 path shares.
@@ -109,4 +111,5 @@ pub use labels::top_k;
 pub use model::{Model, ModelBuilder, DEFAULT_MAX_WORKSPACE_BYTES};
 pub use plan::{Plan, Preprocess};
 pub use precision::Precision;
+pub use tuning::Uarch;
 pub use weights::{OpenMode, WeightFile};

@@ -5,6 +5,7 @@
 use alexnet::base::mat::MatMut;
 use alexnet::cpu::Cpu;
 use alexnet::gemm::{self, Bias, Epilogue, PackedA, RowMajor};
+use alexnet::tuning::{Tuning, Uarch};
 use alexnet::{reference, synthetic, Isa};
 
 fn kernels() -> Vec<Cpu> {
@@ -150,53 +151,64 @@ fn k_zero_gives_bias() {
     }
 }
 
-/// Block sizes another CPU might be given (`ALEXNET_GEMM_BLOCKS`), run here: tiny and
-/// odd MC, KC and NC (MC and NC are rounded up to whole panels), against the reference,
-/// on one and three threads; and bitwise the same for any thread count under each.
+/// MC, KC and NC.
+type Blocks = [usize; 3];
+
+/// Block sizes another CPU might be given, run here: tiny and odd MC, KC and NC forced
+/// as `ALEXNET_GEMM_BLOCKS` forces them (MC and NC are rounded up to whole panels), and
+/// every core's entry of the tuning table set on the packed weights as a model sets them;
+/// against the reference, on one and three threads, and bitwise the same for any thread
+/// count under each.
 #[test]
-fn forced_block_sizes_match_reference() {
+fn other_cpus_block_sizes_match_reference() {
     for kernel in kernels() {
-        let mr = gemm::blocks(kernel).mr;
-        for forced in [[1, 1, 1], [mr + 1, 7, 33], [37, 100, 70], [2 * mr, 1000, 4000]] {
-            for (m, n, k) in [(2 * mr + 3, 75, 211), (5, 300, 64), (96, 163, 363)] {
-                let a = synthetic::fill(8, m * k, 1.0);
-                let b = synthetic::fill(9, k * n, 1.0);
-                let rb = synthetic::fill(10, m, 1.0);
-                let ep = Epilogue { bias: Bias::Row(&rb), relu: true };
-                let want = expect(m, n, k, &a, &b, ep);
-                let packed = PackedA::pack(&a, m, k, mr);
+        let b = gemm::blocks(kernel);
+        let (mr, nr) = (b.mr, b.nr);
+        // (forced through the variable's path, set on A as a model's tuning)
+        let mut cases: Vec<(Option<Blocks>, Option<Blocks>)> =
+            [[1, 1, 1], [mr + 1, 7, 33], [37, 100, 70], [2 * mr, 1000, 4000]].map(|f| (Some(f), None)).into();
+        cases.extend(Uarch::all().map(|u| (None, Some(Tuning::forced(u).blocks(mr, nr)))));
+        for (m, n, k) in [(2 * mr + 3, 75, 211), (5, 300, 64), (96, 163, 363), (130, 300, 800)] {
+            let a = synthetic::fill(8, m * k, 1.0);
+            let bm = synthetic::fill(9, k * n, 1.0);
+            let rb = synthetic::fill(10, m, 1.0);
+            let ep = Epilogue { bias: Bias::Row(&rb), relu: true };
+            let want = expect(m, n, k, &a, &bm, ep);
+            for &(forced, tuned) in &cases {
+                let mut packed = PackedA::pack(&a, m, k, mr);
+                if let Some(blocks) = tuned {
+                    packed.set_blocks(blocks);
+                }
                 let mut first: Option<Vec<f32>> = None;
                 for t in [1, 3] {
                     let mut c = vec![f32::NAN; m * n];
                     pool(t).install(|| {
                         let view = MatMut::new(&mut c, m, n, n);
-                        gemm::sgemm_blocked(
-                            kernel,
-                            Some(forced),
-                            &packed,
-                            &RowMajor { data: &b, ld: n },
-                            n,
-                            view,
-                            ep,
-                            t,
-                        )
+                        let src = RowMajor { data: &bm, ld: n };
+                        gemm::sgemm_blocked(kernel, forced, &packed, &src, n, view, ep, t)
                     });
                     let tol = 1e-5 * (k as f32 + 1.0);
+                    let case = format!("{:?} forced {forced:?} tuned {tuned:?} {m}x{n}x{k}", kernel.isa());
                     for (idx, (g, w)) in c.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - w).abs() <= tol,
-                            "{:?} {forced:?} {m}x{n}x{k} t{t} at {idx}: {g} vs {w}",
-                            kernel.isa()
-                        );
+                        assert!((g - w).abs() <= tol, "{case} t{t} at {idx}: {g} vs {w}");
                     }
                     match &first {
                         None => first = Some(c),
-                        Some(f) => assert!(
-                            f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
-                            "{:?} {forced:?} {m}x{n}x{k}: thread counts differ",
-                            kernel.isa()
-                        ),
+                        Some(f) => {
+                            assert!(f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "{case}: threads differ")
+                        }
                     }
+                }
+                // Blocks set on A run exactly as the same blocks forced.
+                if tuned.is_some() {
+                    let mut c = vec![f32::NAN; m * n];
+                    let plain = PackedA::pack(&a, m, k, mr);
+                    let src = RowMajor { data: &bm, ld: n };
+                    pool(2).install(|| {
+                        gemm::sgemm_blocked(kernel, tuned, &plain, &src, n, MatMut::new(&mut c, m, n, n), ep, 2)
+                    });
+                    let f = first.as_ref().unwrap();
+                    assert!(f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "{:?} {tuned:?}", kernel.isa());
                 }
             }
         }

@@ -331,3 +331,49 @@ fn spec_network_splits_for_sixteen_threads_at_batch_one() {
     assert_eq!(model.infer(&input).unwrap(), before);
     assert!(model.partition(4, 1 << 20).is_err(), "a batch over the workspace cap is refused");
 }
+
+/// Every core's entry of the tuning table, forced on this CPU, on layers large enough for
+/// its blocks to cut M, K and N: the reference's results, the entry's blocks reported, and
+/// bitwise the same on one and three threads.
+#[test]
+fn every_cores_blocks_run_the_network_here() {
+    use alexnet::tuning::{Tuning, Uarch};
+    let plan = plan(
+        [16, 35, 35],
+        vec![
+            conv("conv1", 64, 5, 2, Pads::default(), 1, true),
+            conv("conv2", 48, 3, 1, Pads::uniform(1), 2, true),
+            pool(3, 2, Pads::default(), false),
+            Layer::Flatten,
+            fc("fc", 10, false),
+            Layer::Softmax,
+        ],
+    );
+    let file = WeightFile::from_bytes(synthetic::weight_file(&plan, 3).unwrap()).unwrap();
+    let input = synthetic::input(&plan, 11, 2);
+    let want = reference::network(&file, &input).unwrap();
+    for isa in alexnet::Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        let mut seen = Vec::new();
+        for u in Uarch::all() {
+            let open = |threads| {
+                let bytes = synthetic::weight_file(&plan, 3).unwrap();
+                Model::builder().threads(threads).isa(isa).uarch(u).from_bytes(bytes).unwrap()
+            };
+            let one = open(1);
+            let b = one.gemm_blocks();
+            assert_eq!(one.uarch(), u);
+            assert_eq!([b.mc, b.kc, b.nc], Tuning::forced(u).blocks(b.mr, b.nr), "{isa} {u}");
+            // Entries with the same blocks run the same code: one of each is enough.
+            if seen.contains(&b) {
+                continue;
+            }
+            seen.push(b);
+            let got = one.infer(&input).unwrap();
+            let err = max_rel_err(&got, &want);
+            assert!(err < 1e-4, "{isa} {u}: relative error {err}");
+            let three = open(3).infer(&input).unwrap();
+            assert!(got.iter().zip(&three).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa} {u}: threads differ");
+        }
+        assert!(seen.len() >= 4, "{isa}: the table's entries should differ in their blocks");
+    }
+}

@@ -123,11 +123,13 @@ def main():
     print()
     print(f"CPU: {cpu_model()}")
     print()
-    print("| ISA | register tile (MR x NR) | MC | KC | NC |")
-    print("|---|---|---:|---:|---:|")
+    print("| ISA | register tile (MR x NR) | MC | KC | NC | microarchitecture (tuning table entry) |")
+    print("|---|---|---:|---:|---:|---|")
     for b in blocks():
         if b["isa"] in isas:
-            print(f"| {b['isa']} | {b['mr']} x {b['nr']} | {b['mc']} | {b['kc']} | {b['nc']} |")
+            how = "forced" if b["uarch_forced"] else "detected"
+            print(f"| {b['isa']} | {b['mr']} x {b['nr']} | {b['mc']} | {b['kc']} | {b['nc']} | "
+                  f"{b['uarch']} ({how}, L2 {b['l2_kib']} KiB) |")
 
 
 def cpu_model():

@@ -157,3 +157,46 @@ fn forced_gemm_blocks_are_reported_and_malformed_ones_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--uarch` and `ALEXNET_UARCH` take another core's entry of the tuning table, which the
+/// bench reports with the blocks it gives; an unknown name is refused; `--list-uarch`
+/// prints every entry and this CPU's.
+#[test]
+fn forced_uarch_is_reported_and_unknown_names_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_model(dir.path(), 10);
+    let run = |args: &[&str], var: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alexnet-bench"));
+        cmd.env_remove("ALEXNET_UARCH").env_remove("ALEXNET_GEMM_BLOCKS");
+        if let Some(v) = var {
+            cmd.env("ALEXNET_UARCH", v);
+        }
+        cmd.arg("--weights").arg(&path);
+        cmd.args(["--iters", "2", "--warmup", "0", "--threads", "1", "--json", "--no-profile"]).args(args);
+        cmd.output().unwrap()
+    };
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("valid JSON")
+    };
+    let detected = json(&run(&[], None));
+    assert_eq!(detected["gemm"]["uarch_forced"], false);
+    assert!(detected["gemm"]["uarch"].as_str().is_some_and(|s| !s.is_empty()));
+    for (args, var) in [(&["--uarch", "cortex-a55"][..], None), (&[][..], Some("cortex-a55"))] {
+        let g = &json(&run(args, var))["gemm"];
+        assert_eq!((&g["uarch"], &g["uarch_forced"], &g["l2_kib"]), (&"cortex-a55".into(), &true.into(), &128.into()));
+        assert_eq!(g["kc"], 256);
+        // A55's 32 KiB of A and 96 KiB of B at KC 256, in whole panels.
+        let (mr, nr) = (g["mr"].as_u64().unwrap(), g["nr"].as_u64().unwrap());
+        assert_eq!(g["mc"].as_u64().unwrap(), (32 / mr).max(1) * mr);
+        assert_eq!(g["nc"].as_u64().unwrap(), (96 / nr).max(1) * nr);
+    }
+    for (args, var) in [(&["--uarch", "zen9"][..], None), (&[][..], Some("zen9"))] {
+        let out = run(args, var);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("zen9"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let list = Command::new(env!("CARGO_BIN_EXE_alexnet-bench")).arg("--list-uarch").output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success() && text.contains("zen4") && text.contains("neoverse-n1") && text.contains("entry "));
+}

@@ -52,15 +52,16 @@ pub fn check_forced() -> Result<(), String> {
 }
 
 impl BlockSizes {
-    /// These sizes with MC, KC and NC replaced by `forced` (MC rounded up to whole MR
-    /// panels, NC to whole NR panels), or unchanged.
+    /// An `mr x nr` tile with blocks MC, KC and NC (MC rounded up to whole MR panels, NC
+    /// to whole NR panels).
+    pub fn new(mr: usize, nr: usize, [mc, kc, nc]: [usize; 3]) -> BlockSizes {
+        BlockSizes { mr, nr, mc: mc.next_multiple_of(mr), kc, nc: nc.next_multiple_of(nr) }
+    }
+
+    /// These sizes with MC, KC and NC replaced by `forced` as [`BlockSizes::new`] takes
+    /// them, or unchanged.
     pub fn with(self, forced: Option<[usize; 3]>) -> BlockSizes {
-        match forced {
-            Some([mc, kc, nc]) => {
-                BlockSizes { mc: mc.next_multiple_of(self.mr), kc, nc: nc.next_multiple_of(self.nr), ..self }
-            }
-            None => self,
-        }
+        forced.map_or(self, |blocks| BlockSizes::new(self.mr, self.nr, blocks))
     }
 }
 

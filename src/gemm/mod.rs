@@ -42,6 +42,7 @@ use crate::base::mat::MatMut;
 use crate::base::scalar::relu;
 use crate::base::scratch::{self, Scratch};
 use crate::cpu::{dispatch, Cpu};
+use crate::tuning::Tuning;
 
 /// A bias added as C is stored.
 #[derive(Clone, Copy, Debug, Default)]
@@ -69,13 +70,25 @@ thread_local! {
     pub(crate) static PACK_B: Scratch = const { crate::base::scratch::new_scratch!() };
 }
 
-/// The tile and block sizes `cpu`'s kernels use (A is packed in panels of `mr` rows):
-/// the kernel's own, or MC, KC and NC as [`blocking::BLOCKS_VAR`] forces them.
+/// The tile and block sizes `cpu`'s kernels use by default (A is packed in panels of
+/// `mr` rows): the process's [`Tuning`] (this CPU's, or [`crate::tuning::UARCH_VAR`]'s),
+/// with MC, KC and NC as [`blocking::BLOCKS_VAR`] forces them.
 pub fn blocks(cpu: Cpu) -> BlockSizes {
-    fn of<K: MicroKernel>(_: K) -> BlockSizes {
-        K::BLOCKS.with(blocking::forced())
+    blocks_for(cpu, &Tuning::default_for_process())
+}
+
+/// [`blocks`] with the cache blocks `tuning` chooses for `cpu`'s tile (then forced by
+/// [`blocking::BLOCKS_VAR`] if it is set).
+pub fn blocks_for(cpu: Cpu, tuning: &Tuning) -> BlockSizes {
+    fn of<K: MicroKernel>(_: K, tuning: &Tuning) -> BlockSizes {
+        tuned_blocks::<K>(tuning).with(blocking::forced())
     }
-    dispatch!(cpu, t => of(t))
+    dispatch!(cpu, t => of(t, tuning))
+}
+
+/// Kernel family `K`'s tile with the cache blocks `tuning` chooses for it.
+pub(crate) fn tuned_blocks<K: MicroKernel>(tuning: &Tuning) -> BlockSizes {
+    BlockSizes::new(K::MR, K::NR, tuning.blocks(K::MR, K::NR))
 }
 
 /// `C[m, n] = epilogue(A B)` on the current rayon pool, with `A` packed for `cpu`
@@ -194,7 +207,12 @@ fn parallel<K: MicroKernel, B: PackB>(
     ep: Epilogue<'_>,
     tasks: usize,
 ) {
-    let bs = K::BLOCKS.with(forced);
+    // The blocks chosen for A (the model's), else the process's; then any forced ones.
+    let tuned = match a.blocks() {
+        Some(blocks) => BlockSizes::new(K::MR, K::NR, blocks),
+        None => tuned_blocks::<K>(&Tuning::default_for_process()),
+    };
+    let bs = tuned.with(forced);
     let cost = (bs, K::NARROW_NR, B::PACK_COST_IN_TILES);
     split_tasks(cost, c, (i0, j0), tasks, &|c, (i, j)| serial(kern, bs, a, b, c, i, j, k, ep));
 }
@@ -415,7 +433,7 @@ enum Panel {
 
 /// How [`serial`] runs a panel of `w` (at most NR) columns on kernel family `K`.
 fn last_panel<K: MicroKernel>(w: usize) -> Panel {
-    let nr = K::BLOCKS.nr;
+    let nr = K::NR;
     let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
     let width = if narrow { K::NARROW_NR } else { nr };
     // The edge kernel takes the last few columns (after a narrow tile in place if there
@@ -456,7 +474,7 @@ fn edge_tile<K: MicroKernel>(
     st: &Store<'_>,
     tile: &mut Option<[f32; MAX_MR * MAX_NR]>,
 ) {
-    let BlockSizes { mr, nr, .. } = K::BLOCKS;
+    let (mr, nr) = (K::MR, K::NR);
     let narrow = w <= K::NARROW_NR && K::NARROW_NR < nr;
     let width = if narrow { K::NARROW_NR } else { nr };
     let short = h <= K::SHORT_MR && K::SHORT_MR < mr;

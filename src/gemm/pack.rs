@@ -23,6 +23,8 @@ pub struct PackedA {
     /// is empty): per pair of k steps `mr` values, row r's k = 2p in the low half and
     /// 2p + 1 in the high half, a last odd k paired with zero.
     pairs: Vec<u32>,
+    /// MC, KC and NC chosen for these weights ([`PackedA::set_blocks`]), if any.
+    blocks: Option<[usize; 3]>,
 }
 
 impl PackedA {
@@ -57,7 +59,7 @@ impl PackedA {
     /// An `m x k` matrix of zeros in `mr`-row panels, to be filled through
     /// [`PackedA::panels_mut`].
     pub(crate) fn zeroed(m: usize, k: usize, mr: usize) -> PackedA {
-        PackedA { mr, m, k, data: vec![0.0; m.div_ceil(mr) * mr * k], pairs: Vec::new() }
+        PackedA { mr, m, k, data: vec![0.0; m.div_ceil(mr) * mr * k], pairs: Vec::new(), blocks: None }
     }
 
     /// The panels, in order: panel `pi` holds rows `pi * mr ..`, value `(r, p)` at
@@ -101,6 +103,18 @@ impl PackedA {
     pub(crate) fn pair_panel(&self, pi: usize, q0: usize, q1: usize) -> &[u32] {
         let base = pi * self.mr * self.k.div_ceil(2);
         &self.pairs[base + q0 * self.mr..base + q1 * self.mr]
+    }
+
+    /// Run products with these weights at MC, KC and NC `blocks` (the model's
+    /// [`crate::tuning::Tuning`]) instead of the process's default. The f32 kernels only:
+    /// the bf16 kernel keeps its own blocks.
+    pub fn set_blocks(&mut self, blocks: [usize; 3]) {
+        self.blocks = Some(blocks);
+    }
+
+    /// The blocks [`PackedA::set_blocks`] chose, if it ran.
+    pub fn blocks(&self) -> Option<[usize; 3]> {
+        self.blocks
     }
 
     /// Panel height.

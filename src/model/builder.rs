@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::ops;
 use crate::plan::Shape;
 use crate::precision::Precision;
+use crate::tuning::{Tuning, Uarch};
 use crate::weights::{OpenMode, WeightFile};
 
 /// Options for opening a model.
@@ -21,6 +22,7 @@ use crate::weights::{OpenMode, WeightFile};
 pub struct ModelBuilder {
     threads: Option<usize>,
     isa: Option<Isa>,
+    uarch: Option<Uarch>,
     mode: OpenMode,
     verify_checksum: bool,
     max_workspace_bytes: Option<u64>,
@@ -40,6 +42,16 @@ impl ModelBuilder {
     /// Opening fails with [`Error::UnsupportedIsa`] if the CPU lacks it.
     pub fn isa(mut self, isa: Isa) -> Self {
         self.isa = Some(isa);
+        self
+    }
+
+    /// Take the choices the tuning table makes for `uarch` (its GEMM cache blocks, for its
+    /// typical caches) instead of this CPU's (default: `ALEXNET_UARCH` if set, else the core
+    /// this CPU reports): another core's choice tried here side by side, or a core the
+    /// table does not recognise named by hand. Results may differ from the default's in
+    /// the last bits (the K slices move), never between thread counts.
+    pub fn uarch(mut self, uarch: Uarch) -> Self {
+        self.uarch = Some(uarch);
         self
     }
 
@@ -110,6 +122,7 @@ impl ModelBuilder {
         };
         // Block sizes forced for an A/B run: a malformed value is an error, not ignored.
         crate::gemm::blocking::check_forced().map_err(Error::InvalidArgument)?;
+        let tuning = Tuning::choose(self.uarch)?;
         if self.verify_checksum {
             weights.verify_checksum()?;
         }
@@ -124,7 +137,7 @@ impl ModelBuilder {
         let shapes = weights.plan().shapes()?;
         // Packing (and Winograd-transforming) the conv weights uses the model's threads.
         let precision = self.precision.unwrap_or_else(|| Precision::of_weights(weights.weight_dtype()));
-        let steps = pool.install(|| compile(&weights, &shapes, cpu, precision))?;
+        let steps = pool.install(|| compile(&weights, &shapes, cpu, precision, &tuning))?;
         // Per conv step: (channels in, channels out) alongside its geometry.
         let convs = || {
             steps.iter().zip(&shapes).filter_map(|(s, shape)| match (s, shape) {
@@ -164,6 +177,7 @@ impl ModelBuilder {
             shapes,
             steps,
             cpu,
+            tuning,
             precision,
             threads,
             pool,

@@ -14,6 +14,7 @@ use crate::ops::im2col::ConvGeom;
 use crate::plan::{AdaptiveAvgPool, AvgPool, Layer, Lrn, LrnWithin, MaxPool, Shape};
 use crate::precision::Precision;
 use crate::quant::InputQuant;
+use crate::tuning::Tuning;
 use crate::weights::format::{bf16_from_f32, f32_from_bf16};
 use crate::weights::{Dtype, WeightFile};
 
@@ -147,11 +148,19 @@ fn conv_weight(weights: &WeightFile, name: &str, precision: Precision) -> Result
 /// f32: their transforms scale values by up to 6 before the products, so bf16 products
 /// there lose several times the accuracy of the others, and with K = 48 per group
 /// (conv2) the products are too short for the bf16 kernel to gain anything.
-fn conv_packed(packed: Vec<PackedA>, geom: &ConvGeom, cpu: Cpu, precision: Precision) -> Vec<PackedA> {
+fn conv_packed(
+    mut packed: Vec<PackedA>,
+    geom: &ConvGeom,
+    cpu: Cpu,
+    precision: Precision,
+    tuning: &Tuning,
+) -> Vec<PackedA> {
     let f3x5 = ops::winograd::variant(geom) == Some(ops::winograd::Variant::F3x5);
     if precision == Precision::Bf16 && gemm::has_bf16(cpu) && !f3x5 {
         packed.into_iter().map(PackedA::into_bf16).collect()
     } else {
+        let b = gemm::blocks_for(cpu, tuning);
+        packed.iter_mut().for_each(|a| a.set_blocks([b.mc, b.kc, b.nc]));
         packed
     }
 }
@@ -202,7 +211,13 @@ fn conv_codes(weights: &WeightFile, name: &str, rows: usize) -> Result<(Vec<i8>,
 }
 
 /// Resolve the plan into steps: tensor ranges, geometry, ReLU fused into conv/linear.
-pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precision: Precision) -> Result<Vec<Step>> {
+pub(super) fn compile(
+    weights: &WeightFile,
+    shapes: &[Shape],
+    cpu: Cpu,
+    precision: Precision,
+    tuning: &Tuning,
+) -> Result<Vec<Step>> {
     let mr = gemm::blocks(cpu).mr;
     let plan = weights.plan();
     let mut steps: Vec<Step> = Vec::with_capacity(plan.layers.len());
@@ -243,7 +258,13 @@ pub(super) fn compile(weights: &WeightFile, shapes: &[Shape], cpu: Cpu, precisio
                 let groups = cv.groups as usize;
                 let og = cv.out_channels as usize / groups;
                 Step::Conv {
-                    weights: conv_packed(ops::conv::pack_weights(&wt, &geom, groups, og, mr), &geom, cpu, precision),
+                    weights: conv_packed(
+                        ops::conv::pack_weights(&wt, &geom, groups, og, mr),
+                        &geom,
+                        cpu,
+                        precision,
+                        tuning,
+                    ),
                     bias: weights.tensor_range(&format!("{}.bias", cv.name))?,
                     out: cv.out_channels as usize,
                     geom,

@@ -45,6 +45,8 @@ pub struct Model {
     shapes: Vec<Shape>,
     steps: Vec<Step>,
     cpu: Cpu,
+    /// The tuning table's choice the conv weights were packed with.
+    tuning: crate::tuning::Tuning,
     precision: Precision,
     threads: usize,
     pool: rayon::ThreadPool,
@@ -139,6 +141,27 @@ impl Model {
     /// The ISA whose kernels this model runs.
     pub fn isa(&self) -> Isa {
         self.cpu.isa()
+    }
+
+    /// The core whose entry of the tuning table this model runs (`docs/architecture.md`,
+    /// "Choices per microarchitecture"): the one this CPU reports, or the one forced by
+    /// [`ModelBuilder::uarch`] or `ALEXNET_UARCH`.
+    pub fn uarch(&self) -> crate::Uarch {
+        self.tuning.uarch
+    }
+
+    /// The whole choice: the entry, whether it was forced, the L2 it was sized for.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn tuning(&self) -> crate::tuning::Tuning {
+        self.tuning
+    }
+
+    /// The f32 GEMM's tile and cache blocks for this model's ISA and tuning.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn gemm_blocks(&self) -> crate::gemm::BlockSizes {
+        crate::gemm::blocks_for(self.cpu, &self.tuning)
     }
 
     /// Threads in the model's pool.

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use alexnet::cpu::Cpu;
-use alexnet::{probe, synthetic, Isa, Model, Precision};
+use alexnet::tuning::CpuId;
+use alexnet::{probe, synthetic, Isa, Model, Precision, Uarch};
 use clap::Parser;
 use serde::Serialize;
 
@@ -47,6 +48,14 @@ struct Args {
     /// Kernel family: avx512, avx2, neon or portable (default: the best this CPU runs).
     #[arg(long, value_name = "ISA", value_parser = |s: &str| Isa::parse(s).map_err(|e| e.to_string()))]
     isa: Option<Isa>,
+    /// Take the tuning table's choices for this core instead of the one this CPU reports
+    /// (names: --list-uarch; default: ALEXNET_UARCH if set).
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| Uarch::parse(s).map_err(|e| e.to_string()))]
+    uarch: Option<Uarch>,
+    /// Print the tuning table (each core's caches, blocks and reason) and this CPU's entry,
+    /// then exit.
+    #[arg(long)]
+    list_uarch: bool,
     /// Arithmetic: f32, bf16 or int8 (default: the file's own; f32 for the embedded default).
     #[arg(long, value_name = "P", value_parser = |s: &str| Precision::parse(s).map_err(|e| e.to_string()))]
     precision: Option<Precision>,
@@ -104,6 +113,9 @@ fn accuracy(a: &Args, images: usize) -> Result<(), String> {
         let mut b = Model::builder().threads(a.threads).precision(p);
         if let Some(isa) = a.isa {
             b = b.isa(isa);
+        }
+        if let Some(u) = a.uarch {
+            b = b.uarch(u);
         }
         match &a.weights {
             Some(path) => b.open(path),
@@ -165,9 +177,15 @@ fn run(a: Args) -> Result<(), String> {
     if let Some(n) = a.accuracy {
         return accuracy(&a, n);
     }
+    if a.list_uarch {
+        return list_uarch();
+    }
     let mut builder = Model::builder().threads(a.threads);
     if let Some(isa) = a.isa {
         builder = builder.isa(isa);
+    }
+    if let Some(u) = a.uarch {
+        builder = builder.uarch(u);
     }
     if let Some(p) = a.precision {
         builder = builder.precision(p);
@@ -232,7 +250,7 @@ fn run(a: Args) -> Result<(), String> {
             cold_start_ms: round(ms(cold), 3),
             peak_rss_mb: round(rss_mb, 1),
             top1: top.0,
-            gemm: gemm_blocks(&model).into(),
+            gemm: GemmReport::of(&model),
             profile: prof.as_ref().map(Profile::json),
         };
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
@@ -242,8 +260,11 @@ fn run(a: Args) -> Result<(), String> {
         println!("input     [{}, {c}, {h}, {w}]  classes {}", a.batch, model.num_classes());
         println!("cpu       {}", alexnet_cli::machine::cpu_description());
         println!("isa       {}  threads {}  precision {}", model.isa(), model.threads(), model.precision());
-        let b = gemm_blocks(&model);
-        let forced = if GemmReport::from(b).forced { " (forced by ALEXNET_GEMM_BLOCKS)" } else { "" };
+        let t = model.tuning();
+        let how = if t.forced { "forced" } else { "detected" };
+        println!("uarch     {} ({how}; blocks for an L2 of {} KiB): {}", t.uarch, t.l2 >> 10, t.uarch.entry().why);
+        let b = model.gemm_blocks();
+        let forced = if alexnet::gemm::blocking::forced().is_some() { " (forced by ALEXNET_GEMM_BLOCKS)" } else { "" };
         println!("gemm      f32 tile {}x{}, blocks MC {} KC {} NC {}{forced}", b.mr, b.nr, b.mc, b.kc, b.nc);
         println!(
             "latency   min {:.2} ms  median {median:.2} ms  mean {mean:.2} ms  p90 {:.2} ms  p99 {:.2} ms  ({} iters)",
@@ -424,8 +445,10 @@ struct Report<'a> {
     profile: Option<ProfileReport<'a>>,
 }
 
-/// `gemm` of [`Report`]: `mr`, `nr`, `mc`, `kc`, `nc`, and `forced` (whether
-/// `ALEXNET_GEMM_BLOCKS` set MC, KC and NC).
+/// `gemm` of [`Report`]: `mr`, `nr`, `mc`, `kc`, `nc`, `forced` (whether
+/// `ALEXNET_GEMM_BLOCKS` set MC, KC and NC), `uarch` (the tuning table's entry),
+/// `uarch_forced` (set by `--uarch` or `ALEXNET_UARCH` rather than detected) and `l2_kib`
+/// (the L2 the blocks were sized for).
 #[derive(Serialize)]
 struct GemmReport {
     mr: usize,
@@ -434,25 +457,63 @@ struct GemmReport {
     kc: usize,
     nc: usize,
     forced: bool,
+    uarch: &'static str,
+    uarch_forced: bool,
+    l2_kib: usize,
 }
 
-impl From<alexnet::gemm::BlockSizes> for GemmReport {
-    fn from(b: alexnet::gemm::BlockSizes) -> Self {
+impl GemmReport {
+    fn of(model: &Model) -> GemmReport {
+        let (b, t) = (model.gemm_blocks(), model.tuning());
         let forced = alexnet::gemm::blocking::forced().is_some();
-        GemmReport { mr: b.mr, nr: b.nr, mc: b.mc, kc: b.kc, nc: b.nc, forced }
+        GemmReport {
+            mr: b.mr,
+            nr: b.nr,
+            mc: b.mc,
+            kc: b.kc,
+            nc: b.nc,
+            forced,
+            uarch: t.uarch.name(),
+            uarch_forced: t.forced,
+            l2_kib: t.l2 >> 10,
+        }
     }
 }
 
-/// The f32 GEMM blocks the model's kernels run.
-fn gemm_blocks(model: &Model) -> alexnet::gemm::BlockSizes {
-    // The model's ISA runs here (the model was built for it).
-    Cpu::new(model.isa()).map(alexnet::gemm::blocks).unwrap_or(alexnet::gemm::BlockSizes {
-        mr: 0,
-        nr: 0,
-        mc: 0,
-        kc: 0,
-        nc: 0,
-    })
+/// `--list-uarch`: the tuning table, and what this CPU reports.
+fn list_uarch() -> Result<(), String> {
+    let id = CpuId::detect();
+    let kib = |b: Option<usize>| b.map_or("?".to_string(), |b| format!("{} KiB", b >> 10));
+    println!("this cpu  {}", alexnet_cli::machine::cpu_description());
+    println!(
+        "reports   {:?} family {:#x} model {:#x}; L1d {}, L2 {}, L3 {}: entry {}",
+        id.vendor,
+        id.family,
+        id.model,
+        kib(id.l1d),
+        kib(id.l2),
+        kib(id.l3),
+        id.uarch()
+    );
+    println!();
+    println!(
+        "{:<20} {:>5} {:>8} {:>8} {:>4} {:>6} {:>6}  why",
+        "uarch", "fma", "L1d KiB", "L2 KiB", "KC", "A KiB", "B KiB"
+    );
+    for e in &alexnet::tuning::TABLE {
+        println!(
+            "{:<20} {:>5} {:>8} {:>8} {:>4} {:>6} {:>6}  {}",
+            e.name,
+            e.fma_lanes,
+            e.l1d >> 10,
+            e.l2 >> 10,
+            e.kc,
+            e.a_block >> 10,
+            e.b_block >> 10,
+            e.why
+        );
+    }
+    Ok(())
 }
 
 /// The per-layer profile's fields of [`Report`].

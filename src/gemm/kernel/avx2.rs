@@ -12,10 +12,4 @@ impl MicroKernel for Avx2 {
     type Narrow = Tile<6, 1>;
     type Short = Tile<6, 2>;
     type ShortNarrow = Tile<6, 1>;
-    /// A 120 x KC block of A (180 KiB) in L2.
-    const MC: usize = 120;
-    /// The 16 x KC micro-panel of B (24 KiB) in L1.
-    const KC: usize = 384;
-    /// The KC x 512 packed block of B (768 KiB) in L2.
-    const NC: usize = 512;
 }

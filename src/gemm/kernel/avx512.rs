@@ -18,13 +18,6 @@ impl MicroKernel for Avx512 {
     type Narrow = Tile<12, 1>;
     type Short = Tile<8, 2>;
     type ShortNarrow = Tile<8, 1>;
-    /// A 120 x KC block of A (180 KiB) stays in L2.
-    const MC: usize = 120;
-    /// The 32 x KC micro-panel of B (48 KiB) sits at the L1/L2 edge; A's 12 x KC
-    /// micro-panels stream from L2.
-    const KC: usize = 384;
-    /// The KC x 512 packed block of B (768 KiB) stays in L2.
-    const NC: usize = 512;
     const B_IN_PLACE: bool = true;
     const EDGE: bool = true;
 }

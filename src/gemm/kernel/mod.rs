@@ -1,6 +1,6 @@
 //! Micro-kernels: one generic `MR x NR` body (`tile`), one edge body for a panel's last
 //! few columns (`edge`), and per ISA a table entry ([`MicroKernel`]) saying which tile
-//! sizes and block sizes it runs.
+//! sizes it runs. Cache blocks are the core's: [`crate::tuning`].
 //!
 //! ```text
 //!            k ->                       NR columns (NV vectors of LANES)
@@ -39,7 +39,6 @@ pub use gemv::{gemv, Weight};
 
 use std::marker::PhantomData;
 
-use super::blocking::BlockSizes;
 use crate::base::mat::MatMut;
 use crate::simd::{Job, Simd, SimdF32};
 
@@ -64,12 +63,6 @@ pub trait MicroKernel: Simd {
     type Short: TileShape;
     /// Fewer rows and fewer columns.
     type ShortNarrow: TileShape;
-    /// Rows of A per L2-resident block (a multiple of `MR`).
-    const MC: usize;
-    /// Depth of a K slice.
-    const KC: usize;
-    /// Columns of B per packed block (a multiple of `NR`).
-    const NC: usize;
     /// Whether the driver reads a row-major B in place rather than packing it: worth it
     /// where a k step is long enough to hide loads from rows far apart.
     const B_IN_PLACE: bool = false;
@@ -77,14 +70,10 @@ pub trait MicroKernel: Simd {
     /// above [`COLUMNS`] (a narrow tile costs `MR` FMAs per k step, the edge kernel 4).
     const EDGE: bool = false;
 
-    /// Tile and block sizes.
-    const BLOCKS: BlockSizes = BlockSizes {
-        mr: Self::Full::MR,
-        nr: Self::Full::NV * <Self::F32 as SimdF32>::LANES,
-        mc: Self::MC,
-        kc: Self::KC,
-        nc: Self::NC,
-    };
+    /// Rows of the full tile: the height of A's panels.
+    const MR: usize = Self::Full::MR;
+    /// Columns of the full tile: the width of B's panels.
+    const NR: usize = Self::Full::NV * <Self::F32 as SimdF32>::LANES;
     /// Columns of the narrow tile.
     const NARROW_NR: usize = Self::Narrow::NV * <Self::F32 as SimdF32>::LANES;
     /// Rows of the short tiles.
@@ -242,7 +231,7 @@ pub fn run_tile<K: MicroKernel>(
     st: &Store<'_>,
     (short, narrow): (bool, bool),
 ) {
-    let BlockSizes { mr: tall, nr: full, .. } = K::BLOCKS;
+    let (tall, full) = (K::MR, K::NR);
     let mr = if short { K::SHORT_MR } else { tall };
     let nr = if narrow { K::NARROW_NR } else { full };
     // B: k rows of nr values, ldb apart (a narrow tile may start inside a panel).
@@ -281,7 +270,7 @@ pub fn run_edge<K: MicroKernel>(
     if !K::EDGE {
         return false;
     }
-    let mr = K::BLOCKS.mr;
+    let mr = K::MR;
     assert!((1..=COLUMNS).contains(&w) && h <= mr && mr <= 4 * <K::F32 as SimdF32>::LANES, "edge block {h}x{w}");
     assert!(ldb >= w && a.len() >= mr * k && (k == 0 || b.len() >= ldb * (k - 1) + w), "panels too short");
     let biases = st.bias_ptrs(mr, w);
@@ -296,19 +285,24 @@ pub fn run_edge<K: MicroKernel>(
 mod tests {
     use super::*;
     use crate::cpu::Cpu;
+    use crate::gemm::BlockSizes;
 
-    /// Every table entry's tiles agree with each other and fit the stack tiles.
+    /// Every kernel's tiles agree with each other and fit the stack tiles, and every
+    /// core's blocks come in whole panels of them.
     #[test]
     fn tables_are_consistent() {
         fn check<K: MicroKernel>(_: K) {
-            let BlockSizes { mr, nr, mc, kc, nc } = K::BLOCKS;
+            let (mr, nr) = (K::MR, K::NR);
             let name = K::ISA;
             assert!(mr <= MAX_MR && nr <= MAX_NR, "{name}");
             assert_eq!(K::Narrow::MR, mr, "{name}");
             assert_eq!(K::Short::NV, K::Full::NV, "{name}");
             assert_eq!((K::ShortNarrow::MR, K::ShortNarrow::NV), (K::SHORT_MR, K::Narrow::NV), "{name}");
             assert!(K::NARROW_NR <= nr && K::SHORT_MR <= mr, "{name}");
-            assert!(mc % mr == 0 && nc % nr == 0 && kc > 0, "{name}");
+            for u in crate::tuning::Uarch::all() {
+                let BlockSizes { mc, kc, nc, .. } = crate::gemm::tuned_blocks::<K>(&crate::tuning::Tuning::forced(u));
+                assert!(mc % mr == 0 && nc % nr == 0 && mc > 0 && nc > 0 && kc > 0, "{name} {u}");
+            }
         }
         for cpu in Cpu::all() {
             crate::cpu::dispatch!(cpu, t => check(t));

@@ -11,10 +11,4 @@ impl MicroKernel for Neon {
     type Narrow = Tile<8, 1>;
     type Short = Tile<8, 3>;
     type ShortNarrow = Tile<8, 1>;
-    /// 128 x KC of A (128 KiB) in L2.
-    const MC: usize = 128;
-    /// 12 x KC of B (12 KiB) in L1.
-    const KC: usize = 256;
-    /// KC x 480 of B (480 KiB) in L2.
-    const NC: usize = 480;
 }

@@ -12,10 +12,4 @@ impl MicroKernel for Portable {
     type Narrow = Tile<4, 1>;
     type Short = Tile<4, 1>;
     type ShortNarrow = Tile<4, 1>;
-    /// 128 x KC of A in L2.
-    const MC: usize = 128;
-    /// 8 x KC of B (8 KiB) in L1.
-    const KC: usize = 256;
-    /// KC x 512 of B in L2.
-    const NC: usize = 512;
 }
