@@ -335,6 +335,7 @@ fn serial<K: MicroKernel, B: PackB>(
     }
     census::work(flops(m, n, k));
     let kc = balanced_kc(k, kc);
+    let mc = balanced_mc(m, mc, mr);
     // A row-major B is read in place where the kernel gains by it ([`read_in_place`]), all
     // but a last panel that a kernel would read past (that one is packed).
     let direct = b.direct().filter(|&(_, ld)| K::B_IN_PLACE && read_in_place(ld));
@@ -505,6 +506,16 @@ fn balanced_kc(k: usize, kc_max: usize) -> usize {
     k.div_ceil(k.div_ceil(kc_max))
 }
 
+/// The rows per A block for `m` rows: blocks of (nearly) equal height in whole `mr`
+/// panels, as few as keep each within a quarter of `mc_max`. M = 128 with MC = 120 runs
+/// one block of 128 rather than 120 + 8: a thin last block pays a whole pass over B's
+/// micro-panels (each fetched into L1 again) for one short tile. Row blocks do not change
+/// any element's sums.
+fn balanced_mc(m: usize, mc_max: usize, mr: usize) -> usize {
+    let blocks = (4 * m).div_ceil(5 * mc_max).max(1);
+    m.div_ceil(blocks).next_multiple_of(mr).max(mr)
+}
+
 /// Floating-point operations of an `m x n x k` product, as [`census::work`] counts them.
 pub(crate) fn flops(m: usize, n: usize, k: usize) -> f64 {
     2.0 * m as f64 * n as f64 * k as f64
@@ -565,6 +576,20 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn row_blocks_are_balanced_whole_panels() {
+        assert_eq!(balanced_mc(128, 120, 12), 132, "one block, not 120 + 8");
+        assert_eq!(balanced_mc(384, 120, 12), 132, "three blocks, not 120 x 3 + 24");
+        assert_eq!(balanced_mc(192, 120, 6), 96);
+        assert_eq!(balanced_mc(96, 120, 12), 96);
+        assert_eq!(balanced_mc(5, 120, 12), 12);
+        for m in 1..600 {
+            let mc = balanced_mc(m, 120, 12);
+            assert!(mc.is_multiple_of(12) && mc <= 150 + 12, "{m}: {mc}");
+            assert!(m.div_ceil(mc) <= (4 * m).div_ceil(600).max(1), "{m}: {mc}");
         }
     }
 
