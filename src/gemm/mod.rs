@@ -507,8 +507,8 @@ fn balanced_kc(k: usize, kc_max: usize) -> usize {
 }
 
 /// The rows per A block for `m` rows: blocks of (nearly) equal height in whole `mr`
-/// panels, as few as keep each within a quarter of `mc_max`. M = 128 with MC = 120 runs
-/// one block of 128 rather than 120 + 8: a thin last block pays a whole pass over B's
+/// panels, as few as keep each at most 5/4 of `mc_max`. M = 128 with MC = 120 runs one
+/// block of 128 rows rather than 120 + 8: a thin last block pays a whole pass over B's
 /// micro-panels (each fetched into L1 again) for one short tile. Row blocks do not change
 /// any element's sums.
 fn balanced_mc(m: usize, mc_max: usize, mr: usize) -> usize {
