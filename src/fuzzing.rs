@@ -445,3 +445,35 @@ pub fn conv_diff(data: &[u8]) {
         assert!(got == want, "int8 {} {g:?} groups {groups} batch {batch}", kern.name());
     }
 }
+
+/// What the tuning table reads from the OS (`/proc/cpuinfo`, sysfs cache sizes) and how it
+/// classifies a core: any text parses to a value or to `None`, never a panic, and a size
+/// that parses is the number the text says; any vendor, family, model and L2 give blocks
+/// of whole panels for any tile.
+pub fn cpu_info(data: &[u8]) {
+    use crate::tuning::{arm_midr, cache_size, CpuId, Tuning, Vendor};
+    let text = String::from_utf8_lossy(data);
+    let _ = arm_midr(&text);
+    for line in text.lines().chain([&*text]) {
+        if let Some(bytes) = cache_size(line) {
+            let digits: String = line.trim().chars().filter(char::is_ascii_digit).collect();
+            let n: usize = digits.parse().expect("a size that parses has digits");
+            assert!(bytes > 0 && bytes.is_multiple_of(n), "{line:?} -> {bytes}");
+        }
+    }
+    if data.len() >= 12 {
+        let word = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+        let vendor = match data[0] % 4 {
+            0 => Vendor::Amd,
+            1 => Vendor::Intel,
+            2 => Vendor::Arm(word(0) >> 24),
+            _ => Vendor::Unknown,
+        };
+        let uarch = CpuId { vendor, family: word(4) % 64, model: word(8), ..CpuId::default() }.uarch();
+        let (mr, nr) = (1 + data[1] as usize % 16, 1 + data[2] as usize % 64);
+        let l2 = word(4) as usize;
+        let t = Tuning { l2, ..Tuning::forced(uarch) };
+        let [mc, kc, nc] = t.blocks(mr, nr);
+        assert!(mc >= mr && mc.is_multiple_of(mr) && nc >= nr && nc.is_multiple_of(nr) && kc > 0);
+    }
+}

@@ -490,18 +490,39 @@ fn read_cpu_id() -> CpuId {
     {
         let mut id = CpuId::default();
         let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let field = |name: &str| {
-            info.lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(k, _)| k.trim() == name)
-                .and_then(|(_, v)| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
-        };
-        if let (Some(imp), Some(part)) = (field("CPU implementer"), field("CPU part")) {
+        if let Some((imp, part)) = arm_midr(&info) {
             (id.vendor, id.model) = (Vendor::Arm(imp), part);
         }
         (id.l1d, id.l2, id.l3) = (sysfs_cache(1), sysfs_cache(2), sysfs_cache(3));
         id
     }
+}
+
+/// The first core's `CPU implementer` and `CPU part` (hexadecimal, `0x41`) in the text of
+/// Linux's `/proc/cpuinfo` on AArch64.
+pub fn arm_midr(cpuinfo: &str) -> Option<(u32, u32)> {
+    let field = |name: &str| {
+        let (_, v) = cpuinfo.lines().filter_map(|l| l.split_once(':')).find(|(k, _)| k.trim() == name)?;
+        let v = v.trim();
+        u32::from_str_radix(v.strip_prefix("0x").or_else(|| v.strip_prefix("0X"))?, 16).ok()
+    };
+    Some((field("CPU implementer")?, field("CPU part")?))
+}
+
+/// A cache size as Linux's sysfs writes it (`32K`, `1M`, `1024`), in bytes; `None` for
+/// anything else, or one too large to count.
+pub fn cache_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let (num, mult) = match t.as_bytes().last()? {
+        b'K' => (&t[..t.len() - 1], KIB),
+        b'M' => (&t[..t.len() - 1], MIB),
+        b'G' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<usize>().ok()?.checked_mul(mult).filter(|&b| b > 0)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -563,15 +584,7 @@ fn sysfs_cache(level: u32) -> Option<usize> {
         if read("level")? != level.to_string() || read("type")? == "Instruction" {
             return None;
         }
-        let size = read("size")?;
-        let (num, mult) = match size.strip_suffix('K') {
-            Some(n) => (n, KIB),
-            None => match size.strip_suffix('M') {
-                Some(n) => (n, MIB),
-                None => (size.as_str(), 1),
-            },
-        };
-        num.parse::<usize>().ok().map(|n| n * mult)
+        cache_size(&read("size")?)
     })
 }
 
@@ -628,6 +641,22 @@ mod tests {
             let [mc, kc, nc] = Tuning::forced(u).blocks(12, 32);
             assert!(mc % 12 == 0 && nc % 32 == 0 && mc > 0 && kc > 0 && nc > 0, "{u}");
         }
+    }
+
+    #[test]
+    fn os_reports_parse_or_are_refused() {
+        assert_eq!(cache_size("32K\n"), Some(32 * KIB));
+        assert_eq!(cache_size("1M"), Some(MIB));
+        assert_eq!(cache_size(" 1024 "), Some(1024));
+        for bad in ["", "K", "0K", "-1K", "1.5M", "12Q", "99999999999999999999999K", "18446744073709551615K", "1 K"] {
+            assert_eq!(cache_size(bad), None, "{bad:?}");
+        }
+        let info = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n\nprocessor\t: 1\nCPU part\t: 0xd05\n";
+        assert_eq!(arm_midr(info), Some((0x41, 0xd0c)), "the first core's");
+        assert_eq!(arm_midr("CPU implementer: 0x41\n"), None);
+        assert_eq!(arm_midr("CPU implementer: 41\nCPU part: 0xd0c"), None, "not hexadecimal as Linux writes it");
+        assert_eq!(arm_midr("CPU implementer: 0xfffffffff\nCPU part: 0xd0c"), None);
+        assert_eq!(arm_midr(""), None);
     }
 
     #[test]

@@ -40,6 +40,11 @@ fn conv_diff_corpus() {
 }
 
 #[test]
+fn cpu_info_corpus() {
+    replay("cpu_info", alexnet::fuzzing::cpu_info);
+}
+
+#[test]
 fn pool_lrn_diff_corpus() {
     replay("pool_lrn_diff", alexnet::fuzzing::pool_lrn_diff);
 }
