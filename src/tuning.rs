@@ -93,227 +93,77 @@ pub struct Entry {
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 
-/// The blocks most x86 cores with a 1 MiB L2 run: 120 x 384 of A (180 KiB) and 384 x 512
-/// of B (768 KiB) together in L2.
-const X86_KC: usize = 384;
-const X86_A: usize = 180 * KIB;
-const X86_B: usize = 768 * KIB;
-/// The NEON blocks: 128 x 256 of A (128 KiB), 256 x 480 of B (480 KiB).
-const ARM_KC: usize = 256;
-const ARM_A: usize = 128 * KIB;
-const ARM_B: usize = 480 * KIB;
+/// The blocks most x86 cores with a 1 MiB L2 run: KC 384, 120 x 384 of A (180 KiB) and
+/// 384 x 512 of B (768 KiB) together in L2.
+const X86: [usize; 3] = [384, 180 * KIB, 768 * KIB];
+/// The NEON blocks: KC 256, 128 x 256 of A (128 KiB), 256 x 480 of B (480 KiB).
+const ARM: [usize; 3] = [256, 128 * KIB, 480 * KIB];
+/// The unnamed core's: its ISA family's.
+const GENERIC: [usize; 3] = if cfg!(target_arch = "aarch64") { ARM } else { X86 };
 
-/// Every core this runtime names, with its choice and the reason for it.
+/// A row of [`TABLE`]: core, name, FMA lanes, `[L1d, L2]`, `[KC, A block, B block]`, why.
+const fn row(
+    uarch: Uarch,
+    name: &'static str,
+    fma_lanes: u32,
+    [l1d, l2]: [usize; 2],
+    [kc, a_block, b_block]: [usize; 3],
+    why: &'static str,
+) -> Entry {
+    Entry { uarch, name, fma_lanes, l1d, l2, kc, a_block, b_block, why }
+}
+
+/// Every core this runtime names, with its choice and the reason for it: core, name,
+/// f32 FMA lanes a cycle, `[L1d, L2]` of a typical part, `[KC, A block, B block]`, why.
+#[rustfmt::skip]
 pub const TABLE: [Entry; 18] = [
-    Entry {
-        uarch: Uarch::Zen2,
-        name: "zen2",
-        fma_lanes: 16,
-        l1d: 32 * KIB,
-        l2: 512 * KIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: 384 * KIB,
-        why: "L2 is 512 KiB: the 768 KiB B block of a 1 MiB L2 would spill to L3, so B's block \
-              halves (NC 256) and stays in L2 beside A's",
-    },
-    Entry {
-        uarch: Uarch::Zen3,
-        name: "zen3",
-        fma_lanes: 16,
-        l1d: 32 * KIB,
-        l2: 512 * KIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: 384 * KIB,
-        why: "L2 is 512 KiB, as on Zen 2: B's block halves to stay in L2",
-    },
-    Entry {
-        uarch: Uarch::Zen4,
-        name: "zen4",
-        fma_lanes: 16,
-        l1d: 32 * KIB,
-        l2: MIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: X86_B,
-        why: "measured on a Zen 4 EPYC: KC 192 and 128 were no faster than 384 although the \
-              384-deep B micro-panel (48 KiB) overflows the 32 KiB L1; it streams from L2",
-    },
-    Entry {
-        uarch: Uarch::Zen5,
-        name: "zen5",
-        fma_lanes: 32,
-        l1d: 48 * KIB,
-        l2: MIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: X86_B,
-        why: "the blocks measured on Zen 5 EPYCs: the 48 KiB L1 holds the 32 x 384 B \
-              micro-panel, A's and B's blocks share the 1 MiB L2",
-    },
-    Entry {
-        uarch: Uarch::IntelClient,
-        name: "intel-client",
-        fma_lanes: 16,
-        l1d: 32 * KIB,
-        l2: 256 * KIB,
-        kc: X86_KC,
-        a_block: 96 * KIB,
-        b_block: X86_B,
-        why: "L2 is 256 KiB: A's block shrinks to 96 KiB (MC 60) to stay there with B's \
-              micro-panels; B's block is reused from the shared L3",
-    },
-    Entry {
-        uarch: Uarch::IntelClientAvx512,
-        name: "intel-client-avx512",
-        fma_lanes: 16,
-        l1d: 48 * KIB,
-        l2: 512 * KIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: 384 * KIB,
-        why: "L2 is 512 KiB on Ice Lake client (1.25 MiB on Tiger Lake): B's block halves to \
-              fit the smaller",
-    },
-    Entry {
-        uarch: Uarch::IntelHybrid,
-        name: "intel-hybrid",
-        fma_lanes: 16,
-        l1d: 48 * KIB,
-        l2: 512 * KIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: 384 * KIB,
-        why: "threads land on E-cores too, four of which share 2 MiB of L2 (512 KiB each), \
-              and the slowest task sets the pace: B's block is sized for an E-core",
-    },
-    Entry {
-        uarch: Uarch::SkylakeServer,
-        name: "skylake-server",
-        fma_lanes: 32,
-        l1d: 32 * KIB,
-        l2: MIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: X86_B,
-        why: "1 MiB L2 and 32 KiB L1 as on Zen 4: the same blocks",
-    },
-    Entry {
-        uarch: Uarch::IceLakeServer,
-        name: "icelake-server",
-        fma_lanes: 32,
-        l1d: 48 * KIB,
-        l2: 1280 * KIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: X86_B,
-        why: "48 KiB L1 and 1.25 MiB L2: the Zen 5 blocks, with room to spare in L2",
-    },
-    Entry {
-        uarch: Uarch::SapphireRapids,
-        name: "sapphire-rapids",
-        fma_lanes: 32,
-        l1d: 48 * KIB,
-        l2: 2 * MIB,
-        kc: X86_KC,
-        a_block: X86_A,
-        b_block: X86_B,
-        why: "the blocks measured on a Sapphire Rapids class Xeon (issue 14); its 2 MiB L2 \
-              would hold larger blocks, not yet measured",
-    },
-    Entry {
-        uarch: Uarch::NeoverseN1,
-        name: "neoverse-n1",
-        fma_lanes: 8,
-        l1d: 64 * KIB,
-        l2: MIB,
-        kc: ARM_KC,
-        a_block: ARM_A,
-        b_block: ARM_B,
-        why: "64 KiB L1 holds the 12 x 256 B micro-panel many times over; A's and B's blocks \
-              share the 1 MiB L2",
-    },
-    Entry {
-        uarch: Uarch::NeoverseN2,
-        name: "neoverse-n2",
-        fma_lanes: 8,
-        l1d: 64 * KIB,
-        l2: MIB,
-        kc: ARM_KC,
-        a_block: ARM_A,
-        b_block: ARM_B,
-        why: "the caches of Neoverse N1: the same blocks",
-    },
-    Entry {
-        uarch: Uarch::NeoverseV1,
-        name: "neoverse-v1",
-        fma_lanes: 16,
-        l1d: 64 * KIB,
-        l2: MIB,
-        kc: ARM_KC,
-        a_block: ARM_A,
-        b_block: ARM_B,
-        why: "the caches of Neoverse N1 (four 128-bit FMA pipes change the tile's pace, not \
-              what stays resident)",
-    },
-    Entry {
-        uarch: Uarch::NeoverseV2,
-        name: "neoverse-v2",
-        fma_lanes: 16,
-        l1d: 64 * KIB,
-        l2: MIB,
-        kc: ARM_KC,
-        a_block: ARM_A,
-        b_block: ARM_B,
-        why: "1-2 MiB L2 and 64 KiB L1: the Neoverse N1 blocks",
-    },
-    Entry {
-        uarch: Uarch::CortexA76,
-        name: "cortex-a76",
-        fma_lanes: 8,
-        l1d: 64 * KIB,
-        l2: 256 * KIB,
-        kc: ARM_KC,
-        a_block: 96 * KIB,
-        b_block: 240 * KIB,
-        why: "L2 is 256-512 KiB: A's block (MC 96) and B's (NC 240) halve to fit the smaller",
-    },
-    Entry {
-        uarch: Uarch::CortexA55,
-        name: "cortex-a55",
-        fma_lanes: 4,
-        l1d: 32 * KIB,
-        l2: 128 * KIB,
-        kc: ARM_KC,
-        a_block: 32 * KIB,
-        b_block: 96 * KIB,
-        why: "L2 is 0-256 KiB per core (128 KiB typical): A's block (MC 32) and B's (NC 96) \
-              fit it together",
-    },
-    Entry {
-        uarch: Uarch::AppleM,
-        name: "apple-m",
-        fma_lanes: 16,
-        l1d: 128 * KIB,
-        l2: 4 * MIB,
-        kc: ARM_KC,
-        a_block: ARM_A,
-        b_block: ARM_B,
-        why: "a 128 KiB L1 and a shared L2 of 4 MiB or more: the Neoverse blocks fit with room",
-    },
-    Entry {
-        uarch: Uarch::Generic,
-        name: "generic",
-        fma_lanes: 8,
-        l1d: 32 * KIB,
-        l2: MIB,
-        kc: if cfg!(target_arch = "aarch64") { ARM_KC } else { X86_KC },
-        a_block: if cfg!(target_arch = "aarch64") { ARM_A } else { X86_A },
-        b_block: if cfg!(target_arch = "aarch64") { ARM_B } else { X86_B },
-        why: "a core the table does not name: the blocks of a 1 MiB L2, shrunk in proportion \
-              if the core reports less",
-    },
+    row(Uarch::Zen2, "zen2", 16, [32 * KIB, 512 * KIB], [384, 180 * KIB, 384 * KIB],
+        "L2 is 512 KiB: the 768 KiB B block of a 1 MiB L2 would spill to L3, so B's block halves \
+         (NC 256) and stays in L2 beside A's"),
+    row(Uarch::Zen3, "zen3", 16, [32 * KIB, 512 * KIB], [384, 180 * KIB, 384 * KIB],
+        "L2 is 512 KiB, as on Zen 2: B's block halves to stay in L2"),
+    row(Uarch::Zen4, "zen4", 16, [32 * KIB, MIB], X86,
+        "measured on a Zen 4 EPYC: KC 192 and 128 were no faster than 384 although the 384-deep B \
+         micro-panel (48 KiB) overflows the 32 KiB L1; it streams from L2"),
+    row(Uarch::Zen5, "zen5", 32, [48 * KIB, MIB], X86,
+        "the blocks measured on Zen 5 EPYCs: the 32 x 384 B micro-panel (48 KiB) fills the 48 KiB \
+         L1, A's and B's blocks share the 1 MiB L2"),
+    row(Uarch::IntelClient, "intel-client", 16, [32 * KIB, 256 * KIB], [384, 96 * KIB, 768 * KIB],
+        "L2 is 256 KiB: A's block shrinks to 96 KiB (MC 60) to stay there with B's micro-panels; \
+         B's block is reused from the shared L3"),
+    row(Uarch::IntelClientAvx512, "intel-client-avx512", 16, [48 * KIB, 512 * KIB], [384, 180 * KIB, 384 * KIB],
+        "L2 is 512 KiB on Ice Lake client (1.25 MiB on Tiger Lake): B's block halves to fit the \
+         smaller"),
+    row(Uarch::IntelHybrid, "intel-hybrid", 16, [48 * KIB, 512 * KIB], [384, 180 * KIB, 384 * KIB],
+        "threads land on E-cores too, four of which share 2 MiB of L2 (512 KiB each), and the \
+         slowest task sets the pace: B's block is sized for an E-core"),
+    row(Uarch::SkylakeServer, "skylake-server", 32, [32 * KIB, MIB], X86,
+        "1 MiB L2 and 32 KiB L1 as on Zen 4: the same blocks"),
+    row(Uarch::IceLakeServer, "icelake-server", 32, [48 * KIB, 1280 * KIB], X86,
+        "48 KiB L1 and 1.25 MiB L2: the Zen 5 blocks, with room to spare in L2"),
+    row(Uarch::SapphireRapids, "sapphire-rapids", 32, [48 * KIB, 2 * MIB], X86,
+        "the blocks measured on a Sapphire Rapids class Xeon (issue 14); its 2 MiB L2 would hold \
+         larger blocks, not yet measured"),
+    row(Uarch::NeoverseN1, "neoverse-n1", 8, [64 * KIB, MIB], ARM,
+        "64 KiB L1 holds the 12 x 256 B micro-panel many times over; A's and B's blocks share the \
+         1 MiB L2"),
+    row(Uarch::NeoverseN2, "neoverse-n2", 8, [64 * KIB, MIB], ARM,
+        "the caches of Neoverse N1: the same blocks"),
+    row(Uarch::NeoverseV1, "neoverse-v1", 16, [64 * KIB, MIB], ARM,
+        "the caches of Neoverse N1 (four 128-bit FMA pipes change the tile's pace, not what stays \
+         resident)"),
+    row(Uarch::NeoverseV2, "neoverse-v2", 16, [64 * KIB, MIB], ARM,
+        "1-2 MiB L2 and 64 KiB L1: the Neoverse N1 blocks"),
+    row(Uarch::CortexA76, "cortex-a76", 8, [64 * KIB, 256 * KIB], [256, 96 * KIB, 240 * KIB],
+        "L2 is 256-512 KiB: A's block (MC 96) and B's (NC 240) halve to fit the smaller"),
+    row(Uarch::CortexA55, "cortex-a55", 4, [32 * KIB, 128 * KIB], [256, 32 * KIB, 96 * KIB],
+        "L2 is 0-256 KiB per core (128 KiB typical): A's block (MC 32) and B's (NC 96) fit it \
+         together"),
+    row(Uarch::AppleM, "apple-m", 16, [128 * KIB, 4 * MIB], ARM,
+        "a 128 KiB L1 and a shared L2 of 4 MiB or more: the Neoverse blocks fit with room"),
+    row(Uarch::Generic, "generic", 8, [32 * KIB, MIB], GENERIC,
+        "a core the table does not name: the blocks of a 1 MiB L2, shrunk in proportion if the \
+         core reports less"),
 ];
 
 impl Uarch {
@@ -651,7 +501,8 @@ mod tests {
         for bad in ["", "K", "0K", "-1K", "1.5M", "12Q", "99999999999999999999999K", "18446744073709551615K", "1 K"] {
             assert_eq!(cache_size(bad), None, "{bad:?}");
         }
-        let info = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n\nprocessor\t: 1\nCPU part\t: 0xd05\n";
+        let info = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n\n\
+                    processor\t: 1\nCPU part\t: 0xd05\n";
         assert_eq!(arm_midr(info), Some((0x41, 0xd0c)), "the first core's");
         assert_eq!(arm_midr("CPU implementer: 0x41\n"), None);
         assert_eq!(arm_midr("CPU implementer: 41\nCPU part: 0xd0c"), None, "not hexadecimal as Linux writes it");
