@@ -37,7 +37,8 @@ pub enum Uarch {
     Zen4,
     /// AMD Zen 5 (family 0x1a).
     Zen5,
-    /// Intel Haswell to Comet Lake client cores: AVX2, 256 KiB L2.
+    /// Intel cores with AVX2 and a 256 KiB L2: Haswell to Comet Lake client parts, and the
+    /// Haswell and Broadwell Xeons.
     IntelClient,
     /// Intel Ice Lake and Tiger Lake client cores: AVX-512 on one FMA port.
     IntelClientAvx512,
