@@ -88,33 +88,42 @@ unsafe fn tile<const NV: usize>(
                 }
             }
         }
-        for i in 0..h {
-            let row = c.add(i * ldc);
-            for v in 0..NV {
-                let cols = w.saturating_sub(v * 16).min(16);
-                if cols == 0 {
-                    break;
+        // Each row's store written out with a constant index, so that the accumulators
+        // stay in registers (a loop over `0..h` spilled them to a zeroed stack array).
+        macro_rules! rows {
+            ($($i:literal)*) => {$(
+                if $i >= h {
+                    return;
                 }
-                let mask = ((1u32 << cols) - 1) as __mmask16;
-                let p = row.add(v * 16);
-                let mut x = acc[i][v];
-                if first {
-                    if !rb.is_null() {
-                        x = _mm512_add_ps(x, _mm512_set1_ps(*rb.add(i)));
+                let row = c.add($i * ldc);
+                for v in 0..NV {
+                    let cols = w.saturating_sub(v * 16).min(16);
+                    if cols == 0 {
+                        break;
                     }
-                    if !cb.is_null() {
-                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, cb.add(v * 16)));
+                    let mask = ((1u32 << cols) - 1) as __mmask16;
+                    let p = row.add(v * 16);
+                    let mut x = acc[$i][v];
+                    if first {
+                        if !rb.is_null() {
+                            x = _mm512_add_ps(x, _mm512_set1_ps(*rb.add($i)));
+                        }
+                        if !cb.is_null() {
+                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, cb.add(v * 16)));
+                        }
+                    } else {
+                        x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), x);
                     }
-                } else {
-                    x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), x);
+                    if relu {
+                        // max(0, x) returns the second operand when either is NaN: NaN is kept.
+                        x = _mm512_max_ps(_mm512_setzero_ps(), x);
+                    }
+                    _mm512_mask_storeu_ps(p, mask, x);
                 }
-                if relu {
-                    // max(0, x) returns the second operand when either is NaN: NaN is kept.
-                    x = _mm512_max_ps(_mm512_setzero_ps(), x);
-                }
-                _mm512_mask_storeu_ps(p, mask, x);
-            }
+            )*};
         }
+        const _: () = assert!(MR == 12, "one store per row below");
+        rows!(0 1 2 3 4 5 6 7 8 9 10 11);
     }
 }
 

@@ -271,26 +271,35 @@ unsafe fn tile_vnni<const NV: usize>(
                 }
             }
         }
-        for i in 0..h {
-            let row = c.add(i * ldc);
-            let zero = _mm512_set1_epi32(dq.zero_term[i]);
-            let scale = _mm512_set1_ps(dq.scale[i]);
-            let bias = _mm512_set1_ps(dq.bias[i]);
-            for v in 0..NV {
-                let cols = w.saturating_sub(v * 16).min(16);
-                if cols == 0 {
-                    break;
+        // Each row's store written out with a constant index, so that the accumulators
+        // stay in registers (a loop over `0..h` spilled them to a zeroed stack array).
+        macro_rules! rows {
+            ($($i:literal)*) => {$(
+                if $i >= h {
+                    return;
                 }
-                let mask = ((1u32 << cols) - 1) as __mmask16;
-                let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][v], zero));
-                let mut y = _mm512_add_ps(_mm512_mul_ps(y, scale), bias);
-                if dq.relu {
-                    // max(0, y) returns the second operand when either is NaN: NaN is kept.
-                    y = _mm512_max_ps(_mm512_setzero_ps(), y);
+                let row = c.add($i * ldc);
+                let zero = _mm512_set1_epi32(dq.zero_term[$i]);
+                let scale = _mm512_set1_ps(dq.scale[$i]);
+                let bias = _mm512_set1_ps(dq.bias[$i]);
+                for v in 0..NV {
+                    let cols = w.saturating_sub(v * 16).min(16);
+                    if cols == 0 {
+                        break;
+                    }
+                    let mask = ((1u32 << cols) - 1) as __mmask16;
+                    let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[$i][v], zero));
+                    let mut y = _mm512_add_ps(_mm512_mul_ps(y, scale), bias);
+                    if dq.relu {
+                        // max(0, y) returns the second operand when either is NaN: NaN is kept.
+                        y = _mm512_max_ps(_mm512_setzero_ps(), y);
+                    }
+                    _mm512_mask_storeu_ps(row.add(v * 16), mask, y);
                 }
-                _mm512_mask_storeu_ps(row.add(v * 16), mask, y);
-            }
+            )*};
         }
+        const _: () = assert!(MR == 12, "one store per row below");
+        rows!(0 1 2 3 4 5 6 7 8 9 10 11);
     }
 }
 
