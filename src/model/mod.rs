@@ -450,18 +450,26 @@ impl Model {
         mut tasks: Option<&mut [Vec<f64>]>,
     ) {
         ws.current = 0;
-        ws.act[0][..input.len()].copy_from_slice(input);
+        // A first step that writes elsewhere reads the caller's input where it lies; an
+        // in-place or empty one gets a copy in the first buffer.
+        let direct = self.steps.first().is_some_and(Step::swaps);
+        if !direct {
+            ws.act[0][..input.len()].copy_from_slice(input);
+        }
         for (i, step) in self.steps.iter().enumerate() {
             let started = times.as_ref().map(|_| std::time::Instant::now());
             let (in_len, out_len) = (self.shapes[i].len(), self.shapes[i + 1].len());
             let (cur, other, scratch, phased) = ws.split();
             let cur = &mut cur[..batch * in_len];
+            let given = (i == 0 && direct).then(|| &input[..batch * in_len]);
             if let Some(r) = ranges.as_deref_mut().filter(|_| step.weighted()) {
-                r[i] = Some(cur.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v))));
+                let x = given.unwrap_or(cur);
+                r[i] = Some(x.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v))));
             }
             // One task: what the step runs on this thread outside the tasks it shares out.
             census::task(|| {
-                let (src, dst) = (&*cur, &mut other[..batch * out_len]);
+                let src = given.unwrap_or(cur);
+                let dst = &mut other[..batch * out_len];
                 match step {
                     Step::Conv { weights, bias, geom, relu, .. } => {
                         let b = self.weights.f32s(bias.clone());
