@@ -114,7 +114,9 @@ fn quant(fixed: Option<(f32, f32)>) -> alexnet::quant::InputQuant {
 #[test]
 fn int8_linear_matches_the_reference_bitwise_on_every_kernel_and_pool() {
     for kern in Kernel::all() {
-        for (m, k, batch) in [(1, 1, 1), (3, 5, 2), (4, 64, 4), (5, 65, 5), (37, 127, 9), (33, 4099, 6)] {
+        for (m, k, batch) in
+            [(1, 1, 1), (3, 5, 2), (4, 64, 4), (5, 65, 5), (37, 127, 9), (33, 4099, 6), (40, 1100, 17), (150, 700, 36)]
+        {
             let w = values(21, m * k, 0.0);
             let (codes, scales) = reference::int8::quantize_weights(&w, m, k);
             let sums = alexnet::quant::row_sums(&codes, m, k);
