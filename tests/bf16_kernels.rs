@@ -144,6 +144,7 @@ fn bf16_gemm_keeps_nan_through_relu() {
 /// whether a vector runs alone or in a batch (the rows and vectors are grouped
 /// differently).
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn bf16_gemv_matches_its_oracle_and_is_batch_invariant() {
     use alexnet::base::mat::MatMut;
     use alexnet::gemm::kernel::bf16 as k16;

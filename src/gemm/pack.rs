@@ -98,7 +98,9 @@ impl PackedA {
         !self.pairs.is_empty()
     }
 
-    /// Pairs `[q0, q1)` of panel `pi` in bf16 form: `mr * (q1 - q0)` values.
+    /// Pairs `[q0, q1)` of panel `pi` in bf16 form: `mr * (q1 - q0)` values (for the
+    /// bf16 GEMM, which exists on x86-64 only).
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     pub(crate) fn pair_panel(&self, pi: usize, q0: usize, q1: usize) -> &[u32] {
         let base = pi * self.mr * self.k.div_ceil(2);
