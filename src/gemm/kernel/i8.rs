@@ -161,10 +161,16 @@ pub fn run_tile(
             // SAFETY: the token proves the features; lengths, the block and the epilogue
             // were checked above.
             unsafe {
-                if w <= 16 {
-                    tile_vnni::<1>(kq, a.as_ptr(), b.as_ptr(), out, (h, w), dq)
-                } else {
-                    tile_vnni::<2>(kq, a.as_ptr(), b.as_ptr(), out, (h, w), dq)
+                // A panel's last rows (M = 128: 10 panels and 8 rows) run only the rows
+                // they have: a 12-row tile there spent a third of its products on zeros.
+                let (a, b) = (a.as_ptr(), b.as_ptr());
+                match (w <= 16, h) {
+                    (true, ..=4) => tile_vnni::<1, 4>(kq, a, b, out, (h, w), dq),
+                    (true, ..=8) => tile_vnni::<1, 8>(kq, a, b, out, (h, w), dq),
+                    (true, _) => tile_vnni::<1, MR>(kq, a, b, out, (h, w), dq),
+                    (false, ..=4) => tile_vnni::<2, 4>(kq, a, b, out, (h, w), dq),
+                    (false, ..=8) => tile_vnni::<2, 8>(kq, a, b, out, (h, w), dq),
+                    (false, _) => tile_vnni::<2, MR>(kq, a, b, out, (h, w), dq),
                 }
             }
         }
@@ -237,17 +243,17 @@ fn store(acc: &[[i32; NR]; MR], c: &mut MatMut<'_>, (i, j): (usize, usize), (h, 
     }
 }
 
-/// The VNNI tile: `kq` quads of an A panel times the first `NV` vectors of a B panel,
-/// dequantized into the `h x w` block at `c`.
+/// The VNNI tile: the first `ROWS` rows of `kq` quads of an A panel times the first `NV`
+/// vectors of a B panel, dequantized into the `h x w` block at `c`.
 ///
 /// # Safety
 /// The CPU runs AVX-512F/BW and AVX512_VNNI; `a` holds `kq * MR` values, `b` `kq * NR`;
-/// `c` is valid for writes of `h <= MR` rows of `w <= NV * 16` values `ldc` apart; the
-/// epilogue slices hold `h` values.
+/// `c` is valid for writes of `h <= ROWS <= MR` rows of `w <= NV * 16` values `ldc`
+/// apart; the epilogue slices hold `h` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile_vnni<const NV: usize>(
+unsafe fn tile_vnni<const NV: usize, const ROWS: usize>(
     kq: usize,
     a: *const u32,
     b: *const u32,
@@ -257,14 +263,14 @@ unsafe fn tile_vnni<const NV: usize>(
 ) {
     // SAFETY: every pointer range is as the contract promises; the features are enabled.
     unsafe {
-        let mut acc = [[_mm512_setzero_si512(); NV]; MR];
+        let mut acc = [[_mm512_setzero_si512(); NV]; ROWS];
         for p in 0..kq {
             let ap = a.add(p * MR);
             let mut bv = [_mm512_setzero_si512(); NV];
             for v in 0..NV {
                 bv[v] = _mm512_loadu_si512(b.add(p * NR + v * 16).cast());
             }
-            for i in 0..MR {
+            for i in 0..ROWS {
                 let av = _mm512_set1_epi32(*ap.add(i) as i32);
                 for v in 0..NV {
                     acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], bv[v], av);
@@ -275,9 +281,10 @@ unsafe fn tile_vnni<const NV: usize>(
         // stay in registers (a loop over `0..h` spilled them to a zeroed stack array).
         macro_rules! rows {
             ($($i:literal)*) => {$(
-                if $i >= h {
+                // `h <= ROWS`: past the tile's rows it has returned.
+                let Some(sums) = acc.get($i).filter(|_| $i < h) else {
                     return;
-                }
+                };
                 let row = c.add($i * ldc);
                 let zero = _mm512_set1_epi32(dq.zero_term[$i]);
                 let scale = _mm512_set1_ps(dq.scale[$i]);
@@ -288,7 +295,7 @@ unsafe fn tile_vnni<const NV: usize>(
                         break;
                     }
                     let mask = ((1u32 << cols) - 1) as __mmask16;
-                    let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[$i][v], zero));
+                    let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums[v], zero));
                     let mut y = _mm512_add_ps(_mm512_mul_ps(y, scale), bias);
                     if dq.relu {
                         // max(0, y) returns the second operand when either is NaN: NaN is kept.
