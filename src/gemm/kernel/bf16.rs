@@ -48,16 +48,16 @@ impl Avx512Bf16 {
 /// Winograd product reads each panel of its transformed weights once, from memory.
 const A_AHEAD: usize = 384;
 
-/// The tile body: `kp` pairs of an A panel times the first `NV` vectors of a B panel,
-/// stored through the epilogue into the `h x w` block at `c`.
+/// The tile body: the first `ROWS` rows of `kp` pairs of an A panel times the first
+/// `NV` vectors of a B panel, stored through the epilogue into the `h x w` block at `c`.
 ///
 /// # Safety
 /// The CPU runs AVX-512F/BW and AVX512_BF16; `a` holds `kp * MR` values, `b` `kp * NR`;
-/// `c` is valid for reads and writes of `h <= MR` rows of `w <= NV * 16` values `ldc`
-/// apart; `rb` (if non-null) holds `h` values, `cb` (if non-null) `w`.
+/// `c` is valid for reads and writes of `h <= ROWS <= MR` rows of `w <= NV * 16` values
+/// `ldc` apart; `rb` (if non-null) holds `h` values, `cb` (if non-null) `w`.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn tile<const NV: usize>(
+unsafe fn tile<const NV: usize, const ROWS: usize>(
     kp: usize,
     a: *const u32,
     b: *const u32,
@@ -73,7 +73,7 @@ unsafe fn tile<const NV: usize>(
             _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast());
             _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + w - 1).cast());
         }
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
         for p in 0..kp {
             let ap = a.add(p * MR);
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_AHEAD).cast());
@@ -81,7 +81,7 @@ unsafe fn tile<const NV: usize>(
             for v in 0..NV {
                 bv[v] = _mm512_loadu_si512(b.add(p * NR + v * 16).cast());
             }
-            for i in 0..MR {
+            for i in 0..ROWS {
                 let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
                 for v in 0..NV {
                     acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, std::mem::transmute::<__m512i, __m512bh>(bv[v]));
@@ -92,9 +92,10 @@ unsafe fn tile<const NV: usize>(
         // stay in registers (a loop over `0..h` spilled them to a zeroed stack array).
         macro_rules! rows {
             ($($i:literal)*) => {$(
-                if $i >= h {
+                // `h <= ROWS`: past the tile's rows it has returned.
+                let Some(sums) = acc.get($i).filter(|_| $i < h) else {
                     return;
-                }
+                };
                 let row = c.add($i * ldc);
                 for v in 0..NV {
                     let cols = w.saturating_sub(v * 16).min(16);
@@ -103,7 +104,7 @@ unsafe fn tile<const NV: usize>(
                     }
                     let mask = ((1u32 << cols) - 1) as __mmask16;
                     let p = row.add(v * 16);
-                    let mut x = acc[$i][v];
+                    let mut x = sums[v];
                     if first {
                         if !rb.is_null() {
                             x = _mm512_add_ps(x, _mm512_set1_ps(*rb.add($i)));
@@ -161,10 +162,16 @@ pub fn run_tile(
     let out = c.block_ptr(i, j, h, w);
     // SAFETY: the token proves the features; lengths, the block and biases were checked.
     unsafe {
-        if w <= NARROW_NR {
-            tile::<1>(kp, a.as_ptr(), b.as_ptr(), out, (h, w), (rb, cb), st.first, st.relu)
-        } else {
-            tile::<2>(kp, a.as_ptr(), b.as_ptr(), out, (h, w), (rb, cb), st.first, st.relu)
+        // A panel's last rows (M = 128: 10 panels and 8 rows) run only the rows they
+        // have, as the int8 tile does.
+        let (a, b, f, r) = (a.as_ptr(), b.as_ptr(), st.first, st.relu);
+        match (w <= NARROW_NR, h) {
+            (true, ..=4) => tile::<1, 4>(kp, a, b, out, (h, w), (rb, cb), f, r),
+            (true, ..=8) => tile::<1, 8>(kp, a, b, out, (h, w), (rb, cb), f, r),
+            (true, _) => tile::<1, MR>(kp, a, b, out, (h, w), (rb, cb), f, r),
+            (false, ..=4) => tile::<2, 4>(kp, a, b, out, (h, w), (rb, cb), f, r),
+            (false, ..=8) => tile::<2, 8>(kp, a, b, out, (h, w), (rb, cb), f, r),
+            (false, _) => tile::<2, MR>(kp, a, b, out, (h, w), (rb, cb), f, r),
         }
     }
 }
