@@ -160,8 +160,11 @@ fn serial<B: PackQuads>(
     let nc = (B_BLOCK_BYTES / (4 * panel_len).max(1)).max(1) * NR;
     let mc = (A_BLOCK_BYTES / (4 * kq * MR).max(1)).max(1) * MR;
     let cols = nc.min(n.next_multiple_of(NR));
-    scratch::with(&PACK_QUADS, cols / NR * panel_len, |buf| {
-        let quads: &mut [u32] = bytemuck::cast_slice_mut(buf);
+    // After B's block, room for one A panel in the kernel's layout if it is not the
+    // packed one (widened once per panel and B block, not per tile).
+    let wide_len = if kern.a_words() > 1 { kq * MR * kern.a_words() } else { 0 };
+    scratch::with(&PACK_QUADS, cols / NR * panel_len + wide_len, |buf| {
+        let (quads, wide): (&mut [u32], _) = bytemuck::cast_slice_mut::<f32, u32>(buf).split_at_mut(cols / NR * panel_len);
         let mut zero_term = [0i32; MR];
         let mut scale = [0.0f32; MR];
         let mut bias = [0.0f32; MR];
@@ -184,7 +187,11 @@ fn serial<B: PackQuads>(
                         }
                         bias[..h].copy_from_slice(&ep.bias[rows]);
                         let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: ep.relu };
-                        let ap = a.panel((i0 + ir) / MR);
+                        let mut ap = a.panel((i0 + ir) / MR);
+                        if wide_len > 0 {
+                            k8::widen_panel(ap, &mut wide[..wide_len]);
+                            ap = &wide[..wide_len];
+                        }
                         for q in 0..panels {
                             let (jr, w) = (q * NR, NR.min(ncur - q * NR));
                             let bp = &quads[q * panel_len..(q + 1) * panel_len];

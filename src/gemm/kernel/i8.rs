@@ -6,8 +6,10 @@
 //! AVX512_VNNI one `vpdpbusd` multiplies 16 columns' quads by a broadcast quad of A and
 //! adds the four products to 16 i32 accumulators: four times the multiply-adds of an
 //! f32 FMA per instruction. Per quad: 2 vector loads of B, 12 broadcasts, 24 dot
-//! products into 24 accumulators. Without VNNI the same layout runs plain integer loops
-//! (compiled for AVX2 where the CPU has it, which the compiler vectorizes).
+//! products into 24 accumulators. AVX2 without VNNI multiplies 16-bit values
+//! (`vpmaddwd`, twice the multiply-adds of an FMA per instruction but an add beside
+//! it), so its A panels are widened once per B block ([`widen_panel`]); other targets
+//! run plain integer loops on the same layout.
 //!
 //! The sums are exact integers, so every ISA and every split of M and N gives the same
 //! value; the store dequantizes by the one formula of [`crate::quant`]: conversion,
@@ -110,6 +112,16 @@ impl Kernel {
         all
     }
 
+    /// `u32` words per code quad of an A panel as this kernel reads it: 2 for
+    /// [`Kernel::Avx2`], whose `vpmaddwd` multiplies 16-bit values ([`widen_panel`]),
+    /// 1 for the byte quads of the rest.
+    pub fn a_words(self) -> usize {
+        match self {
+            Kernel::Avx2 => 2,
+            _ => 1,
+        }
+    }
+
     /// Short name, for test messages and the bench.
     pub fn name(self) -> &'static str {
         match self {
@@ -135,7 +147,8 @@ pub struct Dequant<'a> {
     pub relu: bool,
 }
 
-/// The `h x w` block of `c` at `(i, j)` from `kq` quads of an A panel (`kq * MR` values)
+/// The `h x w` block of `c` at `(i, j)` from `kq` quads of an A panel in the kernel's
+/// layout (`kq * MR * kern.a_words()` values: [`widen_panel`]'s for [`Kernel::Avx2`])
 /// and a B panel (`kq * NR` values).
 ///
 /// # Panics
@@ -152,7 +165,7 @@ pub fn run_tile(
     dq: &Dequant<'_>,
 ) {
     assert!((1..=MR).contains(&h) && (1..=NR).contains(&w), "int8 tile {h}x{w}");
-    assert!(a.len() >= kq * MR && b.len() >= kq * NR, "int8 panels too short");
+    assert!(a.len() >= kq * MR * kern.a_words() && b.len() >= kq * NR, "int8 panels too short");
     assert!(dq.zero_term.len() >= h && dq.scale.len() >= h && dq.bias.len() >= h, "int8 epilogue too short");
     match kern {
         #[cfg(target_arch = "x86_64")]
@@ -196,11 +209,31 @@ pub fn run_tile(
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
-            let mut acc = [[0i32; NR]; MR];
+            let out = c.block_ptr(i, j, h, w);
             // SAFETY: `Kernel::Avx2` is made only for a CPU with AVX2 (`for_cpu` from an
-            // AVX2 or AVX-512 token, `all` after the check).
-            unsafe { sums_avx2(kq, a, b, &mut acc) };
-            store(&acc, c, (i, j), (h, w), dq);
+            // AVX2 or AVX-512 token, `all` after the check); lengths (A widened: two
+            // words per quad), the block and the epilogue were checked above. Each
+            // sub-tile is the part of the block it covers.
+            unsafe {
+                let wide = a.as_ptr().cast::<u64>();
+                for half in 0..2 {
+                    let rows = h.saturating_sub(half * HALF_MR).min(HALF_MR);
+                    for part in 0..NR / 8 {
+                        let cols = w.saturating_sub(part * 8).min(8);
+                        if rows == 0 || cols == 0 {
+                            continue;
+                        }
+                        let at = (out.0.add(half * HALF_MR * out.1 + part * 8), out.1);
+                        let (a, b) = (wide.add(half * HALF_MR), b.as_ptr().add(part * 8));
+                        let r0 = half * HALF_MR;
+                        match rows {
+                            1..=2 => tile_avx2::<2>(kq, a, b, at, (rows, cols), dq, r0),
+                            3..=4 => tile_avx2::<4>(kq, a, b, at, (rows, cols), dq, r0),
+                            _ => tile_avx2::<HALF_MR>(kq, a, b, at, (rows, cols), dq, r0),
+                        }
+                    }
+                }
+            }
         }
         _ => {
             let mut acc = [[0i32; NR]; MR];
@@ -225,12 +258,19 @@ fn sums(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
     }
 }
 
-/// # Safety
-/// The CPU runs AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sums_avx2(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
-    sums(kq, a, b, acc)
+/// An A panel's quads (`a`, as [`crate::gemm::i8::PackedI8`] holds them) in the layout
+/// of [`Kernel::Avx2`]: each quad as two words, its four codes sign-extended to 16 bits,
+/// the first in the low half of the first word.
+///
+/// # Panics
+/// If `out` holds fewer than `2 * a.len()` words.
+pub fn widen_panel(a: &[u32], out: &mut [u32]) {
+    assert!(out.len() >= 2 * a.len(), "widened int8 panel too short");
+    for (o, &q) in out.chunks_exact_mut(2).zip(a) {
+        let v = q.to_le_bytes().map(|c| c as i8 as i16 as u16 as u32);
+        o[0] = v[0] | (v[1] << 16);
+        o[1] = v[2] | (v[3] << 16);
+    }
 }
 
 /// Dequantize the valid `h x w` part of a tile's sums into `c`.
@@ -307,6 +347,76 @@ unsafe fn tile_vnni<const NV: usize, const ROWS: usize>(
         }
         const _: () = assert!(MR == 12, "one store per row below");
         rows!(0 1 2 3 4 5 6 7 8 9 10 11);
+    }
+}
+
+/// The AVX2 sub-tile: the first `ROWS` of rows `r0 .. r0 + 6` of a tile (`a` at the
+/// panel's row `r0`, widened by [`widen_panel`], [`MR`] rows apart per quad) times 8
+/// columns of a B panel (`b` at the first, [`NR`] apart per quad), dequantized into the
+/// `h x w` block at `c`.
+///
+/// Without VNNI the exact product is `vpmaddwd`: 16-bit pairs multiplied and summed into
+/// i32 lanes (`vpmaddubsw` takes bytes but saturates its 16-bit sums, which `u8` times
+/// `i8` codes can reach). Per quad, four columns' codes are zero-extended to 16 bits in
+/// one load (`vpmovzxbw`), two i32 lanes per column; each row's quad is broadcast as
+/// four 16-bit values, so a `vpmaddwd` gives each column's sums of codes 0-1 and 2-3 in
+/// its two lanes, added at the store. Per quad: 2 B loads, `ROWS` broadcasts, `2 ROWS`
+/// `vpmaddwd` and as many `vpaddd`, into `2 ROWS` ymm accumulators.
+///
+/// # Safety
+/// The CPU runs AVX2; `a` holds `(kq - 1) * MR + ROWS` quads of four `i16`, `b`
+/// `(kq - 1) * NR + 8` values; `c` is valid for writes of `h <= ROWS <= 6` rows of
+/// `w <= 8` values `ldc` apart; the epilogue slices hold `r0 + h` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avx2<const ROWS: usize>(
+    kq: usize,
+    a: *const u64,
+    b: *const u32,
+    (c, ldc): (*mut f32, usize),
+    (h, w): (usize, usize),
+    dq: &Dequant<'_>,
+    r0: usize,
+) {
+    // SAFETY: every pointer range is as the contract promises; the feature is enabled.
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
+        for p in 0..kq {
+            let bp = b.add(p * NR);
+            let bv = [
+                _mm256_cvtepu8_epi16(_mm_loadu_si128(bp.cast())),
+                _mm256_cvtepu8_epi16(_mm_loadu_si128(bp.add(4).cast())),
+            ];
+            let ap = a.add(p * MR);
+            for i in 0..ROWS {
+                let av = _mm256_set1_epi64x(ap.add(i).read_unaligned() as i64);
+                for v in 0..2 {
+                    acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(bv[v], av));
+                }
+            }
+        }
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), lanes);
+        for i in 0..ROWS {
+            if i >= h {
+                break;
+            }
+            // Lane pairs summed: columns 0 1 4 5 | 2 3 6 7, then the 64-bit pairs put in order.
+            let sums = _mm256_hadd_epi32(acc[i][0], acc[i][1]);
+            let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(sums);
+            let row = c.add(i * ldc);
+            let zero = _mm256_set1_epi32(dq.zero_term[r0 + i]);
+            let scale = _mm256_set1_ps(dq.scale[r0 + i]);
+            let bias = _mm256_set1_ps(dq.bias[r0 + i]);
+            let y = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, zero));
+            let mut y = _mm256_add_ps(_mm256_mul_ps(y, scale), bias);
+            if dq.relu {
+                // max(0, y) returns the second operand when either is NaN: NaN is kept.
+                y = _mm256_max_ps(_mm256_setzero_ps(), y);
+            }
+            _mm256_maskstore_ps(row, mask, y);
+        }
     }
 }
 
