@@ -70,15 +70,23 @@ impl ActParams {
         ActParams { scale, inv: 1.0 / scale, zero }
     }
 
-    /// The code of `x`.
+    /// The code of `x`: `round_ties_even(x / scale) + zero` saturated to `0..=255`. The
+    /// quotient is clamped to +-[`QUOTIENT_LIMIT`] first (which no code can tell apart,
+    /// the zero point being in `0..=255`), so that no input, however far outside the
+    /// range, overflows the addition.
     #[inline]
     pub fn quantize(&self, x: f32) -> u8 {
-        ((x * self.inv).round_ties_even() as i32 + self.zero).clamp(0, 255) as u8
+        let t = (x * self.inv).clamp(-QUOTIENT_LIMIT, QUOTIENT_LIMIT);
+        (t.round_ties_even() as i32 + self.zero).clamp(0, 255) as u8
     }
 
     /// Parameters that mark an image whose input was not finite: its outputs become NaN.
     pub const POISONED: ActParams = ActParams { scale: f32::NAN, inv: 0.0, zero: 0 };
 }
+
+/// Where [`ActParams::quantize`] clamps `x / scale` before rounding (every SIMD
+/// quantizer clamps there too): past it, every zero point gives code 0 or 255.
+pub const QUOTIENT_LIMIT: f32 = 512.0;
 
 /// How a layer's input is quantized: from each image's own range, or with fixed
 /// parameters. Either way an image with a value that is not finite is poisoned.

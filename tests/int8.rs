@@ -43,6 +43,32 @@ fn activation_parameters_match_the_reference_rule() {
     });
 }
 
+/// Inputs far outside a fixed range (a tiny accepted scale, huge or extreme values) get
+/// code 0 or 255 on every kernel's quantizers, as the reference says, rather than an
+/// overflowed sum; values inside quantize as usual. 37 values: SIMD steps and tails.
+#[test]
+fn inputs_far_outside_a_fixed_range_saturate_on_every_kernel() {
+    use alexnet::gemm::kernel::i8::{quantize_quads, quantize_row};
+    let mut x = vec![1e30, -1e30, 3e9, -3e9, f32::MAX, f32::MIN, 1e-31, -2e-30, 0.0, -0.0, 64.0, -100.5, -101.5];
+    x.extend(values(21, 37 - x.len(), 0.0).iter().map(|v| v * 300.0));
+    for (scale, zero) in [(1e-30, 7.0), (0.5, 200.0), (3.0, 0.0), (1e-3, 255.0)] {
+        let p = ActParams::fixed(scale, zero).unwrap();
+        let want = reference::int8::codes(&x, (p.scale, p.inv, p.zero));
+        for kern in Kernel::all() {
+            let mut row = vec![9u8; x.len()];
+            quantize_row(kern, &x, &p, &mut row);
+            assert_eq!(row, want, "{} row, scale {scale}", kern.name());
+            let n = x.len() - 3;
+            let mut quads = vec![0u32; n];
+            quantize_quads(kern, [Some(&x[..]), None, Some(&x[1..]), Some(&x[3..])], &p, &mut quads);
+            for (i, q) in quads.iter().enumerate() {
+                let expect = [want[i], p.zero as u8, want[i + 1], want[i + 3]];
+                assert_eq!(q.to_le_bytes(), expect, "{} quad {i}, scale {scale}", kern.name());
+            }
+        }
+    }
+}
+
 /// The int8 GEMM against the reference (B seen as `n` inputs of `k` values sharing one
 /// set of parameters: the reference linear layer on Bᵀ with those parameters).
 #[test]

@@ -189,7 +189,7 @@ fn serial<B: PackQuads>(
                         let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: ep.relu };
                         let mut ap = a.panel((i0 + ir) / MR);
                         if wide_len > 0 {
-                            k8::widen_panel(ap, &mut wide[..wide_len]);
+                            k8::widen_panel(kern, ap, &mut wide[..wide_len]);
                             ap = &wide[..wide_len];
                         }
                         for q in 0..panels {

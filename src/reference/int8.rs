@@ -68,7 +68,9 @@ pub fn codes(x: &[f32], p: (f32, f32, i32)) -> Vec<u8> {
 
 /// The code of `x` under `(scale, inv, zero)`.
 fn code(x: f32, (_, inv, zero): (f32, f32, i32)) -> i32 {
-    let q = (x * inv).round_ties_even() as i32 + zero;
+    // Saturating: a quotient past i32's range (a tiny fixed scale, a huge input) is 0 or
+    // 255 like any other outside the codes.
+    let q = ((x * inv).round_ties_even() as i32).saturating_add(zero);
     q.clamp(0, 255)
 }
 

@@ -24,7 +24,7 @@ use std::arch::x86_64::*;
 
 use crate::base::mat::MatMut;
 use crate::cpu::Cpu;
-use crate::quant::ActParams;
+use crate::quant::{ActParams, QUOTIENT_LIMIT};
 
 /// Rows of an A panel.
 pub const MR: usize = 12;
@@ -264,12 +264,44 @@ fn sums(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
 ///
 /// # Panics
 /// If `out` holds fewer than `2 * a.len()` words.
-pub fn widen_panel(a: &[u32], out: &mut [u32]) {
+pub fn widen_panel(kern: Kernel, a: &[u32], out: &mut [u32]) {
     assert!(out.len() >= 2 * a.len(), "widened int8 panel too short");
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Avx2 = kern {
+        // Little-endian: the layout is the codes' bytes in order, each as an i16.
+        let (codes, wide) = (bytemuck::cast_slice(a), bytemuck::cast_slice_mut(out));
+        // SAFETY: `Kernel::Avx2` exists only on a CPU with AVX2 (see `run_tile`).
+        return unsafe { widen_avx2(codes, wide) };
+    }
+    let _ = kern; // one layout on other targets
     for (o, &q) in out.chunks_exact_mut(2).zip(a) {
         let v = q.to_le_bytes().map(|c| c as i8 as i16 as u16 as u32);
         o[0] = v[0] | (v[1] << 16);
         o[1] = v[2] | (v[3] << 16);
+    }
+}
+
+/// Each code of `codes` sign-extended into `wide`, 16 per `vpmovsxbw`.
+///
+/// # Safety
+/// The CPU runs AVX2.
+///
+/// # Panics
+/// If `wide` is shorter than `codes`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_avx2(codes: &[i8], wide: &mut [i16]) {
+    let mut chunks = codes.chunks_exact(16);
+    let mut outs = wide[..codes.len()].chunks_exact_mut(16);
+    for (c, o) in chunks.by_ref().zip(outs.by_ref()) {
+        // SAFETY: 16 codes read, 16 values written, inside the chunks; AVX2 enabled.
+        unsafe {
+            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(c.as_ptr().cast()));
+            _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
+        }
+    }
+    for (o, &c) in outs.into_remainder().iter_mut().zip(chunks.remainder()) {
+        *o = c as i16;
     }
 }
 
@@ -514,12 +546,41 @@ fn quantize_row_plain(x: &[f32], q: &ActParams, out: &mut [u8]) {
     }
 }
 
+/// Eight values' codes as i32 lanes: `x * inv` clamped to the quotient limit, rounded
+/// to nearest even (the default mode, as `round_ties_even`), plus the zero point,
+/// saturated to `0..=255` (callable from AVX2 code only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn codes_avx2(v: __m256, inv: __m256, zero: __m256i) -> __m256i {
+    let t = _mm256_mul_ps(v, inv);
+    let t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-QUOTIENT_LIMIT)), _mm256_set1_ps(QUOTIENT_LIMIT));
+    let c = _mm256_add_epi32(_mm256_cvtps_epi32(t), zero);
+    _mm256_min_epi32(_mm256_max_epi32(c, _mm256_setzero_si256()), _mm256_set1_epi32(255))
+}
+
 /// # Safety
-/// The CPU runs AVX2.
+/// The CPU runs AVX2; `out` holds `x.len()` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_row_avx2(x: &[f32], q: &ActParams, out: &mut [u8]) {
-    quantize_row_plain(x, q, out)
+    let (inv, zero) = (_mm256_set1_ps(q.inv), _mm256_set1_epi32(q.zero));
+    let full = x.len() / 8;
+    for c in 0..full {
+        // SAFETY: eight values read and eight codes written inside `x` and `out`.
+        unsafe {
+            let codes = codes_avx2(_mm256_loadu_ps(x.as_ptr().add(8 * c)), inv, zero);
+            // Narrowed in each 128-bit half (values 0..=255 pass unchanged): codes 0-3
+            // lead the low half, 4-7 the high.
+            let w = _mm256_packus_epi32(codes, codes);
+            let b = _mm256_packus_epi16(w, w);
+            let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)) as u32;
+            let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(b)) as u32;
+            let bytes = (u64::from(hi) << 32 | u64::from(lo)).to_le_bytes();
+            out.as_mut_ptr().add(8 * c).cast::<[u8; 8]>().write_unaligned(bytes);
+        }
+    }
+    quantize_row_plain(&x[8 * full..], q, &mut out[8 * full..]);
 }
 
 /// # Safety
@@ -531,11 +592,13 @@ unsafe fn quantize_row_avx512(x: &[f32], q: &ActParams, out: &mut [u8]) {
     unsafe {
         let inv = _mm512_set1_ps(q.inv);
         let zero = _mm512_set1_epi32(q.zero);
+        let (lo, hi) = (_mm512_set1_ps(-QUOTIENT_LIMIT), _mm512_set1_ps(QUOTIENT_LIMIT));
         for c in 0..x.len().div_ceil(16) {
             let n = (x.len() - 16 * c).min(16);
             let mask = ((1u32 << n) - 1) as __mmask16;
             let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(16 * c));
-            let codes = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero);
+            let t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
+            let codes = _mm512_add_epi32(_mm512_cvtps_epi32(t), zero);
             // Unsigned saturation to 0..=255, then narrowed to bytes.
             _mm512_mask_cvtusepi32_storeu_epi8(
                 out.as_mut_ptr().add(16 * c).cast(),
@@ -620,11 +683,27 @@ fn quantize_quads_plain(planes: [Option<&[f32]>; 4], q: &ActParams, dst: &mut [u
 }
 
 /// # Safety
-/// The CPU runs AVX2.
+/// The CPU runs AVX2; every plane holds at least `dst.len()` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_quads_avx2(planes: [Option<&[f32]>; 4], q: &ActParams, dst: &mut [u32]) {
-    quantize_quads_plain(planes, q, dst)
+    let (inv, zero) = (_mm256_set1_ps(q.inv), _mm256_set1_epi32(q.zero));
+    let full = dst.len() / 8;
+    for c in 0..full {
+        let mut word = _mm256_setzero_si256();
+        for (t, plane) in planes.iter().enumerate() {
+            let code = match plane {
+                // SAFETY: eight values inside the plane (at least `dst.len()` long).
+                Some(p) => codes_avx2(unsafe { _mm256_loadu_ps(p.as_ptr().add(8 * c)) }, inv, zero),
+                None => zero,
+            };
+            word = _mm256_or_si256(word, _mm256_sllv_epi32(code, _mm256_set1_epi32(8 * t as i32)));
+        }
+        // SAFETY: eight words inside `dst`.
+        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().add(8 * c).cast(), word) };
+    }
+    let rest = planes.map(|p| p.map(|p| &p[8 * full..]));
+    quantize_quads_plain(rest, q, &mut dst[8 * full..]);
 }
 
 /// # Safety
@@ -637,6 +716,7 @@ unsafe fn quantize_quads_avx512(planes: [Option<&[f32]>; 4], q: &ActParams, dst:
         let inv = _mm512_set1_ps(q.inv);
         let zero = _mm512_set1_epi32(q.zero);
         let (lo, hi) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+        let (tlo, thi) = (_mm512_set1_ps(-QUOTIENT_LIMIT), _mm512_set1_ps(QUOTIENT_LIMIT));
         for c in 0..dst.len().div_ceil(16) {
             let n = (dst.len() - 16 * c).min(16);
             let mask = ((1u32 << n) - 1) as __mmask16;
@@ -645,8 +725,9 @@ unsafe fn quantize_quads_avx512(planes: [Option<&[f32]>; 4], q: &ActParams, dst:
                 let code = match plane {
                     Some(p) => {
                         let v = _mm512_maskz_loadu_ps(mask, p.as_ptr().add(16 * c));
+                        let t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), tlo), thi);
                         // Round to nearest even (the default mode), as `round_ties_even`.
-                        let c = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero);
+                        let c = _mm512_add_epi32(_mm512_cvtps_epi32(t), zero);
                         _mm512_min_epi32(_mm512_max_epi32(c, lo), hi)
                     }
                     None => zero,
@@ -700,8 +781,26 @@ pub fn dots<const R: usize, const V: usize>(
             dots_vnni::<R, V>(w.as_ptr(), k, x.as_ptr(), ldx, (p, phase, phases))
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: these kernels exist only on a CPU with AVX2 (see `run_tile`).
-        Kernel::Avx2 | Kernel::AvxVnni(_) => unsafe { dots_avx2::<R, V>(w, k, x, ldx) },
+        // SAFETY: these kernels exist only on a CPU with AVX2 (see `run_tile`); lengths
+        // checked above.
+        Kernel::Avx2 | Kernel::AvxVnni(_) => unsafe {
+            let mut out = [[0i32; R]; V];
+            let p = ahead.map_or(std::ptr::null(), |a| a.rows.as_ptr());
+            let (phase, phases) = ahead.map_or((0, 1), |a| (a.phase, a.phases));
+            // Two images a pass (2R accumulators of 16 ymm); W's rows, read from memory
+            // by the first, come from L2 for the second.
+            for v0 in (0..V).step_by(2) {
+                let x = x.as_ptr().add(v0 * ldx);
+                let ahead = (if v0 == 0 { p } else { std::ptr::null() }, phase, phases);
+                if V - v0 >= 2 {
+                    let s = dots_avx2::<R, 2>(w.as_ptr(), k, x, ldx, ahead);
+                    out[v0..v0 + 2].copy_from_slice(&s);
+                } else {
+                    out[v0] = dots_avx2::<R, 1>(w.as_ptr(), k, x, ldx, ahead)[0];
+                }
+            }
+            out
+        },
         _ => dots_plain::<R, V>(w, k, x, ldx),
     }
 }
@@ -719,12 +818,61 @@ fn dots_plain<const R: usize, const V: usize>(w: &[i8], k: usize, x: &[u8], ldx:
     out
 }
 
+/// As [`dots_vnni`] on ymm registers without VNNI: 16 codes of W sign-extended and 16 of
+/// each image zero-extended to 16 bits per step, `vpmaddwd` and `vpaddd` into one
+/// accumulator per row and image; the last `k % 16` codes in plain arithmetic.
+///
 /// # Safety
-/// The CPU runs AVX2.
+/// The CPU runs AVX2; `w` holds `R * k` values, `x` `V` rows of `k` values `ldx` apart;
+/// `ahead.0`, if not null, `R * k` values (prefetches only).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dots_avx2<const R: usize, const V: usize>(w: &[i8], k: usize, x: &[u8], ldx: usize) -> [[i32; R]; V] {
-    dots_plain::<R, V>(w, k, x, ldx)
+#[allow(clippy::needless_range_loop)]
+unsafe fn dots_avx2<const R: usize, const V: usize>(
+    w: *const i8,
+    k: usize,
+    x: *const u8,
+    ldx: usize,
+    (ahead, phase, phases): (*const i8, usize, usize),
+) -> [[i32; R]; V] {
+    // SAFETY: full 16-byte steps and the tail stay inside each row; prefetches stay
+    // inside `ahead`'s rows; the feature is enabled.
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); R]; V];
+        let steps = k / 16;
+        for c in 0..steps {
+            // One prefetch per 64-byte line, this pass's share of them.
+            if !ahead.is_null() && c % 4 == 0 && (c / 4) % phases == phase {
+                for r in 0..R {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.add(r * k + 16 * c).cast());
+                }
+            }
+            let mut xv = [_mm256_setzero_si256(); V];
+            for v in 0..V {
+                xv[v] = _mm256_cvtepu8_epi16(_mm_loadu_si128(x.add(v * ldx + 16 * c).cast()));
+            }
+            for r in 0..R {
+                let wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(r * k + 16 * c).cast()));
+                for v in 0..V {
+                    acc[v][r] = _mm256_add_epi32(acc[v][r], _mm256_madd_epi16(xv[v], wv));
+                }
+            }
+        }
+        let mut out = [[0i32; R]; V];
+        for v in 0..V {
+            for r in 0..R {
+                let s = _mm_add_epi32(_mm256_castsi256_si128(acc[v][r]), _mm256_extracti128_si256::<1>(acc[v][r]));
+                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+                let mut sum = _mm_cvtsi128_si32(s);
+                for i in 16 * steps..k {
+                    sum += *w.add(r * k + i) as i32 * *x.add(v * ldx + i) as i32;
+                }
+                out[v][r] = sum;
+            }
+        }
+        out
+    }
 }
 
 /// # Safety
