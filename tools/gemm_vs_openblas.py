@@ -73,13 +73,21 @@ def main():
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--min-time", type=float, default=0.25,
                     help="seconds each side measures a cell for at least (after --reps calls)")
-    ap.add_argument("--isa", default="avx512,avx2")
+    ap.add_argument("--isa", default=None,
+                    help="ISAs to run, comma-separated (default: every SIMD ISA this CPU runs)")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "gemm_shapes"], check=True)
     info = threadpool_info()
     blas = [i for i in info if i.get("user_api") == "blas"]
     print(f"# numpy {np.__version__}; BLAS: " + ", ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture')})" for i in blas), file=sys.stderr)
-    isas = args.isa.split(",")
+    if args.isa:
+        isas = args.isa.split(",")
+    else:
+        # The example's own default is every ISA the CPU runs; its peak lines name them.
+        out = subprocess.run(["target/release/examples/gemm_shapes", "--threads", "1", "--reps", "1",
+                              "--shape", "none", "--peak"], check=True, capture_output=True, text=True).stdout
+        found = [json.loads(line)["isa"] for line in out.splitlines() if line.strip()]
+        isas = [i for i in dict.fromkeys(found) if i != "portable"]
     SHAPES = shapes()
     # Each (shape, threads) cell is measured as a pair, OpenBLAS and ours back to back
     # (in alternating order from round to round), and its ratio taken within the pair:
