@@ -24,7 +24,9 @@ use std::arch::x86_64::*;
 
 use crate::base::mat::MatMut;
 use crate::cpu::Cpu;
-use crate::quant::{ActParams, QUOTIENT_LIMIT};
+use crate::quant::ActParams;
+#[cfg(target_arch = "x86_64")]
+use crate::quant::QUOTIENT_LIMIT;
 
 /// Rows of an A panel.
 pub const MR: usize = 12;
