@@ -49,15 +49,16 @@ impl PackQuads for RowMajorU8<'_> {
     fn pack(&self, k: usize, j0: usize, j1: usize, out: &mut [u32]) {
         let kq = k.div_ceil(4);
         for (q, j) in (j0..j1).step_by(NR).enumerate() {
+            let w = NR.min(j1 - j);
             for p in 0..kq {
-                for c in 0..NR {
-                    let mut bytes = [0u8; 4];
-                    for (t, b) in bytes.iter_mut().enumerate() {
-                        if 4 * p + t < k && j + c < j1 {
-                            *b = self.data[(4 * p + t) * self.ld + j + c];
-                        }
-                    }
-                    out[(q * kq + p) * NR + c] = u32::from_le_bytes(bytes);
+                // The quad's four rows (an empty row past k), each the panel's w columns.
+                let rows: [&[u8]; 4] = std::array::from_fn(|t| match 4 * p + t {
+                    r if r < k => &self.data[r * self.ld + j..r * self.ld + j + w],
+                    _ => &[],
+                });
+                let dst = &mut out[(q * kq + p) * NR..(q * kq + p + 1) * NR];
+                for (c, d) in dst.iter_mut().enumerate() {
+                    *d = u32::from_le_bytes(rows.map(|r| r.get(c).copied().unwrap_or(0)));
                 }
             }
         }
