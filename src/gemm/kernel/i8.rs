@@ -922,3 +922,70 @@ unsafe fn dots_vnni<const R: usize, const V: usize>(
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Small enough for Miri (which runs the AVX2 kernels' unsafe code under CI's `gemm`
+    //! filter): every kernel this CPU runs against the plain loops on the same operands.
+    use super::*;
+
+    fn words(seed: u32, n: usize) -> Vec<u32> {
+        (0..n as u32).map(|i| (i ^ seed).wrapping_mul(0x9E37_79B9).rotate_left(seed % 31)).collect()
+    }
+
+    #[test]
+    fn every_int8_tile_gives_the_plain_sums() {
+        let kq = 3;
+        let (a, b) = (words(5, kq * MR), words(9, kq * NR));
+        let zero_term: Vec<i32> = (0..MR as i32).map(|r| r * 37 - 200).collect();
+        let scale: Vec<f32> = (0..MR).map(|r| 0.001 * (r + 1) as f32).collect();
+        let bias: Vec<f32> = (0..MR).map(|r| r as f32 - 5.0).collect();
+        for relu in [false, true] {
+            let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu };
+            for (h, w) in [(MR, NR), (7, 9), (1, 1), (5, 17)] {
+                let run = |kern: Kernel| {
+                    let mut wide = vec![0u32; kq * MR * kern.a_words()];
+                    let ap: &[u32] = if kern.a_words() > 1 {
+                        widen_panel(kern, &a, &mut wide);
+                        &wide
+                    } else {
+                        &a
+                    };
+                    let ldc = NR + 3;
+                    let mut c = vec![-1.0f32; MR * ldc];
+                    run_tile(kern, kq, ap, &b, &mut MatMut::new(&mut c, MR, ldc, ldc), (0, 0), (h, w), &dq);
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                let want = run(Kernel::Plain);
+                for kern in Kernel::all() {
+                    assert_eq!(run(kern), want, "{} {h}x{w}", kern.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_int8_gemv_and_quantizer_gives_the_plain_result() {
+        let k = 37; // two 16-code steps and a tail
+        let w: Vec<i8> = words(3, 8 * k).iter().map(|&v| v as i8).collect();
+        let x: Vec<u8> = words(4, 3 * k + 8).iter().map(|&v| v as u8).collect();
+        let vals: Vec<f32> = (0..k).map(|i| (i as f32 - 17.0) * 0.37).collect();
+        let q = ActParams::from_range(-6.0, 7.0);
+        for kern in Kernel::all() {
+            let name = kern.name();
+            assert_eq!(dots::<8, 1>(kern, &w, k, &x, k, None), dots::<8, 1>(Kernel::Plain, &w, k, &x, k, None), "{name}");
+            let ahead = Some(Ahead { rows: &w[4 * k..], phase: 0, phases: 1 });
+            let want = dots::<4, 3>(Kernel::Plain, &w, k, &x[1..], k + 2, None);
+            assert_eq!(dots::<4, 3>(kern, &w, k, &x[1..], k + 2, ahead), want, "{name}");
+            let (mut row, mut plain) = (vec![0u8; k], vec![0u8; k]);
+            quantize_row(kern, &vals, &q, &mut row);
+            quantize_row(Kernel::Plain, &vals, &q, &mut plain);
+            assert_eq!(row, plain, "{name}");
+            let planes = [Some(&vals[..]), None, Some(&vals[2..]), Some(&vals[1..])];
+            let (mut quads, mut plain) = (vec![0u32; k - 2], vec![0u32; k - 2]);
+            quantize_quads(kern, planes, &q, &mut quads);
+            quantize_quads(Kernel::Plain, planes, &q, &mut plain);
+            assert_eq!(quads, plain, "{name}");
+        }
+    }
+}
