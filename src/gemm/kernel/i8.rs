@@ -430,8 +430,6 @@ unsafe fn tile_avx2<const ROWS: usize>(
                 }
             }
         }
-        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), lanes);
         for i in 0..ROWS {
             if i >= h {
                 break;
@@ -439,19 +437,31 @@ unsafe fn tile_avx2<const ROWS: usize>(
             // Lane pairs summed: columns 0 1 4 5 | 2 3 6 7, then the 64-bit pairs put in order.
             let sums = _mm256_hadd_epi32(acc[i][0], acc[i][1]);
             let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(sums);
-            let row = c.add(i * ldc);
-            let zero = _mm256_set1_epi32(dq.zero_term[r0 + i]);
-            let scale = _mm256_set1_ps(dq.scale[r0 + i]);
-            let bias = _mm256_set1_ps(dq.bias[r0 + i]);
-            let y = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, zero));
-            let mut y = _mm256_add_ps(_mm256_mul_ps(y, scale), bias);
-            if dq.relu {
-                // max(0, y) returns the second operand when either is NaN: NaN is kept.
-                y = _mm256_max_ps(_mm256_setzero_ps(), y);
-            }
-            _mm256_maskstore_ps(row, mask, y);
+            store8(c.add(i * ldc), sums, w, dq, r0 + i);
         }
     }
+}
+
+/// The first `cols <= 8` of eight sums of row `r` dequantized by `dq` into `row`.
+///
+/// # Safety
+/// The CPU runs AVX2; `row` is valid for writes of `cols` values; `dq`'s slices hold
+/// more than `r` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store8(row: *mut f32, sums: __m256i, cols: usize, dq: &Dequant<'_>, r: usize) {
+    let zero = _mm256_set1_epi32(dq.zero_term[r]);
+    let y = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, zero));
+    let mut y = _mm256_add_ps(_mm256_mul_ps(y, _mm256_set1_ps(dq.scale[r])), _mm256_set1_ps(dq.bias[r]));
+    if dq.relu {
+        // max(0, y) returns the second operand when either is NaN: NaN is kept.
+        y = _mm256_max_ps(_mm256_setzero_ps(), y);
+    }
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), lanes);
+    // SAFETY: the mask covers the first `cols` lanes, which the caller says are valid.
+    unsafe { _mm256_maskstore_ps(row, mask, y) };
 }
 
 /// Rows of an AVX-VNNI sub-tile: half an A panel.
@@ -497,24 +507,12 @@ unsafe fn tile_avxvnni(
             if i >= h {
                 break;
             }
-            let row = c.add(i * ldc);
-            let zero = _mm256_set1_epi32(dq.zero_term[r0 + i]);
-            let scale = _mm256_set1_ps(dq.scale[r0 + i]);
-            let bias = _mm256_set1_ps(dq.bias[r0 + i]);
             for v in 0..2 {
                 let cols = w.saturating_sub(v * 8).min(8);
                 if cols == 0 {
                     break;
                 }
-                let y = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][v], zero));
-                let mut y = _mm256_add_ps(_mm256_mul_ps(y, scale), bias);
-                if dq.relu {
-                    // max(0, y) returns the second operand when either is NaN: NaN is kept.
-                    y = _mm256_max_ps(_mm256_setzero_ps(), y);
-                }
-                let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), lanes);
-                _mm256_maskstore_ps(row.add(v * 8), mask, y);
+                store8(c.add(i * ldc + v * 8), acc[i][v], cols, dq, r0 + i);
             }
         }
     }
