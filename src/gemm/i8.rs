@@ -188,11 +188,7 @@ fn serial<B: PackQuads>(
                         }
                         bias[..h].copy_from_slice(&ep.bias[rows]);
                         let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: ep.relu };
-                        let mut ap = a.panel((i0 + ir) / MR);
-                        if wide_len > 0 {
-                            k8::widen_panel(kern, ap, &mut wide[..wide_len]);
-                            ap = &wide[..wide_len];
-                        }
+                        let ap = k8::panel_for(kern, a.panel((i0 + ir) / MR), wide);
                         for q in 0..panels {
                             let (jr, w) = (q * NR, NR.min(ncur - q * NR));
                             let bp = &quads[q * panel_len..(q + 1) * panel_len];

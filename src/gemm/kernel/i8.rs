@@ -8,7 +8,7 @@
 //! f32 FMA per instruction. Per quad: 2 vector loads of B, 12 broadcasts, 24 dot
 //! products into 24 accumulators. AVX2 without VNNI multiplies 16-bit values
 //! (`vpmaddwd`, twice the multiply-adds of an FMA per instruction but an add beside
-//! it), so its A panels are widened once per B block ([`widen_panel`]); other targets
+//! it), so its A panels are widened once per B block ([`panel_for`]); other targets
 //! run plain integer loops on the same layout.
 //!
 //! The sums are exact integers, so every ISA and every split of M and N gives the same
@@ -115,7 +115,7 @@ impl Kernel {
     }
 
     /// `u32` words per code quad of an A panel as this kernel reads it: 2 for
-    /// [`Kernel::Avx2`], whose `vpmaddwd` multiplies 16-bit values ([`widen_panel`]),
+    /// [`Kernel::Avx2`], whose `vpmaddwd` multiplies 16-bit values ([`panel_for`]),
     /// 1 for the byte quads of the rest.
     pub fn a_words(self) -> usize {
         match self {
@@ -150,7 +150,7 @@ pub struct Dequant<'a> {
 }
 
 /// The `h x w` block of `c` at `(i, j)` from `kq` quads of an A panel in the kernel's
-/// layout (`kq * MR * kern.a_words()` values: [`widen_panel`]'s for [`Kernel::Avx2`])
+/// layout (`kq * MR * kern.a_words()` values: [`panel_for`]'s for [`Kernel::Avx2`])
 /// and a B panel (`kq * NR` values).
 ///
 /// # Panics
@@ -261,26 +261,23 @@ fn sums(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
 }
 
 /// An A panel's quads (`a`, as [`crate::gemm::i8::PackedI8`] holds them) in the layout
-/// of [`Kernel::Avx2`]: each quad as two words, its four codes sign-extended to 16 bits,
-/// the first in the low half of the first word.
+/// `kern` reads: `a` itself for the byte-quad kernels; for [`Kernel::Avx2`] each quad as
+/// two words in `scratch` (at least `2 * a.len()` long), its four codes sign-extended to
+/// 16 bits, the first in the low half of the first word.
 ///
 /// # Panics
-/// If `out` holds fewer than `2 * a.len()` words.
-pub fn widen_panel(kern: Kernel, a: &[u32], out: &mut [u32]) {
-    assert!(out.len() >= 2 * a.len(), "widened int8 panel too short");
+/// If [`Kernel::Avx2`]'s `scratch` is too short.
+pub fn panel_for<'a>(kern: Kernel, a: &'a [u32], scratch: &'a mut [u32]) -> &'a [u32] {
     #[cfg(target_arch = "x86_64")]
     if let Kernel::Avx2 = kern {
+        let wide = &mut scratch[..2 * a.len()];
         // Little-endian: the layout is the codes' bytes in order, each as an i16.
-        let (codes, wide) = (bytemuck::cast_slice(a), bytemuck::cast_slice_mut(out));
         // SAFETY: `Kernel::Avx2` exists only on a CPU with AVX2 (see `run_tile`).
-        return unsafe { widen_avx2(codes, wide) };
+        unsafe { widen_avx2(bytemuck::cast_slice(a), bytemuck::cast_slice_mut(wide)) };
+        return wide;
     }
-    let _ = kern; // one layout on other targets
-    for (o, &q) in out.chunks_exact_mut(2).zip(a) {
-        let v = q.to_le_bytes().map(|c| c as i8 as i16 as u16 as u32);
-        o[0] = v[0] | (v[1] << 16);
-        o[1] = v[2] | (v[3] << 16);
-    }
+    let _ = (kern, scratch); // byte quads as they are
+    a
 }
 
 /// Each code of `codes` sign-extended into `wide`, 16 per `vpmovsxbw`.
@@ -385,7 +382,7 @@ unsafe fn tile_vnni<const NV: usize, const ROWS: usize>(
 }
 
 /// The AVX2 sub-tile: the first `ROWS` of rows `r0 .. r0 + 6` of a tile (`a` at the
-/// panel's row `r0`, widened by [`widen_panel`], [`MR`] rows apart per quad) times 8
+/// panel's row `r0`, widened by [`panel_for`], [`MR`] rows apart per quad) times 8
 /// columns of a B panel (`b` at the first, [`NR`] apart per quad), dequantized into the
 /// `h x w` block at `c`.
 ///
@@ -943,12 +940,7 @@ mod tests {
             for (h, w) in [(MR, NR), (7, 9), (1, 1), (5, 17)] {
                 let run = |kern: Kernel| {
                     let mut wide = vec![0u32; kq * MR * kern.a_words()];
-                    let ap: &[u32] = if kern.a_words() > 1 {
-                        widen_panel(kern, &a, &mut wide);
-                        &wide
-                    } else {
-                        &a
-                    };
+                    let ap = panel_for(kern, &a, &mut wide);
                     let ldc = NR + 3;
                     let mut c = vec![-1.0f32; MR * ldc];
                     run_tile(kern, kq, ap, &b, &mut MatMut::new(&mut c, MR, ldc, ldc), (0, 0), (h, w), &dq);
