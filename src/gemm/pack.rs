@@ -180,6 +180,22 @@ impl PackB for RowMajor<'_> {
     }
 
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
+        // Each kernel's width as a constant: the panel loop then compiles to whole vector
+        // moves (with the width a run-time value it cost four times as much).
+        match nr {
+            8 => self.pack_rows(k0, k1, j0, j1, 8, out),
+            12 => self.pack_rows(k0, k1, j0, j1, 12, out),
+            16 => self.pack_rows(k0, k1, j0, j1, 16, out),
+            32 => self.pack_rows(k0, k1, j0, j1, 32, out),
+            _ => self.pack_rows(k0, k1, j0, j1, nr, out),
+        }
+    }
+}
+
+impl RowMajor<'_> {
+    /// [`PackB::pack`], inlined into each call of it with `nr` a constant.
+    #[inline(always)]
+    fn pack_rows(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         let kc = k1 - k0;
         for p in 0..kc {
             let src = &self.data[(k0 + p) * self.ld + j0..(k0 + p) * self.ld + j1];
@@ -194,6 +210,36 @@ impl PackB for RowMajor<'_> {
                 let dst = &mut out[(q * kc + p) * nr..(q * kc + p + 1) * nr];
                 copy_short(&mut dst[..part.len()], part);
                 dst[part.len()..].fill(0.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_major_packs_panels_of_any_width() {
+        // Every kernel's width (packed with it as a constant) and widths no kernel has;
+        // blocks that start inside the matrix and end in a ragged panel.
+        let (k, n, ld) = (7, 45, 47);
+        let data: Vec<f32> = (0..k * ld).map(|i| i as f32).collect();
+        let b = RowMajor { data: &data, ld };
+        for nr in [1usize, 3, 8, 12, 16, 32, 5, 24] {
+            for (k0, k1, j0, j1) in [(0usize, k, 0usize, n), (2, 5, 3, 40), (1, 2, 44, 45)] {
+                let (kc, panels) = (k1 - k0, (j1 - j0).div_ceil(nr));
+                let mut out = vec![f32::NAN; panels * nr * kc];
+                b.pack(k0, k1, j0, j1, nr, &mut out);
+                for q in 0..panels {
+                    for p in 0..kc {
+                        for c in 0..nr {
+                            let j = j0 + q * nr + c;
+                            let want = if j < j1 { data[(k0 + p) * ld + j] } else { 0.0 };
+                            assert_eq!(out[(q * kc + p) * nr + c], want, "nr {nr} block {k0}..{k1} x {j0}..{j1}");
+                        }
+                    }
+                }
             }
         }
     }
