@@ -86,10 +86,11 @@ fn edge_shapes_match_reference() {
     for kernel in kernels() {
         let b = gemm::blocks(kernel);
         // MR + 8 and MR + 9: a last panel exactly as tall as AVX-512's short kernel, and
-        // one row taller. NR + NR / 2: a last panel exactly as wide as the narrow kernel.
+        // one row taller; MR + 4 and MR + 2: exactly as tall as AVX2's, and shorter.
+        // NR + NR / 2: a last panel exactly as wide as the narrow kernel.
         // NR + 8, NR + NR / 2 + 3 and + 8: last panels of 8, 19 and 24 columns (AVX-512:
         // two calls of the edge kernel; a narrow tile then the edge kernel).
-        let ms = [1, b.mr - 1, b.mr, b.mr + 1, b.mr + 8, b.mr + 9, 2 * b.mr + 3, b.mc + 1];
+        let ms = [1, b.mr - 1, b.mr, b.mr + 1, b.mr + 2, b.mr + 4, b.mr + 8, b.mr + 9, 2 * b.mr + 3, b.mc + 1];
         let ns = [
             1,
             b.nr - 1,
