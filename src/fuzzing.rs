@@ -203,27 +203,31 @@ pub fn gemm_diff(data: &[u8]) {
             }
         }
     }
-    // The int8 GEMM and linear layer on every int8 kernel: the reference's rules, bit for bit.
+    // The int8 GEMM and linear layer on every int8 kernel: the reference's rules, bit for bit;
+    // the GEMM also with the codes halved (7-bit weights, which AVX2 multiplies as bytes).
     let (codes, scales) = crate::reference::int8::quantize_weights(&a, m, k);
+    let halved: Vec<i8> = codes.iter().map(|c| c / 2).collect();
     if let Some(p) = crate::reference::int8::act_params(&b) {
         let codes_b = crate::reference::int8::codes(&b, p);
         let act = crate::quant::ActParams { scale: p.0, inv: p.1, zero: p.2 };
-        let packed = gemm::i8::PackedI8::pack(&codes, &scales, m, k);
-        let want: Vec<u32> = (0..n)
-            .flat_map(|j| {
-                let col: Vec<f32> = (0..k).map(|t| b[t * n + j]).collect();
-                crate::reference::int8::linear_with(&col, Some(p), &codes, &scales, &bias, m, k, relu)
-            })
-            .map(f32::to_bits)
-            .collect();
-        for kern in gemm::kernel::i8::Kernel::all() {
-            let mut c = vec![f32::NAN; m * n];
-            let ep = gemm::i8::Epilogue { act, bias: &bias, relu };
-            gemm::i8::gemm(kern, &packed, &gemm::i8::RowMajorU8 { data: &codes_b, ld: n }, n, &mut c, n, ep, 2);
-            // `want` is column by column.
-            for (idx, &g) in c.iter().enumerate() {
-                let (i, j) = (idx / n, idx % n);
-                assert!(g.to_bits() == want[j * m + i], "int8 gemm {} {m}x{n}x{k} ({i},{j})", kern.name());
+        for codes in [&codes, &halved] {
+            let packed = gemm::i8::PackedI8::pack(codes, &scales, m, k);
+            let want: Vec<u32> = (0..n)
+                .flat_map(|j| {
+                    let col: Vec<f32> = (0..k).map(|t| b[t * n + j]).collect();
+                    crate::reference::int8::linear_with(&col, Some(p), codes, &scales, &bias, m, k, relu)
+                })
+                .map(f32::to_bits)
+                .collect();
+            for kern in gemm::kernel::i8::Kernel::all() {
+                let mut c = vec![f32::NAN; m * n];
+                let ep = gemm::i8::Epilogue { act, bias: &bias, relu };
+                gemm::i8::gemm(kern, &packed, &gemm::i8::RowMajorU8 { data: &codes_b, ld: n }, n, &mut c, n, ep, 2);
+                // `want` is column by column.
+                for (idx, &g) in c.iter().enumerate() {
+                    let (i, j) = (idx / n, idx % n);
+                    assert!(g.to_bits() == want[j * m + i], "int8 gemm {} {m}x{n}x{k} ({i},{j})", kern.name());
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 //! across kernels, thread counts and batches.
 
 use alexnet::gemm::i8::{self as gi8, PackedI8};
-use alexnet::gemm::kernel::i8::Kernel;
+use alexnet::gemm::kernel::i8::{Kernel, SMALL_CODE};
 use alexnet::ops::im2col::ConvGeom;
 use alexnet::plan::{Pads, Plan};
 use alexnet::quant::ActParams;
@@ -74,16 +74,22 @@ fn inputs_far_outside_a_fixed_range_saturate_on_every_kernel() {
 #[test]
 fn int8_gemm_matches_the_reference_bitwise_on_every_kernel() {
     let shapes = [(1, 1, 1), (5, 7, 3), (12, 32, 4), (13, 33, 5), (25, 65, 130), (7, 200, 301), (40, 17, 1030)];
-    for kern in Kernel::all() {
+    // Weight codes as quantized (8 bits), and as 7-bit weights (within SMALL_CODE, up
+    // to it: AVX2 without VNNI then multiplies the bytes as they are).
+    let seven = |c: i8| if c.unsigned_abs() >= 126 { c.signum() * SMALL_CODE } else { c / 2 };
+    for (kern, small) in Kernel::all().into_iter().flat_map(|k| [(k, false), (k, true)]) {
         for (m, n, k) in shapes {
             for (shift, relu) in [(0.0, false), (3.0, true), (-1.0, true)] {
                 let w = values(11, m * k, 0.1);
                 let (codes, scales) = reference::int8::quantize_weights(&w, m, k);
+                let codes: Vec<i8> = if small { codes.into_iter().map(seven).collect() } else { codes };
                 let b = values(12, k * n, shift);
                 let bias = values(13, m, 0.0);
                 let act = ActParams::of(&b).unwrap();
                 let codes_b = reference::int8::codes(&b, reference::int8::act_params(&b).unwrap());
                 let packed = PackedI8::pack(&codes, &scales, m, k);
+                // Each row's largest weight quantizes to +-127: 8-bit codes are never small.
+                assert_eq!(packed.small(), small, "{m}x{k}");
                 let ldc = n + 3;
                 let mut c = vec![-7777.0f32; m * ldc];
                 let ep = gi8::Epilogue { act, bias: &bias, relu };
@@ -97,7 +103,7 @@ fn int8_gemm_matches_the_reference_bitwise_on_every_kernel() {
                     assert_eq!(
                         bits(&c[i * ldc..i * ldc + n]),
                         bits(&want[i * n..(i + 1) * n]),
-                        "{} {m}x{n}x{k} row {i}",
+                        "{} (7-bit weights: {small}) {m}x{n}x{k} row {i}",
                         kern.name()
                     );
                 }

@@ -74,6 +74,8 @@ pub struct PackedI8 {
     panels: Vec<u32>,
     scales: Vec<f32>,
     sums: Vec<i32>,
+    /// Every code lies in `[-SMALL_CODE, SMALL_CODE]` ([`Kernel::for_weights`]).
+    small: bool,
 }
 
 impl PackedI8 {
@@ -96,7 +98,15 @@ impl PackedI8 {
             }
         }
         let sums = crate::quant::row_sums(codes, m, k);
-        PackedI8 { m, k, panels, scales: scales[..m].to_vec(), sums }
+        let small = codes[..m * k].iter().all(|c| c.unsigned_abs() <= k8::SMALL_CODE as u8);
+        PackedI8 { m, k, panels, scales: scales[..m].to_vec(), sums, small }
+    }
+
+    /// Whether every code lies in `[-SMALL_CODE, SMALL_CODE]` (7-bit weights, as
+    /// quantizers write them for CPUs without VNNI), so that [`Kernel::for_weights`] may
+    /// multiply the bytes as they are.
+    pub fn small(&self) -> bool {
+        self.small
     }
 
     fn panel(&self, p: usize) -> &[u32] {
@@ -133,6 +143,7 @@ pub fn gemm<B: PackQuads>(
     tasks: usize,
 ) {
     assert!(ep.bias.len() >= a.m, "int8 bias too short");
+    let kern = kern.for_weights(a.small);
     let view = MatMut::new(c, a.m, n, ldc);
     let cost = (BLOCKS, NR / 2, PACK_COST_IN_TILES);
     split_tasks(cost, view, (0, 0), tasks.max(1), &|c, at| serial(kern, a, b, c, at, ep));

@@ -8,8 +8,10 @@
 //! f32 FMA per instruction. Per quad: 2 vector loads of B, 12 broadcasts, 24 dot
 //! products into 24 accumulators. AVX2 without VNNI multiplies 16-bit values
 //! (`vpmaddwd`, twice the multiply-adds of an FMA per instruction but an add beside
-//! it), so its A panels are widened once per B block ([`panel_for`]); other targets
-//! run plain integer loops on the same layout.
+//! it), so its A panels are widened once per B block ([`panel_for`]); weights whose
+//! codes all lie in `-64..=64` (7-bit weights) it multiplies as bytes instead
+//! (`vpmaddubsw`, whose i16 pair sums then cannot saturate: [`Kernel::Avx2Small`]).
+//! Other targets run plain integer loops on the same layout.
 //!
 //! The sums are exact integers, so every ISA and every split of M and N gives the same
 //! value; the store dequantizes by the one formula of [`crate::quant`]: conversion,
@@ -78,8 +80,12 @@ pub enum Kernel {
     Vnni(Vnni),
     /// `vpdpbusd` on ymm registers (AVX-VNNI), for AVX2 models.
     AvxVnni(AvxVnni),
-    /// The integer loops compiled for AVX2 (the CPU has it: the model's token says so).
+    /// AVX2 without VNNI: `vpmaddwd` on both operands widened to 16 bits (the CPU has
+    /// AVX2: the model's token says so).
     Avx2,
+    /// AVX2 without VNNI, for weights whose codes all lie in `[-SMALL_CODE, SMALL_CODE]`
+    /// ([`Kernel::for_weights`] picks it): `vpmaddubsw` on the byte quads as they are.
+    Avx2Small,
     /// The integer loops for the baseline target (SSE2, NEON, anything).
     Plain,
 }
@@ -100,6 +106,16 @@ impl Kernel {
     #[cfg(target_arch = "x86_64")]
     fn avx2() -> Kernel {
         AvxVnni::new().map_or(Kernel::Avx2, Kernel::AvxVnni)
+    }
+
+    /// The kernel to run weights with on a CPU whose model kernel is `self`: where every
+    /// code lies in `[-SMALL_CODE, SMALL_CODE]` (`small`), AVX2 without VNNI multiplies
+    /// the bytes as they are ([`Kernel::Avx2Small`]); the sums are the same integers.
+    pub fn for_weights(self, small: bool) -> Kernel {
+        match self {
+            Kernel::Avx2 if small => Kernel::Avx2Small,
+            other => other,
+        }
     }
 
     /// Every kernel this CPU runs, for tests.
@@ -130,6 +146,7 @@ impl Kernel {
             Kernel::Vnni(_) => "avx512-vnni",
             Kernel::AvxVnni(_) => "avx-vnni",
             Kernel::Avx2 => "avx2",
+            Kernel::Avx2Small => "avx2-small",
             Kernel::Plain => "plain",
         }
     }
@@ -232,6 +249,33 @@ pub fn run_tile(
                             1..=2 => tile_avx2::<2>(kq, a, b, at, (rows, cols), dq, r0),
                             3..=4 => tile_avx2::<4>(kq, a, b, at, (rows, cols), dq, r0),
                             _ => tile_avx2::<HALF_MR>(kq, a, b, at, (rows, cols), dq, r0),
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Small => {
+            let out = c.block_ptr(i, j, h, w);
+            // SAFETY: `Kernel::Avx2Small` is made only from `Kernel::Avx2` (`for_weights`),
+            // so the CPU has AVX2; lengths, the block and the epilogue were checked above;
+            // each sub-tile is the part of the block it covers. Exactness rests on the
+            // caller's promise that the codes are small, not on memory safety.
+            unsafe {
+                for half in 0..2 {
+                    let rows = h.saturating_sub(half * HALF_MR).min(HALF_MR);
+                    for part in 0..NR / 8 {
+                        let cols = w.saturating_sub(part * 8).min(8);
+                        if rows == 0 || cols == 0 {
+                            continue;
+                        }
+                        let at = (out.0.add(half * HALF_MR * out.1 + part * 8), out.1);
+                        let (a, b) = (a.as_ptr().add(half * HALF_MR), b.as_ptr().add(part * 8));
+                        let r0 = half * HALF_MR;
+                        match rows {
+                            1..=2 => tile_avx2_small::<2>(kq, a, b, at, (rows, cols), dq, r0),
+                            3..=4 => tile_avx2_small::<4>(kq, a, b, at, (rows, cols), dq, r0),
+                            _ => tile_avx2_small::<HALF_MR>(kq, a, b, at, (rows, cols), dq, r0),
                         }
                     }
                 }
@@ -439,6 +483,57 @@ unsafe fn tile_avx2<const ROWS: usize>(
     }
 }
 
+/// Largest weight code magnitude [`Kernel::Avx2Small`] takes: `vpmaddubsw` adds two
+/// products of a `u8` and an `i8` code in an i16 that saturates, and `255 * (64 + 64) =
+/// 32640` still fits, so every pair sum, and every tile sum, is exact.
+pub const SMALL_CODE: i8 = 64;
+
+/// The AVX2 sub-tile for small weight codes ([`SMALL_CODE`]): rows `r0 .. r0 + ROWS` of a
+/// tile (`a` at the panel's row `r0`, byte quads [`MR`] apart per quad) times 8 columns
+/// of a B panel, dequantized into the `h x w` block at `c`. Per quad: 1 load of B,
+/// `ROWS` broadcasts, and per row a `vpmaddubsw` (u8 x i8 pairs into i16), a `vpmaddwd`
+/// by ones (the two pairs of a quad into i32) and a `vpaddd`: 2 multiplies per 32
+/// products where [`tile_avx2`] spends 4 (and widens B first).
+///
+/// # Safety
+/// The CPU runs AVX2; `a` holds `(kq - 1) * MR + ROWS` values, `b` `(kq - 1) * NR + 8`;
+/// `c` is valid for writes of `h <= ROWS <= 6` rows of `w <= 8` values `ldc` apart; the
+/// epilogue slices hold `r0 + h` values. (Sums are exact only if every code of `a` lies
+/// in `[-SMALL_CODE, SMALL_CODE]`; past that they saturate, still safely.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avx2_small<const ROWS: usize>(
+    kq: usize,
+    a: *const u32,
+    b: *const u32,
+    (c, ldc): (*mut f32, usize),
+    (h, w): (usize, usize),
+    dq: &Dequant<'_>,
+    r0: usize,
+) {
+    // SAFETY: every pointer range is as the contract promises; the feature is enabled.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_si256(); ROWS];
+        for p in 0..kq {
+            let bv = _mm256_loadu_si256(b.add(p * NR).cast());
+            let ap = a.add(p * MR);
+            for i in 0..ROWS {
+                let av = _mm256_set1_epi32(*ap.add(i) as i32);
+                let pairs = _mm256_maddubs_epi16(bv, av);
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+        for i in 0..ROWS {
+            if i >= h {
+                break;
+            }
+            store8(c.add(i * ldc), acc[i], w, dq, r0 + i);
+        }
+    }
+}
+
 /// The first `cols <= 8` of eight sums of row `r` dequantized by `dq` into `row`.
 ///
 /// # Safety
@@ -527,7 +622,7 @@ pub fn quantize_row(kern: Kernel, x: &[f32], q: &ActParams, out: &mut [u8]) {
         return unsafe { quantize_row_avx512(x, q, out) };
     }
     #[cfg(target_arch = "x86_64")]
-    if let Kernel::Avx2 | Kernel::AvxVnni(_) = kern {
+    if let Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) = kern {
         // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
         return unsafe { quantize_row_avx2(x, q, out) };
     }
@@ -617,7 +712,7 @@ pub fn range(kern: Kernel, x: &[f32]) -> Option<(f32, f32)> {
         Kernel::Vnni(_) => unsafe { range_avx512(c) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these kernels exist only on a CPU with AVX2.
-        Kernel::Avx2 | Kernel::AvxVnni(_) => unsafe { range_avx2(c) },
+        Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) => unsafe { range_avx2(c) },
         _ => crate::quant::range(c),
     };
     let both = |a: Option<(f32, f32)>, b: Option<(f32, f32)>| match (a, b) {
@@ -662,7 +757,7 @@ pub fn quantize_quads(kern: Kernel, planes: [Option<&[f32]>; 4], q: &ActParams, 
         return unsafe { quantize_quads_avx512(planes, q, dst) };
     }
     #[cfg(target_arch = "x86_64")]
-    if let Kernel::Avx2 | Kernel::AvxVnni(_) = kern {
+    if let Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) = kern {
         // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
         return unsafe { quantize_quads_avx2(planes, q, dst) };
     }
@@ -780,7 +875,7 @@ pub fn dots<const R: usize, const V: usize>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these kernels exist only on a CPU with AVX2 (see `run_tile`); lengths
         // checked above.
-        Kernel::Avx2 | Kernel::AvxVnni(_) => unsafe {
+        Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) => unsafe {
             let mut out = [[0i32; R]; V];
             let p = ahead.map_or(std::ptr::null(), |a| a.rows.as_ptr());
             let (phase, phases) = ahead.map_or((0, 1), |a| (a.phase, a.phases));
@@ -951,6 +1046,37 @@ mod tests {
                     assert_eq!(run(kern), want, "{} {h}x{w}", kern.name());
                 }
             }
+        }
+    }
+
+    /// [`Kernel::Avx2Small`] on codes within [`SMALL_CODE`], up to its edge: every pair of
+    /// products at +-255 * 64 + 255 * 64, beside random small codes and activations.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn small_codes_tile_gives_the_plain_sums_up_to_its_edge() {
+        if !crate::cpu::Isa::Avx2.is_supported() {
+            return;
+        }
+        let kq = 5;
+        let small = |v: u32| u32::from_le_bytes(v.to_le_bytes().map(|b| ((b as i8) / 2).clamp(-64, 64) as u8));
+        let edge = [0x4040_4040u32, 0xC0C0_C0C0, 0x40C0_40C0, 0x0040_C040];
+        let mut a: Vec<u32> = words(7, kq * MR).into_iter().map(small).collect();
+        a[..2 * MR].iter_mut().enumerate().for_each(|(i, v)| *v = edge[i % 4]);
+        let mut b = words(2, kq * NR);
+        b[..2 * NR].fill(u32::MAX);
+        let zero_term: Vec<i32> = (0..MR as i32).map(|r| r * 11 - 60).collect();
+        let scale: Vec<f32> = (0..MR).map(|r| 0.003 * (r + 1) as f32).collect();
+        let bias = vec![0.25f32; MR];
+        let dq = Dequant { zero_term: &zero_term, scale: &scale, bias: &bias, relu: false };
+        for (h, w) in [(MR, NR), (6, 8), (5, 17), (2, 1), (11, 30)] {
+            let run = |kern: Kernel| {
+                let mut wide = vec![0u32; kq * MR * kern.a_words()];
+                let ap = panel_for(kern, &a, &mut wide);
+                let mut c = vec![-1.0f32; MR * NR];
+                run_tile(kern, kq, ap, &b, &mut MatMut::new(&mut c, MR, NR, NR), (0, 0), (h, w), &dq);
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(Kernel::Avx2Small), run(Kernel::Plain), "{h}x{w}");
         }
     }
 
