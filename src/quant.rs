@@ -2,7 +2,11 @@
 //!
 //! - **Weights**: symmetric per output channel. Row `r` of a `[rows, k]` weight has the
 //!   scale `s_r = max|w_r| / 127` (1 for an all-zero row) and values
-//!   `q = round_ties_even(w / s_r)` in `-127..=127`; `w ~ q s_r`.
+//!   `q = round_ties_even(w / s_r)` in `-127..=127`; `w ~ q s_r`. **7-bit weights**
+//!   ([`weight_scales_within`] with [`SEVEN_BIT_CODE`], `convert-weights --weight-bits
+//!   7`): `s_r = max|w_r| / 64`, codes in `-64..=64`, which CPUs with AVX2 but no VNNI
+//!   multiply as bytes without saturating (`gemm::kernel::i8::SMALL_CODE`); the same
+//!   formulas after that.
 //! - **Activations**: asymmetric `u8` per image, per layer input: over the image's
 //!   values (and 0, so that zero padding is exact) `lo = min`, `hi = max`,
 //!   `s = (hi - lo) / 255`, `z = round_ties_even(-lo / s)`, and each value becomes
@@ -144,13 +148,24 @@ pub fn range(x: &[f32]) -> Option<(f32, f32)> {
 /// Per-row scales of a `[rows, k]` weight (see the module rules). Rows are shared out
 /// over the current rayon pool (each row's scale is its own: any split gives the same).
 pub fn weight_scales(w: &[f32], rows: usize, k: usize) -> Vec<f32> {
+    weight_scales_within(w, rows, k, 127)
+}
+
+/// The largest code of 7-bit weights.
+pub const SEVEN_BIT_CODE: i8 = 64;
+const _: () = assert!(SEVEN_BIT_CODE <= crate::gemm::kernel::i8::SMALL_CODE, "7-bit codes must stay small");
+
+/// [`weight_scales`] for codes in `-limit..=limit` (`1..=127`): each row's largest
+/// magnitude maps to `limit`.
+pub fn weight_scales_within(w: &[f32], rows: usize, k: usize, limit: i8) -> Vec<f32> {
     use rayon::prelude::*;
+    let limit = f32::from(limit.clamp(1, 127));
     (0..rows)
         .into_par_iter()
         .map(|r| {
             let max = w[r * k..(r + 1) * k].iter().fold(0.0f32, |m, &v| m.max(v.abs()));
             if max > 0.0 && max.is_finite() {
-                max / 127.0
+                max / limit
             } else {
                 1.0
             }

@@ -206,6 +206,35 @@ fn calibrates_int8_on_a_set_of_inputs() {
 }
 
 #[test]
+fn seven_bit_conv_weights_are_written_at_int8() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("onnx/spec_small/model.onnx");
+    let (w7, w8) = (dir.path().join("w7.alexnet"), dir.path().join("w8.alexnet"));
+    let r = run(&[model.as_os_str(), os("-o"), w7.as_os_str(), os("--weight-bits"), os("7")]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("7-bit weights for 5 convolution layers") && stdout.contains("at int8"), "{stdout}");
+    let r = run(&[model.as_os_str(), os("-o"), w8.as_os_str(), os("--precision"), os("int8")]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (m7, m8) = (alexnet::Model::open(&w7).unwrap(), alexnet::Model::open(&w8).unwrap());
+    assert_eq!(m7.precision(), alexnet::Precision::Int8);
+    // Conv codes reach +-64 and no further; linear layers keep 8 bits (+-127).
+    for spec in m7.weight_file().plan().tensor_specs().unwrap().iter().filter(|s| s.weight) {
+        let (codes, _) = m7.weight_file().tensor_i8(&spec.name).unwrap();
+        let max = codes.iter().map(|c| c.unsigned_abs()).max().unwrap();
+        let conv = spec.shape.len() == 4;
+        assert_eq!(max, if conv { 64 } else { 127 }, "{}", spec.name);
+    }
+    // Both stay close to each other (the 7-bit error is about twice the 8-bit one).
+    let x = alexnet::npy::read(&fixture("onnx/spec_small/input.npy")).unwrap().data;
+    let (got, want) = (m7.infer(&x).unwrap(), m8.infer(&x).unwrap());
+    let worst = got.iter().zip(&want).map(|(g, e)| (g - e).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 0.05, "7-bit probabilities {worst} away from 8-bit");
+    let err = assert_one_line_error(&run(&[model.as_os_str(), os("-o"), w7.as_os_str(), os("--weight-bits"), os("6")]));
+    assert!(err.contains("--weight-bits"), "{err}");
+}
+
+#[test]
 fn converts_a_caffemodel_with_its_prototxt_and_mean_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("caffenet.alexnet");
