@@ -73,6 +73,21 @@ impl AvxVnni {
     }
 }
 
+/// Proof that this CPU runs AVX2 (the int8 kernels on ymm registers without VNNI): only
+/// [`Avx2Int8::new`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2Int8(());
+
+impl Avx2Int8 {
+    /// The token, if the CPU has the instructions.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        return crate::cpu::Isa::Avx2.is_supported().then_some(Avx2Int8(()));
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
 /// Which int8 code a model's kernel family runs.
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel {
@@ -80,12 +95,11 @@ pub enum Kernel {
     Vnni(Vnni),
     /// `vpdpbusd` on ymm registers (AVX-VNNI), for AVX2 models.
     AvxVnni(AvxVnni),
-    /// AVX2 without VNNI: `vpmaddwd` on both operands widened to 16 bits (the CPU has
-    /// AVX2: the model's token says so).
-    Avx2,
+    /// AVX2 without VNNI: `vpmaddwd` on both operands widened to 16 bits.
+    Avx2(Avx2Int8),
     /// AVX2 without VNNI, for weights whose codes all lie in `[-SMALL_CODE, SMALL_CODE]`
     /// ([`Kernel::for_weights`] picks it): `vpmaddubsw` on the byte quads as they are.
-    Avx2Small,
+    Avx2Small(Avx2Int8),
     /// The integer loops for the baseline target (SSE2, NEON, anything).
     Plain,
 }
@@ -105,7 +119,8 @@ impl Kernel {
     /// The best kernel on ymm registers of a CPU with AVX2.
     #[cfg(target_arch = "x86_64")]
     fn avx2() -> Kernel {
-        AvxVnni::new().map_or(Kernel::Avx2, Kernel::AvxVnni)
+        let avx2 = || Avx2Int8::new().map_or(Kernel::Plain, Kernel::Avx2);
+        AvxVnni::new().map_or_else(avx2, Kernel::AvxVnni)
     }
 
     /// The kernel to run weights with on a CPU whose model kernel is `self`: where every
@@ -113,7 +128,7 @@ impl Kernel {
     /// the bytes as they are ([`Kernel::Avx2Small`]); the sums are the same integers.
     pub fn for_weights(self, small: bool) -> Kernel {
         match self {
-            Kernel::Avx2 if small => Kernel::Avx2Small,
+            Kernel::Avx2(t) if small => Kernel::Avx2Small(t),
             other => other,
         }
     }
@@ -121,10 +136,7 @@ impl Kernel {
     /// Every kernel this CPU runs, for tests.
     pub fn all() -> Vec<Kernel> {
         let mut all = vec![Kernel::Plain];
-        #[cfg(target_arch = "x86_64")]
-        if crate::cpu::Isa::Avx2.is_supported() {
-            all.push(Kernel::Avx2);
-        }
+        all.extend(Avx2Int8::new().map(Kernel::Avx2));
         all.extend(AvxVnni::new().map(Kernel::AvxVnni));
         all.extend(Vnni::new().map(Kernel::Vnni));
         all
@@ -135,7 +147,7 @@ impl Kernel {
     /// 1 for the byte quads of the rest.
     pub fn a_words(self) -> usize {
         match self {
-            Kernel::Avx2 => 2,
+            Kernel::Avx2(_) => 2,
             _ => 1,
         }
     }
@@ -145,8 +157,8 @@ impl Kernel {
         match self {
             Kernel::Vnni(_) => "avx512-vnni",
             Kernel::AvxVnni(_) => "avx-vnni",
-            Kernel::Avx2 => "avx2",
-            Kernel::Avx2Small => "avx2-small",
+            Kernel::Avx2(_) => "avx2",
+            Kernel::Avx2Small(_) => "avx2-small",
             Kernel::Plain => "plain",
         }
     }
@@ -227,10 +239,9 @@ pub fn run_tile(
             }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
+        Kernel::Avx2(_) => {
             let out = c.block_ptr(i, j, h, w);
-            // SAFETY: `Kernel::Avx2` is made only for a CPU with AVX2 (`for_cpu` from an
-            // AVX2 or AVX-512 token, `all` after the check); lengths (A widened: two
+            // SAFETY: the token proves AVX2; lengths (A widened: two
             // words per quad), the block and the epilogue were checked above. Each
             // sub-tile is the part of the block it covers.
             unsafe {
@@ -255,10 +266,9 @@ pub fn run_tile(
             }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Small => {
+        Kernel::Avx2Small(_) => {
             let out = c.block_ptr(i, j, h, w);
-            // SAFETY: `Kernel::Avx2Small` is made only from `Kernel::Avx2` (`for_weights`),
-            // so the CPU has AVX2; lengths, the block and the epilogue were checked above;
+            // SAFETY: the token proves AVX2; lengths, the block and the epilogue were checked above;
             // each sub-tile is the part of the block it covers. Exactness rests on the
             // caller's promise that the codes are small, not on memory safety.
             unsafe {
@@ -314,10 +324,10 @@ fn sums(kq: usize, a: &[u32], b: &[u32], acc: &mut [[i32; NR]; MR]) {
 /// If [`Kernel::Avx2`]'s `scratch` is too short.
 pub fn panel_for<'a>(kern: Kernel, a: &'a [u32], scratch: &'a mut [u32]) -> &'a [u32] {
     #[cfg(target_arch = "x86_64")]
-    if let Kernel::Avx2 = kern {
+    if let Kernel::Avx2(_) = kern {
         let wide = &mut scratch[..2 * a.len()];
         // Little-endian: the layout is the codes' bytes in order, each as an i16.
-        // SAFETY: `Kernel::Avx2` exists only on a CPU with AVX2 (see `run_tile`).
+        // SAFETY: the token proves AVX2.
         unsafe { widen_avx2(bytemuck::cast_slice(a), bytemuck::cast_slice_mut(wide)) };
         return wide;
     }
@@ -640,7 +650,7 @@ pub fn quantize_row(kern: Kernel, x: &[f32], q: &ActParams, out: &mut [u8]) {
         return unsafe { quantize_row_avx512(x, q, out) };
     }
     #[cfg(target_arch = "x86_64")]
-    if let Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) = kern {
+    if let Kernel::Avx2(_) | Kernel::Avx2Small(_) | Kernel::AvxVnni(_) = kern {
         // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
         return unsafe { quantize_row_avx2(x, q, out) };
     }
@@ -730,7 +740,7 @@ pub fn range(kern: Kernel, x: &[f32]) -> Option<(f32, f32)> {
         Kernel::Vnni(_) => unsafe { range_avx512(c) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these kernels exist only on a CPU with AVX2.
-        Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) => unsafe { range_avx2(c) },
+        Kernel::Avx2(_) | Kernel::Avx2Small(_) | Kernel::AvxVnni(_) => unsafe { range_avx2(c) },
         _ => crate::quant::range(c),
     };
     let both = |a: Option<(f32, f32)>, b: Option<(f32, f32)>| match (a, b) {
@@ -775,7 +785,7 @@ pub fn quantize_quads(kern: Kernel, planes: [Option<&[f32]>; 4], q: &ActParams, 
         return unsafe { quantize_quads_avx512(planes, q, dst) };
     }
     #[cfg(target_arch = "x86_64")]
-    if let Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) = kern {
+    if let Kernel::Avx2(_) | Kernel::Avx2Small(_) | Kernel::AvxVnni(_) = kern {
         // SAFETY: these kernels exist only on a CPU with AVX2; lengths checked above.
         return unsafe { quantize_quads_avx2(planes, q, dst) };
     }
@@ -893,7 +903,7 @@ pub fn dots<const R: usize, const V: usize>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these kernels exist only on a CPU with AVX2 (see `run_tile`); lengths
         // checked above.
-        Kernel::Avx2 | Kernel::Avx2Small | Kernel::AvxVnni(_) => unsafe {
+        Kernel::Avx2(_) | Kernel::Avx2Small(_) | Kernel::AvxVnni(_) => unsafe {
             let mut out = [[0i32; R]; V];
             let p = ahead.map_or(std::ptr::null(), |a| a.rows.as_ptr());
             let (phase, phases) = ahead.map_or((0, 1), |a| (a.phase, a.phases));
@@ -1072,9 +1082,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn small_codes_tile_gives_the_plain_sums_up_to_its_edge() {
-        if !crate::cpu::Isa::Avx2.is_supported() {
-            return;
-        }
+        let Some(t) = Avx2Int8::new() else { return };
         let kq = 5;
         let small = |v: u32| u32::from_le_bytes(v.to_le_bytes().map(|b| ((b as i8) / 2).clamp(-64, 64) as u8));
         let edge = [0x4040_4040u32, 0xC0C0_C0C0, 0x40C0_40C0, 0x0040_C040];
@@ -1094,7 +1102,7 @@ mod tests {
                 run_tile(kern, kq, ap, &b, &mut MatMut::new(&mut c, MR, NR, NR), (0, 0), (h, w), &dq);
                 c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             };
-            assert_eq!(run(Kernel::Avx2Small), run(Kernel::Plain), "{h}x{w}");
+            assert_eq!(run(Kernel::Avx2Small(t)), run(Kernel::Plain), "{h}x{w}");
         }
     }
 
