@@ -181,7 +181,7 @@ impl PackB for RowMajor<'_> {
 
     fn pack(&self, k0: usize, k1: usize, j0: usize, j1: usize, nr: usize, out: &mut [f32]) {
         // Each kernel's width as a constant: the panel loop then compiles to whole vector
-        // moves (with the width a run-time value it cost four times as much).
+        // moves (with the width a run-time value every chunk went through a generic copy).
         match nr {
             8 => self.pack_rows(k0, k1, j0, j1, 8, out),
             12 => self.pack_rows(k0, k1, j0, j1, 12, out),

@@ -84,7 +84,7 @@ struct Args {
     #[arg(long, value_name = "INPUTS.npy")]
     calibrate: Option<PathBuf>,
     /// Bits of the int8 convolution weights: 8 (default) or 7 (codes in -64..=64: on
-    /// CPUs with AVX2 but no VNNI the int8 convolutions then run about 1.3x faster, at
+    /// CPUs with AVX2 but no VNNI the int8 convolutions then multiply bytes, faster, at
     /// half the weight resolution; measure it with alexnet-bench --accuracy). Linear
     /// layers keep 8 bits. 7 implies --precision int8 unless another is given.
     #[arg(long, value_name = "BITS", value_parser = clap::builder::PossibleValuesParser::new(["7", "8"]))]
